@@ -1,0 +1,71 @@
+"""The `arch-sim` command line: serve | bench | simulate | calibrate | plot | reproduce.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``; this file only wires them up.  A subcommand whose module is not built yet
+says so and exits 2 - never a fake result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+#: subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("arch_sim.serve", "run one of the real servers in the foreground"),
+    "bench": ("arch_sim.harness.bench", "drive real servers with wrk, count their reschedules"),
+    "simulate": ("arch_sim.simulate", "run the SimPy models over a load sweep"),
+    "calibrate": ("arch_sim.calibrate", "measure this host and write the `host` model preset"),
+    "plot": ("arch_sim.plots", "draw the figures of one or more run folders"),
+    "reproduce": ("arch_sim.reproduce", "the main job: calibrate, measure, simulate, report"),
+}
+
+NOT_YET = 2
+
+
+def _load(name: str):
+    module_name = COMMANDS[name][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return None
+        raise
+    if not hasattr(module, "run") or not hasattr(module, "add_arguments"):
+        return None
+    return module
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="arch-sim",
+        description="kHTTPd's old vs new web-server architecture: measured, simulated, explained.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module = _load(name)
+        if module is not None:
+            module.add_arguments(p)
+        else:
+            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = _load(args.command)
+    if module is None:
+        print(f"arch-sim {args.command}: not yet available in this version", file=sys.stderr)
+        return NOT_YET
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The measurement harness: document roots, server processes, wrk, reschedule counters."""

@@ -1,0 +1,80 @@
+"""The one results schema shared by measured and simulated rows (see DESIGN.md).
+
+Rows are tidy: one per (source, arch, load point, repetition).  Plots and notebooks read only
+these columns, so a simulated curve overlays a measured one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+#: Required columns, in file order.  Extra columns (e.g. other reschedule sources) may follow.
+COLUMNS: tuple[str, ...] = (
+    "source",  # measured | simulated
+    "arch",  # thread-per-request | state-group | peer name (nginx, python-http-server)
+    "server",  # what actually ran: module, binary or model name
+    "preset",  # model preset (simulated) or file set (measured)
+    "cpus",
+    "connections",
+    "target_rps",  # offered load; NaN for unpaced ("max")
+    "rps",  # achieved requests per second
+    "reschedules_per_s",
+    "voluntary_per_s",
+    "involuntary_per_s",
+    "reschedules_per_request",
+    "lat_p50_ms",
+    "lat_p99_ms",
+    "cpu_util",
+    "sched_overhead_frac",
+    "errors",
+    "rep",
+    "seed",
+    "duration_s",
+    "run_id",
+)
+
+SOURCES = ("measured", "simulated")
+
+
+class SchemaError(ValueError):
+    """Rows that do not follow the shared results schema."""
+
+
+def validate(df: pd.DataFrame) -> pd.DataFrame:
+    """Check that *df* carries every schema column with sane values; return it unchanged."""
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise SchemaError(f"missing columns: {', '.join(missing)}")
+    bad = set(df["source"].dropna()) - set(SOURCES)
+    if bad:
+        raise SchemaError(f"unknown source values: {sorted(bad)}")
+    return df
+
+
+def to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Rows (dicts) -> DataFrame with the schema columns first, extras after."""
+    df = pd.DataFrame(list(rows))
+    for col in COLUMNS:
+        if col not in df.columns:
+            df[col] = pd.NA
+    extras = [c for c in df.columns if c not in COLUMNS]
+    return df[list(COLUMNS) + extras]
+
+
+def load(path: str | Path) -> pd.DataFrame:
+    """Load a results CSV, or every ``*.csv`` of the schema in a run folder, as one frame."""
+    path = Path(path)
+    if path.is_dir():
+        frames = [
+            pd.read_csv(p)
+            for p in sorted(path.glob("*.csv"))
+            if p.name in ("measurements.csv", "simulated.csv")
+        ]
+        if not frames:
+            raise FileNotFoundError(f"no measurements.csv or simulated.csv in {path}")
+        return validate(pd.concat(frames, ignore_index=True))
+    return validate(pd.read_csv(path))

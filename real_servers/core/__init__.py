@@ -1,0 +1,22 @@
+"""The HTTP core both real servers share, so a measured difference is the architecture.
+
+- :mod:`.parser`   sans-IO request parser (bytes in, :class:`Request` or :class:`ParseError` out)
+- :mod:`.docroot`  URL path -> file, never outside the root; in-memory cache of small files
+- :mod:`.response` response heads and bodies for a request
+- :mod:`.clock`    the ``Date`` header, rendered once per second
+- :mod:`.mime`     content types
+- :mod:`.status`   the ``/server-status`` counters (getrusage keeps exited threads' counts)
+"""
+
+from .docroot import DocumentRoot
+from .parser import ParseError, Request, RequestParser
+from .response import Response, Responder
+
+__all__ = [
+    "DocumentRoot",
+    "ParseError",
+    "Request",
+    "RequestParser",
+    "Responder",
+    "Response",
+]

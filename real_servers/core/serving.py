@@ -1,0 +1,78 @@
+"""What both real servers do the same way around the HTTP core: options, listener, READY."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_KEEPALIVE_TIMEOUT = 75.0
+DEFAULT_MAX_CONNECTIONS = 10_000
+
+
+def common_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The knobs both servers take (they echo kHTTPd's sysctls)."""
+    parser.add_argument("--root", required=True, help="document root (kHTTPd: documentroot)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--port", type=int, default=8080, help="port, 0 = pick a free one (kHTTPd: serverport)"
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help="open connections beyond this get 503 and are closed (kHTTPd: maxconnect)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=DEFAULT_HEADER_TIMEOUT,
+        help="seconds a client may take to send a whole header block",
+    )
+    parser.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        default=DEFAULT_KEEPALIVE_TIMEOUT,
+        help="seconds an idle keep-alive connection is kept open",
+    )
+    return parser
+
+
+def check_root(root: str) -> str:
+    if not os.path.isdir(root):
+        sys.exit(f"error: --root {root!r} is not a directory; create it or point at one")
+    return root
+
+
+def listener(host: str, port: int, reuseport: bool = False, backlog: int = 1024) -> socket.socket:
+    """A listening TCP socket; a busy port exits with a message that names the fix."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuseport:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        sys.exit(
+            f"error: cannot listen on {host}:{port}: {exc.strerror}. "
+            "Is another server using that port? Pick another with --port (0 = any free port)."
+        )
+    sock.listen(backlog)
+    return sock
+
+
+def announce_ready(sock: socket.socket) -> None:
+    """Print the one ``READY http://HOST:PORT`` line the harness waits for."""
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    print(f"READY http://{host}:{port}", flush=True)
+
+
+def tune(conn: socket.socket) -> None:
+    """Per-connection options: no Nagle (a head and body written apart must not stall)."""
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
