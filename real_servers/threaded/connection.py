@@ -1,0 +1,116 @@
+"""One client connection and the blocking I/O that serves its requests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import time
+
+from ..core import ParseError, RequestParser, Responder, Response
+from ..core.status import is_loopback
+
+RECV_BYTES = 65536
+SEND_TIMEOUT_S = 30.0  # a client that stops reading frees its thread after this
+
+
+class Connection:
+    """A client socket in blocking mode, its parser, and its deadlines."""
+
+    __slots__ = ("sock", "fd", "parser", "loopback", "deadline", "busy")
+
+    def __init__(self, sock: socket.socket, peer: object) -> None:
+        sock.setblocking(True)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_timeout(sock, socket.SO_SNDTIMEO, SEND_TIMEOUT_S)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.parser = RequestParser()
+        self.loopback = is_loopback(peer)
+        self.deadline = 0.0  # monotonic time by which the next byte/header must arrive
+        self.busy = False  # a thread is working on it
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def set_timeout(sock: socket.socket, option: int, seconds: float) -> None:
+    """SO_RCVTIMEO / SO_SNDTIMEO on a blocking socket (0 = wait forever)."""
+    sec = int(max(0.0, seconds))
+    usec = int((max(0.0, seconds) - sec) * 1e6)
+    if seconds > 0 and sec == 0 and usec == 0:
+        usec = 1  # "almost expired" must not read as "wait forever"
+    sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("ll", sec, usec))
+
+
+def receive(conn: Connection) -> bool:
+    """One blocking recv into the parser; False when the peer closed or timed out."""
+    try:
+        data = conn.sock.recv(RECV_BYTES)
+    except OSError:  # timeout (EAGAIN from SO_RCVTIMEO), reset...
+        return False
+    if not data:
+        return False
+    conn.parser.feed(data)
+    return True
+
+
+def serve_ready(conn: Connection, responder: Responder) -> tuple[int, bool]:
+    """Answer every complete request buffered in *conn*, with blocking sends.
+
+    Returns (requests answered, connection still usable).
+    """
+    answered = 0
+    while True:
+        try:
+            request = conn.parser.next_request()
+        except ParseError as exc:
+            send(conn.sock, responder.error(exc.status))
+            return answered, False
+        if request is None:
+            return answered, not conn.parser.closed
+        response = responder.respond(request, conn.loopback)
+        if not send(conn.sock, response):
+            return answered, False
+        answered += 1
+        if not response.keep_alive:
+            return answered, False
+
+
+def send(sock: socket.socket, response: Response) -> bool:
+    """Write a response with blocking calls; False if the client went away."""
+    try:
+        if response.file is not None:
+            sock.sendall(response.head, socket.MSG_MORE)
+            return _sendfile(sock, response.file, response.length)
+        if response.body:
+            sent = sock.sendmsg((response.head, response.body))
+            total = len(response.head) + len(response.body)
+            if sent < total:
+                sock.sendall(memoryview(response.head + response.body)[sent:])
+        else:
+            sock.sendall(response.head)
+        return True
+    except OSError:
+        return False
+
+
+def _sendfile(sock: socket.socket, path: str, length: int) -> bool:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        offset = 0
+        while offset < length:
+            n = os.sendfile(sock.fileno(), fd, offset, length - offset)
+            if n == 0:  # the file shrank under us: the framing is broken, close
+                return False
+            offset += n
+        return True
+    finally:
+        os.close(fd)
+
+
+def now() -> float:
+    return time.monotonic()

@@ -1,0 +1,84 @@
+"""``--threads 0``: one new thread per connection, serving all of its requests."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+from .connection import Connection, now, receive, serve_ready, set_timeout
+from .server import ThreadedServer
+
+ACCEPT_POLL_S = 0.5  # how often the acceptor looks at the stop flag
+
+
+class PerConnectionServer(ThreadedServer):
+    """The acceptor starts a thread for each connection; that thread blocks in recv and send."""
+
+    mode = "per-connection"
+
+    def __init__(self, listener: socket.socket, args) -> None:
+        super().__init__(listener, args)
+        self.live: set[Connection] = set()
+        self._live_lock = threading.Lock()
+
+    def serve_forever(self) -> int:
+        self.listener.settimeout(ACCEPT_POLL_S)
+        self.install_signals()
+        while not self.stopping.is_set():
+            try:
+                sock, peer = self.listener.accept()
+            except (TimeoutError, InterruptedError):
+                continue
+            except OSError:  # EMFILE: back off briefly instead of spinning
+                self.stopping.wait(0.05)
+                continue
+            conn = self.admit(sock, peer)
+            if conn is not None:
+                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        self._drain()
+        return 0
+
+    def _serve(self, conn: Connection) -> None:
+        count = self.requests.cell()
+        with self._live_lock:
+            self.live.add(conn)
+        try:
+            while True:
+                conn.busy = True
+                answered, usable = serve_ready(conn, self.responder)
+                conn.busy = False
+                count[0] += answered
+                if not usable or self.stopping.is_set() or not self._receive(conn):
+                    break
+        finally:
+            with self._live_lock:
+                self.live.discard(conn)
+            self.requests.retire(count)
+            self.release(conn)
+
+    def _receive(self, conn: Connection) -> bool:
+        """Block in recv for more of the request, within the keep-alive or header deadline."""
+        fresh = conn.parser.buffered == 0
+        if fresh:
+            conn.deadline = now() + self.args.keepalive_timeout
+        remaining = conn.deadline - now()
+        if remaining <= 0:
+            return False
+        set_timeout(conn.sock, socket.SO_RCVTIMEO, remaining)
+        if not receive(conn):
+            return False
+        if fresh and conn.parser.buffered:
+            conn.deadline = now() + self.args.header_timeout
+        return True
+
+    def _drain(self) -> None:
+        self.listener.close()
+        with self._live_lock:
+            idle = [c for c in self.live if not c.busy]
+        for conn in idle:  # wake threads blocked in recv on an idle keep-alive connection
+            try:
+                conn.sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+        self.wait_drained(lambda: len(self.live))
+

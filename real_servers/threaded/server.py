@@ -1,0 +1,112 @@
+"""What both threaded shapes share: listener, counters, /server-status, SIGTERM drain."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import threading
+import time
+
+from ..core import DocumentRoot, Responder
+from ..core.status import rusage_counters
+from .connection import Connection
+
+ARCH = "thread-per-request"
+BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n"
+    b"Retry-After: 1\r\n\r\n"
+)
+DRAIN_TIMEOUT_S = 10.0
+
+
+class Counter:
+    """Per-thread request counts summed on demand: no lock (and no futex) per request."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cells: dict[int, list[int]] = {}
+        self._retired = 0
+
+    def cell(self) -> list[int]:
+        cell = [0]
+        with self._lock:
+            self._cells[id(cell)] = cell
+        return cell
+
+    def retire(self, cell: list[int]) -> None:
+        with self._lock:
+            self._cells.pop(id(cell), None)
+            self._retired += cell[0]
+
+    def total(self) -> int:
+        with self._lock:
+            return self._retired + sum(c[0] for c in self._cells.values())
+
+
+class ThreadedServer:
+    """Base for the pool and thread-per-connection shapes."""
+
+    mode = "base"
+
+    def __init__(self, listener: socket.socket, args: argparse.Namespace) -> None:
+        self.listener = listener
+        self.args = args
+        self.responder = Responder(DocumentRoot(args.root), status=self.status)
+        self.requests = Counter()
+        self.stopping = threading.Event()
+        self._open_lock = threading.Lock()
+        self._open = 0
+
+    # -- connection accounting -----------------------------------------------------------
+    def admit(self, sock: socket.socket, peer: object) -> Connection | None:
+        """Wrap a new socket, or answer 503 and close it when at --max-connections."""
+        with self._open_lock:
+            full = self._open >= self.args.max_connections
+            if not full:
+                self._open += 1
+        if full:
+            try:
+                sock.setblocking(True)
+                sock.sendall(BUSY)
+            except OSError:
+                pass
+            sock.close()
+            return None
+        return Connection(sock, peer)
+
+    def release(self, conn: Connection) -> None:
+        conn.close()
+        with self._open_lock:
+            self._open -= 1
+
+    # -- /server-status ------------------------------------------------------------------
+    def status(self) -> dict:
+        return {
+            "arch": ARCH,
+            "mode": self.mode,
+            "threads": self.args.threads,
+            "pids": [os.getpid()],
+            "requests": self.requests.total(),
+            "threads_alive": threading.active_count(),
+            "connections_open": self._open,
+            **rusage_counters(),
+        }
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def install_signals(self) -> None:
+        def on_term(signum: int, frame: object) -> None:
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+
+    def serve_forever(self) -> int:
+        raise NotImplementedError
+
+    def wait_drained(self, in_flight) -> None:
+        """Wait (bounded) until *in_flight()* is zero."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while in_flight() and time.monotonic() < deadline:
+            time.sleep(0.01)
