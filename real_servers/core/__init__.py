@@ -10,7 +10,7 @@
 
 from .docroot import DocumentRoot
 from .parser import ParseError, Request, RequestParser
-from .response import Response, Responder
+from .response import Responder, Response
 
 __all__ = [
     "DocumentRoot",

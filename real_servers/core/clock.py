@@ -24,9 +24,8 @@ class Clock:
 
     @property
     def second(self) -> int:
-        """The second of the last rendered ``Date`` (the cache's revalidation tick)."""
-        if self._second < 0:
-            self.date_line()
+        """The current second (the cache's revalidation tick); renders ``Date`` if it moved."""
+        self.date_line()
         return self._second
 
 

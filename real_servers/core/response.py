@@ -63,7 +63,9 @@ class Responder:
             return self._not_modified(entry, request)
         return self._file(entry, request)
 
-    def error(self, status: int, keep_alive: bool = False, request: Request | None = None) -> Response:
+    def error(
+        self, status: int, keep_alive: bool = False, request: Request | None = None
+    ) -> Response:
         """An error page; parse errors (no *request*) always close the connection."""
         head, body = self._error_heads.get(status) or self._render_error(status)
         if request is not None and request.method == "HEAD":

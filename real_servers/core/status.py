@@ -24,4 +24,6 @@ def rusage_counters() -> dict[str, float]:
 def is_loopback(address: object) -> bool:
     """True for a peer address on 127.0.0.0/8 or ::1 (``/server-status`` is loopback-only)."""
     host = address[0] if isinstance(address, tuple) else address
-    return isinstance(host, str) and (host.startswith("127.") or host in ("::1", "::ffff:127.0.0.1"))
+    if not isinstance(host, str):
+        return False
+    return host.startswith("127.") or host in ("::1", "::ffff:127.0.0.1")

@@ -1,0 +1,74 @@
+"""Shared fixtures: a generated document root with traps, and real server processes."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from arch_sim.harness import fileset, servers
+
+SECRET = b"TOP-SECRET-do-not-serve-0xC0FFEE\n"
+
+#: (fixture id, arch, extra server args); the conformance suite runs against each
+SERVER_CONFIGS = [
+    ("threaded-pool", "thread-per-request", ["--threads", "16"]),
+    ("threaded-per-connection", "thread-per-request", ["--threads", "0"]),
+    ("state-group", "state-group", []),
+]
+
+
+def have_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def need_wrk() -> None:
+    """Skip without wrk - except as root (CI), where `make test` installs it: then fail."""
+    if shutil.which("wrk") is None:
+        if os.geteuid() == 0:
+            pytest.fail("wrk is missing although we are root: `make test` should have installed it")
+        pytest.skip("wrk not installed (apt-get install wrk)")
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory) -> Path:
+    """A SPECweb99-like document root plus the traps the security tests need.
+
+    Layout: <base>/secret.txt (outside the root) and <base>/www (the root) with class0..3,
+    index.html, dir_with_index/, dir_without_index/, link_out -> ../secret.txt,
+    link_dir_out -> .., a FIFO, style.css, page.html.
+    """
+    base = tmp_path_factory.mktemp("site")
+    (base / "secret.txt").write_bytes(SECRET)
+    root = base / "www"
+    fileset.generate(root, "specweb99")
+    (root / "dir_with_index").mkdir()
+    (root / "dir_with_index" / "index.html").write_text("<h1>inner index</h1>\n")
+    (root / "dir_without_index").mkdir()
+    (root / "dir_without_index" / "file.txt").write_text("inside\n")
+    (root / "style.css").write_text("body { color: black; }\n")
+    (root / "page.html").write_text("<html><body>page</body></html>\n")
+    (root / "with space.txt").write_text("spaced\n")
+    (root / "caf\u00e9.txt").write_text("utf-8 name\n")
+    os.symlink(base / "secret.txt", root / "link_out")
+    os.symlink(base, root / "link_dir_out")
+    os.symlink(root / "page.html", root / "link_in.html")
+    os.mkfifo(root / "fifo")
+    (root / "mutable").mkdir()
+    return root
+
+
+@pytest.fixture(scope="module", params=SERVER_CONFIGS, ids=[c[0] for c in SERVER_CONFIGS])
+def server(request, site, tmp_path_factory):
+    """A real server process serving the test site, one per configuration."""
+    name, arch, args = request.param
+    module = servers.SERVER_MODULES[arch]
+    if not have_module(module):
+        pytest.skip(f"{module} is not built yet")
+    proc = servers.start(arch, site, args=args, log_dir=tmp_path_factory.mktemp(name))
+    yield proc
+    code = proc.stop()
+    assert code == 0, f"{name} did not exit cleanly on SIGTERM (code {code}); log {proc.log_path}"

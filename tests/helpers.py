@@ -1,0 +1,95 @@
+"""Raw-socket HTTP helpers for the tests: send exact bytes, read exact responses."""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+
+@dataclass
+class RawResponse:
+    status: int
+    reason: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    version: str = "HTTP/1.1"
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+def address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+def connect(url: str, timeout: float = 10.0) -> socket.socket:
+    return socket.create_connection(address(url), timeout=timeout)
+
+
+def get(path: str, host: str = "test", version: str = "HTTP/1.1", extra: str = "") -> bytes:
+    """A request's bytes (extra: more header lines, each ending in CRLF)."""
+    return f"GET {path} {version}\r\nHost: {host}\r\n{extra}\r\n".encode()
+
+
+class Reader:
+    """Reads whole HTTP responses (Content-Length framed) from a socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(65536)
+        self.buf += data
+        return bool(data)
+
+    def response(self, head_request: bool = False) -> RawResponse | None:
+        """The next response, or None if the server closed before sending one."""
+        while b"\r\n\r\n" not in self.buf:
+            if not self._fill():
+                if self.buf:
+                    raise AssertionError(f"truncated response head: {self.buf[:200]!r}")
+                return None
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        version, status, reason = (lines[0].split(" ", 2) + [""])[:3]
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = 0 if head_request or status in ("304",) else int(headers.get("content-length", 0))
+        while len(self.buf) < length:
+            if not self._fill():
+                raise AssertionError(f"body truncated at {len(self.buf)} of {length}")
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return RawResponse(int(status), reason, headers, body, version)
+
+    def closed(self, timeout: float = 5.0) -> bool:
+        """True if the server closes the connection (EOF or reset) within *timeout*."""
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
+            return False
+
+
+def exchange(url: str, data: bytes, head_request: bool = False, timeout: float = 10.0):
+    """Send *data* on a new connection; return (first response or None, reader)."""
+    sock = connect(url, timeout)
+    sock.sendall(data)
+    reader = Reader(sock)
+    return reader.response(head_request), reader
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
