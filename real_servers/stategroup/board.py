@@ -1,0 +1,69 @@
+"""Counters every process of the server publishes in one shared-memory board.
+
+The master maps an anonymous shared ``mmap`` before it forks, so every worker writes its own
+slot and any worker can read them all to answer ``/server-status``.  Values are int64;
+CPU times are stored in microseconds.  Writers never lock: each field has one writer, and a
+reader at worst sees a slot mid-update (a counter one pass old).
+
+A worker's context switches come from its own ``getrusage(RUSAGE_SELF)``.  When a worker dies,
+the master reaps it, moves its published request count to ``RETIRED_REQUESTS`` and clears its
+slot; its context switches and CPU time then reach the master's ``RUSAGE_CHILDREN``, which the
+master publishes too - so no count is lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import mmap
+import resource
+
+from .lifecycle import NAMES
+
+# -- the master's fields ---------------------------------------------------------------------
+(M_PID, M_NVCSW, M_NIVCSW, M_UTIME, M_STIME, C_NVCSW, C_NIVCSW, C_UTIME, C_STIME,
+ RETIRED_REQUESTS, RESTARTS) = range(11)
+MASTER_LEN = 11
+
+# -- one worker's fields ---------------------------------------------------------------------
+(PID, CPU, ALIVE, REQUESTS, PASSES, SLEEPS, BUSY_POLLS, OPEN, NVCSW, NIVCSW, UTIME,
+ STIME) = range(12)
+MOVED = 12  # MOVED + i: requests state i moved, in total
+QUEUE = MOVED + len(NAMES)  # QUEUE + i: connections in state i
+SLOT_LEN = QUEUE + len(NAMES)
+
+
+class Board:
+    """The shared counters of one master and *workers* worker slots."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._map = mmap.mmap(-1, 8 * (MASTER_LEN + workers * SLOT_LEN))  # MAP_SHARED
+        self.values = memoryview(self._map).cast("q")
+        self.master = self.values[:MASTER_LEN]
+
+    def slot(self, index: int) -> memoryview:
+        start = MASTER_LEN + index * SLOT_LEN
+        return self.values[start : start + SLOT_LEN]
+
+    def slots(self) -> list[memoryview]:
+        return [self.slot(i) for i in range(self.workers)]
+
+    def open_connections(self) -> int:
+        """Open connections over every worker (for --max-connections)."""
+        values, total = self.values, 0
+        for i in range(self.workers):
+            total += values[MASTER_LEN + i * SLOT_LEN + OPEN]
+        return total
+
+
+def publish_rusage(values: memoryview, first: int, who: int = resource.RUSAGE_SELF) -> None:
+    """Write getrusage(*who*) as (nvcsw, nivcsw, utime_us, stime_us) from index *first*."""
+    ru = resource.getrusage(who)
+    values[first] = ru.ru_nvcsw
+    values[first + 1] = ru.ru_nivcsw
+    values[first + 2] = int(ru.ru_utime * 1e6)
+    values[first + 3] = int(ru.ru_stime * 1e6)
+
+
+def clear(slot: memoryview) -> None:
+    for i in range(SLOT_LEN):
+        slot[i] = 0

@@ -1,0 +1,85 @@
+"""The state-group server's settings and command line."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..core.serving import (
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_KEEPALIVE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    common_arguments,
+)
+from .lifecycle import NAMES
+
+DEFAULT_SEND_CHUNK = 64 * 1024
+
+
+@dataclass
+class Config:
+    root: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    cpus: tuple[int, ...] = ()  # () = every CPU this process may run on
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    userspace_port: int | None = None
+    send_chunk: int = DEFAULT_SEND_CHUNK
+    states: dict[str, str] = field(default_factory=dict)  # state -> replacement module
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    parser = argparse.ArgumentParser(
+        prog="python -m real_servers.stategroup",
+        description="State-group HTTP server (kHTTPd >= 0.1.3's architecture): one worker "
+        "process per CPU, requests serviced in groups by state.",
+    )
+    common_arguments(parser)
+    parser.add_argument(
+        "--cpus", type=parse_cpus, default=(), help="CPUs to run one worker on each, e.g. 0,1 "
+        "or 0-3 (default: every CPU this process may use)",
+    )
+    parser.add_argument(
+        "--userspace-port", type=int, default=None, help="hand requests the static path cannot "
+        "serve (other methods, query strings) to this port on 127.0.0.1 (kHTTPd: clientport)",
+    )
+    parser.add_argument(
+        "--send-chunk", type=int, default=DEFAULT_SEND_CHUNK, help="most bytes sent to one "
+        "connection per pass (kHTTPd: 16384)",
+    )
+    parser.add_argument(
+        "--state", action="append", default=[], metavar="NAME=MODULE", help="replace one state "
+        f"({', '.join(NAMES)}) by a module name or .py file with run(worker) -> int",
+    )
+    args = parser.parse_args(argv)
+    if args.max_connections < 1 or args.send_chunk < 1:
+        parser.error("--max-connections and --send-chunk must be >= 1")
+    states = {}
+    for item in args.state:
+        name, sep, module = item.partition("=")
+        if not sep or name not in NAMES or not module:
+            parser.error(f"--state {item!r}: expected NAME=MODULE with NAME one of {NAMES}")
+        states[name] = module
+    return Config(
+        root=args.root, host=args.host, port=args.port, cpus=args.cpus,
+        max_connections=args.max_connections, header_timeout=args.header_timeout,
+        keepalive_timeout=args.keepalive_timeout, userspace_port=args.userspace_port,
+        send_chunk=args.send_chunk, states=states,
+    )
+
+
+def parse_cpus(text: str) -> tuple[int, ...]:
+    """``"0,2-3"`` -> ``(0, 2, 3)``."""
+    cpus: set[int] = set()
+    try:
+        for part in text.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            cpus.update(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad CPU list {text!r}; use e.g. 0,1 or 0-3") from None
+    if not cpus:
+        raise argparse.ArgumentTypeError("empty CPU list")
+    return tuple(sorted(cpus))

@@ -1,0 +1,58 @@
+"""The states of a request, one module each (kHTTPd: accept.c, waitheaders.c, datasending.c,
+userspace.c, logging.c).
+
+Every state module has the same interface to the worker loop:
+
+- ``run(worker) -> int``: service this state's queue, ``worker.queues[<state>]``, as one batch
+  and return how many requests changed state (or made progress, so the loop polls again);
+- optionally ``setup(worker)``: create the state's own data on the worker once.
+
+A state hands a connection to another by setting ``conn.state`` and appending it to that
+state's queue, or parks it (``conn.wait = <epoll events>``) until epoll wakes it.  It never
+calls another state, so any one can be replaced (``--state NAME=MODULE``) without touching
+the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from collections.abc import Mapping
+from types import ModuleType
+
+from ..lifecycle import NAMES
+
+StateSpec = str | ModuleType | object
+
+
+def load(overrides: Mapping[str, StateSpec] | None = None) -> list:
+    """The state modules in pass order; *overrides* maps a state name to a replacement.
+
+    A replacement is a module (or any object with ``run``), a dotted module name, or the path
+    of a ``.py`` file.
+    """
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - set(NAMES)
+    if unknown:
+        raise ValueError(f"unknown state(s) {sorted(unknown)}; the states are {', '.join(NAMES)}")
+    modules = []
+    for name in NAMES:
+        spec = overrides.get(name, f"{__name__}.{name}")
+        module = _import(spec) if isinstance(spec, str) else spec
+        if not callable(getattr(module, "run", None)):
+            raise TypeError(f"state {name!r}: {spec!r} has no run(worker) function")
+        modules.append(module)
+    return modules
+
+
+def _import(spec: str) -> ModuleType:
+    if not spec.endswith(".py"):
+        return importlib.import_module(spec)
+    name = "stategroup_state_" + os.path.splitext(os.path.basename(spec))[0]
+    loader_spec = importlib.util.spec_from_file_location(name, spec)
+    if loader_spec is None or loader_spec.loader is None:
+        raise ImportError(f"cannot load a state from {spec}")
+    module = importlib.util.module_from_spec(loader_spec)
+    loader_spec.loader.exec_module(module)
+    return module

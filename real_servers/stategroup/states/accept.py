@@ -1,0 +1,57 @@
+"""accept (kHTTPd: accept.c, AcceptConnections): take new connections off the listener.
+
+New connections go straight to ``wait_headers`` (their request has often arrived already).
+Beyond ``--max-connections`` (open connections over all workers) a connection gets a 503 with
+``Connection: close`` and is closed cleanly.  While draining, the backlog is accepted once more
+and the listener is closed.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from ...core.status import is_loopback
+from ..connection import Conn
+from ..lifecycle import LINGER, SEND_DATA, WAIT_HEADERS
+
+BATCH = 64  # connections accepted per pass (the other states get their turn)
+
+
+def run(worker) -> int:
+    if not worker.accept_ready or worker.listener is None:
+        return 0
+    limit = 1 << 30 if worker.draining else BATCH
+    listener = worker.listener
+    moved = 0
+    while moved < limit:
+        try:
+            sock, peer = listener.accept()
+        except BlockingIOError:
+            worker.accept_ready = False
+            break
+        except OSError as exc:  # EMFILE, ENOBUFS...: let the others run, retry next event
+            worker.accept_ready = False
+            worker.warn(f"accept failed: {exc}")
+            break
+        moved += 1
+        _admit(worker, sock, peer)
+    if worker.draining:
+        worker.stop_listening()
+    return moved
+
+
+def _admit(worker, sock: socket.socket, peer: object) -> None:
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    over = worker.board.open_connections() >= worker.config.max_connections
+    conn = Conn(sock, is_loopback(peer), counted=not over)
+    worker.add(conn)
+    if over:
+        conn.response = worker.responder.error(503)
+        conn.ending = LINGER  # its request is never read
+        conn.state = SEND_DATA
+        worker.queues[SEND_DATA].append(conn)
+    else:
+        conn.in_header = True  # the header timeout runs from the connect
+        worker.set_deadline(conn, worker.config.header_timeout)
+        worker.queues[WAIT_HEADERS].append(conn)

@@ -1,0 +1,141 @@
+"""logging - logging and cleanup (kHTTPd: logging.c).
+
+Every finished request is written to the worker's access-log ring (the last ``RING`` requests:
+monotonic time, status - 0 for one relayed to user space -, bytes, method, target) and counted.
+Then the connection either goes back to ``wait_headers`` (keep-alive) or is closed: at once
+when the peer is gone, or gracefully - our side shut down, and, if the client has sent more
+than we read, its bytes drained until it closes (or ``LINGER_S``), so that closing never
+resets a response the client has not read yet.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from ..lifecycle import ABORT, GRACEFUL, KEEP, LOGGING, READ, WAIT_HEADERS
+
+RING = 1024
+LINGER_S = 2.0
+DRAIN_READS = 4  # reads per lingering connection per pass
+EOF, MORE, NOTHING = range(3)  # what draining a connection found
+
+
+class AccessLog:
+    """A fixed ring of the last *size* requests."""
+
+    __slots__ = ("entries", "size", "count")
+
+    def __init__(self, size: int = RING) -> None:
+        self.entries: list[tuple | None] = [None] * size
+        self.size = size
+        self.count = 0
+
+    def tail(self, n: int = 10) -> list[tuple]:
+        """The last *n* entries, oldest first."""
+        n = min(n, self.count, self.size)
+        return [self.entries[(self.count - n + i) % self.size] for i in range(n)]
+
+
+def setup(worker) -> None:
+    worker.access_log = AccessLog()
+
+
+def run(worker) -> int:
+    batch = worker.queues[LOGGING]
+    if not batch:
+        return 0
+    worker.queues[LOGGING] = []
+    for conn in batch:
+        try:
+            if conn.lingering:
+                _linger(worker, conn)
+            else:
+                _log(worker, conn)
+                _end(worker, conn)
+        except Exception as exc:
+            worker.warn(f"cleanup failed: {exc!r}")
+            worker.close(conn)
+    return len(batch)
+
+
+def _log(worker, conn) -> None:
+    request, response = conn.request, conn.response
+    if response is not None:
+        status, length = response.status, response.length
+    elif request is not None:  # relayed to user space
+        status, length = 0, conn.relayed
+    else:
+        return  # closed or timed out between requests
+    log = worker.access_log
+    method, target = (request.method, request.target) if request is not None else ("", "")
+    log.entries[log.count % log.size] = (worker.now, status, length, method, target)
+    log.count += 1
+    worker.requests += 1
+
+
+def _end(worker, conn) -> None:
+    response = conn.response
+    ending = conn.ending
+    conn.request = conn.response = None
+    if ending == KEEP:
+        if response is not None and response.keep_alive and not worker.draining:
+            _keep_alive(worker, conn)
+            return
+        ending = GRACEFUL
+    if ending == ABORT:
+        worker.close(conn)
+    else:
+        _shutdown(worker, conn, ending)
+
+
+def _keep_alive(worker, conn) -> None:
+    conn.state = WAIT_HEADERS
+    deadline = worker.now + worker.config.keepalive_timeout
+    conn.deadline = deadline
+    if deadline < worker.min_deadline:
+        worker.min_deadline = deadline
+    if conn.readable or conn.parser.buffered:
+        worker.queues[WAIT_HEADERS].append(conn)  # a pipelined request is waiting
+    else:
+        conn.wait = READ
+
+
+def _shutdown(worker, conn, ending: int) -> None:
+    worker.uncount(conn)
+    try:
+        conn.sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        worker.close(conn)
+        return
+    drained = _drain(worker, conn)
+    if drained == EOF or (drained == NOTHING and ending == GRACEFUL):
+        worker.close(conn)  # nothing unread: closing now sends no reset
+        return
+    conn.lingering = True
+    conn.state = LOGGING
+    worker.set_deadline(conn, LINGER_S)
+    conn.wait = READ
+
+
+def _linger(worker, conn) -> None:
+    if conn.ending == ABORT or _drain(worker, conn) == EOF:
+        worker.close(conn)
+    else:
+        conn.wait = READ
+
+
+def _drain(worker, conn) -> int:
+    """Read and discard what the client sent: EOF (or error), MORE, or NOTHING unread."""
+    got = False
+    for _ in range(DRAIN_READS):
+        try:
+            n = conn.sock.recv_into(worker.rbuf)
+        except BlockingIOError:
+            conn.readable = False
+            return MORE if got else NOTHING
+        except OSError:
+            return EOF
+        if n == 0:
+            return EOF
+        got = True
+    return MORE

@@ -1,0 +1,123 @@
+"""send_data (kHTTPd: datasending.c, DataSending): write responses without blocking.
+
+A response from the in-memory cache goes out in one ``sendmsg([head, body])``; a large file is
+its head (``MSG_MORE``) then ``os.sendfile``.  Each connection gets at most
+``--send-chunk`` bytes per pass (kHTTPd: 16 KB), so one big file cannot starve the rest; a
+connection whose socket buffer is full parks until epoll reports it writable.  A finished
+response moves to ``logging``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from ..lifecycle import ABORT, LOGGING, SEND_DATA, WRITE
+
+SEND_TIMEOUT_S = 30.0  # a client that stops reading is dropped after this
+MSG_MORE = socket.MSG_MORE
+
+
+def run(worker) -> int:
+    batch = worker.queues[SEND_DATA]
+    if not batch:
+        return 0
+    worker.queues[SEND_DATA] = []
+    moved = 0
+    for conn in batch:
+        try:
+            moved += _send(worker, conn)
+        except OSError:  # reset, broken pipe, the file vanished: the response cannot finish
+            _finish(worker, conn, ABORT)
+            moved += 1
+        except Exception as exc:
+            worker.fault(conn, exc)
+            moved += 1
+    return moved
+
+
+def _send(worker, conn) -> int:
+    if conn.pending is None and conn.file_fd < 0:  # a fresh response
+        response = conn.response
+        if response.file is None:
+            if len(response.body) <= worker.config.send_chunk:
+                return _send_memory(worker, conn, response.head, response.body)
+            conn.pending = memoryview(response.head + response.body)
+        else:
+            conn.file_fd = os.open(response.file, os.O_RDONLY | os.O_CLOEXEC)
+            conn.file_off = 0
+            conn.file_end = response.length
+            conn.pending = memoryview(response.head)
+    return _send_rest(worker, conn)
+
+
+def _send_memory(worker, conn, head: bytes, body: bytes) -> int:
+    """The common case: head and cached body in one system call."""
+    try:
+        sent = conn.sock.sendmsg((head, body)) if body else conn.sock.send(head)
+    except BlockingIOError:
+        sent = 0
+    if sent == len(head) + len(body):
+        _finish(worker, conn, conn.ending)
+        return 1
+    conn.pending = memoryview(head + body)[sent:] if body else memoryview(head)[sent:]
+    return _park(worker, conn, sent)
+
+
+def _send_rest(worker, conn) -> int:
+    """Continue a response: unsent head/body bytes, then the file; at most one chunk."""
+    budget = worker.config.send_chunk
+    pending = conn.pending
+    if pending is not None:
+        flags = MSG_MORE if conn.file_fd >= 0 else 0
+        want = min(len(pending), budget)
+        try:
+            sent = conn.sock.send(pending[:want], flags)
+        except BlockingIOError:
+            return _park(worker, conn, 0)
+        if sent < len(pending):
+            conn.pending = pending[sent:]
+            return _again(worker, conn) if sent == want else _park(worker, conn, sent)
+        conn.pending = None
+        budget -= sent
+    if conn.file_fd >= 0 and budget > 0:
+        want = min(budget, conn.file_end - conn.file_off)
+        try:
+            sent = os.sendfile(conn.fd, conn.file_fd, conn.file_off, want)
+        except BlockingIOError:
+            return _park(worker, conn, 0)
+        if sent == 0:
+            raise OSError("file shrank while being sent")
+        conn.file_off += sent
+        if conn.file_off < conn.file_end:
+            return _again(worker, conn) if sent == want else _park(worker, conn, sent)
+        os.close(conn.file_fd)
+        conn.file_fd = -1
+    if conn.pending is None and conn.file_fd < 0:
+        _finish(worker, conn, conn.ending)
+        return 1
+    return _again(worker, conn)
+
+
+def _again(worker, conn) -> int:
+    """Sent a whole chunk and more is left: go round once more next pass."""
+    worker.queues[SEND_DATA].append(conn)
+    return 1
+
+
+def _park(worker, conn, sent: int) -> int:
+    """The socket buffer is full: wait for epoll to report it writable."""
+    conn.writable = False
+    conn.wait = WRITE
+    worker.set_deadline(conn, SEND_TIMEOUT_S)
+    return 1 if sent else 0
+
+
+def _finish(worker, conn, ending: int) -> None:
+    if conn.file_fd >= 0:
+        os.close(conn.file_fd)
+        conn.file_fd = -1
+    conn.pending = None
+    conn.ending = ending
+    conn.state = LOGGING
+    worker.queues[LOGGING].append(conn)

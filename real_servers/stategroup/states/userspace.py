@@ -1,0 +1,151 @@
+"""userspace (kHTTPd: userspace.c): hand a request the static path cannot serve to the
+user-space server on ``--userspace-port``.
+
+kHTTPd only peeked at the header and then moved the whole connected socket to the user-space
+server's accept queue, so that server read the request itself and owned the rest of the
+connection.  A user-space worker cannot pass a socket to an unrelated process's accept queue,
+so it does the equivalent: it connects to the user-space server, sends it the request byte for
+byte as the client sent it (``RequestParser.detach()``), and relays the rest of the connection
+both ways, without blocking, until the user-space server closes (a client's EOF is passed on as
+a half-close).  If the user-space server cannot be reached the client gets a 502.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from ..connection import Relay
+from ..lifecycle import ABORT, ANY, GRACEFUL, LOGGING, SEND_DATA, USERSPACE
+
+CHUNK = 65536  # bytes per direction per pass (and the most buffered per direction)
+
+
+def run(worker) -> int:
+    batch = worker.queues[USERSPACE]
+    if not batch:
+        return 0
+    worker.queues[USERSPACE] = []
+    moved = 0
+    for conn in batch:
+        try:
+            moved += _start(worker, conn) if conn.relay is None else _pump(worker, conn)
+        except Exception as exc:
+            worker.fault(conn, exc)
+            moved += 1
+    return moved
+
+
+def _start(worker, conn) -> int:
+    first = conn.parser.detach()
+    up = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    up.setblocking(False)
+    err = up.connect_ex(worker.userspace_addr)
+    if err not in (0, errno.EINPROGRESS):
+        up.close()
+        return _bad_gateway(worker, conn)
+    up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    relay = Relay(up, conn, first)
+    relay.connected = relay.writable = err == 0
+    conn.relay = relay
+    worker.add_relay(relay)
+    worker.set_deadline(conn, worker.config.keepalive_timeout)
+    _pump(worker, conn)
+    return 1
+
+
+def _pump(worker, conn) -> int:
+    """Move what can be moved in both directions; 1 if anything moved."""
+    relay = conn.relay
+    if not relay.connected:
+        if not (relay.writable or relay.readable):
+            conn.wait = ANY
+            return 0
+        if relay.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            return _bad_gateway(worker, conn)
+        relay.connected = True
+    try:
+        moved = _client_to_upstream(conn, relay) + _upstream_to_client(conn, relay)
+    except OSError:  # either side reset: nothing more can be relayed
+        return _end(worker, conn, ABORT)
+    if relay.up_eof and not relay.to_client:
+        return _end(worker, conn, GRACEFUL)  # user space closed and everything was passed on
+    if moved:
+        conn.deadline = worker.now + worker.config.keepalive_timeout
+        worker.queues[USERSPACE].append(conn)  # go round again until both sides would block
+        return 1
+    conn.wait = ANY
+    return 0
+
+
+def _client_to_upstream(conn, relay: Relay) -> int:
+    moved = 0
+    if conn.readable and not relay.client_eof and len(relay.to_up) < CHUNK:
+        data = _recv(conn)
+        if data is None:
+            conn.readable = False
+        elif data:
+            relay.to_up += data
+            moved = 1
+        else:
+            relay.client_eof = moved = 1
+    if relay.to_up and relay.writable:
+        moved |= _send(relay.sock, relay.to_up, relay)
+    if relay.client_eof and not relay.to_up and not relay.up_shut:
+        relay.sock.shutdown(socket.SHUT_WR)  # pass the client's half-close on
+        relay.up_shut = True
+    return moved
+
+
+def _upstream_to_client(conn, relay: Relay) -> int:
+    moved = 0
+    if relay.readable and not relay.up_eof and len(relay.to_client) < CHUNK:
+        data = _recv(relay)
+        if data is None:
+            relay.readable = False
+        elif data:
+            relay.to_client += data
+            moved = 1
+        else:
+            relay.up_eof = moved = 1
+    if relay.to_client and conn.writable:
+        sent = _send(conn.sock, relay.to_client, conn)
+        conn.relayed += sent
+        moved |= bool(sent)
+    return moved
+
+
+def _recv(side) -> bytes | None:
+    try:
+        return side.sock.recv(CHUNK)
+    except BlockingIOError:
+        return None
+
+
+def _send(sock: socket.socket, buf: bytearray, side) -> int:
+    try:
+        sent = sock.send(buf)
+    except BlockingIOError:
+        side.writable = False
+        return 0
+    if sent < len(buf):
+        side.writable = False
+    del buf[:sent]
+    return sent
+
+
+def _bad_gateway(worker, conn) -> int:
+    worker.drop_relay(conn)
+    conn.response = worker.responder.error(502, False, conn.request)
+    conn.ending = GRACEFUL
+    conn.state = SEND_DATA
+    worker.queues[SEND_DATA].append(conn)
+    return 1
+
+
+def _end(worker, conn, ending: int) -> int:
+    worker.drop_relay(conn)
+    conn.ending = ending
+    conn.state = LOGGING
+    worker.queues[LOGGING].append(conn)
+    return 1

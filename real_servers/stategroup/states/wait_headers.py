@@ -1,0 +1,88 @@
+"""wait_headers - "decode header" (kHTTPd: waitheaders.c, WaitForHeaders).
+
+Reads what a connection has sent into its parser and decodes the next request: a static one
+gets its response from the HTTP core and moves to ``send_data``; one the static path cannot
+serve (another method, a query string) moves to ``userspace`` when a user-space server is
+configured; malformed bytes get the core's 4xx and a close.  A connection with no complete
+request parks until epoll reports more bytes; one request per connection per pass, so a
+pipelining client cannot hog a pass.
+"""
+
+from __future__ import annotations
+
+from ...core import ParseError, Request, Response
+from ..lifecycle import ABORT, LOGGING, READ, SEND_DATA, USERSPACE, WAIT_HEADERS
+
+STATIC_METHODS = ("GET", "HEAD")
+
+
+def run(worker) -> int:
+    batch = worker.queues[WAIT_HEADERS]
+    if not batch:
+        return 0
+    worker.queues[WAIT_HEADERS] = []
+    moved = 0
+    for conn in batch:
+        try:
+            moved += _decode(worker, conn)
+        except Exception as exc:  # a bug must cost one connection, never the worker
+            worker.fault(conn, exc)
+            moved += 1
+    return moved
+
+
+def _decode(worker, conn) -> int:
+    parser = conn.parser
+    while True:
+        try:
+            request = parser.next_request()
+        except ParseError as exc:
+            return _reply(worker, conn, worker.responder.error(exc.status))
+        if request is not None:
+            return _route(worker, conn, request)
+        if not conn.readable or parser.closed:
+            return _park(worker, conn)
+        try:
+            n = conn.sock.recv_into(worker.rbuf)
+        except BlockingIOError:
+            conn.readable = False
+            continue
+        except OSError:
+            n = 0
+        if n == 0:  # the client closed (or reset): nothing to answer
+            conn.ending = ABORT
+            conn.state = LOGGING
+            worker.queues[LOGGING].append(conn)
+            return 1
+        if n < len(worker.rbuf):
+            conn.readable = False  # drained: the next edge says when more arrives
+        parser.feed(worker.rview[:n])
+
+
+def _route(worker, conn, request: Request) -> int:
+    conn.in_header = False
+    conn.request = request
+    if worker.userspace_addr is not None and (
+        request.query is not None or request.method not in STATIC_METHODS
+    ):
+        conn.state = USERSPACE
+        worker.queues[USERSPACE].append(conn)
+        return 1
+    if worker.draining:
+        request.keep_alive = False  # answer with Connection: close
+    return _reply(worker, conn, worker.responder.respond(request, conn.loopback))
+
+
+def _reply(worker, conn, response: Response) -> int:
+    conn.response = response
+    conn.state = SEND_DATA
+    worker.queues[SEND_DATA].append(conn)
+    return 1
+
+
+def _park(worker, conn) -> int:
+    if conn.parser.buffered and not conn.in_header:
+        conn.in_header = True  # part of a header block: the header timeout starts
+        worker.set_deadline(conn, worker.config.header_timeout)
+    conn.wait = READ
+    return 0

@@ -1,0 +1,343 @@
+"""The worker loop (kHTTPd: main.c, MainDaemon): one process per CPU, states in turn.
+
+Each pass runs every state's ``run(worker)`` once, in lifecycle order, each servicing its whole
+queue as a batch.  If the pass moved nothing the worker blocks in ``epoll.poll`` until a socket
+event (interrupt-driven: a ``sleep``); otherwise it polls with timeout 0 and goes round again
+(polling: a ``busy poll``).  Epoll events only *queue* connections for their state; all work is
+done by the states.
+
+Timeouts are checked at most every ``SWEEP_S`` and only once a deadline may have passed; an idle
+worker with no connections blocks in epoll without a timeout.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+
+from ..core import DocumentRoot, Responder
+from ..core.serving import listener as make_listener
+from . import board as b
+from . import states as state_modules
+from .config import Config
+from .connection import Conn, Relay
+from .lifecycle import (
+    ABORT,
+    EPOLLIN,
+    GRACEFUL,
+    LOGGING,
+    NAMES,
+    READ,
+    REGISTER,
+    SEND_DATA,
+    WAIT_HEADERS,
+    WRITE,
+)
+from .status import collect
+
+MAX_EVENTS = 512
+RECV_BYTES = 65536
+SWEEP_S = 0.5  # timeouts are checked at most this often
+PUBLISH_S = 0.05  # a busy worker publishes its counters this often (an idle one before sleeping)
+DRAIN_S = 3.0  # on SIGTERM, in-flight requests get this long to finish
+COUNT_ALWAYS = 512  # up to this many connections, per-state counts are fresh at every publish
+MAX_WARNINGS = 50
+
+
+class Worker:
+    """One worker: a listener, an epoll, the state modules and their queues."""
+
+    def __init__(
+        self,
+        config: Config,
+        listener: socket.socket,
+        board: b.Board | None = None,
+        index: int = 0,
+        cpu: int = -1,
+        states: Mapping[str, object] | None = None,
+    ) -> None:
+        self.config = config
+        self.listener: socket.socket | None = listener
+        listener.setblocking(False)
+        self.listen_fd = listener.fileno()
+        self.board = board or b.Board(1)
+        self.slot = self.board.slot(index)
+        self.cpu = cpu
+        self.responder = Responder(DocumentRoot(config.root), status=self.server_status)
+        port = config.userspace_port
+        self.userspace_addr = ("127.0.0.1", port) if port else None
+        self.epoll = select.epoll()
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.epoll.register(self.listen_fd, EPOLLIN)
+        self.epoll.register(self.wake_r, EPOLLIN)
+        self.conns: dict[int, Conn] = {}
+        self.relays: dict[int, Relay] = {}
+        self.queues: list[list] = [[] for _ in NAMES]
+        self.states = state_modules.load({**config.states, **(states or {})})
+        self.moved = [0] * len(NAMES)  # per state, in total
+        self.in_state = [0] * len(NAMES)  # connections per state at the last count
+        self.requests = self.passes = self.sleeps = self.busy_polls = self.open_count = 0
+        self.rbuf = bytearray(RECV_BYTES)
+        self.rview = memoryview(self.rbuf)
+        self.now = self.last_sweep = self.published = self.counted_at = time.monotonic()
+        self.min_deadline = math.inf  # no parked connection's deadline is earlier than this
+        self.accept_ready = True
+        self.draining = False
+        self.drain_end = math.inf
+        self._stop_requested = False
+        self._warnings = 0
+        for module in self.states:
+            setup = getattr(module, "setup", None)
+            if setup is not None:
+                setup(self)
+        self._announce()
+
+    # -- the loop --------------------------------------------------------------------------
+    def serve(self) -> int:
+        """Run passes until drained; returns the exit code (0)."""
+        runs = [module.run for module in self.states]
+        moved_total = self.moved
+        poll = self.epoll.poll
+        monotonic = time.monotonic
+        while True:
+            moved = 0
+            for i, run in enumerate(runs):
+                n = run(self)
+                if n:
+                    moved += n
+                    moved_total[i] += n
+            self.passes += 1
+            if moved:
+                self.busy_polls += 1
+                if self.now - self.published >= PUBLISH_S:
+                    self.publish()
+                events = poll(0, MAX_EVENTS)
+            else:
+                if self.draining and (not self.conns and self.listener is None):
+                    break
+                self.sleeps += 1
+                self.publish()
+                events = poll(self._sleep_timeout(), MAX_EVENTS)
+            self.now = now = monotonic()
+            if events:
+                self._dispatch(events)
+            if now >= self.min_deadline and now - self.last_sweep >= SWEEP_S:
+                if now >= self.drain_end:
+                    break
+                self._sweep()
+        self.publish()
+        return 0
+
+    def _dispatch(self, events: list[tuple[int, int]]) -> None:
+        conns, queues = self.conns, self.queues
+        for fd, ev in events:
+            conn = conns.get(fd)
+            if conn is None:
+                self._other_event(fd, ev)
+                continue
+            if ev & READ:
+                conn.readable = True
+            if ev & WRITE:
+                conn.writable = True
+            if conn.wait & ev:
+                conn.wait = 0
+                queues[conn.state].append(conn)
+
+    def _other_event(self, fd: int, ev: int) -> None:
+        if fd == self.listen_fd:
+            self.accept_ready = True
+        elif fd == self.wake_r:
+            while True:
+                try:
+                    if not os.read(self.wake_r, 512):
+                        break
+                except BlockingIOError:
+                    break
+            if self._stop_requested and not self.draining:
+                self._begin_drain()
+        else:
+            relay = self.relays.get(fd)
+            if relay is None:
+                return
+            if ev & READ:
+                relay.readable = True
+            if ev & WRITE:
+                relay.writable = True
+            conn = relay.conn
+            if conn.wait:
+                conn.wait = 0
+                self.queues[conn.state].append(conn)
+
+    def _sleep_timeout(self) -> float:
+        """Block until the next deadline may have passed; forever if there is none."""
+        if self.min_deadline == math.inf:
+            return -1
+        due = max(self.min_deadline, self.last_sweep + SWEEP_S)
+        return max(0.0, due - self.now)
+
+    # -- what the states use ----------------------------------------------------------------
+    def add(self, conn: Conn) -> None:
+        """Register a new connection (edge-triggered, both directions, once)."""
+        self.conns[conn.fd] = conn
+        self.epoll.register(conn.fd, REGISTER)
+        if conn.counted:
+            self.open_count += 1
+            self.slot[b.OPEN] = self.open_count
+
+    def add_relay(self, relay: Relay) -> None:
+        self.relays[relay.fd] = relay
+        self.epoll.register(relay.fd, REGISTER)
+
+    def drop_relay(self, conn: Conn) -> None:
+        relay = conn.relay
+        if relay is not None:
+            conn.relay = relay.conn = None
+            self.relays.pop(relay.fd, None)
+            relay.sock.close()
+
+    def uncount(self, conn: Conn) -> None:
+        """The connection no longer counts as open (it is closing)."""
+        if conn.counted:
+            conn.counted = False
+            self.open_count -= 1
+            self.slot[b.OPEN] = self.open_count
+
+    def close(self, conn: Conn) -> None:
+        """Close a connection now (closing the fd also removes it from epoll)."""
+        if conn.file_fd >= 0:
+            os.close(conn.file_fd)
+            conn.file_fd = -1
+        self.drop_relay(conn)
+        self.uncount(conn)
+        if self.conns.pop(conn.fd, None) is not None:
+            conn.sock.close()
+
+    def set_deadline(self, conn: Conn, seconds: float) -> None:
+        deadline = self.now + seconds
+        conn.deadline = deadline
+        if deadline < self.min_deadline:
+            self.min_deadline = deadline
+
+    def stop_listening(self) -> None:
+        if self.listener is not None:
+            self.listener.close()  # also leaves the epoll set
+            self.listener = None
+            self.listen_fd = -1
+
+    def fault(self, conn: Conn, exc: BaseException) -> None:
+        """A state failed on *conn* (a bug): report it, close the connection, carry on."""
+        self.warn("".join(traceback.format_exception(exc)).rstrip())
+        conn.wait = 0
+        conn.ending = ABORT
+        conn.state = LOGGING
+        self.queues[LOGGING].append(conn)
+
+    def warn(self, message: str) -> None:
+        self._warnings += 1
+        if self._warnings <= MAX_WARNINGS:
+            print(f"stategroup worker {os.getpid()}: {message}", file=sys.stderr, flush=True)
+
+    # -- timeouts and draining ----------------------------------------------------------------
+    def _sweep(self) -> None:
+        now = self.last_sweep = self.now
+        earliest = self.drain_end
+        expired = []
+        for conn in self.conns.values():
+            deadline = conn.deadline
+            if conn.wait and deadline <= now:
+                expired.append(conn)
+            elif deadline < earliest:
+                earliest = deadline
+        self.min_deadline = earliest
+        for conn in expired:
+            self._expire(conn)
+
+    def _expire(self, conn: Conn) -> None:
+        conn.wait = 0
+        if conn.state == WAIT_HEADERS and conn.parser.buffered and not conn.parser.closed:
+            conn.response = self.responder.error(408)  # a header trickled in too slowly
+            conn.ending = GRACEFUL
+            conn.state = SEND_DATA
+        else:
+            conn.ending = ABORT  # idle, a client that stopped reading, a lingering close
+            conn.state = LOGGING
+        self.queues[conn.state].append(conn)
+
+    def request_stop(self) -> None:
+        """Begin draining at the next wake-up (safe from a signal handler or another thread)."""
+        self._stop_requested = True
+        try:
+            os.write(self.wake_w, b"x")
+        except OSError:
+            pass
+
+    def _begin_drain(self) -> None:
+        """Stop accepting, close idle connections, let in-flight requests finish."""
+        self.draining = True
+        self.drain_end = self.now + DRAIN_S
+        self.min_deadline = min(self.min_deadline, self.drain_end)
+        self.accept_ready = True  # accept the backlog once more, then close the listener
+        for conn in self.conns.values():
+            if conn.wait and conn.state == WAIT_HEADERS and not conn.parser.buffered:
+                conn.wait = 0
+                conn.ending = ABORT
+                conn.state = LOGGING
+                self.queues[LOGGING].append(conn)
+
+    # -- counters -----------------------------------------------------------------------------
+    def _announce(self) -> None:
+        slot = self.slot
+        slot[b.PID] = os.getpid()
+        slot[b.CPU] = self.cpu
+        slot[b.ALIVE] = 1
+        self.publish()
+
+    def publish(self) -> None:
+        """Write this worker's counters to its board slot."""
+        slot = self.slot
+        slot[b.REQUESTS] = self.requests
+        slot[b.PASSES] = self.passes
+        slot[b.SLEEPS] = self.sleeps
+        slot[b.BUSY_POLLS] = self.busy_polls
+        if len(self.conns) <= COUNT_ALWAYS or self.now - self.counted_at >= SWEEP_S:
+            self._count_states()
+        for i, moved in enumerate(self.moved):
+            slot[b.MOVED + i] = moved
+            slot[b.QUEUE + i] = self.in_state[i]
+        b.publish_rusage(slot, b.NVCSW)
+        self.published = self.now
+
+    def _count_states(self) -> None:
+        counts = [0] * len(NAMES)
+        for conn in self.conns.values():
+            counts[conn.state] += 1
+        self.in_state = counts
+        self.counted_at = self.now
+
+    def server_status(self) -> dict:
+        """The ``/server-status`` document (every worker's counters, this one's fresh)."""
+        self.publish()
+        return collect(self.board)
+
+
+def run_worker(config: Config, board: b.Board, index: int, cpu: int, ready_fd: int = -1) -> int:
+    """The body of a forked worker process: pin, listen, announce, serve."""
+    os.sched_setaffinity(0, {cpu})
+    sock = make_listener(config.host, config.port, reuseport=True)
+    worker = Worker(config, sock, board, index, cpu)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.request_stop())
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    if ready_fd >= 0:
+        os.write(ready_fd, b"R")
+        os.close(ready_fd)
+    gc.freeze()  # the long-lived objects of start-up need no more scanning
+    return worker.serve()
