@@ -78,3 +78,47 @@ def load(path: str | Path) -> pd.DataFrame:
             raise FileNotFoundError(f"no measurements.csv or simulated.csv in {path}")
         return validate(pd.concat(frames, ignore_index=True))
     return validate(pd.read_csv(path))
+
+
+class RowWriter:
+    """Appends rows to a CSV one at a time (flushed and fsynced), so a crash keeps every row
+    written so far.  The header is the schema columns followed by *extras*, fixed at creation."""
+
+    def __init__(self, path: str | Path, extras: Iterable[str] = ()) -> None:
+        import csv
+
+        self.path = Path(path)
+        self.columns = list(COLUMNS) + [c for c in extras if c not in COLUMNS]
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self._file = open(self.path, "a", newline="")
+        self._csv = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore")
+        if new:
+            self._csv.writeheader()
+            self._flush()
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        self._csv.writerow({c: _cell(row.get(c)) for c in self.columns})
+        self._flush()
+
+    def _flush(self) -> None:
+        import os
+
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> RowWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value != value:  # NaN
+        return ""
+    return value

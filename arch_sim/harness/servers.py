@@ -61,9 +61,16 @@ class ServerProcess:
             )
 
     def status(self, timeout: float = 5.0) -> dict:
-        """The server's ``/server-status`` JSON."""
-        with urllib.request.urlopen(f"{self.url}/server-status", timeout=timeout) as reply:
-            return json.loads(reply.read())
+        """The server's ``/server-status`` JSON (a dead server raises :class:`ServerError`)."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/server-status", timeout=timeout) as reply:
+                return json.loads(reply.read())
+        except OSError as exc:
+            self.check_alive()
+            raise ServerError(
+                f"{self.arch} server at {self.url} did not answer /server-status ({exc}); "
+                f"log {self.log_path}:\n{log_tail(self.log_path)}"
+            ) from exc
 
     def stop(self, timeout: float = 5.0) -> int | None:
         """SIGTERM, then SIGKILL after *timeout*; returns the exit code."""

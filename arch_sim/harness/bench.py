@@ -1,0 +1,297 @@
+"""``arch-sim bench``: drive the real servers with wrk and count their reschedules against load.
+
+For each server (our two architectures, then any peers) it starts the server pinned to the
+server CPUs, primes it, and for each load point runs a warm-up and then ``--reps`` measured wrk
+windows, recording each as one row of the shared schema in ``measurements.csv`` (appended as it
+goes, so a crash keeps what finished) with ``meta.json`` beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .. import ARCHS
+from ..runinfo import git_commit, host_info, new_run_id, now_iso, write_json_atomic
+from ..schema import RowWriter
+from . import fileset, servers
+from .counters import PerfCounter
+from .measure import EXTRA_COLUMNS, Load, Target, drive, measure, row
+from .peers import PEERS, nginx_version, process_tree, start_peer
+from .servers import ServerError
+from .wrk import WrkError, find_wrk, wrk_version
+
+DEFAULT_LOADS = "100,200,500,1000,2000,5000,10000,max"
+QUICK = {"loads": "200,2000,max", "duration": 2.0, "warmup": 1.0, "reps": 1}
+CLOSE_NOTE = (
+    "--connection close opens a new TCP connection per request (kHTTPd's HTTP/1.0 days); on a "
+    "small machine the client's connect cost may keep the server from saturating."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", action="append", choices=ARCHS, help="our servers (default: both)")
+    p.add_argument("--peer", action="append", choices=PEERS, default=[], help="peer servers")
+    p.add_argument(
+        "--loads", default=None, help=f"offered req/s, 'max' = unpaced ({DEFAULT_LOADS})"
+    )
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--connection", choices=("keep-alive", "close"), default="keep-alive")
+    p.add_argument("--duration", type=float, default=None, help="seconds per window (5)")
+    p.add_argument("--warmup", type=float, default=None, help="warm-up seconds per point (2)")
+    p.add_argument("--reps", type=int, default=None, help="measured windows per point (3)")
+    p.add_argument("--file-set", choices=fileset.FILE_SETS, default="specweb99")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="thread-per-request shape: 0 = a thread per connection, every request wakes its "
+        "blocked thread (default); N = dispatcher + pool of N, which batches under saturation",
+    )
+    p.add_argument("--server-cpus", default="0", help="CPUs for the server (0)")
+    p.add_argument("--client-cpus", default="1", help="CPUs for wrk (1)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", default=None, help="run folder (default results/bench-<time>)")
+    p.add_argument("--quick", action="store_true", help="3 points, 2 s, 1 rep: under 2 minutes")
+    p.add_argument("--no-plots", action="store_true", help="skip the figures")
+
+
+@dataclass
+class Plan:
+    names: list[str]
+    loads: list[float | None]
+    reps: int
+    duration: float
+    warmup: float
+    server_cpus: list[int]
+    client_cpus: list[int]
+    out: Path
+
+
+def parse_cpus(text: str) -> list[int]:
+    try:
+        cpus = sorted({int(c) for c in text.split(",") if c.strip()})
+    except ValueError:
+        raise SystemExit(f"error: CPU list {text!r} is not like '0' or '0,1'") from None
+    usable = sorted(os.sched_getaffinity(0))
+    bad = [c for c in cpus if c not in usable]
+    if bad or not cpus:
+        raise SystemExit(f"error: CPUs {bad or text} not available here; usable: {usable}")
+    return cpus
+
+
+def parse_loads(text: str) -> list[float | None]:
+    loads: list[float | None] = []
+    for item in text.split(","):
+        item = item.strip().lower()
+        if item == "max":
+            loads.append(None)
+            continue
+        try:
+            value = float(item)
+        except ValueError:
+            raise SystemExit(f"error: load {item!r} is not a number or 'max'") from None
+        if value <= 0:
+            raise SystemExit(f"error: load {item!r} must be positive")
+        loads.append(value)
+    return loads
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    pick = lambda name, default: getattr(args, name) if getattr(args, name) is not None else (  # noqa: E731
+        QUICK[name] if args.quick else default
+    )
+    out = Path(args.out or f"results/{new_run_id('bench')}")
+    return Plan(
+        names=list(dict.fromkeys((args.arch or list(ARCHS)) + list(args.peer))),
+        loads=parse_loads(pick("loads", DEFAULT_LOADS)),
+        reps=max(1, int(pick("reps", 3))),
+        duration=max(1.0, float(pick("duration", 5.0))),
+        warmup=max(0.0, float(pick("warmup", 2.0))),
+        server_cpus=parse_cpus(args.server_cpus),
+        client_cpus=parse_cpus(args.client_cpus),
+        out=out,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        find_wrk()
+    except WrkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    plan = make_plan(args)
+    if args.connection == "close":
+        print(f"note: {CLOSE_NOTE}")
+    return Bench(plan, args).run()
+
+
+class Bench:
+    """One sweep: servers x loads x reps, rows appended as they finish."""
+
+    def __init__(self, plan: Plan, args: argparse.Namespace) -> None:
+        self.plan = plan
+        self.args = args
+        self.run_id = plan.out.name
+        self.perf_ok, self.perf_reason = PerfCounter.available()
+        self.meta = self._meta()
+
+    def run(self) -> int:
+        plan = self.plan
+        plan.out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(plan.out / "meta.json", self.meta)
+        error = None
+        with tempfile.TemporaryDirectory(prefix="arch-sim-root-") as tmp:
+            os.chmod(tmp, 0o755)  # nginx's workers drop root and must still read the files
+            files = fileset.generate(Path(tmp) / "www", self.args.file_set)
+            total = len(plan.names) * len(plan.loads) * plan.reps
+            with RowWriter(plan.out / "measurements.csv", EXTRA_COLUMNS) as out, tqdm(
+                total=total, desc="bench", unit="pt", dynamic_ncols=True
+            ) as bar:
+                for name in plan.names:
+                    try:
+                        self._sweep_server(name, files, out, bar, Path(tmp))
+                    except (ServerError, WrkError) as exc:
+                        error = f"{name}: {exc}"
+                        break
+        return self._finish(error)
+
+    # -- one server --------------------------------------------------------------------------
+    def _sweep_server(self, name, files, out, bar, tmp: Path) -> None:
+        logs = self.plan.out / "logs"
+        proc, target = self._start(name, files, logs)
+        try:
+            drive(target, self._load(files, None, 0), duration=1)  # prime caches
+            for target_rps in self.plan.loads:
+                load = self._load(files, target_rps, 0)
+                if self.plan.warmup:
+                    drive(target, load, duration=self.plan.warmup)
+                for rep in range(self.plan.reps):
+                    bar.set_postfix_str(f"{name} @ {_fmt_load(target_rps)} rep {rep}")
+                    load = self._load(files, target_rps, rep)
+                    result, d, perf = measure(target, load, self.perf_ok)
+                    out.write(row(target, load, result, d, perf, len(self.plan.server_cpus),
+                                  self._fixed(rep, load)))
+                    bar.update()
+        finally:
+            proc.stop()
+
+    def _start(self, name: str, files, logs: Path):
+        cpus = self.plan.server_cpus
+        if name in ARCHS:
+            args = ["--threads", str(self.args.threads)] if name == "thread-per-request" else [
+                "--cpus", ",".join(map(str, cpus))]
+            proc = servers.start(name, files.root, cpus=cpus, args=args, log_dir=logs)
+            label = f"{servers.SERVER_MODULES[name]} {' '.join(args)}"
+            status = proc.status
+            pids = lambda: status()["pids"]  # noqa: E731
+        else:
+            proc = start_peer(name, files.root, cpus, logs)
+            if name == "nginx":
+                label, status = f"nginx {nginx_version()}", lambda: None
+                pids = lambda: process_tree(proc.pid)  # noqa: E731
+            else:
+                label, status = "http.server.ThreadingHTTPServer (HTTP/1.1)", proc.status
+                pids = lambda: status()["pids"]  # noqa: E731
+        return proc, Target(name, label, proc.url, pids, status, proc.check_alive)
+
+    def _load(self, files, target_rps: float | None, rep: int) -> Load:
+        return Load(
+            target_rps=target_rps,
+            connections=self.args.connections,
+            duration=self.plan.duration,
+            keep_alive=self.args.connection == "keep-alive",
+            paths=files.urls,
+            weights=files.weights,
+            client_cpus=self.plan.client_cpus,
+            seed=self.args.seed * 1000 + rep,
+        )
+
+    def _fixed(self, rep: int, load: Load) -> dict:
+        return {
+            "preset": self.args.file_set,
+            "cpus": len(self.plan.server_cpus),
+            "rep": rep,
+            "seed": load.seed,
+            "run_id": self.run_id,
+            "connection_mode": self.args.connection,
+            "file_set": self.args.file_set,
+            "server_cpus": ",".join(map(str, self.plan.server_cpus)),
+            "client_cpus": ",".join(map(str, self.plan.client_cpus)),
+        }
+
+    # -- bookkeeping --------------------------------------------------------------------------
+    def _meta(self) -> dict:
+        plan = self.plan
+        return {
+            "kind": "bench",
+            "run_id": self.run_id,
+            **host_info(),
+            "git": git_commit(),
+            "wrk": wrk_version(),
+            "nginx": nginx_version() if "nginx" in plan.names else None,
+            "pinning": {"server_cpus": plan.server_cpus, "client_cpus": plan.client_cpus},
+            "servers": plan.names,
+            "loads": ["max" if x is None else x for x in plan.loads],
+            "reps": plan.reps,
+            "duration_s": plan.duration,
+            "warmup_s": plan.warmup,
+            "args": {k: v for k, v in vars(self.args).items() if k != "func"},
+            "perf": {"used": self.perf_ok, "reason": self.perf_reason},
+            "file_set": {"name": self.args.file_set, "seed": 1999},
+            "notes": [CLOSE_NOTE] if self.args.connection == "close" else [],
+            "started": now_iso(),
+            "ended": None,
+            "complete": False,
+        }
+
+    def _finish(self, error: str | None) -> int:
+        self.meta.update(ended=now_iso(), complete=error is None, error=error)
+        write_json_atomic(self.plan.out / "meta.json", self.meta)
+        csv = self.plan.out / "measurements.csv"
+        if csv.exists() and not self.args.no_plots:
+            _plot(self.plan.out)
+        _print_table(csv)
+        if error:
+            print(f"\nerror: the sweep stopped early - {error}\n"
+                  f"The rows that finished are kept in {csv}; meta.json says complete: false.",
+                  file=sys.stderr)
+            return 1
+        print(f"\nwrote {self.plan.out}/ (measurements.csv, meta.json, figures)")
+        return 0
+
+
+def _fmt_load(target_rps: float | None) -> str:
+    return "max" if target_rps is None else f"{target_rps:g}/s"
+
+
+def _plot(run_dir: Path) -> None:
+    try:
+        from ..plots import plot_run
+    except ImportError:
+        print("(figures skipped: arch_sim.plots is not available)", file=sys.stderr)
+        return
+    plot_run([run_dir], run_dir)
+
+
+def _print_table(csv: Path) -> None:
+    import pandas as pd
+
+    if not csv.exists():
+        return
+    df = pd.read_csv(csv)
+    if df.empty:
+        return
+    cols = ["arch", "target_rps", "rps", "reschedules_per_s", "reschedules_per_request",
+            "cpu_us_per_request", "lat_p99_ms", "errors"]
+    table = df.groupby(["arch", "target_rps"], dropna=False)[cols[2:]].mean().reset_index()
+    table["target_rps"] = table["target_rps"].map(lambda v: "max" if math.isnan(v) else f"{v:g}")
+    print()
+    print(table.to_string(index=False, float_format=lambda v: f"{v:,.3g}"))

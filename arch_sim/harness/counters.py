@@ -1,0 +1,188 @@
+"""Reschedule counters of a server over exactly one wrk window, from every source we have.
+
+- ``/server-status``  the server's own getrusage (keeps exited threads' counts) - primary
+- ``/proc/PID/task/*/status``  per-thread counts of live threads (an exited thread's are lost)
+- ``perf stat -e context-switches``  the kernel's count for the pids (follows new threads)
+- ``/proc/stat ctxt``  the whole system, wrk and everything else included
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Snapshot:
+    """Counter values at one instant."""
+
+    status: dict | None  # the server's /server-status (None for peers without one)
+    proc_voluntary: int
+    proc_involuntary: int
+    proc_cpu_s: float
+    system_ctxt: int
+
+
+@dataclass
+class Delta:
+    """Counter increments over a window."""
+
+    voluntary: float | None
+    involuntary: float | None
+    proc_reschedules: int
+    system_ctxt: int
+    cpu_user_s: float | None
+    cpu_system_s: float | None
+    proc_cpu_s: float
+    server_requests: int | None
+    sleeps: int | None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def reschedules(self) -> float | None:
+        if self.voluntary is None or self.involuntary is None:
+            return None
+        return self.voluntary + self.involuntary
+
+
+def proc_switches(pids: Iterable[int]) -> tuple[int, int]:
+    """Sum of voluntary/nonvoluntary switches over every live thread of *pids*."""
+    vol = invol = 0
+    for pid in pids:
+        for task in _tasks(pid):
+            try:
+                text = (task / "status").read_text()
+            except OSError:
+                continue  # the thread exited between listdir and read
+            for line in text.splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    vol += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    invol += int(line.split()[1])
+    return vol, invol
+
+
+def proc_cpu_seconds(pids: Iterable[int]) -> float:
+    """utime + stime of each process (the thread group, exited threads included)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def system_ctxt() -> int:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("ctxt "):
+            return int(line.split()[1])
+    return 0
+
+
+def snapshot(pids: Iterable[int], status: dict | None) -> Snapshot:
+    pids = list(pids)
+    vol, invol = proc_switches(pids)
+    return Snapshot(status, vol, invol, proc_cpu_seconds(pids), system_ctxt())
+
+
+def delta(before: Snapshot, after: Snapshot) -> Delta:
+    b, a = before.status, after.status
+    have = b is not None and a is not None
+
+    def diff(key: str) -> float | None:
+        return (a[key] - b[key]) if have and key in a and key in b else None
+
+    return Delta(
+        voluntary=diff("voluntary_ctxt_switches"),
+        involuntary=diff("involuntary_ctxt_switches"),
+        proc_reschedules=(after.proc_voluntary + after.proc_involuntary)
+        - (before.proc_voluntary + before.proc_involuntary),
+        system_ctxt=after.system_ctxt - before.system_ctxt,
+        cpu_user_s=diff("cpu_user_s"),
+        cpu_system_s=diff("cpu_system_s"),
+        proc_cpu_s=after.proc_cpu_s - before.proc_cpu_s,
+        server_requests=diff("requests"),
+        sleeps=_sleeps(b, a) if have else None,
+    )
+
+
+def _sleeps(before: dict, after: dict) -> int | None:
+    """Blocking polls of the state-group workers (None for servers that do not count them)."""
+    def total(status: dict) -> int | None:
+        workers = status.get("workers")
+        if not workers:
+            return None
+        return sum(int(w.get("sleeps", 0)) for w in workers)
+
+    b, a = total(before), total(after)
+    return None if b is None or a is None else max(0, a - b)
+
+
+def _tasks(pid: int) -> list[Path]:
+    try:
+        return list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return []
+
+
+class PerfCounter:
+    """``perf stat -e context-switches`` attached to pids for one window (if permitted)."""
+
+    def __init__(self, pids: Iterable[int]) -> None:
+        self.pids = list(pids)
+        self.proc: subprocess.Popen | None = None
+        self._out = Path(tempfile.mkstemp(prefix="arch-sim-perf-")[1])
+
+    @staticmethod
+    def available() -> tuple[bool, str]:
+        """(usable, reason) - perf is installed and may count context switches here."""
+        perf = shutil.which("perf")
+        if perf is None:
+            return False, "perf not installed (apt-get install linux-perf)"
+        try:
+            out = subprocess.run(
+                [perf, "stat", "-x,", "-e", "context-switches", "--", "true"],
+                capture_output=True, text=True, timeout=10,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return False, f"perf failed: {exc}"
+        if out.returncode != 0 or "context-switches" not in out.stderr or "<not" in out.stderr:
+            return False, "perf stat not permitted (see /proc/sys/kernel/perf_event_paranoid)"
+        return True, "ok"
+
+    def start(self) -> None:
+        pid_list = ",".join(str(p) for p in self.pids)
+        cmd = ["perf", "stat", "-x,", "-e", "context-switches", "-p", pid_list]
+        cmd += ["-o", str(self._out)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> int | None:
+        """Stop counting; the number of context switches, or None if perf gave none."""
+        if self.proc is None:
+            return None
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return None
+        finally:
+            self.proc = None
+        try:
+            text = self._out.read_text()
+        finally:
+            self._out.unlink(missing_ok=True)
+        for line in text.splitlines():
+            parts = line.split(",")
+            if len(parts) > 2 and parts[2] == "context-switches":
+                return int(parts[0]) if parts[0].isdigit() else 0
+        return None

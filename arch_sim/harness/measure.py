@@ -1,0 +1,130 @@
+"""One measured load point: counters around exactly one wrk window, turned into a schema row."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .counters import Delta, PerfCounter, delta, snapshot
+from .wrk import WrkResult, run_wrk
+
+#: columns the harness adds after the shared schema, so the sources can be compared
+EXTRA_COLUMNS = (
+    "reschedule_source",
+    "proc_reschedules_per_s",
+    "perf_reschedules_per_s",
+    "system_ctxt_per_s",
+    "wrk_requests",
+    "server_requests",
+    "lat_p90_ms",
+    "lat_p999_ms",
+    "cpu_user_s",
+    "cpu_system_s",
+    "cpu_us_per_request",
+    "sleeps_per_request",
+    "connection_mode",
+    "file_set",
+    "server_cpus",
+    "client_cpus",
+)
+PERF_SETTLE_S = 0.15  # perf needs a moment to attach before the window opens
+
+
+@dataclass
+class Target:
+    """A running server as the harness sees it."""
+
+    name: str  # arch or peer name
+    server: str  # what ran (module and options, or binary and version)
+    url: str
+    pids: Callable[[], Sequence[int]]
+    status: Callable[[], dict | None]
+    check_alive: Callable[[], None]
+
+
+@dataclass
+class Load:
+    target_rps: float | None  # None = unpaced ("max")
+    connections: int
+    duration: float
+    keep_alive: bool
+    paths: Sequence[str]
+    weights: Sequence[float]
+    client_cpus: Sequence[int]
+    seed: int
+
+
+def drive(target: Target, load: Load, duration: float | None = None) -> WrkResult:
+    """Run wrk once (used for priming and warm-up: nothing is recorded)."""
+    return run_wrk(
+        target.url, load.paths, load.connections, duration or load.duration, load.target_rps,
+        load.client_cpus, load.keep_alive, load.seed, weights=load.weights,
+    )
+
+
+def measure(target: Target, load: Load, use_perf: bool) -> tuple[WrkResult, Delta, int | None]:
+    """Counters before, wrk, counters after: the deltas cover exactly the wrk window."""
+    pids = list(target.pids())
+    perf = PerfCounter(pids) if use_perf else None
+    if perf is not None:
+        perf.start()
+        time.sleep(PERF_SETTLE_S)
+    before = snapshot(pids, target.status())
+    result = drive(target, load)
+    after = snapshot(pids, target.status())
+    perf_count = perf.stop() if perf is not None else None
+    target.check_alive()
+    return result, delta(before, after), perf_count
+
+
+def row(
+    target: Target,
+    load: Load,
+    result: WrkResult,
+    d: Delta,
+    perf_count: int | None,
+    ncpus: int,
+    fixed: dict,
+) -> dict:
+    """The schema row (plus extras) for one measured point."""
+    secs = result.duration_s or load.duration
+    reqs = max(result.requests, 1)
+    if d.reschedules is not None:
+        source, vol, invol = "getrusage", d.voluntary, d.involuntary
+    else:  # peers without /server-status (nginx): live threads' /proc counts
+        source, vol, invol = "proc", None, None
+    total = d.reschedules if d.reschedules is not None else d.proc_reschedules
+    cpu_s = (d.cpu_user_s + d.cpu_system_s) if d.cpu_user_s is not None else d.proc_cpu_s
+    return {
+        "source": "measured",
+        "arch": target.name,
+        "server": target.server,
+        "connections": load.connections,
+        "target_rps": load.target_rps if load.target_rps is not None else math.nan,
+        "rps": result.rps,
+        "reschedules_per_s": total / secs,
+        "voluntary_per_s": vol / secs if vol is not None else math.nan,
+        "involuntary_per_s": invol / secs if invol is not None else math.nan,
+        "reschedules_per_request": total / reqs,
+        "lat_p50_ms": result.lat_p50_ms,
+        "lat_p99_ms": result.lat_p99_ms,
+        "cpu_util": cpu_s / secs / max(ncpus, 1),
+        "sched_overhead_frac": math.nan,  # not observable from outside the kernel
+        "errors": result.total_errors,
+        "duration_s": secs,
+        "reschedule_source": source,
+        "proc_reschedules_per_s": d.proc_reschedules / secs,
+        "perf_reschedules_per_s": perf_count / secs if perf_count is not None else math.nan,
+        "system_ctxt_per_s": d.system_ctxt / secs,
+        "wrk_requests": result.requests,
+        "server_requests": d.server_requests if d.server_requests is not None else math.nan,
+        "lat_p90_ms": result.lat_p90_ms,
+        "lat_p999_ms": result.lat_p999_ms,
+        "cpu_user_s": d.cpu_user_s if d.cpu_user_s is not None else math.nan,
+        "cpu_system_s": d.cpu_system_s if d.cpu_system_s is not None else math.nan,
+        "cpu_us_per_request": 1e6 * cpu_s / reqs,
+        "sleeps_per_request": d.sleeps / reqs if d.sleeps is not None else math.nan,
+        **fixed,
+    }

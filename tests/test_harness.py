@@ -1,0 +1,132 @@
+"""The measurement harness: a real short sweep of both servers, and what it does on failure."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+
+import pandas as pd
+import psutil
+import pytest
+from conftest import have_module, need_wrk
+
+from arch_sim import cli, schema
+from arch_sim.harness.bench import parse_loads
+from arch_sim.harness.wrk import lua_script
+
+pytestmark = pytest.mark.real
+
+
+def test_parse_loads():
+    assert parse_loads("100, 2000,max") == [100.0, 2000.0, None]
+    with pytest.raises(SystemExit, match="not a number"):
+        parse_loads("100,lots")
+    with pytest.raises(SystemExit, match="positive"):
+        parse_loads("0")
+
+
+def test_lua_paces_with_exponential_think_times_and_picks_urls_by_weight():
+    paced = lua_script(["/a", "/b"], [3, 1], mean_think_ms=40.0, seed=7)
+    assert "function delay()" in paced and "math.log(1 - math.random())" in paced
+    assert "local mean_ms = 40.000000" in paced
+    assert "0.750000000, 1.000000000" in paced  # cumulative weights
+    unpaced = lua_script(["/a"], mean_think_ms=0)
+    assert "function delay()" not in unpaced
+    assert 'wrk.headers["Connection"] = "close"' in lua_script(["/a"], keep_alive=False)
+
+
+def test_missing_wrk_is_a_clear_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert cli.main(["bench", "--quick", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "wrk not found" in err and "apt-get install -y wrk" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def short_sweep(tmp_path_factory):
+    """Both architectures, a paced low point and an unpaced one, 2 s each."""
+    need_wrk()
+    if not have_module("real_servers.stategroup.__main__"):
+        pytest.skip("the state-group server is not built yet")
+    out = tmp_path_factory.mktemp("sweep") / "run"
+    code = cli.main(["bench", "--loads", "200,max", "--duration", "2", "--warmup", "1",
+                     "--reps", "1", "--out", str(out), "--no-plots"])
+    assert code == 0
+    return out
+
+
+def test_sweep_rows_follow_the_schema(short_sweep):
+    df = schema.load(short_sweep)
+    assert set(df["source"]) == {"measured"}
+    assert len(df) == 4
+    assert sorted(df["arch"].unique()) == ["state-group", "thread-per-request"]
+    for arch in ("state-group", "thread-per-request"):
+        sub = df[df["arch"] == arch]
+        assert sorted(sub["target_rps"].fillna(-1)) == [-1, 200]
+    assert (df["errors"] == 0).all()
+    assert (df["rps"] > 0).all() and (df["reschedules_per_s"] > 0).all()
+    meta = json.loads((short_sweep / "meta.json").read_text())
+    assert meta["complete"] is True
+    for key in ("host", "kernel", "cpu_model", "python", "wrk", "git", "pinning", "args",
+                "started", "ended"):
+        assert key in meta, key
+
+
+def test_wrk_and_server_agree_on_request_counts(short_sweep):
+    df = schema.load(short_sweep)
+    ratio = df["server_requests"] / df["wrk_requests"]
+    # the server also counts requests in flight when wrk stops and the status probes
+    assert ((ratio > 0.95) & (ratio < 1.05)).all(), ratio.tolist()
+
+
+def test_reschedule_sources_agree(short_sweep):
+    df = schema.load(short_sweep)
+    perf = df["perf_reschedules_per_s"].dropna()
+    if len(perf):  # perf's window opens slightly before wrk's and closes after it
+        ratio = perf / df.loc[perf.index, "reschedules_per_s"]
+        assert ((ratio > 0.8) & (ratio < 1.5)).all(), ratio.tolist()
+    # the whole system switches at least as often as the server alone
+    assert (df["system_ctxt_per_s"] >= df["reschedules_per_s"] * 0.9).all()
+
+
+def test_old_design_reschedules_per_request_new_design_stops(short_sweep):
+    df = schema.load(short_sweep)
+    old = df[df["arch"] == "thread-per-request"]
+    assert (old["reschedules_per_request"] >= 0.5).all(), old["reschedules_per_request"].tolist()
+    new = df[df["arch"] == "state-group"]
+    new = new.set_index(new["target_rps"].fillna(-1))
+    unpaced, low = new.loc[-1, "reschedules_per_request"], new.loc[200, "reschedules_per_request"]
+    assert unpaced < 0.2, unpaced
+    assert unpaced < low
+
+
+def test_a_server_dying_mid_sweep_keeps_rows_and_says_incomplete(tmp_path, capsys):
+    need_wrk()
+    out = tmp_path / "run"
+    result: dict = {}
+    argv = ["bench", "--arch", "thread-per-request", "--loads", "100,150,200", "--duration", "1",
+            "--warmup", "0", "--reps", "1", "--out", str(out), "--no-plots"]
+    runner = threading.Thread(target=lambda: result.setdefault("code", cli.main(argv)))
+    runner.start()
+    csv = out / "measurements.csv"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if csv.exists() and len(csv.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.1)
+    victims = [p for p in psutil.Process().children(recursive=True)
+               if "real_servers.threaded" in " ".join(p.cmdline())]
+    assert victims, "the server process was not found"
+    for proc in victims:
+        proc.kill()
+    runner.join(60)
+    assert result.get("code") == 1
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["complete"] is False and "log" in meta["error"]
+    df = pd.read_csv(csv)
+    assert 1 <= len(df) < 3  # the finished rows survive
+    assert not math.isnan(df["rps"].iloc[0])
+    assert "server exited" in capsys.readouterr().err
