@@ -9,7 +9,7 @@ import time
 
 import pytest
 from conftest import need_wrk
-from helpers import address
+from helpers import address, wait_for
 
 from arch_sim.harness import servers
 from arch_sim.harness.wrk import run_wrk
@@ -87,6 +87,8 @@ def test_counters_survive_exited_threads(site, tmp_path, args):
             done += result.requests
             if done >= 10_000:
                 break
+        if args == ["--threads", "0"]:  # wrk closed: the connection threads exit
+            wait_for(lambda: server.status()["threads_alive"] <= 3, timeout=10)
         after = server.status()
     assert done >= 10_000, f"wrk managed only {done} requests in 12 s"
     assert after["requests"] - before["requests"] >= 10_000

@@ -51,9 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads",
         type=int,
-        default=0,
-        help="thread-per-request shape: 0 = a thread per connection, every request wakes its "
-        "blocked thread (default); N = dispatcher + pool of N, which batches under saturation",
+        default=64,
+        help="thread-per-request shape: N = dispatcher + pool of N threads (default 64, every "
+        "request a hand-off); 0 = one thread per connection",
     )
     p.add_argument("--server-cpus", default="0", help="CPUs for the server (0)")
     p.add_argument("--client-cpus", default="1", help="CPUs for wrk (1)")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import queue
 import select
 import socket
 import threading
+from collections import deque
 
 from .connection import Connection, now, receive, serve_ready
 from .server import ThreadedServer
@@ -23,19 +23,18 @@ class PoolServer(ThreadedServer):
         super().__init__(listener, args)
         self.epoll = select.epoll()
         self.conns: dict[int, Connection] = {}
-        self.work: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
+        self.idle: list[PoolThread] = []  # LIFO: the most recently idle thread works next
+        self.backlog: deque[Connection] = deque()  # requests waiting for a free thread
+        self._lock = threading.Lock()  # guards idle, backlog and _busy
         self._busy = 0
-        self._busy_lock = threading.Lock()
 
     def serve_forever(self) -> int:
         self.listener.setblocking(False)
         self.epoll.register(self.listener.fileno(), select.EPOLLIN)
-        pool = [
-            threading.Thread(target=self._worker, name=f"pool-{i}", daemon=True)
-            for i in range(self.args.threads)
-        ]
+        pool = [PoolThread(self, i) for i in range(self.args.threads)]
+        self.idle.extend(pool)
         for t in pool:
-            t.start()
+            t.thread.start()
         self.install_signals()
         self._dispatch()
         self._drain(pool)
@@ -70,13 +69,18 @@ class PoolServer(ThreadedServer):
                 self.epoll.register(conn.fd, EPOLL_IDLE)
 
     def _hand_off(self, fd: int) -> None:
+        """Give the request that arrived on *fd* to a free thread (or queue it)."""
         conn = self.conns.get(fd)
         if conn is None or conn.busy:
             return
         conn.busy = True
-        with self._busy_lock:
+        with self._lock:
             self._busy += 1
-        self.work.put(conn)
+            worker = self.idle.pop() if self.idle else None
+            if worker is None:
+                self.backlog.append(conn)
+        if worker is not None:
+            worker.wake_with(conn)
 
     def _sweep(self) -> None:
         """Close connections whose header or keep-alive deadline has passed."""
@@ -94,15 +98,13 @@ class PoolServer(ThreadedServer):
         self.release(conn)
 
     # -- pool threads --------------------------------------------------------------------
-    def _worker(self) -> None:
-        count = self.requests.cell()
-        while True:
-            conn = self.work.get()
-            if conn is None:
-                return
-            answered, usable = self._serve(conn)
-            count[0] += answered
-            self._done(conn, usable)
+    def next_or_idle(self, worker: PoolThread) -> Connection | None:
+        """A queued request for *worker*, or None after putting it on the idle stack."""
+        with self._lock:
+            if self.backlog:
+                return self.backlog.popleft()
+            self.idle.append(worker)
+            return None
 
     def _serve(self, conn: Connection) -> tuple[int, bool]:
         fresh = conn.parser.buffered == 0  # this recv starts a new request
@@ -127,7 +129,7 @@ class PoolServer(ThreadedServer):
         if not usable:
             conn.busy = False
             self._close(conn)
-        with self._busy_lock:
+        with self._lock:
             self._busy -= 1
 
     # -- shutdown ------------------------------------------------------------------------
@@ -135,7 +137,36 @@ class PoolServer(ThreadedServer):
         self.epoll.unregister(self.listener.fileno())
         self.listener.close()
         self.wait_drained(lambda: self._busy)
-        for _ in pool:
-            self.work.put(None)
+        for worker in pool:
+            worker.wake_with(None)
         for conn in list(self.conns.values()):
             self._close(conn)
+
+
+class PoolThread:
+    """One pool thread.  It sleeps on its own lock, so a hand-off wakes exactly this thread."""
+
+    def __init__(self, server: PoolServer, index: int) -> None:
+        self.server = server
+        self.conn: Connection | None = None
+        self.wake = threading.Lock()
+        self.wake.acquire()  # held while asleep; the dispatcher releases it to hand off
+        self.thread = threading.Thread(target=self.run, name=f"pool-{index}", daemon=True)
+
+    def wake_with(self, conn: Connection | None) -> None:
+        self.conn = conn
+        self.wake.release()
+
+    def run(self) -> None:
+        server = self.server
+        count = server.requests.cell()
+        while True:
+            self.wake.acquire()  # blocks: this is the reschedule every hand-off costs
+            conn = self.conn
+            if conn is None:
+                return
+            while conn is not None:
+                answered, usable = server._serve(conn)
+                count[0] += answered
+                server._done(conn, usable)
+                conn = server.next_or_idle(self)
