@@ -1,0 +1,131 @@
+"""Microbenchmarks of this host for ``arch-sim calibrate`` (lmbench ``lat_ctx`` style).
+
+- :func:`context_switch_us`: two processes pinned to one CPU pass a byte back and forth over two
+  pipes; each round trip is two switches plus two pipe write/read pairs.  The same pairs done by
+  one process alone (no switch) are timed too and subtracted, as lmbench does.
+- :func:`wakeup_latency_us`: a process blocked in ``read`` is woken by a write from another CPU
+  carrying the writer's clock; the reader's clock on waking minus that is the wake-up latency.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import struct
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class SwitchCost:
+    switch_us: float  # one context switch, pipe costs subtracted
+    roundtrip_us: float  # two switches + two pipe write/read pairs
+    pipe_pair_us: float  # one write + one read of a byte, same process
+    iterations: int
+    cpu: int
+
+
+def _pin(cpu: int) -> None:
+    os.sched_setaffinity(0, {cpu})
+
+
+def _one_process_pipe_us(iterations: int) -> float:
+    r, w = os.pipe()
+    try:
+        t0 = time.perf_counter_ns()
+        for _ in range(iterations):
+            os.write(w, b"x")
+            os.read(r, 1)
+        return (time.perf_counter_ns() - t0) / iterations / 1e3
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def context_switch_us(iterations: int = 20_000, cpu: int = 0, repeats: int = 3) -> SwitchCost:
+    """Cost of one context switch between two processes pinned to *cpu* (best of *repeats*)."""
+    best_rt = best_pipe = float("inf")
+    for _ in range(repeats):
+        best_rt = min(best_rt, _pingpong_roundtrip_us(iterations, cpu))
+        old = os.sched_getaffinity(0)
+        _pin(cpu)
+        try:
+            best_pipe = min(best_pipe, _one_process_pipe_us(iterations))
+        finally:
+            os.sched_setaffinity(0, old)
+    switch = max(0.0, (best_rt - 2 * best_pipe) / 2)
+    return SwitchCost(switch, best_rt, best_pipe, iterations, cpu)
+
+
+def _pingpong_roundtrip_us(iterations: int, cpu: int) -> float:
+    a_r, a_w = os.pipe()  # parent -> child
+    b_r, b_w = os.pipe()  # child -> parent
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _pin(cpu)
+            os.close(a_w)
+            os.close(b_r)
+            for _ in range(iterations + 1):
+                os.read(a_r, 1)
+                os.write(b_w, b"y")
+        finally:
+            os._exit(0)
+    os.close(a_r)
+    os.close(b_w)
+    old = os.sched_getaffinity(0)
+    _pin(cpu)
+    try:
+        os.write(a_w, b"x")  # warm-up round
+        os.read(b_r, 1)
+        t0 = time.perf_counter_ns()
+        for _ in range(iterations):
+            os.write(a_w, b"x")
+            os.read(b_r, 1)
+        elapsed = time.perf_counter_ns() - t0
+    finally:
+        os.sched_setaffinity(0, old)
+        os.close(a_w)
+        os.close(b_r)
+        os.waitpid(pid, 0)
+    return elapsed / iterations / 1e3
+
+
+def wakeup_latency_us(samples: int = 2_000, waker_cpu: int = 1, sleeper_cpu: int = 0) -> dict:
+    """Median and p99 time from a write to the blocked reader running (microseconds)."""
+    r, w = os.pipe()
+    back_r, back_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the sleeper
+        try:
+            _pin(sleeper_cpu)
+            os.close(w)
+            os.close(back_r)
+            for _ in range(samples):
+                sent = struct.unpack("q", os.read(r, 8))[0]
+                os.write(back_w, struct.pack("q", time.perf_counter_ns() - sent))
+        finally:
+            os._exit(0)
+    os.close(r)
+    os.close(back_w)
+    old = os.sched_getaffinity(0)
+    _pin(waker_cpu)
+    lat = []
+    try:
+        for _ in range(samples):
+            time.sleep(0.0002)  # let the sleeper block again
+            os.write(w, struct.pack("q", time.perf_counter_ns()))
+            lat.append(struct.unpack("q", os.read(back_r, 8))[0] / 1e3)
+    finally:
+        os.sched_setaffinity(0, old)
+        os.close(w)
+        os.close(back_r)
+        os.waitpid(pid, 0)
+    lat.sort()
+    return {
+        "median_us": statistics.median(lat),
+        "p99_us": lat[int(0.99 * (len(lat) - 1))],
+        "samples": samples,
+        "waker_cpu": waker_cpu,
+        "sleeper_cpu": sleeper_cpu,
+    }
