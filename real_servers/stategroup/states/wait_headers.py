@@ -34,12 +34,13 @@ def run(worker) -> int:
 def _decode(worker, conn) -> int:
     parser = conn.parser
     while True:
-        try:
-            request = parser.next_request()
-        except ParseError as exc:
-            return _reply(worker, conn, worker.responder.error(exc.status))
-        if request is not None:
-            return _route(worker, conn, request)
+        if parser.buffered:  # (an empty buffer holds no request: skip the parser)
+            try:
+                request = parser.next_request()
+            except ParseError as exc:
+                return _reply(worker, conn, worker.responder.error(exc.status))
+            if request is not None:
+                return _route(worker, conn, request)
         if not conn.readable or parser.closed:
             return _park(worker, conn)
         try:
