@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import mmap
 import resource
+import struct
+from collections.abc import Callable
+from functools import partial
 
 from .lifecycle import NAMES
 
@@ -24,7 +27,7 @@ from .lifecycle import NAMES
 MASTER_LEN = 11
 
 # -- one worker's fields ---------------------------------------------------------------------
-(PID, CPU, ALIVE, REQUESTS, PASSES, SLEEPS, BUSY_POLLS, OPEN, NVCSW, NIVCSW, UTIME,
+(PID, CPU, ALIVE, OPEN, REQUESTS, PASSES, SLEEPS, BUSY_POLLS, NVCSW, NIVCSW, UTIME,
  STIME) = range(12)
 MOVED = 12  # MOVED + i: requests state i moved, in total
 QUEUE = MOVED + len(NAMES)  # QUEUE + i: connections in state i
@@ -46,6 +49,11 @@ class Board:
 
     def slots(self) -> list[memoryview]:
         return [self.slot(i) for i in range(self.workers)]
+
+    def writer(self, index: int, first: int, count: int) -> Callable[..., None]:
+        """A function writing *count* values from field *first* of slot *index*, in one call."""
+        offset = 8 * (MASTER_LEN + index * SLOT_LEN + first)
+        return partial(struct.Struct(f"{count}q").pack_into, self._map, offset)
 
     def open_connections(self) -> int:
         """Open connections over every worker (for --max-connections)."""

@@ -73,7 +73,8 @@ class Master:
         code = 1
         try:
             self.reserved.close()
-            code = run_worker(self.config, self.board, index, self.cpus[index], ready_fd)
+            master = self.board.master[b.M_PID]
+            code = run_worker(self.config, self.board, index, self.cpus[index], master, ready_fd)
         except SystemExit as exc:  # the listener could not be opened: its message is printed
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:

@@ -12,6 +12,7 @@ worker with no connections blocks in epoll without a timeout.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import math
 import os
@@ -22,6 +23,7 @@ import sys
 import time
 import traceback
 from collections.abc import Mapping
+from resource import RUSAGE_SELF, getrusage
 
 from ..core import DocumentRoot, Responder
 from ..core.serving import listener as make_listener
@@ -48,8 +50,8 @@ RECV_BYTES = 65536
 SWEEP_S = 0.5  # timeouts are checked at most this often
 PUBLISH_S = 0.05  # a busy worker publishes its counters this often (an idle one before sleeping)
 DRAIN_S = 3.0  # on SIGTERM, in-flight requests get this long to finish
-COUNT_ALWAYS = 512  # up to this many connections, per-state counts are fresh at every publish
 MAX_WARNINGS = 50
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class Worker:
@@ -70,6 +72,8 @@ class Worker:
         self.listen_fd = listener.fileno()
         self.board = board or b.Board(1)
         self.slot = self.board.slot(index)
+        self._write_counters = self.board.writer(index, b.REQUESTS, b.STIME - b.REQUESTS + 1)
+        self._write_states = self.board.writer(index, b.MOVED, 2 * len(NAMES))
         self.cpu = cpu
         self.responder = Responder(DocumentRoot(config.root), status=self.server_status)
         port = config.userspace_port
@@ -298,22 +302,19 @@ class Worker:
         slot[b.PID] = os.getpid()
         slot[b.CPU] = self.cpu
         slot[b.ALIVE] = 1
-        self.publish()
+        self.publish(recount=True)
 
-    def publish(self) -> None:
-        """Write this worker's counters to its board slot."""
-        slot = self.slot
-        slot[b.REQUESTS] = self.requests
-        slot[b.PASSES] = self.passes
-        slot[b.SLEEPS] = self.sleeps
-        slot[b.BUSY_POLLS] = self.busy_polls
-        if len(self.conns) <= COUNT_ALWAYS or self.now - self.counted_at >= SWEEP_S:
-            self._count_states()
-        for i, moved in enumerate(self.moved):
-            slot[b.MOVED + i] = moved
-            slot[b.QUEUE + i] = self.in_state[i]
-        b.publish_rusage(slot, b.NVCSW)
+    def publish(self, recount: bool = False) -> None:
+        """Write this worker's counters to its board slot (per-state counts every SWEEP_S)."""
+        ru = getrusage(RUSAGE_SELF)
+        self._write_counters(
+            self.requests, self.passes, self.sleeps, self.busy_polls,
+            ru.ru_nvcsw, ru.ru_nivcsw, int(ru.ru_utime * 1e6), int(ru.ru_stime * 1e6),
+        )
         self.published = self.now
+        if recount or self.now - self.counted_at >= SWEEP_S:
+            self._count_states()
+            self._write_states(*self.moved, *self.in_state)
 
     def _count_states(self) -> None:
         counts = [0] * len(NAMES)
@@ -324,20 +325,33 @@ class Worker:
 
     def server_status(self) -> dict:
         """The ``/server-status`` document (every worker's counters, this one's fresh)."""
-        self.publish()
+        self.publish(recount=True)
         return collect(self.board)
 
 
-def run_worker(config: Config, board: b.Board, index: int, cpu: int, ready_fd: int = -1) -> int:
+def run_worker(
+    config: Config, board: b.Board, index: int, cpu: int, master: int, ready_fd: int = -1
+) -> int:
     """The body of a forked worker process: pin, listen, announce, serve."""
     os.sched_setaffinity(0, {cpu})
     sock = make_listener(config.host, config.port, reuseport=True)
     worker = Worker(config, sock, board, index, cpu)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.request_stop())
+    _die_with(master)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     if ready_fd >= 0:
         os.write(ready_fd, b"R")
         os.close(ready_fd)
     gc.freeze()  # the long-lived objects of start-up need no more scanning
     return worker.serve()
+
+
+def _die_with(master: int) -> None:
+    """Get SIGTERM (so: drain and exit) when the master dies, even by SIGKILL."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: an orphaned worker then runs until it is stopped itself
+    if os.getppid() != master:  # the master died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
