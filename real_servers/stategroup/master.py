@@ -21,12 +21,13 @@ import traceback
 
 from ..core.serving import announce_ready, check_root
 from . import board as b
+from . import states as state_modules
 from .config import Config
 from .worker import DRAIN_S, run_worker
 
 SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
 READY_TIMEOUT_S = 20.0
-QUICK_DEATH_S = 1.0  # a worker that dies younger than this is restarted after BACKOFF_S
+QUICK_DEATH_S = 1.0  # workers dying this young twice in a row are restarted after BACKOFF_S
 BACKOFF_S = 0.5
 
 
@@ -38,11 +39,13 @@ class Master:
         self.workers: dict[int, int] = {}  # pid -> slot index
         self.started: dict[int, float] = {}  # slot index -> start time
         self.respawn_at: dict[int, float] = {}  # slot index -> when to start it again
+        self.quick_deaths: dict[int, int] = {}  # slot index -> deaths in a row soon after start
         self.reserved: socket.socket | None = None
         self.draining = False
 
     def run(self) -> int:
         check_root(self.config.root)
+        self._check()
         self.reserved = reserve(self.config.host, self.config.port)
         self.config.port = self.reserved.getsockname()[1]
         self.board.master[b.M_PID] = os.getpid()
@@ -58,6 +61,17 @@ class Master:
             return 1
         announce_ready(self.reserved)
         return self.supervise()
+
+    def _check(self) -> None:
+        """Fail before forking, with a message, on settings every worker would fail on."""
+        missing = set(self.cpus) - set(range(os.cpu_count() or 1))
+        if missing:
+            sys.exit(f"error: --cpus {sorted(missing)} not on this machine "
+                     f"(it has CPUs 0-{(os.cpu_count() or 1) - 1})")
+        try:
+            state_modules.load(self.config.states)
+        except Exception as exc:
+            sys.exit(f"error: --state: cannot load a replacement state: {exc}")
 
     # -- workers ----------------------------------------------------------------------------
     def spawn(self, index: int, ready_fd: int = -1) -> None:
@@ -135,7 +149,9 @@ class Master:
                 print(f"stategroup: worker {pid} on CPU {self.cpus[index]} "
                       f"{_describe(status)}; restarting it", file=sys.stderr, flush=True)
                 young = time.monotonic() - self.started[index] < QUICK_DEATH_S
-                self.respawn_at[index] = time.monotonic() + (BACKOFF_S if young else 0.0)
+                self.quick_deaths[index] = self.quick_deaths.get(index, 0) + 1 if young else 0
+                crash_loop = self.quick_deaths[index] > 1
+                self.respawn_at[index] = time.monotonic() + (BACKOFF_S if crash_loop else 0.0)
 
     def _retire(self, index: int) -> None:
         """Keep a dead worker's requests; its rusage now shows in RUSAGE_CHILDREN."""
@@ -170,7 +186,7 @@ class Master:
             if left <= 0:
                 for pid in self.workers:
                     _kill(pid, signal.SIGKILL)
-                grace, deadline, clean = 1.0, time.monotonic() + 5.0, False
+                deadline, clean = time.monotonic() + 5.0, False
             signal.sigtimedwait({signal.SIGCHLD}, max(0.01, min(left, 0.2)))
             clean &= self._reap_exits()
         return clean

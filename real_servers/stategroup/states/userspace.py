@@ -65,7 +65,7 @@ def _pump(worker, conn) -> int:
             return _bad_gateway(worker, conn)
         relay.connected = True
     try:
-        moved = _client_to_upstream(conn, relay) + _upstream_to_client(conn, relay)
+        moved = _client_to_upstream(conn, relay) | _upstream_to_client(conn, relay)
     except OSError:  # either side reset: nothing more can be relayed
         return _end(worker, conn, ABORT)
     if relay.up_eof and not relay.to_client:
@@ -78,56 +78,47 @@ def _pump(worker, conn) -> int:
     return 0
 
 
-def _client_to_upstream(conn, relay: Relay) -> int:
-    moved = 0
+def _client_to_upstream(conn, relay: Relay) -> bool:
+    got = sent = 0
     if conn.readable and not relay.client_eof and len(relay.to_up) < CHUNK:
-        data = _recv(conn)
-        if data is None:
-            conn.readable = False
-        elif data:
-            relay.to_up += data
-            moved = 1
-        else:
-            relay.client_eof = moved = 1
+        got = _read(conn, relay.to_up)
+        relay.client_eof = got < 0
     if relay.to_up and relay.writable:
-        moved |= _send(relay.sock, relay.to_up, relay)
+        sent = _write(relay, relay.to_up)
     if relay.client_eof and not relay.to_up and not relay.up_shut:
         relay.sock.shutdown(socket.SHUT_WR)  # pass the client's half-close on
         relay.up_shut = True
-    return moved
+    return bool(got or sent)
 
 
-def _upstream_to_client(conn, relay: Relay) -> int:
-    moved = 0
+def _upstream_to_client(conn, relay: Relay) -> bool:
+    got = sent = 0
     if relay.readable and not relay.up_eof and len(relay.to_client) < CHUNK:
-        data = _recv(relay)
-        if data is None:
-            relay.readable = False
-        elif data:
-            relay.to_client += data
-            moved = 1
-        else:
-            relay.up_eof = moved = 1
+        got = _read(relay, relay.to_client)
+        relay.up_eof = got < 0
     if relay.to_client and conn.writable:
-        sent = _send(conn.sock, relay.to_client, conn)
+        sent = _write(conn, relay.to_client)
         conn.relayed += sent
-        moved |= bool(sent)
-    return moved
+    return bool(got or sent)
 
 
-def _recv(side) -> bytes | None:
+def _read(side, buf: bytearray) -> int:
+    """Append what *side* has to *buf*: bytes read, 0 if none now, -1 at EOF."""
     try:
-        return side.sock.recv(CHUNK)
+        data = side.sock.recv(CHUNK)
     except BlockingIOError:
-        return None
-
-
-def _send(sock: socket.socket, buf: bytearray, side) -> int:
-    try:
-        sent = sock.send(buf)
-    except BlockingIOError:
-        side.writable = False
+        side.readable = False
         return 0
+    buf += data
+    return len(data) or -1
+
+
+def _write(side, buf: bytearray) -> int:
+    """Send *buf* to *side*, dropping what was sent: bytes sent."""
+    try:
+        sent = side.sock.send(buf)
+    except BlockingIOError:
+        sent = 0
     if sent < len(buf):
         side.writable = False
     del buf[:sent]
