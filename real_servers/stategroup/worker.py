@@ -22,10 +22,10 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from resource import RUSAGE_SELF, getrusage
 
-from ..core import DocumentRoot, Responder
+from ..core import DocumentRoot, Responder, Response
 from ..core.serving import listener as make_listener
 from . import board as b
 from . import states as state_modules
@@ -34,7 +34,7 @@ from .connection import Conn, Relay
 from .lifecycle import (
     ABORT,
     EPOLLIN,
-    GRACEFUL,
+    KEEP,
     LOGGING,
     NAMES,
     READ,
@@ -188,6 +188,39 @@ class Worker:
         return max(0.0, due - self.now)
 
     # -- what the states use ----------------------------------------------------------------
+    def service(self, state: int, handle: Callable[[Worker, Conn], int]) -> int:
+        """Service *state*'s queue as one batch, ``handle(worker, conn)`` for each connection.
+
+        Connections queued meanwhile wait for the next pass.  A handler that raises (a bug)
+        costs that connection only.  Returns the requests moved (handlers' sum).
+        """
+        batch = self.queues[state]
+        if not batch:
+            return 0
+        self.queues[state] = []
+        moved = 0
+        for conn in batch:
+            try:
+                moved += handle(self, conn)
+            except Exception as exc:
+                self.fault(conn, exc)
+                moved += 1
+        return moved
+
+    def answer(self, conn: Conn, response: Response, ending: int = KEEP) -> None:
+        """Hand *conn* to send_data with *response*."""
+        conn.response = response
+        conn.ending = ending
+        conn.state = SEND_DATA
+        self.queues[SEND_DATA].append(conn)
+
+    def end(self, conn: Conn, ending: int) -> None:
+        """Hand *conn* to logging, which logs its request and ends it as *ending* says."""
+        conn.wait = 0
+        conn.ending = ending
+        conn.state = LOGGING
+        self.queues[LOGGING].append(conn)
+
     def add(self, conn: Conn) -> None:
         """Register a new connection (edge-triggered, both directions, once)."""
         self.conns[conn.fd] = conn
@@ -239,10 +272,13 @@ class Worker:
     def fault(self, conn: Conn, exc: BaseException) -> None:
         """A state failed on *conn* (a bug): report it, close the connection, carry on."""
         self.warn("".join(traceback.format_exception(exc)).rstrip())
-        conn.wait = 0
-        conn.ending = ABORT
-        conn.state = LOGGING
-        self.queues[LOGGING].append(conn)
+        if conn.state != LOGGING:
+            self.end(conn, ABORT)
+            return
+        try:  # logging itself failed on it: do not hand it back
+            self.close(conn)
+        except OSError:
+            self.conns.pop(conn.fd, None)
 
     def warn(self, message: str) -> None:
         self._warnings += 1
@@ -267,13 +303,9 @@ class Worker:
     def _expire(self, conn: Conn) -> None:
         conn.wait = 0
         if conn.state == WAIT_HEADERS and conn.parser.buffered and not conn.parser.closed:
-            conn.response = self.responder.error(408)  # a header trickled in too slowly
-            conn.ending = GRACEFUL
-            conn.state = SEND_DATA
+            self.answer(conn, self.responder.error(408))  # a header trickled in too slowly
         else:
-            conn.ending = ABORT  # idle, a client that stopped reading, a lingering close
-            conn.state = LOGGING
-        self.queues[conn.state].append(conn)
+            self.end(conn, ABORT)  # idle, a client that stopped reading, a lingering close
 
     def request_stop(self) -> None:
         """Begin draining at the next wake-up (safe from a signal handler or another thread)."""
@@ -291,10 +323,7 @@ class Worker:
         self.accept_ready = True  # accept the backlog once more, then close the listener
         for conn in self.conns.values():
             if conn.wait and conn.state == WAIT_HEADERS and not conn.parser.buffered:
-                conn.wait = 0
-                conn.ending = ABORT
-                conn.state = LOGGING
-                self.queues[LOGGING].append(conn)
+                self.end(conn, ABORT)
 
     # -- counters -----------------------------------------------------------------------------
     def _announce(self) -> None:

@@ -7,10 +7,12 @@ Every state module has the same interface to the worker loop:
   and return how many requests changed state (or made progress, so the loop polls again);
 - optionally ``setup(worker)``: create the state's own data on the worker once.
 
-A state hands a connection to another by setting ``conn.state`` and appending it to that
-state's queue, or parks it (``conn.wait = <epoll events>``) until epoll wakes it.  It never
-calls another state, so any one can be replaced (``--state NAME=MODULE``) without touching
-the others.
+A state hands a connection to another through the worker - ``worker.answer(conn, response)``
+queues it for send_data, ``worker.end(conn, ending)`` for logging, or it sets ``conn.state`` and
+appends it to that state's queue - or parks it (``conn.wait = <epoll events>``) until epoll
+wakes it.  ``worker.service(state, handle)`` runs a handler over the state's batch.  A state
+never calls another state, so any one can be replaced (``--state NAME=MODULE``) without
+touching the others.
 """
 
 from __future__ import annotations
@@ -23,10 +25,8 @@ from types import ModuleType
 
 from ..lifecycle import NAMES
 
-StateSpec = str | ModuleType | object
 
-
-def load(overrides: Mapping[str, StateSpec] | None = None) -> list:
+def load(overrides: Mapping[str, object] | None = None) -> list:
     """The state modules in pass order; *overrides* maps a state name to a replacement.
 
     A replacement is a module (or any object with ``run``), a dotted module name, or the path

@@ -12,7 +12,7 @@ import socket
 
 from ...core.status import is_loopback
 from ..connection import Conn
-from ..lifecycle import LINGER, SEND_DATA, WAIT_HEADERS
+from ..lifecycle import LINGER, WAIT_HEADERS
 
 BATCH = 64  # connections accepted per pass (the other states get their turn)
 
@@ -47,10 +47,7 @@ def _admit(worker, sock: socket.socket, peer: object) -> None:
     conn = Conn(sock, is_loopback(peer), counted=not over)
     worker.add(conn)
     if over:
-        conn.response = worker.responder.error(503)
-        conn.ending = LINGER  # its request is never read
-        conn.state = SEND_DATA
-        worker.queues[SEND_DATA].append(conn)
+        worker.answer(conn, worker.responder.error(503), LINGER)  # its request is never read
     else:
         conn.in_header = True  # the header timeout runs from the connect
         worker.set_deadline(conn, worker.config.header_timeout)

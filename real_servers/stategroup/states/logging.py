@@ -41,21 +41,16 @@ def setup(worker) -> None:
 
 
 def run(worker) -> int:
-    batch = worker.queues[LOGGING]
-    if not batch:
-        return 0
-    worker.queues[LOGGING] = []
-    for conn in batch:
-        try:
-            if conn.lingering:
-                _linger(worker, conn)
-            else:
-                _log(worker, conn)
-                _end(worker, conn)
-        except Exception as exc:
-            worker.warn(f"cleanup failed: {exc!r}")
-            worker.close(conn)
-    return len(batch)
+    return worker.service(LOGGING, _clean_up)
+
+
+def _clean_up(worker, conn) -> int:
+    if conn.lingering:
+        _linger(worker, conn)
+    else:
+        _log(worker, conn)
+        _end(worker, conn)
+    return 1
 
 
 def _log(worker, conn) -> None:

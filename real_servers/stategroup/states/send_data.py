@@ -12,31 +12,25 @@ from __future__ import annotations
 import os
 import socket
 
-from ..lifecycle import ABORT, LOGGING, SEND_DATA, WRITE
+from ..lifecycle import ABORT, SEND_DATA, WRITE
 
 SEND_TIMEOUT_S = 30.0  # a client that stops reading is dropped after this
 MSG_MORE = socket.MSG_MORE
 
 
 def run(worker) -> int:
-    batch = worker.queues[SEND_DATA]
-    if not batch:
-        return 0
-    worker.queues[SEND_DATA] = []
-    moved = 0
-    for conn in batch:
-        try:
-            moved += _send(worker, conn)
-        except OSError:  # reset, broken pipe, the file vanished: the response cannot finish
-            _finish(worker, conn, ABORT)
-            moved += 1
-        except Exception as exc:
-            worker.fault(conn, exc)
-            moved += 1
-    return moved
+    return worker.service(SEND_DATA, _send)
 
 
 def _send(worker, conn) -> int:
+    try:
+        return _progress(worker, conn)
+    except OSError:  # reset, broken pipe, the file vanished: the response cannot finish
+        _finish(worker, conn, ABORT)
+        return 1
+
+
+def _progress(worker, conn) -> int:
     if conn.pending is None and conn.file_fd < 0:  # a fresh response
         response = conn.response
         if response.file is None:
@@ -118,6 +112,4 @@ def _finish(worker, conn, ending: int) -> None:
         os.close(conn.file_fd)
         conn.file_fd = -1
     conn.pending = None
-    conn.ending = ending
-    conn.state = LOGGING
-    worker.queues[LOGGING].append(conn)
+    worker.end(conn, ending)

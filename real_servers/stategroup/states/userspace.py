@@ -16,24 +16,17 @@ import errno
 import socket
 
 from ..connection import Relay
-from ..lifecycle import ABORT, ANY, GRACEFUL, LOGGING, SEND_DATA, USERSPACE
+from ..lifecycle import ABORT, ANY, GRACEFUL, USERSPACE
 
 CHUNK = 65536  # bytes per direction per pass (and the most buffered per direction)
 
 
 def run(worker) -> int:
-    batch = worker.queues[USERSPACE]
-    if not batch:
-        return 0
-    worker.queues[USERSPACE] = []
-    moved = 0
-    for conn in batch:
-        try:
-            moved += _start(worker, conn) if conn.relay is None else _pump(worker, conn)
-        except Exception as exc:
-            worker.fault(conn, exc)
-            moved += 1
-    return moved
+    return worker.service(USERSPACE, _relay)
+
+
+def _relay(worker, conn) -> int:
+    return _start(worker, conn) if conn.relay is None else _pump(worker, conn)
 
 
 def _start(worker, conn) -> int:
@@ -127,16 +120,11 @@ def _write(side, buf: bytearray) -> int:
 
 def _bad_gateway(worker, conn) -> int:
     worker.drop_relay(conn)
-    conn.response = worker.responder.error(502, False, conn.request)
-    conn.ending = GRACEFUL
-    conn.state = SEND_DATA
-    worker.queues[SEND_DATA].append(conn)
+    worker.answer(conn, worker.responder.error(502, False, conn.request))
     return 1
 
 
 def _end(worker, conn, ending: int) -> int:
     worker.drop_relay(conn)
-    conn.ending = ending
-    conn.state = LOGGING
-    worker.queues[LOGGING].append(conn)
+    worker.end(conn, ending)
     return 1

@@ -10,25 +10,14 @@ pipelining client cannot hog a pass.
 
 from __future__ import annotations
 
-from ...core import ParseError, Request, Response
-from ..lifecycle import ABORT, LOGGING, READ, SEND_DATA, USERSPACE, WAIT_HEADERS
+from ...core import ParseError, Request
+from ..lifecycle import ABORT, READ, USERSPACE, WAIT_HEADERS
 
 STATIC_METHODS = ("GET", "HEAD")
 
 
 def run(worker) -> int:
-    batch = worker.queues[WAIT_HEADERS]
-    if not batch:
-        return 0
-    worker.queues[WAIT_HEADERS] = []
-    moved = 0
-    for conn in batch:
-        try:
-            moved += _decode(worker, conn)
-        except Exception as exc:  # a bug must cost one connection, never the worker
-            worker.fault(conn, exc)
-            moved += 1
-    return moved
+    return worker.service(WAIT_HEADERS, _decode)
 
 
 def _decode(worker, conn) -> int:
@@ -38,7 +27,8 @@ def _decode(worker, conn) -> int:
             try:
                 request = parser.next_request()
             except ParseError as exc:
-                return _reply(worker, conn, worker.responder.error(exc.status))
+                worker.answer(conn, worker.responder.error(exc.status))
+                return 1
             if request is not None:
                 return _route(worker, conn, request)
         if not conn.readable or parser.closed:
@@ -51,9 +41,7 @@ def _decode(worker, conn) -> int:
         except OSError:
             n = 0
         if n == 0:  # the client closed (or reset): nothing to answer
-            conn.ending = ABORT
-            conn.state = LOGGING
-            worker.queues[LOGGING].append(conn)
+            worker.end(conn, ABORT)
             return 1
         if n < len(worker.rbuf):
             conn.readable = False  # drained: the next edge says when more arrives
@@ -71,13 +59,7 @@ def _route(worker, conn, request: Request) -> int:
         return 1
     if worker.draining:
         request.keep_alive = False  # answer with Connection: close
-    return _reply(worker, conn, worker.responder.respond(request, conn.loopback))
-
-
-def _reply(worker, conn, response: Response) -> int:
-    conn.response = response
-    conn.state = SEND_DATA
-    worker.queues[SEND_DATA].append(conn)
+    worker.answer(conn, worker.responder.respond(request, conn.loopback))
     return 1
 
 
