@@ -492,3 +492,7 @@ def test_status_counts_are_per_worker_and_agree_with_proc(site, tmp_path):
         reported = w1["voluntary_ctxt_switches"] + w1["involuntary_ctxt_switches"]
         assert 0 <= proc - reported <= 5  # getrusage, published before each sleep
         assert after["voluntary_ctxt_switches"] >= w1["voluntary_ctxt_switches"]
+        log = after["access_log"]
+        assert log["pid"] == w1["pid"] and log["logged"] == w1["requests"]
+        size = (site / "page.html").stat().st_size
+        assert [e[1:] for e in log["tail"][-3:]] == [[200, size, "GET", "/page.html"]] * 3

@@ -51,6 +51,7 @@ SWEEP_S = 0.5  # timeouts are checked at most this often
 PUBLISH_S = 0.05  # a busy worker publishes its counters this often (an idle one before sleeping)
 DRAIN_S = 3.0  # on SIGTERM, in-flight requests get this long to finish
 MAX_WARNINGS = 50
+ACCESS_LOG_TAIL = 10  # access-log entries shown in /server-status
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -92,7 +93,7 @@ class Worker:
         self.rbuf = bytearray(RECV_BYTES)
         self.rview = memoryview(self.rbuf)
         self.now = self.last_sweep = self.published = self.counted_at = time.monotonic()
-        self.min_deadline = math.inf  # no parked connection's deadline is earlier than this
+        self.min_deadline = math.inf  # no connection's deadline is earlier than this
         self.accept_ready = True
         self.draining = False
         self.drain_end = math.inf
@@ -353,9 +354,15 @@ class Worker:
         self.counted_at = self.now
 
     def server_status(self) -> dict:
-        """The ``/server-status`` document (every worker's counters, this one's fresh)."""
+        """The ``/server-status`` document (every worker's counters, this one's fresh), with
+        the tail of this worker's access log."""
         self.publish(recount=True)
-        return collect(self.board)
+        document = collect(self.board)
+        log = getattr(self, "access_log", None)  # kept by the logging state
+        if log is not None:
+            document["access_log"] = {"pid": os.getpid(), "logged": log.count,
+                                      "tail": log.tail(ACCESS_LOG_TAIL)}
+        return document
 
 
 def run_worker(

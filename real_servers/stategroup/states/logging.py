@@ -30,7 +30,7 @@ class AccessLog:
         self.size = size
         self.count = 0
 
-    def tail(self, n: int = 10) -> list[tuple]:
+    def tail(self, n: int) -> list[tuple]:
         """The last *n* entries, oldest first."""
         n = min(n, self.count, self.size)
         return [self.entries[(self.count - n + i) % self.size] for i in range(n)]
