@@ -368,7 +368,8 @@ def test_an_idle_worker_sleeps_without_timer_wakeups(site, tmp_path):
 # -- limits, malformed input, draining ----------------------------------------------------------
 def test_max_connections_over_all_workers_gets_503_and_a_clean_close(site, tmp_path):
     cpus = need_cpus(2)
-    with start(site, "--max-connections", "3", "--cpus", "0,1", cpus=cpus, tmp=tmp_path) as server:
+    args = ("--max-connections", "3", "--cpus", ",".join(map(str, cpus)))
+    with start(site, *args, cpus=cpus, tmp=tmp_path) as server:
         held = []
         for _ in range(2):  # with the status request below: 3 open connections
             reader = Reader(connect(server.url))
