@@ -264,6 +264,19 @@ def test_query_string_and_other_methods_go_to_user_space(site, tmp_path):
         assert per_state["userspace"]["moved"] >= 1
 
 
+def test_a_client_half_close_is_passed_on_and_the_answer_still_arrives(site, tmp_path):
+    with Upstream() as up, start(site, "--userspace-port", str(up.port), tmp=tmp_path) as server:
+        body = b"half-closed " * 1000
+        sock = connect(server.url)
+        sock.sendall(b"POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body))
+        sock.sendall(body)
+        sock.shutdown(socket.SHUT_WR)  # like `nc -q0`: we are done sending
+        reader = Reader(sock)
+        reply = reader.response()
+        assert reply.status == 200 and reply.body == body
+        assert reader.closed()
+
+
 def test_unreachable_user_space_is_a_502(site, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

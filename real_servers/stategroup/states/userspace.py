@@ -58,7 +58,7 @@ def _pump(worker, conn) -> int:
             return _bad_gateway(worker, conn)
         relay.connected = True
     try:
-        moved = _client_to_upstream(conn, relay) | _upstream_to_client(conn, relay)
+        moved = _relay_both_ways(conn, relay)
     except OSError:  # either side reset: nothing more can be relayed
         return _end(worker, conn, ABORT)
     if relay.up_eof and not relay.to_client:
@@ -71,28 +71,29 @@ def _pump(worker, conn) -> int:
     return 0
 
 
-def _client_to_upstream(conn, relay: Relay) -> bool:
-    got = sent = 0
-    if conn.readable and not relay.client_eof and len(relay.to_up) < CHUNK:
-        got = _read(conn, relay.to_up)
-        relay.client_eof = got < 0
-    if relay.to_up and relay.writable:
-        sent = _write(relay, relay.to_up)
+def _relay_both_ways(conn, relay: Relay) -> bool:
+    up_got, up_sent = _move(conn, relay, relay.to_up, relay.client_eof)
+    relay.client_eof |= up_got < 0
     if relay.client_eof and not relay.to_up and not relay.up_shut:
         relay.sock.shutdown(socket.SHUT_WR)  # pass the client's half-close on
         relay.up_shut = True
-    return bool(got or sent)
+    down_got, down_sent = _move(relay, conn, relay.to_client, relay.up_eof)
+    relay.up_eof |= down_got < 0
+    conn.relayed += down_sent
+    return bool(up_got or up_sent or down_got or down_sent)
 
 
-def _upstream_to_client(conn, relay: Relay) -> bool:
+def _move(src, dst, buf: bytearray, src_eof: bool) -> tuple[int, int]:
+    """One direction: read what *src* has into *buf* (if room), send *buf* on to *dst*.
+
+    Returns (bytes read, -1 at EOF; bytes sent).
+    """
     got = sent = 0
-    if relay.readable and not relay.up_eof and len(relay.to_client) < CHUNK:
-        got = _read(relay, relay.to_client)
-        relay.up_eof = got < 0
-    if relay.to_client and conn.writable:
-        sent = _write(conn, relay.to_client)
-        conn.relayed += sent
-    return bool(got or sent)
+    if src.readable and not src_eof and len(buf) < CHUNK:
+        got = _read(src, buf)
+    if buf and dst.writable:
+        sent = _write(dst, buf)
+    return got, sent
 
 
 def _read(side, buf: bytearray) -> int:
