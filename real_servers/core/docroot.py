@@ -67,19 +67,22 @@ class DocumentRoot:
         self._cached_bytes = 0
 
     def lookup(self, path: str) -> Entry:
-        """The entry for a decoded URL path, or raise :class:`NotServable` (403/404)."""
-        key = _normalise(path)
-        entry = self._cache.get(key)
+        """The entry for a decoded URL path, or raise :class:`NotServable` (403/404).
+
+        The cache is keyed by the decoded path as requested: a path that was normalised and
+        resolved once maps to the same file again until the entry is revalidated.
+        """
+        entry = self._cache.get(path)
         if entry is not None and entry.checked == self.clock.second:
             return entry
-        real, st = self._resolve(key)
+        real, st = self._resolve(_normalise(path))
         if entry is not None:
             if (entry.real, entry.mtime, entry.size) == (real, int(st.st_mtime), st.st_size):
                 entry.checked = self.clock.second
                 return entry
-            self._drop(key)
+            self._drop(path)
         entry = self._entry(real, st)
-        self._store(key, entry)
+        self._store(path, entry)
         return entry
 
     # -- internals -----------------------------------------------------------------------

@@ -32,6 +32,15 @@ _HEAD_END = re.compile(rb"\n\r?\n")
 _LINE_SPLIT = re.compile(rb"\r?\n")
 _PERCENT = re.compile(rb"%([0-9A-Fa-f]{2})?")
 _ABSOLUTE = re.compile(r"(?i)https?://[^/?#]*")
+# The fast path: a well-formed origin-form HTTP/1.x head with CRLF line ends, validated and
+# captured by one regex match in C.  Anything else takes the careful line-by-line path.
+_VALUE = rb"[\t\x20-\x7e\x80-\xff]"
+_FAST_HEAD = re.compile(
+    rb"(" + _TOKEN + rb") (/[\x21-\x7e]*) HTTP/1\.([01])\r\n"
+    rb"((?:" + _TOKEN + rb":" + _VALUE + rb"*\r\n)*)\r\n"
+)
+_FAST_FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _VALUE + rb"*?)[ \t]*\r\n")
+_FRAMING = frozenset(("transfer-encoding", "content-length", "expect"))
 
 REASONS: dict[int, str] = {
     200: "OK",
@@ -85,11 +94,12 @@ class RequestParser:
     """Parses the request stream of one connection."""
 
     __slots__ = ("_buf", "_skip", "_closed", "_last_raw", "max_header_bytes", "max_uri_bytes")
+    _buf: bytes
 
     def __init__(
         self, max_header_bytes: int = MAX_HEADER_BYTES, max_uri_bytes: int = MAX_URI_BYTES
     ) -> None:
-        self._buf = bytearray()
+        self._buf = b""  # usually one recv holds one whole request: no copy on feed
         self._skip = 0  # body bytes of the previous request still to discard
         self._closed = False  # no further requests on this connection
         self._last_raw = b""
@@ -99,7 +109,7 @@ class RequestParser:
     # -- input ---------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
         if not self._closed:
-            self._buf += data
+            self._buf = self._buf + data if self._buf else bytes(data)
 
     @property
     def buffered(self) -> int:
@@ -114,11 +124,14 @@ class RequestParser:
     # -- output --------------------------------------------------------------------------
     def next_request(self) -> Request | None:
         """The next complete request, None if more bytes are needed, or raise ParseError."""
-        if self._closed or not self._discard_body():
+        if self._closed or not self._buf or not self._discard_body():
             return None
         buf = self._buf
-        while buf[:2] == b"\r\n" or buf[:1] == b"\n":  # tolerate empty lines between requests
-            del buf[: 2 if buf[:1] == b"\r" else 1]
+        if buf[:1] in (b"\r", b"\n"):  # tolerate empty lines between requests
+            buf = self._buf = buf.lstrip(b"\r\n")
+        fast = _FAST_HEAD.match(buf)
+        if fast is not None and fast.end() <= self.max_header_bytes + 4:
+            return self._accept(buf[: fast.end()], self._parse_fast, fast)
         match = _HEAD_END.search(buf)
         if match is None:
             self._check_incomplete()
@@ -127,13 +140,17 @@ class RequestParser:
         if end > self.max_header_bytes + 4:
             self._check_uri(buf[: buf.find(b"\n")])
             self._fail(431, "header block too large")
-        raw = bytes(buf[:end])
-        del buf[:end]
+        return self._accept(buf[:end], self._parse, buf[:end])
+
+    def _accept(self, raw: bytes, parse, arg) -> Request:
+        """Consume *raw* from the buffer and parse it; the request's fate sets the parser's."""
+        self._buf = self._buf[len(raw) :]
         try:
-            request = self._parse(raw)
+            request = parse(arg)
         except ParseError:
             self._closed = True
             raise
+        request.raw = raw
         self._last_raw = raw
         self._skip = request.content_length
         if not request.keep_alive:
@@ -142,8 +159,8 @@ class RequestParser:
 
     def detach(self) -> bytes:
         """Raw bytes of the last request plus everything buffered after it; closes the parser."""
-        data = self._last_raw + bytes(self._buf)
-        self._buf.clear()
+        data = self._last_raw + self._buf
+        self._buf = b""
         self._closed = True
         return data
 
@@ -151,7 +168,7 @@ class RequestParser:
     def _discard_body(self) -> bool:
         if self._skip:
             n = min(self._skip, len(self._buf))
-            del self._buf[:n]
+            self._buf = self._buf[n:]
             self._skip -= n
         return self._skip == 0
 
@@ -174,6 +191,26 @@ class RequestParser:
                 self._fail(414 if b" " in first else 400, "request line too long")
         if len(buf) > self.max_header_bytes:
             self._fail(431, "header block too large")
+
+    def _parse_fast(self, match: re.Match[bytes]) -> Request:
+        method, target_b, minor, fields = match.groups()
+        if len(target_b) > self.max_uri_bytes:
+            raise ParseError(414, "request target too long")
+        found = _FAST_FIELD.findall(fields)
+        if len(found) > MAX_HEADERS:
+            raise ParseError(431, "too many header fields")
+        headers: dict[str, str] = {}
+        for name, value in found:
+            _add_header(headers, name.decode("ascii").lower(), value.decode("latin-1"))
+        target = target_b.decode("ascii")
+        if "%" in target or "?" in target:
+            path, query = _split_target(method, target)
+        else:
+            path, query = target, None
+        version = "HTTP/1.1" if minor == b"1" else "HTTP/1.0"
+        request = Request(method.decode("ascii"), target, path, query, version, headers)
+        _check_framing(request)
+        return request
 
     def _parse(self, raw: bytes) -> Request:
         lines = _LINE_SPLIT.split(raw)[:-2]  # the block ends with an empty line
@@ -216,18 +253,20 @@ def _parse_headers(lines: list[bytes]) -> dict[str, str]:
         name_b, value_b = match.groups()
         if _BAD_VALUE.search(value_b):
             raise ParseError(400, "control character in header value")
-        name = name_b.decode("ascii").lower()
-        value = value_b.decode("latin-1")
-        if name not in headers:
-            headers[name] = value
-        elif name == "host":
-            raise ParseError(400, "duplicate Host")
-        elif name == "content-length":
-            if headers[name] != value:
-                raise ParseError(400, "conflicting Content-Length")
-        else:
-            headers[name] = headers[name] + ", " + value
+        _add_header(headers, name_b.decode("ascii").lower(), value_b.decode("latin-1"))
     return headers
+
+
+def _add_header(headers: dict[str, str], name: str, value: str) -> None:
+    if name not in headers:
+        headers[name] = value
+    elif name == "host":
+        raise ParseError(400, "duplicate Host")
+    elif name == "content-length":
+        if headers[name] != value:
+            raise ParseError(400, "conflicting Content-Length")
+    else:
+        headers[name] = headers[name] + ", " + value
 
 
 def _split_target(method: bytes, target: str) -> tuple[str, str | None]:
@@ -270,13 +309,17 @@ def percent_decode(raw: str) -> str:
 def _check_framing(request: Request) -> None:
     """Host, body framing, Expect and keep-alive: the parts that decide the connection's fate."""
     headers = request.headers
-    if request.version == "HTTP/1.1" and "host" not in headers:
+    http11 = request.version == "HTTP/1.1"
+    if http11 and "host" not in headers:
         raise ParseError(400, "HTTP/1.1 request without Host")
-    connection = {t.strip().lower() for t in headers.get("connection", "").split(",")}
-    if request.version == "HTTP/1.1":
-        request.keep_alive = "close" not in connection
+    connection = headers.get("connection")
+    if connection is None:
+        request.keep_alive = http11
     else:
-        request.keep_alive = "keep-alive" in connection
+        tokens = {t.strip().lower() for t in connection.split(",")}
+        request.keep_alive = "close" not in tokens if http11 else "keep-alive" in tokens
+    if headers.keys().isdisjoint(_FRAMING):
+        return
     te = headers.get("transfer-encoding")
     cl = headers.get("content-length")
     if te is not None:
