@@ -1,0 +1,220 @@
+"""Model parameters: one frozen dataclass per concern, loaded from a TOML preset.
+
+A preset names a machine, a kernel and a server: how much a reschedule costs (scheduler), how
+much each lifecycle state costs per request (server), and how the clients' network behaves
+(network).  Every number lives in a TOML file under ``presets/`` with a comment saying where it
+comes from; this module only gives the numbers names and units.
+
+>>> p = load_preset("linux-2.2-1999")
+>>> p.scheduler.per_runnable_us > 0       # 2.2's goodness() loop over the run queue
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PRESET_DIR = Path(__file__).with_name("presets")
+
+
+@dataclass(frozen=True)
+class SchedulerParams:
+    """What one reschedule costs, and when the kernel preempts a running task."""
+
+    switch_us: float = 0.0
+    """Direct cost of one context switch (save/restore, address-space switch)."""
+    per_runnable_us: float = 0.0
+    """Cost of examining one runnable task while picking the next (2.2's goodness())."""
+    refill_us_per_kb: float = 0.0
+    """Cache refill cost per KB of the incoming task's working set, when it is cold."""
+    working_set_kb: float = 0.0
+    """Working set a server task must bring back into the cache after someone else ran."""
+    timeslice_ms: float = math.inf
+    """CPU time a task may use before a timer tick preempts it (only if others wait)."""
+    hz: float = 100.0
+    """Timer ticks per second (kHTTPd sleeps "at most one jiffy")."""
+    wakeup_preempt: bool = False
+    """A task woken while every CPU is busy sets need_resched on one of them."""
+    wakeup_latency_us: float = 0.0
+    """Delay (not CPU time) before a task woken onto an idle CPU starts running."""
+
+    @property
+    def cache_refill_us(self) -> float:
+        return self.refill_us_per_kb * self.working_set_kb
+
+
+@dataclass(frozen=True)
+class ServerParams:
+    """CPU cost of each lifecycle state, plus the knobs of both server designs."""
+
+    accept_us: float = 0.0
+    """accept: take a connection off the listen queue, set it up."""
+    parse_us: float = 0.0
+    """wait_headers: read and parse the request, security check, MIME lookup, reply header."""
+    send_us: float = 0.0
+    """send_data: fixed cost of one send call."""
+    send_us_per_kb: float = 0.0
+    """send_data: cost per KB sent (copy/checksum/segmenting)."""
+    log_us: float = 0.0
+    """logging: write the log line, free the request."""
+    close_us: float = 0.0
+    """logging: close and tear down the connection (new connections only; keep-alive stays)."""
+    thread_create_us: float = 0.0
+    """Thread-per-request with one thread per connection: creating that thread."""
+    threads: int = 0
+    """Thread-per-request: pool size, or 0 for one thread per connection."""
+    max_connections: int = 1000
+    """Connections in the server at once; arrivals beyond are refused (errors)."""
+    pass_us: float = 0.0
+    """State-group: fixed cost of one pass over the five state groups (polling)."""
+    poll_item_us: float = 0.0
+    """State-group: cost of looking at a request that cannot move yet."""
+    cohort_factor: float = 1.0
+    """State-group: cost of the 2nd, 3rd... item of a batch relative to the first (warm cache)."""
+    max_send_kb_per_pass: float = math.inf
+    """State-group: bytes sent per connection per pass (kHTTPd: 16 KB)."""
+    sleep_timeout_jiffies: float = 0.0
+    """State-group: an idle worker sleeps at most this many timer ticks (0: until woken)."""
+    userspace_frac: float = 0.0
+    """Share of requests handed to the user-space server (unknown MIME type, CGI...)."""
+    userspace_handoff_us: float = 0.0
+    """userspace: cost of handing a connection to the user-space server."""
+    userspace_service_us: float = 0.0
+    """CPU the user-space server (a separate, uncounted task) spends on such a request."""
+
+
+@dataclass(frozen=True)
+class NetworkParams:
+    """The clients and the wire between them and the server."""
+
+    sndbuf_kb: float = math.inf
+    """Socket send buffer per connection."""
+    wake_free_frac: float = 0.5
+    """A writer blocked on a full buffer is woken when this share of it is free again."""
+    client_mbit_s: float = math.inf
+    """Bandwidth at which one client drains its connection."""
+    request_lag_us: float = 0.0
+    """New connection: time from the connection being accepted to its request arriving."""
+    one_way_us: float = 0.0
+    """One-way network latency between client and server."""
+
+
+@dataclass(frozen=True)
+class WorkloadParams:
+    """Default workload of a preset (the CLI can override these)."""
+
+    file_sizes: str = "specweb99"
+    """``specweb99`` (class mix), ``fixed:KB`` or ``exp:KB`` (exponential, mean KB)."""
+    connections: int = 64
+    """Closed workload: wrk-like connections."""
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """A whole preset: machine, kernel scheduler, server costs, network, workload."""
+
+    name: str
+    description: str = ""
+    placeholder: bool = False
+    cpus: int = 1
+    scheduler: SchedulerParams = field(default_factory=SchedulerParams)
+    server: ServerParams = field(default_factory=ServerParams)
+    network: NetworkParams = field(default_factory=NetworkParams)
+    workload: WorkloadParams = field(default_factory=WorkloadParams)
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-ready; infinities become the string "inf")."""
+        return _jsonable(dataclasses.asdict(self))
+
+    def replace(self, **sections: dict[str, Any] | Any) -> ModelParams:
+        """A copy with some fields changed, e.g. ``p.replace(scheduler={"switch_us": 0})``."""
+        changes: dict[str, Any] = {}
+        for key, value in sections.items():
+            current = getattr(self, key)
+            if dataclasses.is_dataclass(current) and isinstance(value, dict):
+                changes[key] = dataclasses.replace(current, **value)
+            else:
+                changes[key] = value
+        return dataclasses.replace(self, **changes)
+
+
+SECTIONS = {
+    "scheduler": SchedulerParams,
+    "server": ServerParams,
+    "network": NetworkParams,
+    "workload": WorkloadParams,
+}
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped in ``arch_sim/models/presets``."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def preset_path(name_or_path: str | Path) -> Path:
+    """A preset name (``linux-2.2-1999``) or a path to a TOML file -> the file's path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"preset file not found: {path}")
+        return path
+    candidate = PRESET_DIR / f"{name_or_path}.toml"
+    if not candidate.is_file():
+        raise ValueError(
+            f"unknown preset {name_or_path!r}: choose one of {', '.join(preset_names())} "
+            "or give a path to a TOML file"
+        )
+    return candidate
+
+
+def load_preset(name_or_path: str | Path | ModelParams) -> ModelParams:
+    """Read a preset by name or path (a :class:`ModelParams` is returned unchanged)."""
+    if isinstance(name_or_path, ModelParams):
+        return name_or_path
+    path = preset_path(name_or_path)
+    with path.open("rb") as f:
+        data = tomllib.load(f)
+    return from_dict(data, source=str(path))
+
+
+def from_dict(data: dict[str, Any], source: str = "") -> ModelParams:
+    """Build :class:`ModelParams` from the TOML layout; unknown keys are an error."""
+    top = {k: v for k, v in data.items() if k not in SECTIONS and k != "machine"}
+    machine = data.get("machine", {})
+    known_top = {"name", "description", "placeholder"}
+    unknown = set(top) - known_top
+    if unknown:
+        raise ValueError(f"{source or 'preset'}: unknown top-level keys {sorted(unknown)}")
+    sections = {}
+    for key, cls in SECTIONS.items():
+        values = data.get(key, {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        bad = set(values) - names
+        if bad:
+            raise ValueError(f"{source or 'preset'}: unknown keys in [{key}]: {sorted(bad)}")
+        sections[key] = cls(**values)
+    # The timer frequency is a property of the kernel; TOML keeps it with the machine.
+    if "hz" in machine:
+        sections["scheduler"] = dataclasses.replace(sections["scheduler"], hz=machine["hz"])
+    return ModelParams(
+        name=str(top.get("name", Path(source).stem if source else "custom")),
+        description=str(top.get("description", "")),
+        placeholder=bool(top.get("placeholder", False)),
+        cpus=int(machine.get("cpus", 1)),
+        source=source,
+        **sections,
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
+    return value
