@@ -1,0 +1,349 @@
+"""Clients: who sends requests, when, for which files, and how fast they drain the replies.
+
+* **open** workload - new connections arrive as a Poisson process at the target rate, one
+  request each (HTTP/1.0, as in kHTTPd's days).  Arrivals beyond ``max_connections`` are
+  refused and counted as errors.
+* **closed** workload - wrk-like: C keep-alive connections; each sends a request, waits for
+  the whole reply, thinks for an exponential time with mean C / target rate (0 when the
+  target is unpaced) and sends the next.
+
+File sizes follow the SPECweb99 class mix (or a fixed or exponential size).  Each connection
+has a socket send buffer that its client drains at the client's bandwidth: a server that
+writes faster than that blocks (thread) or moves on (state-group) until there is room.
+
+The :class:`Recorder` is the measurement: it numbers requests, opens the window after the
+warm-up requests, closes it after the measured ones and snapshots the counters at both ends.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import simpy
+
+from arch_sim.models.params import NetworkParams
+
+KB = 1024.0
+US = 1e-6
+
+#: SPECweb99 static file classes: (share of requests, file sizes in KB) - ANCHORS.md.
+#: Within a class each of the nine files is equally likely here (SPECweb99 itself weights them).
+SPECWEB99_CLASSES: tuple[tuple[float, tuple[float, ...]], ...] = (
+    (0.35, tuple(0.1 * i for i in range(1, 10))),
+    (0.50, tuple(1.0 * i for i in range(1, 10))),
+    (0.14, tuple(10.0 * i for i in range(1, 10))),
+    (0.01, tuple(100.0 * i for i in range(1, 10))),
+)
+
+
+class FileSizes:
+    """Draws reply sizes in bytes: ``specweb99``, ``fixed:KB`` or ``exp:KB``."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        kind, _, arg = spec.partition(":")
+        self.kind = kind
+        if kind == "specweb99":
+            self._cum = list(np.cumsum([share for share, _ in SPECWEB99_CLASSES]))
+            self._sizes = [[kb * KB for kb in sizes] for _, sizes in SPECWEB99_CLASSES]
+        elif kind in ("fixed", "exp"):
+            try:
+                self.kb = float(arg)
+            except ValueError:
+                msg = f"file sizes {spec!r}: expected {kind}:KB, e.g. {kind}:1"
+                raise ValueError(msg) from None
+            if self.kb <= 0:
+                raise ValueError(f"file sizes {spec!r}: size must be positive")
+        else:
+            raise ValueError(f"unknown file sizes {spec!r}: use specweb99, fixed:KB or exp:KB")
+
+    def draw(self, rng: random.Random) -> float:
+        """One reply size in bytes."""
+        if self.kind == "specweb99":
+            cls = min(bisect.bisect_right(self._cum, rng.random()), len(self._sizes) - 1)
+            return rng.choice(self._sizes[cls])
+        if self.kind == "fixed":
+            return self.kb * KB
+        return rng.expovariate(1.0 / (self.kb * KB))
+
+    def mean_bytes(self) -> float:
+        """Expected reply size in bytes."""
+        if self.kind == "specweb99":
+            return sum(share * sum(s) / len(s) * KB for share, s in SPECWEB99_CLASSES)
+        return self.kb * KB
+
+
+class Connection:
+    """A TCP connection: a send buffer the client drains at a constant rate.
+
+    The buffer's fill level is kept as (level, time of last write) and drained analytically,
+    so no simulation event is spent on draining.
+    """
+
+    __slots__ = ("rate", "sndbuf", "wake_free", "level", "level_t", "owner", "handler", "pending")
+
+    def __init__(self, net: NetworkParams) -> None:
+        self.rate = net.client_mbit_s * 1e6 / 8.0  # bytes per second
+        self.sndbuf = net.sndbuf_kb * KB
+        self.wake_free = min(self.sndbuf * net.wake_free_frac, self.sndbuf)
+        self.level = 0.0
+        self.level_t = 0.0
+        self.owner: Any = None  # state-group worker owning it (keep-alive)
+        self.handler: Any = None  # thread serving it (thread per connection, keep-alive)
+        self.pending: deque[Request] = deque()  # keep-alive requests not yet picked up
+
+    def buffered(self, t: float) -> float:
+        """Bytes still in the send buffer at time t."""
+        if self.level <= 0.0:
+            return 0.0
+        return max(0.0, self.level - self.rate * (t - self.level_t))
+
+    def free(self, t: float) -> float:
+        """Room in the send buffer at time t."""
+        return self.sndbuf - self.buffered(t)
+
+    def writable(self, t: float, left: float) -> float:
+        """Bytes a write at time t may put in the buffer: 0 unless the socket is writable.
+
+        As poll() and a blocking write() see it: writable once ``wake_free`` bytes (or all
+        that is left to send) are free.
+        """
+        room = self.free(t)
+        # a byte's tolerance: space_at() wakes a writer exactly when the room is there
+        return min(left, room) if room + 1.0 >= min(self.wake_free, left) else 0.0
+
+    def write(self, nbytes: float, t: float) -> None:
+        """The server put nbytes into the buffer at time t."""
+        self.level = self.buffered(t) + nbytes
+        self.level_t = t
+
+    def drained_at(self, t: float) -> float:
+        """When the client has read everything written up to time t."""
+        left = self.buffered(t)
+        return t if left <= 0.0 else t + left / self.rate
+
+    def space_at(self, t: float) -> float:
+        """When a writer blocked at time t is woken (``wake_free`` bytes free again)."""
+        short = self.wake_free - self.free(t)
+        return t if short <= 0.0 else t + short / self.rate
+
+
+class Request:
+    """One HTTP request, from its arrival at the server to its last byte at the client."""
+
+    __slots__ = ("id", "conn", "size", "left", "arrived", "data_at", "new_conn", "userspace",
+                 "in_window")
+
+    def __init__(self, conn: Connection, size: float, arrived: float, data_at: float,
+                 new_conn: bool, userspace: bool = False) -> None:
+        self.id = -1
+        self.conn = conn
+        self.size = size
+        self.left = size  # bytes not yet written
+        self.arrived = arrived
+        self.data_at = data_at  # when the request's bytes are at the server
+        self.new_conn = new_conn
+        self.userspace = userspace
+        self.in_window = False
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the clients do."""
+
+    kind: str = "open"  # open | closed
+    target_rps: float | None = None  # offered rate; closed + None = no think time
+    connections: int = 64  # closed only
+    file_sizes: str = "specweb99"
+    userspace_frac: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("open", "closed"):
+            raise ValueError(f"workload must be open or closed, not {self.kind!r}")
+        if self.kind == "open" and not (self.target_rps and self.target_rps > 0):
+            raise ValueError("an open workload needs a positive target rate")
+        if self.kind == "closed" and self.connections < 1:
+            raise ValueError("a closed workload needs at least one connection")
+
+
+class Recorder:
+    """Numbers requests, keeps the measurement window and the per-request times."""
+
+    def __init__(self, env: simpy.Environment, warmup: int, requests: int,
+                 max_connections: int, snapshot: Callable[[], dict[str, float]]) -> None:
+        self.env = env
+        self.warmup = warmup
+        self.requests = requests
+        self.max_connections = max_connections
+        self.snapshot = snapshot
+        self.offered = 0
+        self.arrived: list[float] = []
+        self.done: list[float] = []
+        self.window: list[bool] = []
+        self.in_system = 0
+        self.outstanding = 0  # window requests not yet complete
+        self.errors = 0  # refused window arrivals
+        self.t0: float | None = None
+        self.t1: float | None = None
+        self.snap0: dict[str, float] = {}
+        self.snap1: dict[str, float] = {}
+        self.finished = env.event()
+        self.on_complete: Callable[[Request, float], None] | None = None
+
+    def arrive(self, req: Request) -> bool:
+        """A request reaches the server; False if it is refused (too many connections)."""
+        i = self.offered
+        self.offered += 1
+        if i == self.warmup:
+            self.t0 = self.env.now
+            self.snap0 = self.snapshot()
+        elif i == self.warmup + self.requests:
+            self.t1 = self.env.now
+            self.snap1 = self.snapshot()
+            self._maybe_finish()
+        in_window = self.warmup <= i < self.warmup + self.requests
+        if self.in_system >= self.max_connections:
+            if in_window:
+                self.errors += 1
+            return False
+        req.id = len(self.arrived)
+        req.in_window = in_window
+        self.arrived.append(req.arrived)
+        self.done.append(math.nan)
+        self.window.append(in_window)
+        self.in_system += 1
+        if in_window:
+            self.outstanding += 1
+        return True
+
+    def complete(self, req: Request, t: float) -> None:
+        """The request's last byte reached the client at time t."""
+        self.done[req.id] = t
+        self.in_system -= 1
+        if req.in_window:
+            self.outstanding -= 1
+            self._maybe_finish()
+        if self.on_complete is not None:
+            self.on_complete(req, t)
+
+    def _maybe_finish(self) -> None:
+        if self.t1 is not None and self.outstanding == 0 and not self.finished.triggered:
+            self.finished.succeed()
+
+    def stats(self) -> dict[str, float]:
+        """Throughput, latency and Little's law over the window [t0, t1)."""
+        t0, t1 = self.t0, self.t1
+        span = t1 - t0
+        arrived = np.asarray(self.arrived)
+        done = np.asarray(self.done)
+        window = np.asarray(self.window, dtype=bool)
+        finished = ~np.isnan(done)
+        resp = done[window & finished] - arrived[window & finished]
+        completions = int(np.count_nonzero(finished & (done >= t0) & (done < t1)))
+        # time-average number in the system over the window (each request's overlap)
+        end = np.where(finished, done, self.env.now)
+        overlap = np.clip(np.minimum(end, t1) - np.maximum(arrived, t0), 0.0, None)
+        littles_L = float(overlap.sum() / span)
+        lam = float(np.count_nonzero(window) / span)
+        mean_w = float(resp.mean()) if resp.size else math.nan
+        return {
+            "duration_s": span,
+            "completions": completions,
+            "rps": completions / span,
+            "offered_rps": self.requests / span,
+            "errors": self.errors,
+            "mean_response_ms": mean_w * 1e3,
+            "lat_p50_ms": float(np.percentile(resp, 50)) * 1e3 if resp.size else math.nan,
+            "lat_p99_ms": float(np.percentile(resp, 99)) * 1e3 if resp.size else math.nan,
+            "littles_L": littles_L,
+            "littles_lambda_W": lam * mean_w,
+            "littles_rel_err": abs(littles_L - lam * mean_w) / littles_L if littles_L else 0.0,
+        }
+
+
+class OpenClients:
+    """Poisson arrivals of new connections, one request each."""
+
+    def __init__(self, env: simpy.Environment, workload: Workload, net: NetworkParams,
+                 rng: random.Random, server: Any, recorder: Recorder) -> None:
+        self.env = env
+        self.rate = float(workload.target_rps)
+        self.sizes = FileSizes(workload.file_sizes)
+        self.userspace_frac = workload.userspace_frac
+        self.net = net
+        self.lag = net.request_lag_us * US
+        self.rng = rng
+        self.server = server
+        self.recorder = recorder
+        env.process(self.arrivals())
+
+    def arrivals(self):
+        """A new connection every Exp(1/rate) seconds; its request follows after the lag."""
+        env, rng, rate = self.env, self.rng, self.rate
+        while True:
+            yield env.timeout(rng.expovariate(rate))
+            now = env.now
+            size = self.sizes.draw(rng)
+            userspace = self.userspace_frac > 0 and rng.random() < self.userspace_frac
+            req = Request(Connection(self.net), size, now, now + self.lag, True, userspace)
+            if self.recorder.arrive(req):
+                self.server.submit(req)
+
+
+class ClosedClients:
+    """wrk-like keep-alive connections: request, whole reply, think, next request."""
+
+    def __init__(self, env: simpy.Environment, workload: Workload, net: NetworkParams,
+                 rng: random.Random, server: Any, recorder: Recorder) -> None:
+        self.env = env
+        self.sizes = FileSizes(workload.file_sizes)
+        self.userspace_frac = workload.userspace_frac
+        self.net = net
+        self.one_way = net.one_way_us * US
+        self.rng = rng
+        self.server = server
+        self.recorder = recorder
+        n = workload.connections
+        rate = workload.target_rps
+        self.think_mean = n / rate if rate else 0.0
+        recorder.on_complete = self.reply_received
+        for _ in range(n):
+            conn = Connection(net)
+            # stagger the first requests so the connections do not start in lockstep
+            first = self.think() if self.think_mean else rng.uniform(0.0, 1e-3)
+            self._send_later(conn, first + self.one_way)
+
+    def think(self) -> float:
+        return self.rng.expovariate(1.0 / self.think_mean) if self.think_mean else 0.0
+
+    def reply_received(self, req: Request, t: float) -> None:
+        """The reply is in: think, then send the next request on the same connection."""
+        delay = t + self.think() + self.one_way - self.env.now
+        self._send_later(req.conn, max(0.0, delay))
+
+    def _send_later(self, conn: Connection, delay: float) -> None:
+        timer = self.env.timeout(delay)
+        timer.callbacks.append(lambda _ev, conn=conn: self._arrive(conn))
+
+    def _arrive(self, conn: Connection) -> None:
+        now = self.env.now
+        rng = self.rng
+        userspace = self.userspace_frac > 0 and rng.random() < self.userspace_frac
+        req = Request(conn, self.sizes.draw(rng), now, now, False, userspace)
+        if self.recorder.arrive(req):
+            self.server.submit(req)
+
+
+def make_clients(env: simpy.Environment, workload: Workload, net: NetworkParams,
+                 rng: random.Random, server: Any,
+                 recorder: Recorder) -> OpenClients | ClosedClients:
+    """The clients of a workload, already started."""
+    cls = OpenClients if workload.kind == "open" else ClosedClients
+    return cls(env, workload, net, rng, server, recorder)
