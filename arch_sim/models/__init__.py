@@ -1,0 +1,23 @@
+"""SimPy models of kHTTPd's two designs on top of a model of the scheduler's cost.
+
+* :mod:`~arch_sim.models.scheduler` - CPUs, a run queue and the price of a reschedule
+* :mod:`~arch_sim.models.thread_per_request` - the old design (kHTTPd <= 0.1.2)
+* :mod:`~arch_sim.models.state_group` - the new design (kHTTPd >= 0.1.3)
+* :mod:`~arch_sim.models.workload` - open and closed clients, SPECweb99 file sizes
+* :mod:`~arch_sim.models.params` and ``presets/*.toml`` - every number, with its source
+
+:func:`simulate_point` runs one load point and returns one row of the results schema.
+"""
+
+from arch_sim.models.params import ModelParams, load_preset, preset_names
+from arch_sim.models.runner import MODELS, point_seed, rate_for_utilisation, simulate_point
+
+__all__ = [
+    "MODELS",
+    "ModelParams",
+    "load_preset",
+    "point_seed",
+    "preset_names",
+    "rate_for_utilisation",
+    "simulate_point",
+]

@@ -1,0 +1,164 @@
+"""One simulated load point -> one row of the results schema.
+
+    >>> from arch_sim.models import load_preset, simulate_point
+    >>> row = simulate_point("state-group", load_preset("linux-2.2-1999"), 2000, requests=2000)
+    >>> row["source"], row["arch"]
+    ('simulated', 'state-group')
+
+The same (arch, params, load, workload, seed) gives the same row, bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from typing import Any
+
+import numpy as np
+import simpy
+
+from arch_sim import ARCHS, STATES
+from arch_sim.models.params import ModelParams, load_preset
+from arch_sim.models.scheduler import Scheduler
+from arch_sim.models.state_group import StateGroup
+from arch_sim.models.thread_per_request import ThreadPerRequest
+from arch_sim.models.workload import Recorder, Workload, make_clients
+
+MODELS = {"thread-per-request": ThreadPerRequest, "state-group": StateGroup}
+assert tuple(MODELS) == ARCHS
+
+
+def default_warmup(requests: int, workload: str, connections: int) -> int:
+    """Requests discarded before the window opens: a tenth, at least 200 (closed: 2 per conn)."""
+    warmup = max(200, requests // 10)
+    if workload == "closed":
+        warmup = max(warmup, 2 * connections)
+    return warmup
+
+
+def point_seed(base_seed: int, target_rps: float | None, rep: int,
+               connections: int | None = None) -> int:
+    """The seed of one (load, repetition), independent of arch (common random numbers)."""
+    load_key = 0 if target_rps is None or math.isnan(target_rps) else int(round(target_rps * 1000))
+    key = [int(base_seed) & 0xFFFFFFFF, int(rep), load_key, int(connections or 0)]
+    return int(np.random.SeedSequence(key).generate_state(1, dtype=np.uint32)[0])
+
+
+def simulate_point(arch: str, params: ModelParams | str, target_rps: float | None = None, *,
+                   workload: str = "open", connections: int | None = None,
+                   requests: int = 20000, warmup: int | None = None, seed: int = 1,
+                   rep: int = 0, cpus: int | None = None, threads: int | None = None,
+                   file_sizes: str | None = None, run_id: str = "") -> dict[str, Any]:
+    """Simulate ``requests`` measured requests of one architecture at one load; one schema row.
+
+    ``target_rps`` is the offered rate (open: Poisson arrivals; closed: think time
+    connections / rate, or no think time when None).  Warm-up requests are discarded.
+    """
+    if arch not in MODELS:
+        raise ValueError(f"unknown arch {arch!r}: choose from {', '.join(MODELS)}")
+    params = load_preset(params)
+    cpus = params.cpus if cpus is None else int(cpus)
+    connections = params.workload.connections if connections is None else int(connections)
+    load = Workload(
+        kind=workload,
+        target_rps=None if target_rps is None or math.isnan(target_rps) else float(target_rps),
+        connections=connections,
+        file_sizes=file_sizes or params.workload.file_sizes,
+        userspace_frac=params.server.userspace_frac,
+    )
+    if warmup is None:
+        warmup = default_warmup(requests, workload, connections)
+
+    wall = time.perf_counter()
+    env = simpy.Environment()
+    sched = Scheduler(env, cpus, params.scheduler)
+    model_box: list[Any] = []
+
+    def snapshot() -> dict[str, float]:
+        return {**sched.counters(), **model_box[0].counters()}
+
+    recorder = Recorder(env, warmup, requests, params.server.max_connections, snapshot)
+    if arch == "thread-per-request":
+        model = ThreadPerRequest(env, sched, params, recorder, threads=threads)
+    else:
+        model = StateGroup(env, sched, params, recorder)
+    model_box.append(model)
+    make_clients(env, load, params.network, random.Random(seed), model, recorder)
+    env.run(until=recorder.finished)
+    wall = time.perf_counter() - wall
+
+    stats = recorder.stats()
+    delta = {k: recorder.snap1[k] - recorder.snap0[k] for k in recorder.snap0}
+    span = stats["duration_s"]
+    done = max(stats["completions"], 1)
+    capacity = cpus * span
+    reschedules = delta["voluntary"] + delta["involuntary"]
+    row: dict[str, Any] = {
+        "source": "simulated",
+        "arch": arch,
+        "server": model.model_name,
+        "preset": params.name,
+        "cpus": cpus,
+        "connections": connections if workload == "closed" else math.nan,
+        "target_rps": math.nan if load.target_rps is None else load.target_rps,
+        "rps": stats["rps"],
+        "reschedules_per_s": reschedules / span,
+        "voluntary_per_s": delta["voluntary"] / span,
+        "involuntary_per_s": delta["involuntary"] / span,
+        "reschedules_per_request": reschedules / done,
+        "lat_p50_ms": stats["lat_p50_ms"],
+        "lat_p99_ms": stats["lat_p99_ms"],
+        "cpu_util": delta["busy_time"] / capacity,
+        "sched_overhead_frac": delta["sched_time"] / capacity,
+        "errors": stats["errors"],
+        "rep": rep,
+        "seed": seed,
+        "duration_s": span,
+        "run_id": run_id,
+        # extras
+        "workload": workload,
+        "file_sizes": load.file_sizes,
+        "threads": getattr(model, "threads", math.nan),
+        "requests": requests,
+        "warmup": warmup,
+        "completions": stats["completions"],
+        "offered_rps": stats["offered_rps"],
+        "mean_response_ms": stats["mean_response_ms"],
+        "littles_L": stats["littles_L"],
+        "littles_lambda_W": stats["littles_lambda_W"],
+        "littles_rel_err": stats["littles_rel_err"],
+        "context_switches_per_s": delta["switches"] / span,
+        "wall_s": wall,
+        "sim_requests_per_wall_s": recorder.offered / wall if wall > 0 else math.nan,
+    }
+    if arch == "state-group":
+        row["sleeps_per_request"] = delta["sleeps"] / done
+        row["passes_per_request"] = delta["passes"] / done
+        for state in STATES:
+            batches = delta[f"batches_{state}"]
+            row[f"batch_{state}"] = delta[f"moved_{state}"] / batches if batches else math.nan
+    return row
+
+
+def rate_for_utilisation(arch: str, params: ModelParams | str, utilisation: float, *,
+                         cpus: int | None = None, requests: int = 4000, seed: int = 1,
+                         iterations: int = 5, **kwargs: Any) -> float:
+    """The open-workload rate at which ``arch`` keeps its CPUs ``utilisation`` busy.
+
+    Fixed-point iteration on rate * utilisation / measured utilisation (a server's cost per
+    request changes with load - batching - so one step is not enough).  For ``utilisation``
+    well below 1.
+    """
+    params = load_preset(params)
+    n = params.cpus if cpus is None else cpus
+    rate = 0.3 * n * 1e6 / max(1.0, _cost_guess_us(params))
+    for _ in range(iterations):
+        row = simulate_point(arch, params, rate, cpus=n, requests=requests, seed=seed, **kwargs)
+        rate *= utilisation / max(row["cpu_util"], 1e-9)
+    return rate
+
+
+def _cost_guess_us(params: ModelParams) -> float:
+    s = params.server
+    return s.accept_us + s.parse_us + s.send_us + s.log_us + s.close_us + 15 * s.send_us_per_kb

@@ -1,0 +1,265 @@
+"""kHTTPd >= 0.1.3, the new design: one thread per CPU that services requests grouped by state.
+
+Each worker is pinned to its CPU and loops over passes.  A pass runs every state group in the
+lifecycle order (``arch_sim.STATES``) as a batch:
+
+    accept        take every pending connection off the shared listen queue
+    wait_headers  parse the requests whose bytes have arrived (peek at the others)
+    send_data     send up to 16 KB to every connection whose socket buffer has room
+    userspace     hand unservable requests to the user-space server
+    logging       log the finished ones; close those not kept alive
+
+Nothing in a pass blocks.  A pass that moved nothing puts the worker to sleep (one voluntary
+reschedule) until the next arrival, the next request bytes, buffer space - or, as in kHTTPd's
+main.c, at most ``sleep_timeout_jiffies`` timer ticks.  Under load every pass finds work, so the
+worker polls and hardly schedules at all: interrupt-driven at low load, polling at high load.
+
+Within a batch the first item pays the full cost of its state and the following ones
+``cohort_factor`` of it (the same code and data are still in the cache).
+
+A pass is computed on a virtual clock from its start, then its CPU time is used as one burst:
+one SimPy timeout per pass, however many requests it moved.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import simpy
+
+from arch_sim import STATES
+from arch_sim.models.params import ModelParams
+from arch_sim.models.scheduler import US, Scheduler, Task
+from arch_sim.models.userspace import UserspaceServer
+from arch_sim.models.workload import KB, Recorder, Request
+
+
+class Worker:
+    """One kHTTPd thread, pinned to one CPU, with its own per-state queues."""
+
+    def __init__(self, model: StateGroup, index: int) -> None:
+        self.model = model
+        self.index = index
+        self.task = Task(f"khttpd/{index}", pin=model.sched.cpus[index])
+        self.wait_headers: list[Request] = []
+        self.send_data: list[Request] = []
+        self.sleeping = False
+        self.generation = 0  # which sleep a timer belongs to
+        self.passes = 0
+        self.sleeps = 0
+        self.moved = dict.fromkeys(STATES, 0)  # items moved per state
+        self.batches = dict.fromkeys(STATES, 0)  # non-empty batches per state
+
+    # -- the main loop ---------------------------------------------------------------------
+
+    def main_loop(self):
+        """MainDaemon: run the state groups in turn; sleep when a pass changed nothing."""
+        sched, env, task = self.model.sched, self.model.env, self.task
+        yield sched.start(task)
+        while True:
+            start = env.now + task.lead  # when this pass gets the CPU
+            moved, cost, finished, handed = self.one_pass(start)
+            if moved == 0:  # the pass found nothing to do: pay for it, then sleep
+                yield from self.sleep(cost)
+                continue
+            yield from sched.run(task, cost)
+            shift = env.now - cost - start  # > 0 only if we were preempted before the pass
+            for req, t in finished:
+                self.model.recorder.complete(req, t + shift)
+            for req in handed:
+                self.model.userspace.submit(req)
+
+    def one_pass(self, t: float):
+        """One pass over all state groups starting at time t: (moved, cpu time, done, handed)."""
+        m = self.model
+        start = t
+        t += m.pass_cost
+        moved = 0
+        finished: list[tuple[Request, float]] = []
+        handed: list[Request] = []
+        logging_batch: list[Request] = []
+        cohort = m.cohort
+
+        # accept: every connection waiting in the shared listen queue
+        backlog = m.backlog
+        if backlog:
+            k = 0
+            while backlog:
+                req = backlog.popleft()
+                t += m.accept_cost * (cohort if k else 1.0)
+                k += 1
+                self.wait_headers.append(req)
+            self._batch("accept", k)
+            moved += k
+
+        # wait_headers: parse what has arrived, peek at the rest
+        if self.wait_headers:
+            waiting: list[Request] = []
+            k = 0
+            for req in self.wait_headers:
+                if req.data_at <= t:
+                    t += m.parse_cost * (cohort if k else 1.0)
+                    k += 1
+                    if req.userspace:
+                        handed.append(req)
+                    else:
+                        self.send_data.append(req)
+                else:
+                    t += m.poll_cost
+                    waiting.append(req)
+            self.wait_headers = waiting
+            self._batch("wait_headers", k)
+            moved += k
+
+        # send_data: up to max_send bytes to every connection with room in its buffer
+        if self.send_data:
+            sending: list[Request] = []
+            k = 0
+            for req in self.send_data:
+                conn = req.conn
+                n = min(conn.writable(t, req.left), m.max_send)
+                if n <= 0.0:
+                    t += m.poll_cost
+                    sending.append(req)
+                    continue
+                t += m.send_cost * (cohort if k else 1.0) + m.byte_cost * n
+                k += 1
+                conn.write(n, t)
+                req.left -= n
+                if req.left > 0.0:
+                    sending.append(req)
+                else:
+                    logging_batch.append(req)
+                    finished.append((req, conn.drained_at(t) + m.one_way))
+            self.send_data = sending
+            self._batch("send_data", k)
+            moved += k
+
+        # userspace: hand the connection over (the user-space server starts after the pass)
+        if handed:
+            t += m.handoff_cost * (1.0 + cohort * (len(handed) - 1))
+            self._batch("userspace", len(handed))
+            moved += len(handed)
+            logging_batch.extend(handed)
+
+        # logging: log line, close
+        if logging_batch:
+            for k, req in enumerate(logging_batch):
+                t += (m.log_cost + (m.close_cost if req.new_conn else 0.0)) * (cohort if k else 1.0)
+            self._batch("logging", len(logging_batch))
+            moved += len(logging_batch)
+
+        self.passes += 1
+        return moved, t - start, finished, handed
+
+    def _batch(self, state: str, k: int) -> None:
+        if k:
+            self.moved[state] += k
+            self.batches[state] += 1
+
+    # -- sleeping and waking ---------------------------------------------------------------
+
+    def sleep(self, pass_cost: float):
+        """Nothing moved: sleep until an arrival, a socket event or the jiffy timeout.
+
+        The empty pass's CPU time (``pass_cost``) is used up before the CPU is given away;
+        anything that arrives meanwhile wakes us again (one more reschedule, as in kHTTPd).
+        """
+        m = self.model
+        sched, env = m.sched, m.env
+        asleep_at = env.now + self.task.lead + pass_cost
+        wake_at = self.next_socket_event()
+        if m.tick:  # interruptible_sleep_on_timeout(): until the next timer tick(s)
+            wake_at = min(wake_at, (math.floor(asleep_at / m.tick) + m.jiffies) * m.tick)
+        self.sleeping = True
+        self.sleeps += 1
+        m.sleepers.append(self)
+        woken = sched.block(self.task, after=pass_cost)
+        if wake_at < math.inf:
+            generation = self.generation
+            timer = env.timeout(max(0.0, wake_at - env.now))
+            timer.callbacks.append(lambda _ev: self._timer(generation))
+        yield woken
+        self.generation += 1
+
+    def next_socket_event(self) -> float:
+        """When the earliest waiting request's bytes arrive or a full buffer has room again."""
+        t = math.inf
+        for req in self.wait_headers:
+            t = min(t, req.data_at)
+        now = self.model.env.now
+        for req in self.send_data:
+            t = min(t, req.conn.space_at(now))
+        return t
+
+    def kick(self) -> None:
+        """Work arrived for this worker: wake it if it sleeps (a busy one finds it next pass)."""
+        if self.sleeping:
+            self.sleeping = False
+            self.model.sleepers.remove(self)
+            self.model.sched.wake(self.task)
+
+    def _timer(self, generation: int) -> None:
+        if self.sleeping and generation == self.generation:
+            self.kick()
+
+
+class StateGroup:
+    """The new design: one :class:`Worker` per CPU sharing one listen queue."""
+
+    arch = "state-group"
+    model_name = "simpy:state-group"
+
+    def __init__(self, env: simpy.Environment, sched: Scheduler, params: ModelParams,
+                 recorder: Recorder) -> None:
+        s, net = params.server, params.network
+        self.env = env
+        self.sched = sched
+        self.recorder = recorder
+        self.accept_cost = s.accept_us * US
+        self.parse_cost = s.parse_us * US
+        self.send_cost = s.send_us * US
+        self.byte_cost = s.send_us_per_kb * US / KB
+        self.log_cost = s.log_us * US
+        self.close_cost = s.close_us * US
+        self.handoff_cost = s.userspace_handoff_us * US
+        self.pass_cost = s.pass_us * US
+        self.poll_cost = s.poll_item_us * US
+        self.cohort = s.cohort_factor
+        self.max_send = s.max_send_kb_per_pass * KB
+        self.one_way = net.one_way_us * US
+        self.jiffies = s.sleep_timeout_jiffies
+        self.tick = 1.0 / params.scheduler.hz if self.jiffies > 0 else 0.0
+        self.backlog: deque[Request] = deque()  # the shared listen queue
+        self.sleepers: deque[Worker] = deque()  # sleeping workers, longest asleep first
+        self.userspace = UserspaceServer(env, sched, params, recorder)
+        self.workers = [Worker(self, i) for i in range(len(sched.cpus))]
+        self._next_owner = 0
+        for worker in self.workers:
+            env.process(worker.main_loop())
+
+    def submit(self, req: Request) -> None:
+        """A new connection (listen queue) or a keep-alive request (its worker's queue)."""
+        if req.new_conn:
+            self.backlog.append(req)
+            if self.sleepers:
+                self.sleepers[0].kick()  # wake-one, longest sleeper first
+            return
+        conn = req.conn
+        if conn.owner is None:  # connections spread over the workers as they are opened
+            conn.owner = self.workers[self._next_owner % len(self.workers)]
+            self._next_owner += 1
+        conn.owner.wait_headers.append(req)
+        conn.owner.kick()
+
+    def counters(self) -> dict[str, float]:
+        """Passes, sleeps and batch sizes summed over the workers."""
+        out: dict[str, float] = {
+            "passes": sum(w.passes for w in self.workers),
+            "sleeps": sum(w.sleeps for w in self.workers),
+        }
+        for state in STATES:
+            out[f"moved_{state}"] = sum(w.moved[state] for w in self.workers)
+            out[f"batches_{state}"] = sum(w.batches[state] for w in self.workers)
+        return out
