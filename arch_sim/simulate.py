@@ -1,0 +1,340 @@
+"""``arch-sim simulate``: sweep the SimPy models over load, with repetitions, into a run folder.
+
+    arch-sim simulate --preset linux-2.2-1999 --load-range 100:20000:25 --reps 5 --out runs/sim
+
+Every (arch, load, repetition) is one :func:`arch_sim.models.simulate_point` run with its own
+seed, derived from ``--seed``, the load and the repetition (the same for both archs: common
+random numbers).  Runs go to a process pool with a progress bar; rows come back in a fixed
+order, so a parallel sweep writes the same ``simulated.csv`` as a serial one, and the same
+arguments write it again bit for bit.  The folder gets ``simulated.csv``, ``meta.json`` and the
+figures of ``arch-sim plot``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from arch_sim import ARCHS, schema
+from arch_sim.models import ModelParams, load_preset, point_seed, preset_names, simulate_point
+from arch_sim.plots import SEED_NEW_HARDLY_ABOVE_RPS, draw_all
+from arch_sim.stats import summarize
+
+#: fields of simulate_point's row that depend on the wall clock (kept out of the CSV)
+WALL_FIELDS = ("wall_s", "sim_requests_per_wall_s")
+DEFAULT_LOAD_RANGE = "100:20000:25"
+
+
+# -- what to run ------------------------------------------------------------------------------
+
+def parse_load_range(text: str) -> list[float]:
+    """``START:STOP:N`` -> N evenly spaced loads from START to STOP (requests/s)."""
+    try:
+        start, stop, n = text.split(":")
+        start_f, stop_f, count = float(start), float(stop), int(n)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--load-range {text!r}: expected START:STOP:N, e.g. 100:20000:25") from None
+    if count < 1 or start_f <= 0 or stop_f < start_f:
+        raise argparse.ArgumentTypeError(
+            f"--load-range {text!r}: need 0 < START <= STOP and N >= 1")
+    return [float(x) for x in np.linspace(start_f, stop_f, count)]
+
+
+def plan(args: argparse.Namespace, params: ModelParams) -> list[dict[str, Any]]:
+    """The sweep as a list of simulate_point keyword sets, in output order."""
+    if args.loads:
+        loads: list[float | None] = [float(x) for x in args.loads]
+    elif args.workload == "closed" and not args.load_range:
+        loads = [None]  # unpaced: no think time, as wrk without pacing
+    else:
+        loads = parse_load_range(args.load_range or DEFAULT_LOAD_RANGE)
+    connections = args.connections or params.workload.connections
+    jobs = []
+    for arch in args.arch:
+        for load in loads:
+            for rep in range(args.reps):
+                jobs.append({
+                    "arch": arch,
+                    "params": params,
+                    "target_rps": load,
+                    "workload": args.workload,
+                    "connections": connections,
+                    "requests": args.requests,
+                    "warmup": args.warmup,
+                    "seed": point_seed(args.seed, load, rep,
+                                       connections if args.workload == "closed" else None),
+                    "rep": rep,
+                    "cpus": args.cpus,
+                    "threads": args.threads,
+                    "file_sizes": args.file_sizes,
+                })
+    return jobs
+
+
+def run_id_for(args: argparse.Namespace, params: ModelParams) -> str:
+    """A run id derived from everything that determines the rows (so reruns match)."""
+    config = {k: v for k, v in _jsonable_args(args).items() if k not in ("out", "jobs", "quiet")}
+    config["preset"] = {k: v for k, v in params.to_dict().items() if k != "source"}
+    digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+    return f"sim-{params.name}-{digest}"
+
+
+# -- running it -------------------------------------------------------------------------------
+
+def _job(job: dict[str, Any]) -> dict[str, Any]:
+    return simulate_point(**job)
+
+
+def run_jobs(jobs: Sequence[dict[str, Any]], workers: int = 1, progress: bool = True,
+             on_row: Callable[[int, dict], None] | None = None) -> list[dict[str, Any]]:
+    """Run every job (in a process pool if workers > 1); rows come back in job order."""
+    rows: list[dict[str, Any] | None] = [None] * len(jobs)
+    bar = tqdm(total=len(jobs), desc="simulate", unit="run", disable=not progress,
+               file=sys.stderr)
+    try:
+        if workers <= 1:
+            for i, job in enumerate(jobs):
+                rows[i] = _job(job)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = {pool.submit(_job, job): i for i, job in enumerate(jobs)}
+                for future in as_completed(futures):
+                    rows[futures[future]] = future.result()
+                    bar.update()
+    finally:
+        bar.close()
+    return [r for r in rows if r is not None]
+
+
+# -- reporting --------------------------------------------------------------------------------
+
+def claims_check(df: pd.DataFrame) -> dict[str, Any]:
+    """How close the model comes to the seed's two claims (means over repetitions)."""
+    out: dict[str, Any] = {}
+    old = df[df["arch"] == "thread-per-request"]
+    if not old.empty:
+        pts = summarize(old, ["target_rps"], ["rps", "reschedules_per_s"])
+        peak = pts.loc[pts["reschedules_per_s"].idxmax()]
+        out["old_peak_reschedules_per_s"] = float(peak["reschedules_per_s"])
+        out["old_peak_at_rps"] = float(peak["rps"])
+        out["seed_old_reschedules_per_s"] = 15000.0
+    new = df[df["arch"] == "state-group"]
+    if not new.empty:
+        pts = summarize(new, ["target_rps"], ["rps", "reschedules_per_s"]).sort_values("rps")
+        x, y = pts["rps"].to_numpy(), pts["reschedules_per_s"].to_numpy()
+        at = SEED_NEW_HARDLY_ABOVE_RPS
+        inside = len(x) > 0 and x.min() <= at <= x.max()
+        out["new_reschedules_per_s_at_2000_rps"] = float(np.interp(at, x, y)) if inside else None
+        above = pts[pts["rps"] >= at]
+        out["new_max_reschedules_per_s_above_2000_rps"] = (
+            float(above["reschedules_per_s"].max()) if not above.empty else None)
+    return out
+
+
+def print_summary(df: pd.DataFrame, file=sys.stdout) -> None:
+    """A table of means (95% CI half-widths) per arch and load."""
+    pts = summarize(df, ["arch", "target_rps"],
+                    ["rps", "reschedules_per_s", "reschedules_per_request", "cpu_util",
+                     "sched_overhead_frac", "lat_p99_ms"])
+    print(f"{'arch':<20}{'offered':>9}{'achieved':>10}{'resched/s':>18}{'per req':>9}"
+          f"{'cpu':>7}{'sched':>7}{'p99 ms':>9}", file=file)
+    for _, p in pts.iterrows():
+        offered = "max" if pd.isna(p["target_rps"]) else f"{p['target_rps']:.0f}"
+        ci = "" if pd.isna(p["reschedules_per_s_ci"]) else f" ±{p['reschedules_per_s_ci']:.0f}"
+        print(f"{p['arch']:<20}{offered:>9}{p['rps']:>10.0f}"
+              f"{p['reschedules_per_s']:>10.0f}{ci:<8}{p['reschedules_per_request']:>9.3f}"
+              f"{p['cpu_util']:>7.2f}{p['sched_overhead_frac']:>7.3f}{p['lat_p99_ms']:>9.2f}",
+              file=file)
+
+
+# -- files ------------------------------------------------------------------------------------
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    _atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, default=str) + "\n"))
+
+
+def write_results(df: pd.DataFrame, out: Path) -> Path:
+    """simulated.csv (and simulated.parquet when pyarrow is installed)."""
+    csv = out / "simulated.csv"
+    _atomic_write(csv, lambda p: df.to_csv(p, index=False))
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        _atomic_write(out / "simulated.parquet", lambda p: df.to_parquet(p, index=False))
+    return csv
+
+
+def host_info() -> dict[str, Any]:
+    """Where the simulation ran (it does not affect the rows, only the wall time)."""
+    import simpy
+
+    cpu_model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "simpy": simpy.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+    }
+
+
+def git_commit() -> str | None:
+    """The repository's HEAD commit, or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def _jsonable_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+            if k not in ("func", "command")}
+
+
+# -- the command ------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="linux-2.2-1999",
+                        help=f"preset name ({', '.join(preset_names())}) or path to a TOML file")
+    parser.add_argument("--arch", nargs="+", choices=ARCHS, default=list(ARCHS),
+                        help="architectures to simulate (default: both)")
+    loads = parser.add_mutually_exclusive_group()
+    loads.add_argument("--loads", nargs="+", type=float, metavar="RPS",
+                       help="offered loads in requests/s")
+    loads.add_argument("--load-range", metavar="START:STOP:N",
+                       help=f"N evenly spaced loads (default {DEFAULT_LOAD_RANGE}; closed "
+                            "workload default: one unpaced point)")
+    parser.add_argument("--cpus", type=int, default=None, help="CPUs (default: the preset's)")
+    parser.add_argument("--workload", choices=("open", "closed"), default="open",
+                        help="open: Poisson arrivals, one request per connection; closed: "
+                             "wrk-like keep-alive connections with think time")
+    parser.add_argument("--connections", type=int, default=None,
+                        help="closed workload: connections (default: the preset's, 64)")
+    parser.add_argument("--reps", type=int, default=5, help="repetitions per load (95%% CIs)")
+    parser.add_argument("--requests", type=int, default=20000,
+                        help="measured requests per run (after the warm-up)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="warm-up requests discarded first (default: a tenth, >= 200)")
+    parser.add_argument("--seed", type=int, default=1, help="base seed of the sweep")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="thread-per-request: pool size, 0 = thread per connection "
+                             "(default: the preset's)")
+    parser.add_argument("--file-sizes", default=None,
+                        help="specweb99, fixed:KB or exp:KB (default: the preset's)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="parallel processes (default: all CPUs; 1 = serial)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="run folder (default: results/simulate-<preset>-<UTC time>)")
+    parser.add_argument("--no-figures", action="store_true", help="skip the figures")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        params = load_preset(args.preset)
+        jobs = plan(args, params)
+    except (ValueError, FileNotFoundError, argparse.ArgumentTypeError) as exc:
+        print(f"arch-sim simulate: {exc}", file=sys.stderr)
+        return 2
+    if args.reps < 1 or args.requests < 1:
+        print("arch-sim simulate: --reps and --requests must be at least 1", file=sys.stderr)
+        return 2
+    started = datetime.now(UTC)
+    out = args.out or Path("results") / f"simulate-{params.name}-{started:%Y%m%dT%H%M%SZ}"
+    out.mkdir(parents=True, exist_ok=True)
+    run_id = run_id_for(args, params)
+    meta: dict[str, Any] = {
+        "kind": "simulate",
+        "run_id": run_id,
+        **host_info(),
+        "git_commit": git_commit(),
+        "preset": {"name": params.name, "placeholder": params.placeholder,
+                   "source": params.source, "contents": params.to_dict()},
+        "args": _jsonable_args(args),
+        "start": started.isoformat(),
+        "complete": False,
+    }
+    write_json(out / "meta.json", meta)
+    if params.placeholder and not args.quiet:
+        print(f"note: preset {params.name!r} is a placeholder until calibrated", file=sys.stderr)
+
+    wall = time.perf_counter()
+    rows = run_jobs(jobs, workers=args.jobs, progress=not args.quiet)
+    wall = time.perf_counter() - wall
+    for row in rows:
+        row["run_id"] = run_id
+    df = schema.to_frame([{k: v for k, v in r.items() if k not in WALL_FIELDS} for r in rows])
+    csv = write_results(df, out)
+    figures = [] if args.no_figures else draw_all(df, out, claims=params.name == "linux-2.2-1999")
+
+    meta.update({
+        "seeds": [{"arch": j["arch"], "target_rps": j["target_rps"], "rep": j["rep"],
+                   "seed": j["seed"]} for j in jobs],
+        "speed": _speed(rows, wall),
+        "claims": claims_check(df),
+        "files": [csv.name] + [p.name for p in figures],
+        "end": datetime.now(UTC).isoformat(),
+        "complete": True,
+    })
+    write_json(out / "meta.json", meta)
+    if not args.quiet:
+        print_summary(df)
+        print(f"wrote {csv} ({len(df)} rows), meta.json and {len(figures)} figure files "
+              f"to {out}")
+    return 0
+
+
+def _speed(rows: Sequence[dict[str, Any]], wall: float) -> dict[str, Any]:
+    """Simulated requests per wall-second, per arch (CPU time of the runs, not the sweep)."""
+    speed: dict[str, Any] = {"sweep_wall_s": wall}
+    for arch in ARCHS:
+        mine = [r for r in rows if r["arch"] == arch]
+        if mine:
+            sim = sum(r["sim_requests_per_wall_s"] * r["wall_s"] for r in mine)
+            cpu = sum(r["wall_s"] for r in mine)
+            speed[arch] = {"runs": len(mine), "run_wall_s": cpu,
+                           "sim_requests_per_wall_s": sim / cpu if cpu > 0 else math.nan}
+    return speed
