@@ -49,9 +49,10 @@ FIGURES = ("reschedules_vs_load", "reschedules_per_request", "throughput_and_lat
 # -- series: one line per (source, arch, ...) -------------------------------------------------
 
 def _series_keys(df: pd.DataFrame) -> list[str]:
+    """source and arch, plus preset / CPUs / workload where they vary within one source."""
     keys = ["source", "arch"]
     for col in ("preset", "cpus", "workload"):
-        if col in df.columns and df[col].nunique(dropna=True) > 1:
+        if col in df.columns and (df.groupby("source")[col].nunique(dropna=True) > 1).any():
             keys.append(col)
     return keys
 
@@ -89,13 +90,14 @@ class _Styler:
     """Colour by arch (peers in grey), line style by preset/CPUs/workload variant."""
 
     def __init__(self) -> None:
-        self.variants: dict[tuple, int] = {}
+        self.variants: dict[str, dict[tuple, int]] = {}  # per source
         self.peers: dict[str, int] = {}
 
     def __call__(self, key: dict) -> dict:
         arch = str(key["arch"])
-        variant = tuple(v for k, v in key.items() if k not in ("source", "arch"))
-        ls = LINESTYLES[self.variants.setdefault(variant, len(self.variants)) % len(LINESTYLES)]
+        variant = tuple(str(v) for k, v in key.items() if k not in ("source", "arch"))
+        mine = self.variants.setdefault(key["source"], {})
+        ls = LINESTYLES[mine.setdefault(variant, len(mine)) % len(LINESTYLES)]
         if arch in ARCH_COLORS:
             color, marker = ARCH_COLORS[arch], "o"
         else:
@@ -147,17 +149,19 @@ def annotate_claims(ax, per_request: bool = False) -> None:
     ax.axvspan(SEED_NEW_HARDLY_ABOVE_RPS, right, color="tab:blue", alpha=0.06, lw=0)
     ax.axvline(SEED_NEW_HARDLY_ABOVE_RPS, color="tab:blue", ls=":", lw=1)
     ax.set_xlim(right=right)
+    box = {"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8}
     ax.annotate("seed, new design: 'schedules hardly at all'\nabove 2,000 requests/s",
                 xy=(SEED_NEW_HARDLY_ABOVE_RPS, 0.97), xycoords=("data", "axes fraction"),
                 xytext=(4, 0), textcoords="offset points", va="top", fontsize=8,
-                color="tab:blue")
+                color="tab:blue", bbox=box)
     if not per_request:
         top = max(ax.get_ylim()[1], SEED_OLD_RESCHEDULES_PER_S * 1.15)
         ax.set_ylim(top=top)
         ax.axhline(SEED_OLD_RESCHEDULES_PER_S, color="tab:red", ls=":", lw=1)
         ax.annotate("seed, old design: '15000 reschedules per second was no exception'",
                     xy=(0.01, SEED_OLD_RESCHEDULES_PER_S), xycoords=("axes fraction", "data"),
-                    xytext=(0, 3), textcoords="offset points", fontsize=8, color="tab:red")
+                    xytext=(0, 3), textcoords="offset points", fontsize=8, color="tab:red",
+                    bbox=box)
 
 
 def wants_claims(df: pd.DataFrame) -> bool:

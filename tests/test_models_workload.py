@@ -1,0 +1,147 @@
+"""Workloads, presets and the one-row interface of the models."""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import time
+
+import pytest
+
+from arch_sim import schema
+from arch_sim.models import (
+    MODELS,
+    load_preset,
+    point_seed,
+    preset_names,
+    simulate_point,
+)
+from arch_sim.models.params import PRESET_DIR, NetworkParams
+from arch_sim.models.workload import KB, Connection, FileSizes
+
+# -- file sizes ------------------------------------------------------------------------------
+
+
+def test_specweb99_class_mix():
+    sizes = FileSizes("specweb99")
+    rng = random.Random(5)
+    draws = [sizes.draw(rng) for _ in range(40000)]
+    shares = [
+        sum(lo <= d < hi for d in draws) / len(draws)
+        for lo, hi in ((0, KB), (KB, 10 * KB), (10 * KB, 100 * KB), (100 * KB, 1000 * KB))
+    ]
+    assert shares == pytest.approx([0.35, 0.50, 0.14, 0.01], abs=0.01)
+    # 0.35 * 0.5 + 0.5 * 5 + 0.14 * 50 + 0.01 * 500 KB
+    assert sizes.mean_bytes() == pytest.approx(14.675 * KB)
+
+
+def test_fixed_and_exponential_sizes():
+    rng = random.Random(1)
+    assert FileSizes("fixed:1").draw(rng) == KB
+    draws = [FileSizes("exp:4").draw(rng) for _ in range(20000)]
+    assert sum(draws) / len(draws) == pytest.approx(4 * KB, rel=0.03)
+    for bad in ("pareto:1", "fixed:x", "exp:-1"):
+        with pytest.raises(ValueError):
+            FileSizes(bad)
+
+
+def test_connection_drains_at_client_bandwidth():
+    conn = Connection(NetworkParams(sndbuf_kb=64, client_mbit_s=8.0))  # 1 MB/s
+    conn.write(64 * KB, 0.0)
+    assert conn.free(0.0) == 0.0
+    assert conn.writable(0.0, 10 * KB) == 0.0  # full: a write would block
+    assert conn.drained_at(0.0) == pytest.approx(64 * KB / 1e6)
+    half = conn.space_at(0.0)  # a blocked writer wakes when half is free
+    assert half == pytest.approx(32 * KB / 1e6)
+    assert conn.writable(half, 100 * KB) == pytest.approx(32 * KB)
+
+
+# -- presets ---------------------------------------------------------------------------------
+
+
+def test_shipped_presets():
+    assert {"linux-2.2-1999", "linux-2.6-o1", "host"} <= set(preset_names())
+    old, o1, host = (load_preset(n) for n in ("linux-2.2-1999", "linux-2.6-o1", "host"))
+    assert 1 <= old.cpus <= 4
+    assert old.scheduler.per_runnable_us > 0 and o1.scheduler.per_runnable_us == 0
+    assert host.placeholder and not old.placeholder and not o1.placeholder
+    assert old.server.max_send_kb_per_pass == 16  # kHTTPd's DataSending
+
+
+@pytest.mark.parametrize("name", ["linux-2.2-1999", "linux-2.6-o1", "host"])
+def test_every_number_in_a_preset_says_where_it_comes_from(name):
+    text = (PRESET_DIR / f"{name}.toml").read_text()
+    for line in text.splitlines():
+        if re.match(r"\s*[a-z_]+\s*=", line) and not line.lstrip().startswith(("name", "desc")):
+            if line.split("=")[0].strip() == "placeholder":
+                continue
+            assert "#" in line and len(line.split("#", 1)[1].strip()) > 10, line
+
+
+def test_preset_by_path_and_errors(tmp_path):
+    text = (PRESET_DIR / "host.toml").read_text().replace('name = "host"', 'name = "mine"')
+    path = tmp_path / "mine.toml"
+    path.write_text(text.replace("switch_us = 2.0", "switch_us = 9.5"))
+    mine = load_preset(str(path))
+    assert mine.name == "mine" and mine.scheduler.switch_us == 9.5
+    with pytest.raises(ValueError, match="linux-2.2-1999"):
+        load_preset("no-such-preset")
+    (tmp_path / "bad.toml").write_text("[scheduler]\nswitch_ms = 1\n")
+    with pytest.raises(ValueError, match="switch_ms"):
+        load_preset(tmp_path / "bad.toml")
+
+
+def test_replace_changes_one_field():
+    p = load_preset("linux-2.2-1999")
+    q = p.replace(scheduler={"switch_us": 0.0}, cpus=1)
+    assert q.scheduler.switch_us == 0.0 and q.cpus == 1
+    assert q.scheduler.per_runnable_us == p.scheduler.per_runnable_us
+    assert p.scheduler.switch_us == 6.0  # unchanged
+
+
+# -- one load point -> one schema row --------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", list(MODELS))
+def test_a_row_follows_the_schema_and_repeats_exactly(arch):
+    p = load_preset("linux-2.2-1999")
+    kw = {"requests": 1500, "seed": 42, "rep": 3, "run_id": "t"}
+    row = simulate_point(arch, p, 1500.0, **kw)
+    again = simulate_point(arch, p, 1500.0, **kw)
+    wall = ("wall_s", "sim_requests_per_wall_s")
+    assert {k: v for k, v in row.items() if k not in wall} == \
+        {k: v for k, v in again.items() if k not in wall}
+    other = simulate_point(arch, p, 1500.0, **{**kw, "seed": 43})
+    assert other["rps"] != row["rps"]
+    df = schema.validate(schema.to_frame([row]))
+    assert df.loc[0, "source"] == "simulated" and df.loc[0, "arch"] == arch
+    assert row["server"] == f"simpy:{arch}" and row["preset"] == "linux-2.2-1999"
+    assert row["voluntary_per_s"] + row["involuntary_per_s"] == \
+        pytest.approx(row["reschedules_per_s"])
+    assert 0 < row["sched_overhead_frac"] < row["cpu_util"] <= 1.0
+    assert row["lat_p50_ms"] <= row["lat_p99_ms"]
+    assert math.isnan(row["connections"]) and row["errors"] == 0 and row["rep"] == 3
+
+
+def test_overload_is_refused_not_queued_forever():
+    p = load_preset("linux-2.2-1999").replace(server={"max_connections": 100})
+    row = simulate_point("state-group", p, 50000, cpus=1, requests=3000, seed=2)
+    assert row["errors"] > 1000 and row["cpu_util"] > 0.99
+
+
+def test_seeds_are_per_point_and_shared_by_both_archs():
+    assert point_seed(1, 2000.0, 0) == point_seed(1, 2000.0, 0)
+    assert len({point_seed(1, 2000.0, r) for r in range(5)}) == 5
+    assert point_seed(1, 2000.0, 0) != point_seed(1, 2500.0, 0)
+    assert point_seed(1, None, 0, 64) != point_seed(1, None, 0, 32)
+
+
+@pytest.mark.parametrize("arch", list(MODELS))
+def test_twenty_thousand_requests_take_seconds_not_minutes(arch):
+    """~50% utilisation on one CPU: a few seconds even on a slow machine (typically < 1 s)."""
+    rate = {"thread-per-request": 800.0, "state-group": 1000.0}[arch]
+    start = time.perf_counter()
+    row = simulate_point(arch, load_preset("linux-2.2-1999"), rate, cpus=1, requests=20000)
+    assert time.perf_counter() - start < 20.0
+    assert 0.3 < row["cpu_util"] < 0.7

@@ -1,0 +1,146 @@
+"""The shared figures: measured and simulated rows on the same axes, peers in grey."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+
+from arch_sim import schema
+from arch_sim.cli import main
+from arch_sim.plots import (
+    ARCH_COLORS,
+    FIGURES,
+    draw_all,
+    reschedules_per_request,
+    reschedules_vs_load,
+    save,
+    series,
+    throughput_and_latency,
+)
+
+LOADS = (1000.0, 4000.0, 8000.0)
+
+
+def rows(source: str, arch: str, per_request: float, reps: int = 3, preset: str = "x"):
+    """Synthetic schema rows: achieved = offered, reschedules = per_request * rps (+ noise)."""
+    out = []
+    for load in LOADS:
+        for rep in range(reps):
+            rps = load * (1 + 0.01 * rep)
+            out.append({
+                "source": source, "arch": arch, "server": arch, "preset": preset, "cpus": 1,
+                "connections": 64, "target_rps": load, "rps": rps,
+                "reschedules_per_s": per_request * rps + 10 * rep,
+                "voluntary_per_s": per_request * rps, "involuntary_per_s": 10 * rep,
+                "reschedules_per_request": per_request, "lat_p50_ms": 1.0 + load / 1e4,
+                "lat_p99_ms": 5.0 + load / 1e3, "cpu_util": load / 1e4,
+                "sched_overhead_frac": 0.01, "errors": 0, "rep": rep, "seed": rep,
+                "duration_s": 10.0, "run_id": f"{source}-run",
+            })
+    return out
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    data = (rows("measured", "thread-per-request", 1.0) + rows("measured", "state-group", 0.1)
+            + rows("measured", "nginx", 0.05, reps=1)
+            + rows("measured", "python-http-server", 1.2, reps=1)
+            + rows("simulated", "thread-per-request", 1.5, preset="linux-2.2-1999")
+            + rows("simulated", "state-group", 0.2, preset="linux-2.2-1999"))
+    return schema.validate(schema.to_frame(data))
+
+
+def labels(fig: Figure) -> list[str]:
+    return [h.get_label() for ax in fig.axes for h in ax.get_legend_handles_labels()[0]]
+
+
+def test_one_series_per_source_and_arch_with_ci(frame):
+    found = {(k["source"], k["arch"]): p for k, p in series(frame, "reschedules_per_s")}
+    assert len(found) == 6
+    pts = found[("measured", "thread-per-request")]
+    assert list(pts["target_rps"]) == list(LOADS)
+    # reps at 1000 req/s: 1000, 1010 + 10, 1020 + 20 -> mean 1020, CI from t(2) = 4.303
+    assert pts["reschedules_per_s"].iloc[0] == pytest.approx(1020.0)
+    assert pts["reschedules_per_s_ci"].iloc[0] == pytest.approx(4.303 * 20 / math.sqrt(3),
+                                                                 rel=1e-3)
+    assert math.isnan(found[("measured", "nginx")]["reschedules_per_s_ci"].iloc[0])
+
+
+def test_reschedules_vs_load_draws_every_series_in_its_style(frame):
+    fig = reschedules_vs_load(frame)
+    assert isinstance(fig, Figure)
+    names = labels(fig)
+    assert len(names) == 6
+    assert any("measured" in n and "thread-per-request" in n for n in names)
+    assert any("simulated" in n and "state-group" in n for n in names)
+    assert any("nginx" in n for n in names) and any("python-http-server" in n for n in names)
+    ax = fig.axes[0]
+    for line in ax.get_lines():
+        if line.get_label() and "nginx" in line.get_label():  # peers are neutral grey
+            r, g, b, _ = to_rgba(line.get_color())
+            assert r == g == b
+    sim = [ln for ln in ax.get_lines() if ln.get_label().startswith("simulated: state")]
+    assert sim and to_rgba(sim[0].get_color()) == to_rgba(ARCH_COLORS["state-group"])
+    assert ax.collections  # CI bands (simulated) and error bars (measured)
+    assert "requests/s" in ax.get_xlabel() and "reschedules" in ax.get_ylabel()
+
+
+def test_claims_are_marked(frame):
+    fig = reschedules_vs_load(frame, claims=True)
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert "15000 reschedules per second" in texts and "hardly at all" in texts
+    assert fig.axes[0].get_ylim()[1] >= 15000
+    per_request = reschedules_per_request(frame, claims=True)
+    assert "hardly at all" in " ".join(t.get_text() for t in per_request.axes[0].texts)
+    plain = reschedules_vs_load(frame)
+    assert not plain.axes[0].texts
+
+
+def test_throughput_and_latency(frame):
+    fig = throughput_and_latency(frame)
+    left, right = fig.axes
+    assert right.get_yscale() == "log"
+    assert any("achieved = offered" in n for n in labels(fig))
+    assert sum("p99" in n for n in labels(fig)) == 6
+    # unpaced rows (no target) are left out of the throughput panel but not the latency one
+    unpaced = frame.assign(target_rps=np.nan)
+    fig = throughput_and_latency(unpaced)
+    assert sum("p50" in n for n in labels(fig)) == 6
+
+
+def test_save_is_atomic_and_writes_png_and_svg(tmp_path, frame):
+    paths = save(reschedules_vs_load(frame), tmp_path / "figs", "rvl")
+    assert [p.name for p in paths] == ["rvl.png", "rvl.svg"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in paths[1].read_bytes()[:500]
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["rvl.png", "rvl.svg"]
+
+
+def test_draw_all_marks_claims_for_the_1999_preset(tmp_path, frame):
+    written = draw_all(frame, tmp_path)
+    assert sorted(p.name for p in written) == sorted(f"{n}.{e}" for n in FIGURES
+                                                     for e in ("png", "svg"))
+
+
+def test_plot_command_overlays_run_folders(tmp_path, frame):
+    measured, simulated, out = tmp_path / "m", tmp_path / "s", tmp_path / "out"
+    measured.mkdir()
+    simulated.mkdir()
+    frame[frame.source == "measured"].to_csv(measured / "measurements.csv", index=False)
+    frame[frame.source == "simulated"].to_csv(simulated / "simulated.csv", index=False)
+    assert main(["plot", str(measured), str(simulated), "--out", str(out)]) == 0
+    for name in FIGURES:
+        assert (out / f"{name}.png").exists() and (out / f"{name}.svg").exists()
+    # default --out is the first run folder
+    assert main(["plot", str(simulated)]) == 0
+    assert (simulated / "reschedules_vs_load.svg").exists()
+
+
+def test_plot_command_names_a_missing_folder(tmp_path, capsys):
+    assert main(["plot", str(tmp_path)]) == 1
+    assert "simulated.csv" in capsys.readouterr().err
