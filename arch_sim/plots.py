@@ -80,7 +80,7 @@ def series(df: pd.DataFrame, *ys: str) -> Iterator[tuple[dict, pd.DataFrame]]:
     columns = ["rps"] + [y for y in ys if y != "rps"]
     for key, group in df.groupby(keys, dropna=False, sort=False):
         key = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
-        points = summarize(group, point, columns).sort_values("rps")
+        points = summarize(group, point, columns)  # in offered-load order
         points = points[np.isfinite(points["rps"]) & np.isfinite(points[columns[-1]])]
         if not points.empty:
             yield key, points

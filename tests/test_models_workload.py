@@ -145,3 +145,20 @@ def test_twenty_thousand_requests_take_seconds_not_minutes(arch):
     row = simulate_point(arch, load_preset("linux-2.2-1999"), rate, cpus=1, requests=20000)
     assert time.perf_counter() - start < 20.0
     assert 0.3 < row["cpu_util"] < 0.7
+
+
+@pytest.mark.parametrize("arch", list(MODELS))
+def test_userspace_requests_are_served_by_the_userspace_server(arch):
+    """A fifth of the requests go to the user-space server: they complete there, and its
+    CPU time shows in the utilisation, while its own switches are not the server's."""
+    p = load_preset("linux-2.2-1999")
+    base = simulate_point(arch, p, 500, cpus=1, requests=3000, seed=6)
+    handed = simulate_point(arch, p.replace(server={"userspace_frac": 0.2}), 500, cpus=1,
+                            requests=3000, seed=6)
+    assert handed["errors"] == 0 and handed["completions"] >= 0.98 * 3000
+    assert handed["littles_rel_err"] < 0.02
+    # ~100 req/s x ~1 ms of user-space CPU each, minus the sending they no longer need
+    assert handed["cpu_util"] > base["cpu_util"] + 0.04
+    if arch == "state-group":
+        assert handed["batch_userspace"] >= 1.0
+        assert math.isnan(base["batch_userspace"])

@@ -169,7 +169,7 @@ class ThreadPerRequest:
             yield from sched.run(task, work + self.handoff_cost + self.log_cost)
             self.userspace.submit(req)
             return
-        logging = self.log_cost + (self.close_cost if req.new_conn else 0.0)
+        log_work = self.log_cost + (self.close_cost if req.new_conn else 0.0)
         # send_data: write() as much as the socket buffer takes; block when it is full
         while True:
             n = conn.writable(env.now, req.left)
@@ -187,8 +187,8 @@ class ThreadPerRequest:
             work = 0.0
             conn.write(n, env.now)
         # logging: log line (and close, for a one-request connection) after the last write
-        yield from sched.run(task, work + logging)
-        sent = env.now - logging
+        yield from sched.run(task, work + log_work)
+        sent = env.now - log_work
         conn.write(n, sent)
         self.recorder.complete(req, conn.drained_at(sent) + self.one_way)
 
