@@ -68,7 +68,7 @@ def test_erlang_c_reduces_to_mm1():
 # M/M/1 at utilisation 0.5 and 0.8.  At 0.8 the sample mean converges slowly (strongly
 # correlated waits), so it gets more requests.
 @pytest.mark.parametrize("arch, threads", [("thread-per-request", 16), ("state-group", None)])
-@pytest.mark.parametrize("rho, reps, requests", [(0.5, 2, 20000), (0.8, 4, 40000)])
+@pytest.mark.parametrize("rho, reps, requests", [(0.5, 2, 20000), (0.8, 4, 100000)])
 def test_mm1_mean_response(arch, threads, rho, reps, requests):
     lam = rho * MU
     got = mean_response(arch, lam, cpus=1, reps=reps, requests=requests, threads=threads)
@@ -82,7 +82,7 @@ def test_mm1_thread_per_connection():
     assert got == pytest.approx(mm1_response(lam, MU), rel=0.05)
 
 
-@pytest.mark.parametrize("rho, reps, requests", [(0.5, 2, 20000), (0.8, 3, 40000)])
+@pytest.mark.parametrize("rho, reps, requests", [(0.5, 2, 20000), (0.8, 4, 100000)])
 def test_mmc_four_cpus(rho, reps, requests):
     c = 4
     lam = rho * c * MU
