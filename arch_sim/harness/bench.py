@@ -273,12 +273,12 @@ def _fmt_load(target_rps: float | None) -> str:
 
 
 def _plot(run_dir: Path) -> None:
-    try:
-        from ..plots import plot_run
-    except ImportError:
-        print("(figures skipped: arch_sim.plots is not available)", file=sys.stderr)
-        return
-    plot_run([run_dir], run_dir)
+    from .. import schema
+    from ..plots import draw_all
+
+    df = schema.load(run_dir)
+    if not df.empty:
+        draw_all(df, run_dir)
 
 
 def _print_table(csv: Path) -> None:
