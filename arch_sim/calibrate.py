@@ -1,0 +1,139 @@
+"""``arch-sim calibrate``: measure this host and write the ``host`` model preset.
+
+Three measurements, kept raw in ``<preset>.calibration.json`` beside the preset:
+
+1. the cost of one context switch between two processes pinned to one CPU (lmbench
+   ``lat_ctx`` style pipe ping-pong, the one-process pipe cost subtracted);
+2. the wake-up latency of a process blocked in ``read`` when another CPU writes to it;
+3. each real server's CPU cost per request at saturation (its own getrusage over a wrk
+   window) and its reschedules per request there.
+
+Without wrk, (3) is skipped and the preset keeps its server costs from the placeholder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import ARCHS
+from .hostbench import context_switch_us, wakeup_latency_us
+from .runinfo import host_info, now_iso, write_json_atomic
+
+DEFAULT_OUT = Path(__file__).parent / "models" / "presets" / "host.toml"
+THREADS = 64  # the thread-per-request pool `arch-sim bench` runs by default
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help="where to write the preset (default: the packaged host preset)")
+    p.add_argument("--server-cpus", default="0", help="CPU the servers run on (0)")
+    p.add_argument("--client-cpus", default="1", help="CPU wrk runs on (1)")
+    p.add_argument("--duration", type=float, default=3.0, help="seconds of saturation per server")
+    p.add_argument("--file-set", default="specweb99", choices=("specweb99", "1k"))
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--no-servers", action="store_true", help="skip the real-server measurements")
+
+
+def calibration_path(preset: Path) -> Path:
+    return preset.with_name(preset.stem + ".calibration.json")
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Run every measurement; returns the raw dict the preset is made from."""
+    from .harness.bench import parse_cpus
+
+    server_cpus = parse_cpus(args.server_cpus)
+    client_cpus = parse_cpus(args.client_cpus)
+    print("calibrate: context-switch cost (pipe ping-pong on one CPU)...", flush=True)
+    switch = context_switch_us(cpu=server_cpus[0])
+    print(f"  {switch.switch_us:.2f} us per switch", flush=True)
+    print("calibrate: wake-up latency (write from one CPU, reader blocked on another)...")
+    wakeup = wakeup_latency_us(waker_cpu=client_cpus[0], sleeper_cpu=server_cpus[0])
+    print(f"  median {wakeup['median_us']:.1f} us, p99 {wakeup['p99_us']:.1f} us", flush=True)
+    servers, skipped = {}, None
+    if args.no_servers:
+        skipped = "--no-servers given"
+    else:
+        servers, skipped = _servers_at_saturation(args)
+    return {
+        "kind": "calibration",
+        "time": now_iso(),
+        "host": host_info(),
+        "switch": vars(switch),
+        "wakeup": wakeup,
+        "servers": servers,
+        "servers_skipped": skipped,
+        "server_cpus": server_cpus,
+        "client_cpus": client_cpus,
+        "file_set": args.file_set,
+        "connections": args.connections,
+        "threads": THREADS,
+    }
+
+
+def _servers_at_saturation(args: argparse.Namespace) -> tuple[dict, str | None]:
+    """Both real servers unpaced for one window each: CPU and reschedules per request."""
+    from .harness import bench
+    from .harness.wrk import WrkError, find_wrk
+
+    try:
+        find_wrk()
+    except WrkError as exc:
+        return {}, str(exc)
+    print("calibrate: each real server at saturation (wrk unpaced)...", flush=True)
+    with tempfile.TemporaryDirectory(prefix="arch-sim-calibrate-") as tmp:
+        parser = argparse.ArgumentParser()
+        bench.add_arguments(parser)
+        bench_args = parser.parse_args([
+            "--loads", "max", "--duration", str(args.duration), "--warmup", "1", "--reps", "1",
+            "--server-cpus", args.server_cpus, "--client-cpus", args.client_cpus,
+            "--file-set", args.file_set, "--connections", str(args.connections),
+            "--threads", str(THREADS), "--out", str(Path(tmp) / "run"), "--no-plots",
+        ])
+        code = bench.Bench(bench.make_plan(bench_args), bench_args).run()
+        if code != 0:
+            return {}, f"the saturation run failed (exit {code}); see the messages above"
+        df = pd.read_csv(Path(tmp) / "run" / "measurements.csv")
+    servers = {}
+    for arch in ARCHS:
+        row = df[df["arch"] == arch].iloc[0]
+        servers[arch] = {
+            "cpu_us_per_request": float(row["cpu_us_per_request"]),
+            "reschedules_per_request": float(row["reschedules_per_request"]),
+            "rps": float(row["rps"]),
+            "cpu_util": float(row["cpu_util"]),
+        }
+        if arch == "thread-per-request":
+            servers[arch]["threads"] = THREADS
+    return servers, None
+
+
+def write_preset(measurements: dict[str, Any], out: Path) -> Path:
+    """Write the preset TOML (atomically) and its raw measurements beside it."""
+    from .models.calibration import host_preset_text
+
+    text = host_preset_text(measurements)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
+    write_json_atomic(calibration_path(out), measurements)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    measurements = measure(args)
+    out = write_preset(measurements, args.out)
+    if measurements["servers_skipped"]:
+        print(f"note: server costs not measured ({measurements['servers_skipped']}); "
+              "the preset keeps the placeholder server costs", file=sys.stderr)
+    print(f"wrote {out} and {calibration_path(out).name}")
+    print(json.dumps({k: measurements[k] for k in ("switch", "wakeup", "servers")}, indent=1))
+    return 0
