@@ -82,6 +82,7 @@ def start_peer(
     name: str, root: str | Path, cpus: Iterable[int] | None, log_dir: str | Path
 ) -> ServerProcess:
     """Start peer *name* serving *root*; returns once it accepts."""
+    Path(log_dir).mkdir(parents=True, exist_ok=True)
     if name == "nginx":
         return _start_nginx(root, cpus, log_dir)
     if name == "python-http-server":

@@ -1,0 +1,122 @@
+"""Saturation throughput and CPU per request of every server, side by side in one run.
+
+    .venv/bin/python benchmarks/servers.py [--out results/peers-DATE] [--duration 3] [--reps 3]
+
+For the 1 KB file and the SPECweb99 mix, each server runs unpaced (wrk -c 64, keep-alive) on
+CPU 0 with wrk on CPU 1: state-group, thread-per-request as a pool of 64 and as a thread per
+connection, nginx (one worker) and the standard library's ThreadingHTTPServer (HTTP/1.1).
+CPU per request is the server's user + system time over the wrk window divided by the requests
+wrk completed.  Writes measurements.csv, meta.json, peers.csv (the summary with ratios to
+nginx) and cpu_per_request.{png,svg}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from arch_sim.harness import bench
+from arch_sim.runinfo import write_json_atomic
+
+#: (label, --arch/--peer options, --threads)
+SERVERS = [
+    ("state-group", ["--arch", "state-group"], 64),
+    ("thread-per-request (pool 64)", ["--arch", "thread-per-request"], 64),
+    ("thread-per-request (per connection)", ["--arch", "thread-per-request"], 0),
+    ("nginx (1 worker)", ["--arch", "state-group", "--peer", "nginx"], 64),
+    ("python-http-server", ["--arch", "state-group", "--peer", "python-http-server"], 64),
+]
+
+
+def run_one(label: str, options: list[str], threads: int, file_set: str, args) -> pd.DataFrame:
+    out = args.out / "runs" / f"{file_set}-{label.split()[0]}-{threads}"
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    argv = options + ["--loads", "max", "--duration", str(args.duration), "--warmup", "1",
+                      "--reps", str(args.reps), "--file-set", file_set, "--threads", str(threads),
+                      "--out", str(out), "--no-plots"]
+    bargs = parser.parse_args(argv)
+    plan = bench.make_plan(bargs)
+    if bargs.peer:  # peers are measured alone
+        plan.names = list(bargs.peer)
+    if bench.Bench(plan, bargs).run() != 0:
+        raise SystemExit(f"benchmark of {label} failed; see {out}")
+    df = pd.read_csv(out / "measurements.csv")
+    df["label"] = label
+    return df
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    table = (df.groupby(["file_set", "label"], sort=False)
+               .agg(rps=("rps", "mean"), cpu_us_per_request=("cpu_us_per_request", "mean"),
+                    cpu_us_sd=("cpu_us_per_request", "std"),
+                    reschedules_per_request=("reschedules_per_request", "mean"),
+                    errors=("errors", "sum"))
+               .reset_index())
+    nginx = table[table["label"].str.startswith("nginx")].set_index("file_set")
+    table["cpu_vs_nginx"] = table.apply(
+        lambda r: r["cpu_us_per_request"] / nginx.loc[r["file_set"], "cpu_us_per_request"], axis=1)
+    return table
+
+
+def figure(table: pd.DataFrame, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from arch_sim.plots import save
+
+    groups = list(table.groupby("file_set", sort=False))
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.5), squeeze=False)
+    for ax, (file_set, sub) in zip(axes[0], groups, strict=True):
+        ax.barh(sub["label"], sub["cpu_us_per_request"], xerr=sub["cpu_us_sd"].fillna(0),
+                color=["#1f77b4", "#d62728", "#ff9896", "#555555", "#aaaaaa"][: len(sub)])
+        for y, (v, ratio) in enumerate(zip(sub["cpu_us_per_request"], sub["cpu_vs_nginx"],
+                                           strict=True)):
+            ax.text(v, y, f"  {v:.1f} us ({ratio:.1f}x nginx)", va="center", fontsize=8)
+        ax.set_title(f"{file_set}: server CPU per request at saturation")
+        ax.set_xlabel("CPU microseconds per request (user + system)")
+        ax.invert_yaxis()
+        ax.set_xlim(0, sub["cpu_us_per_request"].max() * 1.6)
+    fig.tight_layout()
+    save(fig, out, "cpu_per_request")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path,
+                        default=Path("results") / f"peers-{dt.date.today().isoformat()}")
+    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--file-sets", default="1k,specweb99")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    frames = [run_one(label, options, threads, file_set, args)
+              for file_set in args.file_sets.split(",")
+              for label, options, threads in SERVERS]
+    df = pd.concat(frames, ignore_index=True)
+    df.to_csv(args.out / "measurements.csv", index=False)
+    table = summarise(df)
+    table.to_csv(args.out / "peers.csv", index=False)
+    figure(table, args.out)
+    from arch_sim.harness.peers import nginx_version
+    from arch_sim.harness.wrk import wrk_version
+    from arch_sim.runinfo import git_commit, host_info, now_iso
+
+    write_json_atomic(args.out / "meta.json", {
+        "kind": "peers", **host_info(), "git": git_commit(), "wrk": wrk_version(),
+        "nginx": nginx_version(), "args": {k: str(v) for k, v in vars(args).items()},
+        "pinning": {"server_cpus": [0], "client_cpus": [1]}, "started": started,
+        "ended": now_iso(), "complete": True})
+    print(table.to_string(index=False, float_format=lambda v: f"{v:,.3g}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
