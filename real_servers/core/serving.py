@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import socket
 import sys
 
@@ -38,6 +39,23 @@ def common_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
         help="seconds an idle keep-alive connection is kept open",
     )
     return parser
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit; returns the new soft limit.
+
+    Every connection is a descriptor: with a distribution's default soft limit (often 1024)
+    a server would fail to accept long before ``--max-connections`` (default 10,000).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 1 << 20  # Linux's default fs.nr_open
+    if soft == hard or soft >= want:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ValueError, OSError):
+        return soft
+    return want
 
 
 def check_root(root: str) -> str:

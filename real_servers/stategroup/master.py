@@ -19,7 +19,7 @@ import sys
 import time
 import traceback
 
-from ..core.serving import announce_ready, check_root
+from ..core.serving import announce_ready, check_root, raise_fd_limit
 from . import board as b
 from . import states as state_modules
 from .config import Config
@@ -46,6 +46,7 @@ class Master:
     def run(self) -> int:
         check_root(self.config.root)
         self._check()
+        raise_fd_limit()  # before forking: the workers inherit it
         self.reserved = reserve(self.config.host, self.config.port)
         self.config.port = self.reserved.getsockname()[1]
         self.board.master[b.M_PID] = os.getpid()

@@ -6,7 +6,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ..core.serving import announce_ready, check_root, common_arguments, listener
+from ..core.serving import (
+    announce_ready,
+    check_root,
+    common_arguments,
+    listener,
+    raise_fd_limit,
+)
 from .per_connection import PerConnectionServer
 from .pool import PoolServer
 
@@ -32,6 +38,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     check_root(args.root)
+    raise_fd_limit()  # one descriptor per connection: up to --max-connections of them
     sock = listener(args.host, args.port)
     server = (PoolServer if args.threads > 0 else PerConnectionServer)(sock, args)
     announce_ready(sock)
