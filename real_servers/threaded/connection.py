@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import threading
 import time
 
 from ..core import ParseError, RequestParser, Responder, Response
@@ -12,12 +13,15 @@ from ..core.status import is_loopback
 
 RECV_BYTES = 65536
 SEND_TIMEOUT_S = 30.0  # a client that stops reading frees its thread after this
+LINGER_S = 2.0  # a gracefully closing connection waits this long at most for the client's EOF
+DRAIN_READS = 4  # reads per lingering connection per sweep
+EOF, MORE, NOTHING = range(3)  # what draining a socket found
 
 
 class Connection:
     """A client socket in blocking mode, its parser, and its deadlines."""
 
-    __slots__ = ("sock", "fd", "parser", "loopback", "deadline", "busy")
+    __slots__ = ("sock", "fd", "parser", "loopback", "deadline", "busy", "graceful")
 
     def __init__(self, sock: socket.socket, peer: object) -> None:
         sock.setblocking(True)
@@ -29,6 +33,7 @@ class Connection:
         self.loopback = is_loopback(peer)
         self.deadline = 0.0  # monotonic time by which the next byte/header must arrive
         self.busy = False  # a thread is working on it
+        self.graceful = False  # its last response said it ends the connection: close gracefully
 
     def close(self) -> None:
         try:
@@ -68,7 +73,7 @@ def serve_ready(conn: Connection, responder: Responder) -> tuple[int, bool]:
         try:
             request = conn.parser.next_request()
         except ParseError as exc:
-            send(conn.sock, responder.error(exc.status))
+            conn.graceful = send(conn.sock, responder.error(exc.status))
             return answered, False
         if request is None:
             return answered, not conn.parser.closed
@@ -77,6 +82,7 @@ def serve_ready(conn: Connection, responder: Responder) -> tuple[int, bool]:
             return answered, False
         answered += 1
         if not response.keep_alive:
+            conn.graceful = True
             return answered, False
 
 
@@ -114,3 +120,76 @@ def _sendfile(sock: socket.socket, path: str, length: int) -> bool:
 
 def now() -> float:
     return time.monotonic()
+
+
+class Closing:
+    """Sockets being closed gracefully, as Apache's lingering close and the state-group
+    server's ``logging`` state do: our side is shut down (the client reads our FIN after the
+    response), and what the client still sends - the rest of a refused request, pipelined
+    requests - is read and dropped until its EOF or ``LINGER_S``.  Closing with unread bytes
+    would make the kernel send a reset, which can destroy a response the client has not read.
+
+    ``add`` may be called from any thread; one thread (the acceptor or the dispatcher) calls
+    ``sweep`` regularly.  Nothing here blocks.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._socks: dict[socket.socket, float] = {}  # socket -> linger deadline
+
+    def __len__(self) -> int:
+        return len(self._socks)
+
+    def add(self, sock: socket.socket, wait_for_eof: bool = False) -> None:
+        """Shut down our side of *sock* and close it as soon as that sends no reset.
+
+        Without *wait_for_eof* it is closed at once if the client has sent nothing unread
+        (the usual case); with it (a request that was never read) it waits for the EOF.
+        """
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.close()
+            return
+        found = drain(sock)
+        if found == EOF or (found == NOTHING and not wait_for_eof):
+            sock.close()
+            return
+        with self._lock:
+            self._socks[sock] = now() + LINGER_S
+
+    def sweep(self) -> None:
+        """Close the sockets whose client has closed or whose linger time is over."""
+        if not self._socks:
+            return
+        with self._lock:
+            lingering = list(self._socks.items())
+        t = now()
+        done = [sock for sock, deadline in lingering if deadline <= t or drain(sock) == EOF]
+        with self._lock:
+            for sock in done:
+                del self._socks[sock]
+        for sock in done:
+            sock.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            socks, self._socks = list(self._socks), {}
+        for sock in socks:
+            sock.close()
+
+
+def drain(sock: socket.socket) -> int:
+    """Read and drop what the client sent, without blocking: EOF (or error), MORE, NOTHING."""
+    got = False
+    for _ in range(DRAIN_READS):
+        try:
+            data = sock.recv(RECV_BYTES, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return MORE if got else NOTHING
+        except OSError:
+            return EOF
+        if not data:
+            return EOF
+        got = True
+    return MORE

@@ -24,7 +24,11 @@ class PerConnectionServer(ThreadedServer):
     def serve_forever(self) -> int:
         self.listener.settimeout(ACCEPT_POLL_S)
         self.install_signals()
+        next_sweep = now() + ACCEPT_POLL_S
         while not self.stopping.is_set():
+            if now() >= next_sweep:
+                self.closing.sweep()  # connections closing gracefully whose client has gone
+                next_sweep = now() + ACCEPT_POLL_S
             try:
                 sock, peer = self.listener.accept()
             except (TimeoutError, InterruptedError):
@@ -81,4 +85,5 @@ class PerConnectionServer(ThreadedServer):
             except OSError:
                 pass
         self.wait_drained(lambda: len(self.live))
+        self.closing.close_all()
 

@@ -83,10 +83,12 @@ class PoolServer(ThreadedServer):
             worker.wake_with(conn)
 
     def _sweep(self) -> None:
-        """Close connections whose header or keep-alive deadline has passed."""
+        """Close connections whose header or keep-alive deadline has passed, and lingering ones
+        whose client has closed."""
         t = now()
         for conn in [c for c in list(self.conns.values()) if not c.busy and c.deadline < t]:
             self._close(conn)
+        self.closing.sweep()
 
     def _close(self, conn: Connection) -> None:
         if self.conns.pop(conn.fd, None) is None:
@@ -141,6 +143,7 @@ class PoolServer(ThreadedServer):
             worker.wake_with(None)
         for conn in list(self.conns.values()):
             self._close(conn)
+        self.closing.close_all()
 
 
 class PoolThread:

@@ -11,7 +11,7 @@ import time
 
 from ..core import DocumentRoot, Responder
 from ..core.status import rusage_counters
-from .connection import Connection
+from .connection import Closing, Connection
 
 ARCH = "thread-per-request"
 BUSY = (
@@ -58,6 +58,7 @@ class ThreadedServer:
         self.stopping = threading.Event()
         self._open_lock = threading.Lock()
         self._open = 0
+        self.closing = Closing()  # answered connections being closed without a reset
 
     # -- connection accounting -----------------------------------------------------------
     def admit(self, sock: socket.socket, peer: object) -> Connection | None:
@@ -71,13 +72,18 @@ class ThreadedServer:
                 sock.setblocking(True)
                 sock.sendall(BUSY)
             except OSError:
-                pass
-            sock.close()
+                sock.close()
+                return None
+            self.closing.add(sock, wait_for_eof=True)  # its request is never read
             return None
         return Connection(sock, peer)
 
     def release(self, conn: Connection) -> None:
-        conn.close()
+        """The connection is done with: close it (gracefully after a final response)."""
+        if conn.graceful:
+            self.closing.add(conn.sock)
+        else:
+            conn.close()
         with self._open_lock:
             self._open -= 1
 
