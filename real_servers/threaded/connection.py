@@ -21,7 +21,7 @@ EOF, MORE, NOTHING = range(3)  # what draining a socket found
 class Connection:
     """A client socket in blocking mode, its parser, and its deadlines."""
 
-    __slots__ = ("sock", "fd", "parser", "loopback", "deadline", "busy", "graceful")
+    __slots__ = ("sock", "fd", "parser", "loopback", "deadline", "idle", "busy", "graceful")
 
     def __init__(self, sock: socket.socket, peer: object) -> None:
         sock.setblocking(True)
@@ -32,6 +32,7 @@ class Connection:
         self.parser = RequestParser()
         self.loopback = is_loopback(peer)
         self.deadline = 0.0  # monotonic time by which the next byte/header must arrive
+        self.idle = False  # between requests: the keep-alive timeout runs, not the header one
         self.busy = False  # a thread is working on it
         self.graceful = False  # its last response said it ends the connection: close gracefully
 

@@ -46,12 +46,14 @@ class PerConnectionServer(ThreadedServer):
         count = self.requests.cell()
         with self._live_lock:
             self.live.add(conn)
+        conn.deadline = now() + self.args.header_timeout  # the first header is due from connect
         try:
             while True:
                 conn.busy = True
                 answered, usable = serve_ready(conn, self.responder)
                 conn.busy = False
                 count[0] += answered
+                self.update_deadline(conn, answered)
                 if not usable or self.stopping.is_set() or not self._receive(conn):
                     break
         finally:
@@ -61,19 +63,12 @@ class PerConnectionServer(ThreadedServer):
             self.release(conn)
 
     def _receive(self, conn: Connection) -> bool:
-        """Block in recv for more of the request, within the keep-alive or header deadline."""
-        fresh = conn.parser.buffered == 0
-        if fresh:
-            conn.deadline = now() + self.args.keepalive_timeout
+        """Block in recv for more of the request, until the header or keep-alive deadline."""
         remaining = conn.deadline - now()
         if remaining <= 0:
             return False
         set_timeout(conn.sock, socket.SO_RCVTIMEO, remaining)
-        if not receive(conn):
-            return False
-        if fresh and conn.parser.buffered:
-            conn.deadline = now() + self.args.header_timeout
-        return True
+        return receive(conn)
 
     def _drain(self) -> None:
         self.listener.close()

@@ -109,15 +109,14 @@ class PoolServer(ThreadedServer):
             return None
 
     def _serve(self, conn: Connection) -> tuple[int, bool]:
-        fresh = conn.parser.buffered == 0  # this recv starts a new request
         if not receive(conn):
             return 0, False
         answered, usable = serve_ready(conn, self.responder)
         if usable:
-            if conn.parser.buffered == 0:
-                conn.deadline = now() + self.args.keepalive_timeout
-            elif fresh or answered:
-                conn.deadline = now() + self.args.header_timeout
+            self.update_deadline(conn, answered)
+            # a header trickling in past its deadline ends here: the dispatcher's sweep skips
+            # busy connections, and a byte-a-moment client is busy whenever it wakes the sweep
+            usable = now() < conn.deadline
         return answered, usable and not self.stopping.is_set()
 
     def _done(self, conn: Connection, usable: bool) -> None:

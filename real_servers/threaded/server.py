@@ -11,7 +11,7 @@ import time
 
 from ..core import DocumentRoot, Responder
 from ..core.status import rusage_counters
-from .connection import Closing, Connection
+from .connection import Closing, Connection, now
 
 ARCH = "thread-per-request"
 BUSY = (
@@ -86,6 +86,20 @@ class ThreadedServer:
             conn.close()
         with self._open_lock:
             self._open -= 1
+
+    def update_deadline(self, conn: Connection, answered: int) -> None:
+        """After serving, set the deadline by which the next bytes must arrive.
+
+        As in the state-group server: the header timeout runs from the connect for the first
+        request and from the first byte of a later one; the keep-alive timeout runs from the
+        last response until then (body bytes we skip do not start the header timeout).
+        """
+        if answered:
+            conn.idle = True
+            conn.deadline = now() + self.args.keepalive_timeout
+        if conn.idle and conn.parser.buffered:
+            conn.idle = False
+            conn.deadline = now() + self.args.header_timeout
 
     # -- /server-status ------------------------------------------------------------------
     def status(self) -> dict:
