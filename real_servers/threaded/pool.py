@@ -137,6 +137,8 @@ class PoolServer(ThreadedServer):
     def _drain(self, pool: list[threading.Thread]) -> None:
         self.epoll.unregister(self.listener.fileno())
         self.listener.close()
+        for conn in [c for c in list(self.conns.values()) if not c.busy]:
+            self._close(conn)  # idle keep-alive connections: nothing is in flight on them
         self.wait_drained(lambda: self._busy)
         for worker in pool:
             worker.wake_with(None)
