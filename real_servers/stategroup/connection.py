@@ -12,11 +12,13 @@ class Conn:
     """A client socket and everything the states know about its current request.
 
     ``readable``/``writable`` remember edges reported by epoll (the sockets are edge-triggered):
-    they are cleared when a read or write finds the socket drained or full.
+    they are cleared when a read or write finds the socket drained or full.  ``peer_shut``
+    remembers that the client's FIN was reported: its edge has passed, so a short read must not
+    be taken for a drained socket - the EOF behind the data is still to be read.
     """
 
     __slots__ = (
-        "sock", "fd", "parser", "loopback", "state", "wait", "readable", "writable",
+        "sock", "fd", "parser", "loopback", "state", "wait", "readable", "writable", "peer_shut",
         "deadline", "in_header", "counted", "ending", "lingering",
         "request", "response", "pending", "file_fd", "file_off", "file_end", "relayed", "relay",
     )
@@ -30,6 +32,7 @@ class Conn:
         self.wait = 0  # epoll events that requeue it while parked; 0 = queued
         self.readable = True  # a fresh connection may already hold its request
         self.writable = True
+        self.peer_shut = False  # the client shut down its side: read on until EOF
         self.deadline = 0.0  # monotonic; only enforced while parked
         self.in_header = False  # part of a header block has arrived (header timeout runs)
         self.counted = counted  # counts against --max-connections

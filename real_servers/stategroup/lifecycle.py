@@ -31,6 +31,8 @@ REGISTER = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
 READ = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR
 WRITE = EPOLLOUT | EPOLLHUP | EPOLLERR
 ANY = READ | WRITE
+#: events that say the peer will send nothing more: reads return data, then EOF
+SHUT = EPOLLRDHUP | EPOLLHUP | EPOLLERR
 
 # How logging ends a connection after its request (``conn.ending``)
 KEEP = 0  # keep it alive if the response allows

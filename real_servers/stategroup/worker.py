@@ -40,6 +40,7 @@ from .lifecycle import (
     READ,
     REGISTER,
     SEND_DATA,
+    SHUT,
     WAIT_HEADERS,
     WRITE,
 )
@@ -150,6 +151,8 @@ class Worker:
                 continue
             if ev & READ:
                 conn.readable = True
+                if ev & SHUT:
+                    conn.peer_shut = True
             if ev & WRITE:
                 conn.writable = True
             if conn.wait & ev:

@@ -43,7 +43,7 @@ def _decode(worker, conn) -> int:
         if n == 0:  # the client closed (or reset): nothing to answer
             worker.end(conn, ABORT)
             return 1
-        if n < len(worker.rbuf):
+        if n < len(worker.rbuf) and not conn.peer_shut:
             conn.readable = False  # drained: the next edge says when more arrives
         parser.feed(worker.rview[:n])
 
