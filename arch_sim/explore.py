@@ -1,0 +1,326 @@
+"""Helpers for the notebooks: turn a model knob, re-run a sweep in seconds, time a live window.
+
+The notebooks call these instead of carrying code of their own; every figure they show is then
+drawn by :mod:`arch_sim.plots` from the schema rows returned here.
+
+    >>> from arch_sim.explore import tweak
+    >>> from arch_sim.models import load_preset
+    >>> p = tweak(load_preset("linux-2.2-1999"), switch_us=30)
+    >>> p.scheduler.switch_us, p.name
+    (30, 'linux-2.2-1999 switch_us=30')
+
+* :func:`tweak` / :func:`knobs_table` - the knobs a researcher turns, by short name
+* :func:`sweep` - both designs over a list of loads: a schema DataFrame, labelled by ``preset``
+* :func:`vary` - one sweep per value of one knob, stacked (one line per value in the plots)
+* :func:`linux22_on` - today's machine (a host preset) with Linux 2.2's scheduler
+* :func:`live_point` - one measured window of a running real server, as a schema row
+* :func:`reveal` - an exercise's computed answer beside the learner's prediction
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from arch_sim import ARCHS, schema
+from arch_sim.models import ModelParams, load_preset, point_seed
+
+#: knob -> (section of ModelParams or None for top level, field, what it means)
+KNOBS: dict[str, tuple[str | None, str, str]] = {
+    "switch_us": ("scheduler", "switch_us", "direct cost of one context switch (us)"),
+    "per_runnable_us": ("scheduler", "per_runnable_us",
+                        "Linux 2.2 goodness(): cost per runnable task at every schedule() (us)"),
+    "refill_us_per_kb": ("scheduler", "refill_us_per_kb",
+                         "cache refill after a switch, per KB of the task's working set (us)"),
+    "working_set_kb": ("scheduler", "working_set_kb",
+                       "working set a task must bring back into the cache (KB)"),
+    "timeslice_ms": ("scheduler", "timeslice_ms", "CPU a task may use before a tick preempts it"),
+    "hz": ("scheduler", "hz", "timer ticks per second (one jiffy = 1/hz)"),
+    "wakeup_preempt": ("scheduler", "wakeup_preempt",
+                       "a woken task may preempt a running one (involuntary switches)"),
+    "wakeup_latency_us": ("scheduler", "wakeup_latency_us",
+                          "delay before a task woken onto an idle CPU runs (us)"),
+    "cpus": (None, "cpus", "CPUs (state-group: one worker per CPU)"),
+    "threads": ("server", "threads",
+                "thread-per-request: pool size, 0 = one thread per connection"),
+    "cohort_factor": ("server", "cohort_factor",
+                      "state-group: cost of the 2nd, 3rd... item of a batch (warm cache)"),
+    "pass_us": ("server", "pass_us", "state-group: fixed cost of one pass over the states (us)"),
+    "poll_item_us": ("server", "poll_item_us",
+                     "state-group: cost of looking at a request that cannot move yet (us)"),
+    "sleep_timeout_jiffies": ("server", "sleep_timeout_jiffies",
+                              "state-group: an idle worker sleeps at most this many ticks"),
+    "max_connections": ("server", "max_connections", "connections in the server at once"),
+    "connections": ("workload", "connections", "closed workload: keep-alive connections"),
+    "file_sizes": ("workload", "file_sizes", "file mix: specweb99, fixed:KB or exp:KB"),
+    "client_mbit_s": ("network", "client_mbit_s", "bandwidth at which one client drains"),
+    "sndbuf_kb": ("network", "sndbuf_kb", "socket send buffer per connection (KB)"),
+    "one_way_us": ("network", "one_way_us", "one-way network latency (us)"),
+}
+
+#: fields of a simulated row that depend on the wall clock, not on the model
+WALL_FIELDS = ("wall_s", "sim_requests_per_wall_s")
+
+
+def quick() -> bool:
+    """True when the environment asks for a short run (``QUICK=1``, as the tests do)."""
+    return os.environ.get("QUICK", "").strip().lower() not in ("", "0", "false", "no")
+
+
+# -- knobs ------------------------------------------------------------------------------------
+
+def _where(knob: str) -> tuple[str | None, str]:
+    if knob in KNOBS:
+        section, field, _ = KNOBS[knob]
+        return section, field
+    if "." in knob:  # any field, as "section.field"
+        section, field = knob.split(".", 1)
+        return section, field
+    raise ValueError(f"unknown knob {knob!r}: use one of {', '.join(KNOBS)} or SECTION.FIELD")
+
+
+def knob_value(params: ModelParams, knob: str) -> Any:
+    """The current value of a knob in *params*."""
+    section, field = _where(knob)
+    owner = params if section is None else getattr(params, section)
+    return getattr(owner, field)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def tweak(params: ModelParams | str, name: str | None = None, **knobs: Any) -> ModelParams:
+    """A copy of *params* with some knobs changed, named after the change (for plot legends).
+
+    Knobs are the short names of :data:`KNOBS` (``switch_us=30``, ``cpus=2``...).  *name*
+    replaces the automatic name "<preset> knob=value ...".
+    """
+    params = load_preset(params)
+    changes: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for knob, value in knobs.items():
+        section, field = _where(knob)
+        owner = params if section is None else getattr(params, section)
+        if not hasattr(owner, field):
+            raise ValueError(f"unknown knob {knob!r}: {section or 'ModelParams'} has no {field}")
+        if section is None:
+            top[field] = value
+        else:
+            changes.setdefault(section, {})[field] = value
+    if name is None:
+        name = " ".join([params.name] + [f"{k}={_fmt(v)}" for k, v in knobs.items()])
+    return params.replace(name=name, **top, **changes)
+
+
+def knobs_table(params: ModelParams | str) -> pd.DataFrame:
+    """Every knob of :data:`KNOBS` with its value in *params* and what it means."""
+    params = load_preset(params)
+    return pd.DataFrame(
+        [{"knob": k, "value": knob_value(params, k), "meaning": KNOBS[k][2]} for k in KNOBS]
+    ).set_index("knob")
+
+
+# -- sweeps -----------------------------------------------------------------------------------
+
+def jobs(params: ModelParams | str, loads: Iterable[float | None],
+         archs: Sequence[str] = ARCHS, *, workload: str = "open",
+         connections: int | None = None, requests: int = 4000, reps: int = 1, seed: int = 1,
+         cpus: int | None = None, threads: int | None = None) -> list[dict[str, Any]]:
+    """The :func:`~arch_sim.models.simulate_point` keyword sets of a sweep, as
+    ``arch-sim simulate`` plans them (same seeds for both archs: common random numbers)."""
+    params = load_preset(params)
+    conns = params.workload.connections if connections is None else connections
+    out = []
+    for arch in archs:
+        for load in loads:
+            for rep in range(reps):
+                out.append({
+                    "arch": arch, "params": params, "target_rps": load, "workload": workload,
+                    "connections": conns, "requests": requests, "rep": rep, "cpus": cpus,
+                    "threads": threads,
+                    "seed": point_seed(seed, load, rep, conns if workload == "closed" else None),
+                })
+    return out
+
+
+def sweep(params: ModelParams | str, loads: Iterable[float | None],
+          archs: Sequence[str] = ARCHS, *, label: str | None = None, workers: int = 1,
+          **kwargs: Any) -> pd.DataFrame:
+    """Simulate *archs* at every load; schema rows with ``preset`` = *label* (or the preset's
+    name).  Keyword arguments as :func:`jobs` (workload, connections, requests, reps, seed,
+    cpus, threads).  ``workers`` > 1 runs the points in a process pool."""
+    from arch_sim.simulate import run_jobs
+
+    params = load_preset(params)
+    rows = run_jobs(jobs(params, list(loads), archs, **kwargs), workers=workers, progress=False)
+    df = schema.to_frame(rows)
+    df["preset"] = label or params.name
+    df["run_id"] = "explore"
+    return df
+
+
+def vary(base: ModelParams | str, knob: str, values: Iterable[Any],
+         loads: Iterable[float | None], archs: Sequence[str] = ARCHS,
+         **kwargs: Any) -> pd.DataFrame:
+    """One :func:`sweep` per value of *knob* (all else as in *base*), stacked.
+
+    Each value's rows are labelled ``"<knob>=<value>"`` in the ``preset`` column, so the
+    :mod:`arch_sim.plots` figures draw one line per (arch, value).
+    """
+    base = load_preset(base)
+    loads = list(loads)
+    frames = [
+        sweep(tweak(base, name=f"{knob}={_fmt(v)}", **{knob: v}), loads, archs, **kwargs)
+        for v in values
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def simulated_requests_per_s(df: pd.DataFrame) -> float:
+    """How fast the models ran: simulated requests per wall-clock second over *df*'s rows."""
+    if "wall_s" not in df.columns or df["wall_s"].sum() <= 0:
+        return math.nan
+    total = (df["requests"] + df["warmup"]).sum()
+    return float(total / df["wall_s"].sum())
+
+
+def table(df: pd.DataFrame, columns: Sequence[str] = (
+        "rps", "reschedules_per_s", "reschedules_per_request", "cpu_util",
+        "sched_overhead_frac", "lat_p50_ms", "lat_p99_ms")) -> pd.DataFrame:
+    """Means over repetitions per (preset, arch, offered load), for printing beside a figure."""
+    keys = [k for k in ("preset", "arch", "cpus", "connections", "target_rps") if k in df]
+    cols = [c for c in columns if c in df.columns]
+    out = df.groupby(keys, dropna=False, sort=False)[cols].mean(numeric_only=True)
+    return out.round(3)
+
+
+# -- then and now -----------------------------------------------------------------------------
+
+def linux22_on(host: ModelParams | str, per_runnable_us: float | None = None) -> ModelParams:
+    """Today's machine (*host*: its switch and cache costs, its server costs) running Linux
+    2.2's scheduler: the O(n) goodness() loop, HZ=100, 210 ms slices, wake-up preemption.
+
+    The goodness() cost per runnable task is 2.2's, scaled by how much cheaper a context
+    switch is on *host* than on the 1999 machine (``host.switch_us / 6 us``) - an assumption;
+    pass *per_runnable_us* to set it yourself.
+    """
+    host = load_preset(host)
+    old = load_preset("linux-2.2-1999").scheduler
+    if per_runnable_us is None:
+        per_runnable_us = old.per_runnable_us * host.scheduler.switch_us / old.switch_us
+    return host.replace(
+        name=f"{host.name} + Linux 2.2 scheduler",
+        scheduler={"per_runnable_us": per_runnable_us, "timeslice_ms": old.timeslice_ms,
+                   "hz": old.hz, "wakeup_preempt": old.wakeup_preempt},
+    )
+
+
+def schedule_cost_us(params: ModelParams | str, runnable: int, switches: int = 200) -> float:
+    """Mean CPU cost (us) of one ``schedule()`` in the model's scheduler when *runnable*
+    CPU-bound tasks share one CPU: each switch picks among the others (2.2's goodness() loop
+    over the run queue) and the incoming task's cache is cold.  Measured by running the
+    :class:`~arch_sim.models.scheduler.Scheduler` itself, not by a formula."""
+    import simpy
+
+    from arch_sim.models.scheduler import Scheduler, Task
+
+    if runnable < 2:
+        raise ValueError("need at least 2 runnable tasks for a CPU to switch between them")
+    sched_params = load_preset(params).scheduler
+    env = simpy.Environment()
+    sched = Scheduler(env, 1, sched_params)
+    burst = min(1e-3, sched_params.timeslice_ms * 1e-3 / 4)
+
+    def spinner(task: Any):
+        yield sched.start(task)
+        while True:
+            yield from sched.run(task, burst)
+
+    for i in range(runnable):
+        env.process(spinner(Task(f"spin/{i}")))
+    slice_s = sched_params.timeslice_ms * 1e-3
+    env.run(until=switches * (slice_s + burst))
+    return sched.sched_time / max(sched.switches, 1) * 1e6
+
+
+# -- live windows on the real servers ---------------------------------------------------------
+
+def live_point(server: Any, files: Any, rate: float | None, *, connections: int = 8,
+               duration: float = 3.0, client_cpus: Sequence[int] = (1,),
+               seed: int = 1) -> dict[str, Any]:
+    """One measured window of a running server (from :func:`arch_sim.harness.servers.start`)
+    under wrk, exactly as ``arch-sim bench`` measures it: one schema row.
+
+    *files* is the :class:`~arch_sim.harness.fileset.FileSet` it serves; *rate* None is
+    unpaced.  Besides the schema columns, a state-group server's worker counters over the
+    window are added: ``worker_requests``, ``worker_sleeps``, ``worker_passes`` and
+    ``passes_per_request``.
+    """
+    from arch_sim.harness.measure import Load, Target, measure, row
+    from arch_sim.harness.servers import SERVER_MODULES
+
+    snapshots: list[dict] = []
+
+    def status() -> dict:
+        snapshot = server.status()
+        snapshots.append(snapshot)
+        return snapshot
+
+    target = Target(server.arch, SERVER_MODULES.get(server.arch, server.arch), server.url,
+                    lambda: server.status()["pids"], status, server.check_alive)
+    load = Load(rate, connections, duration, True, files.urls, files.weights,
+                tuple(client_cpus), seed)
+    result, delta, perf = measure(target, load, use_perf=False)
+    cpus = server.cpus or ()
+    fixed = {"preset": files.name, "cpus": max(len(cpus), 1), "rep": 0, "seed": seed,
+             "run_id": "live", "connection_mode": "keep-alive", "file_set": files.name,
+             "server_cpus": ",".join(map(str, cpus)),
+             "client_cpus": ",".join(map(str, client_cpus))}
+    out = row(target, load, result, delta, perf, max(len(cpus), 1), fixed)
+    before, after = snapshots[-2], snapshots[-1]
+    if "workers" in after:
+        def total(snap: dict, key: str) -> int:
+            return sum(int(w.get(key, 0)) for w in snap["workers"])
+
+        reqs = total(after, "requests") - total(before, "requests")
+        out["worker_requests"] = reqs
+        out["worker_sleeps"] = total(after, "sleeps") - total(before, "sleeps")
+        out["worker_passes"] = total(after, "passes") - total(before, "passes")
+        out["passes_per_request"] = out["worker_passes"] / reqs if reqs else math.nan
+    return out
+
+
+def live_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Rows from :func:`live_point` as a schema DataFrame (for :mod:`arch_sim.plots`)."""
+    return schema.validate(schema.to_frame(list(rows)))
+
+
+# -- exercises --------------------------------------------------------------------------------
+
+def reveal(prediction: float | None, answer: float, what: str = "answer",
+           rel_tol: float = 0.25) -> str:
+    """The computed *answer* beside the learner's *prediction*; returns (and prints) the text."""
+    text = f"{what}: {_number(answer)}"
+    if prediction is None:
+        text += "  (you made no prediction: set my_prediction above and re-run this cell)"
+    else:
+        err = abs(prediction - answer) / max(abs(answer), 1e-12)
+        verdict = "close" if err <= rel_tol else ("too high" if prediction > answer else
+                                                  "too low")
+        text += f"  - you predicted {_number(prediction)}: {verdict}"
+        if verdict != "close":
+            text += f" (off by {100 * err:.0f}%)"
+    print(text)
+    return text
+
+
+def _number(x: float) -> str:
+    """1,234 for big numbers, 4 significant digits for small ones."""
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
