@@ -95,7 +95,8 @@ def _start_nginx(
     root: str | Path, cpus: Iterable[int] | None, log_dir: str | Path
 ) -> ServerProcess:
     binary = nginx_binary()
-    tmp = Path(tempfile.mkdtemp(prefix="arch-sim-nginx-", dir=log_dir))
+    # absolute: nginx resolves a relative -c against its -p prefix
+    tmp = Path(tempfile.mkdtemp(prefix="arch-sim-nginx-", dir=log_dir)).resolve()
     port = free_port()
     conf = tmp / "nginx.conf"
     conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, root=Path(root).resolve()))
