@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from arch_sim import ARCHS
+
 PRESET_DIR = Path(__file__).with_name("presets")
+#: the architectures a preset may give their own server costs
+ARCH_NAMES = ARCHS
+#: scheduler policies the model implements
+POLICIES = ("fifo", "eevdf")
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,19 @@ class SchedulerParams:
     """A task woken while every CPU is busy sets need_resched on one of them."""
     wakeup_latency_us: float = 0.0
     """Delay (not CPU time) before a task woken onto an idle CPU starts running."""
+    cpu_time_cv: float = 0.0
+    """Run-to-run variation of CPU time: each burst of work takes its nominal time times a
+    lognormal factor with mean 1 and this coefficient of variation (caches, interrupts)."""
+    policy: str = "fifo"
+    """How the next task is picked and when a wake-up preempts.
+
+    ``fifo``: one FIFO run queue; a woken task preempts (if ``wakeup_preempt``) at the victim's
+    next checkpoint; a task is preempted when it has used ``timeslice_ms`` and others wait
+    (Linux 2.2 and the O(1) scheduler, equal priorities).
+    ``eevdf``: Linux >= 6.6 (EEVDF): virtual runtime, lag kept across sleeps, virtual
+    deadlines ``timeslice_ms`` apart; a woken task preempts only when the running one is no
+    longer eligible and the woken one has the earliest eligible deadline (see scheduler.py).
+    """
 
     @property
     def cache_refill_us(self) -> float:
@@ -86,6 +105,19 @@ class ServerParams:
     """userspace: cost of handing a connection to the user-space server."""
     userspace_service_us: float = 0.0
     """CPU the user-space server (a separate, uncounted task) spends on such a request."""
+    dispatcher: bool = False
+    """Thread-per-request pool: a dispatcher thread waits in epoll over the idle keep-alive
+    connections and hands each request to the most recently idle pool thread, waking exactly
+    that thread (``real_servers.threaded`` with ``--threads N``).  False: idle pool threads
+    take new work themselves, first come first served (an Apache-like pool)."""
+    dispatch_us: float = 0.0
+    """Dispatcher: CPU per request handed off (epoll return, lookup, the hand-off itself)."""
+    gil: bool = False
+    """The server's threads share one interpreter lock (CPython's GIL): only the holder runs
+    Python code; it is dropped around system calls and taken back after them."""
+    gil_interval_ms: float = 5.0
+    """GIL: a waiter that waited this long without the GIL changing hands asks the holder to
+    drop it (``sys.getswitchinterval()``)."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +144,15 @@ class WorkloadParams:
     """``specweb99`` (class mix), ``fixed:KB`` or ``exp:KB`` (exponential, mean KB)."""
     connections: int = 64
     """Closed workload: wrk-like connections."""
+    think_tick_ms: float = 0.0
+    """Closed workload: think times are whole ticks and fire on tick boundaries of the
+    client's clock (wrk: ``delay()`` is whole milliseconds and its ae timers have millisecond
+    resolution, so connections whose delays end in the same millisecond send together).
+    0: continuous think times."""
+    client_us: float = 0.0
+    """Closed workload: CPU the load generator's one thread spends per request (reading the
+    reply, sending the next request).  It does one thing at a time, so requests leave it at
+    least this far apart (wrk -t1).  0: an infinitely fast client."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +168,16 @@ class ModelParams:
     network: NetworkParams = field(default_factory=NetworkParams)
     workload: WorkloadParams = field(default_factory=WorkloadParams)
     source: str = ""
+    server_by_arch: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-architecture changes to ``server`` (TOML: ``[server.state-group]``...): the two
+    real servers share the HTTP core but not their loops, so their costs differ."""
+
+    def for_arch(self, arch: str) -> ModelParams:
+        """This preset as ``arch`` sees it: ``server`` with that arch's overrides applied."""
+        changes = self.server_by_arch.get(arch)
+        if not changes:
+            return self
+        return dataclasses.replace(self, server=dataclasses.replace(self.server, **changes))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-ready; infinities become the string "inf")."""
@@ -192,13 +243,29 @@ def from_dict(data: dict[str, Any], source: str = "") -> ModelParams:
     if unknown:
         raise ValueError(f"{source or 'preset'}: unknown top-level keys {sorted(unknown)}")
     sections = {}
+    by_arch: dict[str, dict[str, Any]] = {}
     for key, cls in SECTIONS.items():
-        values = data.get(key, {})
+        values = dict(data.get(key, {}))
         names = {f.name for f in dataclasses.fields(cls)}
+        if key == "server":  # [server.ARCH] sub-tables: per-architecture overrides
+            for arch in [k for k, v in values.items() if isinstance(v, dict)]:
+                if arch not in ARCH_NAMES:
+                    raise ValueError(f"{source or 'preset'}: unknown architecture "
+                                     f"[server.{arch}]: choose from {', '.join(ARCH_NAMES)}")
+                sub = values.pop(arch)
+                bad = set(sub) - names
+                if bad:
+                    raise ValueError(f"{source or 'preset'}: unknown keys in "
+                                     f"[server.{arch}]: {sorted(bad)}")
+                by_arch[arch] = sub
         bad = set(values) - names
         if bad:
             raise ValueError(f"{source or 'preset'}: unknown keys in [{key}]: {sorted(bad)}")
         sections[key] = cls(**values)
+    policy = sections["scheduler"].policy
+    if policy not in POLICIES:
+        raise ValueError(f"{source or 'preset'}: scheduler policy {policy!r}: choose from "
+                         f"{', '.join(POLICIES)}")
     # The timer frequency is a property of the kernel; TOML keeps it with the machine.
     if "hz" in machine:
         sections["scheduler"] = dataclasses.replace(sections["scheduler"], hz=machine["hz"])
@@ -208,6 +275,7 @@ def from_dict(data: dict[str, Any], source: str = "") -> ModelParams:
         placeholder=bool(top.get("placeholder", False)),
         cpus=int(machine.get("cpus", 1)),
         source=source,
+        server_by_arch=by_arch,
         **sections,
     )
 

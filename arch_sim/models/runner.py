@@ -49,15 +49,17 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
                    workload: str = "open", connections: int | None = None,
                    requests: int = 20000, warmup: int | None = None, seed: int = 1,
                    rep: int = 0, cpus: int | None = None, threads: int | None = None,
-                   file_sizes: str | None = None, run_id: str = "") -> dict[str, Any]:
+                   file_sizes: str | None = None, think_tick_ms: float | None = None,
+                   run_id: str = "") -> dict[str, Any]:
     """Simulate ``requests`` measured requests of one architecture at one load; one schema row.
 
     ``target_rps`` is the offered rate (open: Poisson arrivals; closed: think time
     connections / rate, or no think time when None).  Warm-up requests are discarded.
+    The preset's server costs for ``arch`` (``[server.ARCH]``) apply.
     """
     if arch not in MODELS:
         raise ValueError(f"unknown arch {arch!r}: choose from {', '.join(MODELS)}")
-    params = load_preset(params)
+    params = load_preset(params).for_arch(arch)
     cpus = params.cpus if cpus is None else int(cpus)
     connections = params.workload.connections if connections is None else int(connections)
     load = Workload(
@@ -66,13 +68,16 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
         connections=connections,
         file_sizes=file_sizes or params.workload.file_sizes,
         userspace_frac=params.server.userspace_frac,
+        think_tick_ms=(params.workload.think_tick_ms if think_tick_ms is None
+                       else float(think_tick_ms)),
+        client_us=params.workload.client_us,
     )
     if warmup is None:
         warmup = default_warmup(requests, workload, connections)
 
     wall = time.perf_counter()
     env = simpy.Environment()
-    sched = Scheduler(env, cpus, params.scheduler)
+    sched = Scheduler(env, cpus, params.scheduler, random.Random(seed ^ 0x5C4ED))
     model_box: list[Any] = []
 
     def snapshot() -> dict[str, float]:
@@ -132,6 +137,10 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
         "wall_s": wall,
         "sim_requests_per_wall_s": recorder.offered / wall if wall > 0 else math.nan,
     }
+    if arch == "thread-per-request":
+        row["gil_waits_per_request"] = delta["gil_waits"] / done
+        row["gil_forced_per_s"] = delta["gil_forced"] / span
+        row["dispatcher_wakeups_per_request"] = delta["dispatcher_wakeups"] / done
     if arch == "state-group":
         row["sleeps_per_request"] = delta["sleeps"] / done
         row["passes_per_request"] = delta["passes"] / done

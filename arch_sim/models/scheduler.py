@@ -22,6 +22,29 @@ As in the 2.2 and 2.4 kernels, kernel code is not preemptible: a preemption requ
 takes effect when the running task next reaches a checkpoint (the start of its next burst of
 work).  That is also what keeps the model cheap: a burst of CPU work is a single SimPy timeout.
 
+Two policies pick the next task (``SchedulerParams.policy``):
+
+* ``fifo`` - one FIFO run queue: Linux 2.2 and the O(1) scheduler with equal priorities.  A
+  wake-up onto a busy machine preempts someone (if ``wakeup_preempt``) and a task that used its
+  time slice is preempted when others wait.
+* ``eevdf`` - Linux >= 6.6.  Every task has a virtual runtime ``v`` (CPU time received) and a
+  virtual deadline ``v + slice``; the average ``V`` of the queued tasks' ``v`` is the fair
+  share.  A task's *lag* ``V - v`` is what it is owed: it is *eligible* when the lag is not
+  negative, and the eligible task with the earliest deadline runs.  A sleeping task keeps its
+  lag and is placed back at ``V - lag`` when woken; a task that goes to sleep owing time
+  (negative lag) stays queued, not runnable, until it is eligible again, and then leaves with
+  lag 0 (DELAY_DEQUEUE, DELAY_ZERO).  A woken task preempts the running one only if the running
+  one is no longer eligible and the woken one is the eligible task with the earliest deadline
+  (RUN_TO_PARITY protects an eligible running task until its deadline).  So whether a wake-up
+  preempts depends on history: a thread that waited in the run queue while others ran wakes
+  up owed time and takes the CPU from its waker at once; one that ran its fill does not.
+  (kernel/sched/fair.c: place_entity, pick_eevdf, check_preempt_wakeup_fair, dequeue_entity.)
+  The model keeps one run queue for all CPUs, so it is exact for one CPU and an approximation
+  for several (Linux has one queue per CPU).
+
+With ``cpu_time_cv`` > 0 every burst of work takes its nominal time times a random factor (mean
+1): the same code does not always cost the same, and EEVDF's decisions turn on such details.
+
 A task uses the scheduler in three ways::
 
     yield from sched.run(task, seconds)   # compute (on a CPU; may be preempted before)
@@ -31,6 +54,8 @@ A task uses the scheduler in three ways::
 
 from __future__ import annotations
 
+import math
+import random
 from collections import deque
 from collections.abc import Generator
 from typing import Any
@@ -49,7 +74,8 @@ class Task:
     task to one CPU (the state-group worker is "one thread per CPU").
     """
 
-    __slots__ = ("name", "counted", "pin", "cpu", "last_cpu", "lead", "used", "event", "state")
+    __slots__ = ("name", "counted", "pin", "cpu", "last_cpu", "lead", "used", "event", "state",
+                 "v", "vstart", "deadline", "vlag", "queued", "delayed")
 
     def __init__(self, name: str, counted: bool = True, pin: Cpu | None = None) -> None:
         self.name = name
@@ -61,6 +87,13 @@ class Task:
         self.used = 0.0  # CPU used since it was last dispatched (for the time slice)
         self.event: simpy.Event | None = None  # fires when it is dispatched
         self.state = "new"  # new | running | runnable | blocked | exited
+        # EEVDF bookkeeping (unused by the fifo policy)
+        self.v = 0.0  # virtual runtime: CPU time received
+        self.vstart = 0.0  # when it started running (v grows from then on)
+        self.deadline = 0.0  # virtual deadline
+        self.vlag = 0.0  # lag kept while asleep
+        self.queued = False  # counts in the run queue's average (running, runnable or delayed)
+        self.delayed = False  # asleep but still queued, owing time (DELAY_DEQUEUE)
 
     def __repr__(self) -> str:
         return f"<Task {self.name} {self.state}>"
@@ -84,10 +117,14 @@ class Cpu:
 class Scheduler:
     """CPUs sharing one run queue (Linux 2.2 had a single global run queue)."""
 
-    def __init__(self, env: simpy.Environment, cpus: int, params: SchedulerParams) -> None:
+    def __init__(self, env: simpy.Environment, cpus: int, params: SchedulerParams,
+                 rng: random.Random | None = None) -> None:
         if cpus < 1:
             raise ValueError("need at least one CPU")
         self.env = env
+        self.rng = rng or random.Random(0)
+        cv = params.cpu_time_cv
+        self._jitter = math.sqrt(math.log1p(cv * cv)) if cv > 0 else 0.0
         self.params = params
         self.cpus = [Cpu(i) for i in range(cpus)]
         self.idle: deque[Cpu] = deque(self.cpus)
@@ -98,6 +135,12 @@ class Scheduler:
         self._refill = params.cache_refill_us * US
         self._slice = params.timeslice_ms * 1e-3
         self._wake_latency = params.wakeup_latency_us * US
+        self.eevdf = params.policy == "eevdf"
+        if self.eevdf:
+            # lag is clamped to what a task could be owed over two slices (or one tick)
+            self._lag_limit = max(2 * self._slice, 1.0 / params.hz)
+            self.queue: list[Task] = []  # every queued task (running, runnable, delayed)
+            self.zero_v = 0.0  # where a task woken onto an empty run queue starts
         # what the measurement window reads
         self.voluntary = 0
         self.involuntary = 0
@@ -116,12 +159,21 @@ class Scheduler:
     def run(self, task: Task, seconds: float) -> Generator[simpy.Event, Any, None]:
         """Use ``seconds`` of CPU.  A pending preemption takes effect first (a checkpoint)."""
         cpu = task.cpu
-        if cpu.need_resched or task.used >= self._slice:
+        if self.eevdf:
+            if cpu.need_resched or self._slice_used(task):
+                cpu.need_resched = False
+                best = self._eevdf_pick(cpu, include_running=True)
+                if best is not None and best is not task:
+                    yield self._preempt(task)
+        elif cpu.need_resched or task.used >= self._slice:
             cpu.need_resched = False
             if self._someone_waits(cpu):
                 yield self._preempt(task)
             else:  # nobody else wants this CPU: schedule() would pick us again
                 task.used = 0.0
+        if self._jitter and seconds > 0.0:  # the same work does not always take as long
+            sigma = self._jitter
+            seconds *= self.rng.lognormvariate(-0.5 * sigma * sigma, sigma)
         dt = task.lead + seconds
         if dt > 0.0:
             task.lead = 0.0
@@ -162,6 +214,11 @@ class Scheduler:
         task.state = "exited"
         self._switch_out(task, voluntary=True)
 
+    def checkpoint(self, task: Task) -> Generator[simpy.Event, Any, None]:
+        """A point where a pending preemption takes effect (e.g. the return from the system
+        call that woke someone)."""
+        yield from self.run(task, 0.0)
+
     # -- the kernel's side -----------------------------------------------------------------
 
     def _make_runnable(self, task: Task, event: simpy.Event | None = None) -> simpy.Event:
@@ -169,12 +226,18 @@ class Scheduler:
             event = self.env.event()
         task.event = event
         task.state = "runnable"
+        if self.eevdf:
+            self._enqueue(task)
         cpu = self._idle_cpu_for(task)
         if cpu is not None:
             self._dispatch(cpu, task, from_idle=True)
             return event
         self.runqueue.append(task)
-        if self.params.wakeup_preempt:
+        if self.eevdf:
+            victim = self._eevdf_victim(task)
+            if victim is not None:
+                victim.need_resched = True
+        elif self.params.wakeup_preempt:
             victim = self._victim_for(task)
             if victim is not None:
                 victim.need_resched = True
@@ -221,6 +284,10 @@ class Scheduler:
     def _switch_out(self, task: Task, voluntary: bool, requeue: bool = False) -> None:
         cpu = task.cpu
         now = self.env.now
+        if self.eevdf:  # charge its CPU time (including work still owed) to its v
+            self._account(task, now + task.lead)
+            if not requeue:
+                self._dequeue(task)
         if task.lead > 0.0:  # switched in, then out again before computing anything
             cpu.free_at = now + task.lead
             task.lead = 0.0
@@ -249,6 +316,8 @@ class Scheduler:
 
     def _pick(self, cpu: Cpu) -> Task | None:
         queue = self.runqueue
+        if self.eevdf:
+            return self._eevdf_take(cpu)
         if not queue:
             return None
         if not self.any_pinned:
@@ -271,12 +340,133 @@ class Scheduler:
         self.busy_time += cost
         task.lead = (start - now) + cost
         task.used = 0.0
+        task.vstart = start
         task.cpu = cpu
         task.state = "running"
         cpu.current = task
         event = task.event
         task.event = None
         event.succeed()
+
+    # -- EEVDF ------------------------------------------------------------------------------
+
+    def _v(self, task: Task) -> float:
+        """A task's virtual runtime now (a running task's grows with the time it has run)."""
+        if task.cpu is not None:
+            return task.v + max(0.0, self.env.now - task.vstart)
+        return task.v
+
+    def _account(self, task: Task, until: float) -> None:
+        task.v += max(0.0, until - task.vstart)
+        task.vstart = until
+
+    def _avg_v(self) -> float:
+        """V: the average virtual runtime of the queued tasks (the fair share so far)."""
+        queue = self.queue
+        if not queue:
+            return self.zero_v
+        return sum(self._v(t) for t in queue) / len(queue)
+
+    def _enqueue(self, task: Task) -> None:
+        """place_entity(): a woken task rejoins at V minus the lag it kept while asleep."""
+        if task.queued:  # asleep but still queued (delayed): it simply becomes runnable
+            task.delayed = False
+            v_avg = self._avg_v()
+            if task.v < v_avg:  # DELAY_ZERO: owed time is forgiven, it starts afresh at V
+                task.v = v_avg
+                task.deadline = task.v + self._slice
+            return
+        n = len(self.queue)
+        if n:
+            # the kept lag is scaled up by (n + 1) / n so that adding the task does not
+            # move V (kernel/sched/fair.c place_entity)
+            task.v = self._avg_v() - task.vlag * (n + 1) / n
+        else:
+            task.v = self.zero_v
+        task.deadline = task.v + self._slice
+        task.queued = True
+        self.queue.append(task)
+
+    def _dequeue(self, task: Task) -> None:
+        """A task goes to sleep (or exits): it keeps its lag, or stays queued if it owes."""
+        if not task.queued:
+            return
+        lag = self._avg_v() - task.v
+        if lag < 0.0 and task.state == "blocked":  # owes time: DELAY_DEQUEUE
+            task.delayed = True
+            return
+        self._remove(task, min(lag, self._lag_limit))
+
+    def _remove(self, task: Task, lag: float) -> None:
+        task.vlag = max(-self._lag_limit, lag)
+        task.queued = False
+        task.delayed = False
+        self.queue.remove(task)
+        if not self.queue:
+            self.zero_v = task.v
+
+    def _slice_used(self, task: Task) -> bool:
+        """update_deadline(): a task that used its slice gets the next deadline."""
+        v = self._v(task)
+        if v < task.deadline:
+            return False
+        task.deadline = v + self._slice
+        return True
+
+    def _eevdf_pick(self, cpu: Cpu, include_running: bool) -> Task | None:
+        """pick_eevdf(): the eligible queued task with the earliest virtual deadline.
+
+        Candidates: runnable tasks ``cpu`` may run, delayed sleepers and, if
+        ``include_running``, the task running on ``cpu``.
+        """
+        v_avg = self._avg_v()
+        best = None
+        for t in self.queue:
+            if t.cpu is not None:
+                if not include_running or t.cpu is not cpu:
+                    continue
+            elif t.state == "runnable" and t.pin is not None and t.pin is not cpu:
+                continue
+            if self._v(t) > v_avg + 1e-12:  # not eligible
+                continue
+            if best is None or t.deadline < best.deadline:
+                best = t
+        return best
+
+    def _eevdf_take(self, cpu: Cpu) -> Task | None:
+        """schedule() on a CPU whose task stopped: the next task, or None (the CPU idles).
+
+        A delayed sleeper that comes out on top leaves the queue for good (lag 0) and the
+        pick is repeated; a CPU that idles with nobody else queued settles all their debts.
+        """
+        while True:
+            t = self._eevdf_pick(cpu, include_running=False)
+            if t is not None and t.delayed:
+                self._remove(t, 0.0)
+                continue
+            if t is None:  # nobody eligible that this CPU may run
+                runnable = [r for r in self.runqueue if r.pin is None or r.pin is cpu]
+                if not runnable:
+                    if not any(q.cpu is not None or q.state == "runnable" for q in self.queue):
+                        for q in list(self.queue):
+                            self._remove(q, 0.0)
+                    return None
+                t = min(runnable, key=lambda r: r.deadline)
+            self.runqueue.remove(t)
+            return t
+
+    def _eevdf_victim(self, woken: Task) -> Cpu | None:
+        """check_preempt_wakeup_fair(): the CPU whose task the woken one preempts, if any."""
+        cpus = [woken.pin] if woken.pin is not None else self.cpus
+        for cpu in cpus:
+            curr = cpu.current
+            if curr is None or cpu.need_resched:
+                continue
+            if self._v(curr) <= self._avg_v() + 1e-12 and self._v(curr) < curr.deadline:
+                continue  # RUN_TO_PARITY: an eligible task runs on to its deadline
+            if self._eevdf_pick(cpu, include_running=True) is woken:
+                return cpu
+        return None
 
     # -- what the measurement reads ---------------------------------------------------------
 

@@ -87,7 +87,8 @@ class Connection:
     so no simulation event is spent on draining.
     """
 
-    __slots__ = ("rate", "sndbuf", "wake_free", "level", "level_t", "owner", "handler", "pending")
+    __slots__ = ("rate", "sndbuf", "wake_free", "level", "level_t", "owner", "handler", "pending",
+                 "waiting")
 
     def __init__(self, net: NetworkParams) -> None:
         self.rate = net.client_mbit_s * 1e6 / 8.0  # bytes per second
@@ -98,6 +99,7 @@ class Connection:
         self.owner: Any = None  # state-group worker owning it (keep-alive)
         self.handler: Any = None  # thread serving it (thread per connection, keep-alive)
         self.pending: deque[Request] = deque()  # keep-alive requests not yet picked up
+        self.waiting = False  # its thread sleeps in recv() (thread per connection, Python)
 
     def buffered(self, t: float) -> float:
         """Bytes still in the send buffer at time t."""
@@ -163,6 +165,8 @@ class Workload:
     connections: int = 64  # closed only
     file_sizes: str = "specweb99"
     userspace_frac: float = 0.0
+    think_tick_ms: float = 0.0  # closed only: think times in whole ticks, fired on tick edges
+    client_us: float = 0.0  # closed only: the client's CPU per request (one request at a time)
 
     def __post_init__(self) -> None:
         if self.kind not in ("open", "closed"):
@@ -313,23 +317,52 @@ class ClosedClients:
         n = workload.connections
         rate = workload.target_rps
         self.think_mean = n / rate if rate else 0.0
+        self.tick = workload.think_tick_ms * 1e-3
+        self.client_cost = workload.client_us * US
+        self.client_free = 0.0  # when the client's thread is done with its last request
         recorder.on_complete = self.reply_received
         for _ in range(n):
             conn = Connection(net)
             # stagger the first requests so the connections do not start in lockstep
-            first = self.think() if self.think_mean else rng.uniform(0.0, 1e-3)
+            first = self.send_time(0.0) if self.think_mean else rng.uniform(0.0, 1e-3)
             self._send_later(conn, first + self.one_way)
 
     def think(self) -> float:
         return self.rng.expovariate(1.0 / self.think_mean) if self.think_mean else 0.0
 
+    def send_time(self, t: float) -> float:
+        """When a client that got its reply at time t sends its next request.
+
+        With a tick (wrk): the think time is ``floor(x / tick + U)`` whole ticks (x
+        exponential, U uniform: wrk's ``delay()`` rounds at random so the mean is kept) and the
+        timer fires on the tick edge that many ticks after the tick t falls in, so replies that
+        come back in the same tick with the same delay are answered by one burst of requests.
+        A delay of 0 sends at once.
+        """
+        if not self.tick or not self.think_mean:
+            return t + self.think()
+        ticks = math.floor(self.think() / self.tick + self.rng.random())
+        if ticks <= 0:
+            return t
+        return (math.floor(t / self.tick) + ticks) * self.tick
+
     def reply_received(self, req: Request, t: float) -> None:
         """The reply is in: think, then send the next request on the same connection."""
-        delay = t + self.think() + self.one_way - self.env.now
+        delay = self.send_time(t) + self.one_way - self.env.now
         self._send_later(req.conn, max(0.0, delay))
 
     def _send_later(self, conn: Connection, delay: float) -> None:
         timer = self.env.timeout(delay)
+        if self.client_cost:
+            timer.callbacks.append(lambda _ev, conn=conn: self._client_sends(conn))
+        else:
+            timer.callbacks.append(lambda _ev, conn=conn: self._arrive(conn))
+
+    def _client_sends(self, conn: Connection) -> None:
+        """The request is due: the client's one thread sends it when it is free."""
+        sent = max(self.env.now, self.client_free) + self.client_cost
+        self.client_free = sent
+        timer = self.env.timeout(sent - self.env.now)
         timer.callbacks.append(lambda _ev, conn=conn: self._arrive(conn))
 
     def _arrive(self, conn: Connection) -> None:

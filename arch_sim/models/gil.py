@@ -1,0 +1,159 @@
+"""CPython's global interpreter lock (GIL) on top of the scheduler model.
+
+A Python server's threads run Python code only while holding the GIL.  A thread drops it around
+every system call (``recv``, ``send``, ``epoll_wait``, a blocking ``lock.acquire``...) and takes
+it back afterwards.  Modelled on CPython 3.11's ``Python/ceval_gil.h``:
+
+* ``take_gil``: lock ``gil->mutex``; while the GIL is held, wait on ``gil->cond`` (which
+  releases the mutex) for at most the switch interval; a waiter that timed out while nobody else
+  took the GIL sets ``gil_drop_request``; then mark the GIL held and unlock the mutex.
+* ``drop_gil``: lock the mutex, mark the GIL free, signal one waiter, unlock the mutex; if a drop
+  was requested and nobody has taken the GIL since, wait until someone does (FORCE_SWITCHING).
+* the running thread checks ``gil_drop_request`` between bytecodes and drops the GIL if set.
+
+The mutex and the condition variable are futexes: waiting on them is a voluntary switch, and
+signalling one wakes a thread - which, if the kernel lets it preempt the signaller (see the
+``eevdf`` policy in scheduler.py), runs at once and finds the GIL (or the mutex) still held, so
+it sleeps again.  That is where a Python thread hand-off gets its extra reschedules.
+
+:class:`NoGil` has the same interface and does nothing (servers without an interpreter lock).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from arch_sim.models.scheduler import Scheduler, Task
+
+Steps = Generator[simpy.Event, Any, None]
+
+
+class NoGil:
+    """Threads that need no lock to run: Python code is plain CPU time."""
+
+    enabled = False
+
+    def __init__(self, sched: Scheduler) -> None:
+        self.sched = sched
+        self.waits = 0
+        self.forced = 0
+
+    def take(self, task: Task) -> Steps:
+        yield from ()
+
+    def drop(self, task: Task) -> Steps:
+        yield from ()
+
+    def py(self, task: Task, seconds: float) -> Steps:
+        """Run Python code for ``seconds`` of CPU."""
+        yield from self.sched.run(task, seconds)
+
+    def call(self, task: Task, seconds: float) -> Steps:
+        """A system call that does not block, ``seconds`` of CPU with the GIL dropped."""
+        yield from self.sched.run(task, seconds)
+
+
+class Gil(NoGil):
+    """One interpreter lock shared by all of a process's threads."""
+
+    enabled = True
+
+    def __init__(self, env: simpy.Environment, sched: Scheduler, interval_s: float) -> None:
+        super().__init__(sched)
+        self.env = env
+        self.interval = interval_s
+        self.holder: Task | None = None
+        self.waiters: deque[Task] = deque()  # waiting on gil->cond
+        self.mutex: Task | None = None  # holder of gil->mutex
+        self.mutex_waiters: deque[Task] = deque()
+        self.drop_request = False
+        self.last_holder: Task | None = None
+        self.switch_number = 0
+        self.switch_waiters: deque[Task] = deque()  # droppers waiting for a taker
+        self._wait_gen: dict[Task, int] = {}
+        self._timed_out: set[Task] = set()
+        self.waits = 0  # cond waits: a thread found the GIL held and slept
+        self.mutex_waits = 0  # a thread found gil->mutex held and slept
+        self.forced = 0  # forced drops (a waiter's interval ran out)
+
+    # -- the mutex ------------------------------------------------------------------------------
+
+    def _lock_mutex(self, task: Task) -> Steps:
+        while self.mutex is not None and self.mutex is not task:
+            self.mutex_waiters.append(task)
+            self.mutex_waits += 1
+            yield self.sched.block(task)
+        self.mutex = task
+
+    def _unlock_mutex(self, task: Task, checkpoint: bool = True) -> Steps:
+        self.mutex = None
+        if self.mutex_waiters:
+            self.sched.wake(self.mutex_waiters.popleft())
+            if checkpoint:  # the futex wake's return to user space
+                yield from self.sched.checkpoint(task)
+
+    # -- take_gil / drop_gil --------------------------------------------------------------------
+
+    def take(self, task: Task) -> Steps:
+        yield from self._lock_mutex(task)
+        while self.holder is not None:
+            saved = self.switch_number
+            # COND_TIMED_WAIT releases the mutex and sleeps until signalled or timed out
+            yield from self._unlock_mutex(task, checkpoint=False)
+            self.waiters.append(task)
+            self.waits += 1
+            gen = self._wait_gen.get(task, 0) + 1
+            self._wait_gen[task] = gen
+            timer = self.env.timeout(self.interval)
+            timer.callbacks.append(lambda _ev, t=task, g=gen: self._timeout(t, g))
+            yield self.sched.block(task)
+            timed_out = task in self._timed_out
+            self._timed_out.discard(task)
+            yield from self._lock_mutex(task)  # the condition wait re-locks the mutex
+            if timed_out and self.holder is not None and self.switch_number == saved:
+                self.drop_request = True
+        self.holder = task
+        if self.last_holder is not task:
+            self.last_holder = task
+            self.switch_number += 1
+        if self.switch_waiters:  # COND_SIGNAL(switch_cond): a forced dropper may go on
+            self.sched.wake(self.switch_waiters.popleft())
+        yield from self._unlock_mutex(task)
+
+    def _timeout(self, task: Task, gen: int) -> None:
+        if self._wait_gen.get(task) == gen and task in self.waiters:
+            self.waiters.remove(task)
+            self._timed_out.add(task)
+            self.sched.wake(task)
+
+    def drop(self, task: Task) -> Steps:
+        self.last_holder = task
+        yield from self._lock_mutex(task)
+        self.holder = None
+        if self.waiters:  # COND_SIGNAL(gil->cond), still holding the mutex
+            waiter = self.waiters.popleft()
+            self._wait_gen[waiter] = self._wait_gen.get(waiter, 0) + 1
+            self.sched.wake(waiter)
+            yield from self.sched.checkpoint(task)
+        yield from self._unlock_mutex(task)
+        if self.drop_request and self.last_holder is task:
+            # FORCE_SWITCHING: wait until another thread has taken the GIL
+            self.drop_request = False
+            self.forced += 1
+            self.switch_waiters.append(task)
+            yield self.sched.block(task)
+
+    def py(self, task: Task, seconds: float) -> Steps:
+        if self.drop_request and self.holder is task:  # the eval breaker
+            yield from self.drop(task)
+            yield from self.take(task)
+        yield from self.sched.run(task, seconds)
+
+    def call(self, task: Task, seconds: float) -> Steps:
+        yield from self.drop(task)
+        yield from self.sched.run(task, seconds)
+        yield from self.take(task)
