@@ -7,6 +7,9 @@ Every figure function takes a schema DataFrame (``arch_sim.schema``) and returns
 * :func:`reschedules_per_request` - the same, per request: ~constant for the old design,
   falling towards 0 for the new one
 * :func:`throughput_and_latency` - achieved vs offered load, and p50/p99 latency
+* :func:`overlay_host` - measured points against the host-preset model, both architectures:
+  reschedules/s and reschedules/request
+* :func:`then_and_now` - the same model on the 1999 and host presets: what changed since 2.2
 
 One line per (source, arch) - plus preset, CPUs or workload when those vary - averaged over
 repetitions, with a 95% confidence band (simulated) or error bars (measured).  Simulated rows
@@ -231,6 +234,46 @@ def _line_kwargs(key: dict, style: dict) -> dict:
         return {"color": style["color"], "ls": style["ls"], "lw": 2}
     return {"color": style["color"], "ls": style["ls"], "lw": 0.8, "marker": style["marker"],
             "ms": 5}
+
+
+def _two_panels(df: pd.DataFrame, title: str) -> Figure:
+    """Reschedules/s (left) and reschedules/request (right) against achieved requests/s."""
+    fig, (left, right) = _new_figure(ncols=2)
+    for ax, y, ylabel in ((left, "reschedules_per_s", "reschedules/s (voluntary + involuntary)"),
+                          (right, "reschedules_per_request", "reschedules per request")):
+        style = _Styler()
+        for key, points in series(_order(df), y):
+            points = points.sort_values("rps") if key["source"] == "simulated" else points
+            _draw(ax, key, points, y, style(key), _label(key))
+        _finish(ax, "achieved requests/s (log scale)", ylabel)
+        ax.set_xscale("log")  # 100 to tens of thousands of requests/s
+        ax.autoscale(axis="x")
+        ax.set_ylim(bottom=0)
+    fig.suptitle(title)
+    return fig
+
+
+def overlay_host(measured_df: pd.DataFrame, simulated_df: pd.DataFrame) -> Figure:
+    """Measured points (95% CI error bars) over the host-preset model's curves, both archs.
+
+    ``simulated_df`` is the model on the ``host`` preset (e.g. the measured points simulated
+    with :func:`arch_sim.fidelity.simulate_like`, or a denser sweep); its lines are drawn in
+    order of achieved load.
+    """
+    measured = measured_df[measured_df["source"] == "measured"]
+    measured = measured[measured["arch"].isin(ARCHS)]
+    simulated = simulated_df[simulated_df["source"] == "simulated"]
+    df = pd.concat([measured, simulated], ignore_index=True)
+    presets = sorted(set(simulated["preset"].dropna().astype(str)))
+    name = ", ".join(presets) or "host"
+    return _two_panels(df, f"Measured on this host vs the model ({name} preset)")
+
+
+def then_and_now(sim_host_df: pd.DataFrame, sim_1999_df: pd.DataFrame) -> Figure:
+    """The same model on the linux-2.2-1999 and host presets: what changed since Linux 2.2."""
+    df = pd.concat([sim_1999_df, sim_host_df], ignore_index=True)
+    df = df[df["source"] == "simulated"]
+    return _two_panels(df, "Then and now: the model on the 1999 and host presets")
 
 
 # -- files ------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +30,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from arch_sim import ARCHS, schema
+from arch_sim import ARCHS, runinfo, schema
 from arch_sim.models import ModelParams, load_preset, point_seed, preset_names, simulate_point
 from arch_sim.plots import SEED_NEW_HARDLY_ABOVE_RPS, draw_all
 from arch_sim.stats import summarize
@@ -176,10 +175,6 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    _atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, default=str) + "\n"))
-
-
 def write_results(df: pd.DataFrame, out: Path) -> Path:
     """simulated.csv (and simulated.parquet when pyarrow is installed)."""
     csv = out / "simulated.csv"
@@ -197,36 +192,13 @@ def host_info() -> dict[str, Any]:
     """Where the simulation ran (it does not affect the rows, only the wall time)."""
     import simpy
 
-    cpu_model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "host": platform.node(),
+        **runinfo.host_info(),
         "platform": platform.platform(),
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
         "simpy": simpy.__version__,
         "numpy": np.__version__,
         "pandas": pd.__version__,
     }
-
-
-def git_commit() -> str | None:
-    """The repository's HEAD commit, or None outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, cwd=Path(__file__).resolve().parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() or None
 
 
 def _jsonable_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -290,14 +262,14 @@ def run(args: argparse.Namespace) -> int:
         "kind": "simulate",
         "run_id": run_id,
         **host_info(),
-        "git_commit": git_commit(),
+        "git_commit": runinfo.git_commit(),
         "preset": {"name": params.name, "placeholder": params.placeholder,
                    "source": params.source, "contents": params.to_dict()},
         "args": _jsonable_args(args),
         "start": started.isoformat(),
         "complete": False,
     }
-    write_json(out / "meta.json", meta)
+    runinfo.write_json_atomic(out / "meta.json", meta)
     if params.placeholder and not args.quiet:
         print(f"note: preset {params.name!r} is a placeholder until calibrated", file=sys.stderr)
 
@@ -319,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
         "end": datetime.now(UTC).isoformat(),
         "complete": True,
     })
-    write_json(out / "meta.json", meta)
+    runinfo.write_json_atomic(out / "meta.json", meta)
     if not args.quiet:
         print_summary(df)
         print(f"wrote {csv} ({len(df)} rows), meta.json and {len(figures)} figure files "

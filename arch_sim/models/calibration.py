@@ -1,0 +1,332 @@
+"""From ``arch-sim calibrate``'s raw measurements of a host to a ``host`` model preset.
+
+:func:`host_preset_text` writes the TOML.  Every number in it carries a comment: either
+"measured by arch-sim calibrate on HOST: what", or, for a number nobody measured, where it comes
+from (kernel source, the real servers' code) and why it is that.
+
+The measurements it reads (``arch_sim.calibrate`` collects them)::
+
+    {"host": {...runinfo.host_info()...},
+     "switch": {"switch_us", "roundtrip_us", "pipe_pair_us"},      # lat_ctx-style ping-pong
+     "wakeup": {"median_us", "p99_us"},                             # cross-CPU wake-up
+     "servers": {"thread-per-request": {"cpu_us_per_request", "reschedules_per_request",
+                                        "rps", "threads"},
+                 "state-group": {...}},                            # saturation bench
+     "server_cpus": [0], "client_cpus": [1], "file_set": "specweb99", "connections": 64,
+     # optional - measured when calibrate provides them, else the fallbacks below:
+     "client": {"cpu_us_per_request"},     # wrk's own CPU per request at saturation
+     "cpu_jitter": {"cv"}}                 # cpu_time_cv(): run-to-run CPU time variation
+
+The servers' CPU per request at saturation is split over the lifecycle states in fixed shares
+(the split only decides where in a request the GIL is dropped, not how much a request costs),
+and the total is then solved so that the model, run unpaced on this preset, spends the
+measured CPU per request: the preset reproduces what was measured, including the CPU the model
+itself charges for every context switch.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import time
+from typing import Any
+
+from arch_sim.models.params import from_dict
+
+#: SPECweb99 class mix mean reply (KB), as the harness's file set and the model's draw it
+MEAN_REPLY_KB = {"specweb99": 14.675, "1k": 1.0}
+FILE_SIZES = {"specweb99": "specweb99", "1k": "fixed:1"}
+
+#: Fallbacks for measurements calibrate may not provide, measured once on the development host
+#: (2-vCPU Firecracker VM, Linux 6.18, Python 3.11) with the tools in this module / hostbench.
+FALLBACK_CLIENT_US = 12.0  # wrk -t1 CPU per request at saturation: 9.9 (state-group), 14.4 (pool)
+FALLBACK_CPU_CV = 0.27  # cpu_time_cv(): same Python work, 1 ms apart
+
+#: Share of the thread-per-request server's CPU per request spent by its dispatcher thread:
+#: measured once with ``perf sched`` on the development host at saturation (dispatcher 3.8 us,
+#: pool threads 30.0 us per request).
+DISPATCHER_SHARE = 0.11
+#: Split of a request's own CPU (pool thread, or state-group states) over the lifecycle.
+STATE_SHARES = {"parse": 0.40, "send": 0.45, "log": 0.15}
+#: Loopback send: each byte is copied once into the socket buffer (~10 GB/s memcpy).
+SEND_US_PER_KB = 0.1
+#: State-group: fixed cost of a pass over the five state modules (five Python calls and an
+#: epoll.poll(0)), charged per pass rather than per request.
+PASS_US = 2.0
+
+
+def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
+                     solve: bool = True, placeholder: bool = False) -> str:
+    """The TOML text of a preset for the host ``measurements`` describe.
+
+    With ``solve`` (default) the per-request server costs are adjusted with a few short unpaced
+    simulations so that the model's CPU per request at saturation equals the measured one for
+    each architecture (to within 2%); without, they are set analytically (measured CPU minus
+    the measured switches times the switch cost).  ``placeholder`` marks a preset shipped for
+    another machine than the one it was measured on.
+    """
+    m = measurements
+    host = m.get("host", {}) or {}
+    hostname = host.get("host") or "this host"
+    tag = f"measured by arch-sim calibrate on {hostname}"
+    kernel = str(host.get("kernel", ""))
+    major_minor = _kernel_version(kernel)
+    ncpu_host = int(host.get("cpu_count") or 1)
+    server_cpus = list(m.get("server_cpus") or [0])
+    cpus = len(server_cpus)
+    switch = m["switch"]
+    wake = m["wakeup"]
+    servers = m["servers"]
+    tpr, sg = servers["thread-per-request"], servers["state-group"]
+    file_set = str(m.get("file_set", "specweb99"))
+    connections = int(m.get("connections", 64))
+    threads = int(tpr.get("threads", 64))
+    switch_us = float(switch["switch_us"])
+    hz = int(host.get("config_hz") or 250)
+
+    base = 0.70 if major_minor >= (6, 12) else 0.75
+    slice_ms = base * (1 + int(math.log2(min(max(ncpu_host, 1), 8))))
+    client = (m.get("client") or {}).get("cpu_us_per_request")
+    cv = (m.get("cpu_jitter") or {}).get("cv")
+    mean_kb = MEAN_REPLY_KB.get(file_set, 14.675)
+
+    costs = {
+        arch: _split(float(servers[arch]["cpu_us_per_request"])
+                     - float(servers[arch].get("reschedules_per_request", 0.0)) * switch_us,
+                     arch, mean_kb)
+        for arch in ("thread-per-request", "state-group")
+    }
+
+    def render(costs: dict[str, dict[str, float]]) -> str:
+        t, s = costs["thread-per-request"], costs["state-group"]
+        lines = [
+            f"# {name}: this machine, for comparing the models with the real Python servers.",
+            f"# Written by arch-sim calibrate ({_now()}) from measurements on {hostname}",
+            f"# (kernel {kernel or 'unknown'}, {host.get('cpu_model', 'unknown CPU')}, "
+            f"Python {host.get('python', '?')}).",
+            "# Numbers marked 'measured' come from that run; the others say where they come "
+            "from.",
+        ] + ([
+            "# PLACEHOLDER for any other machine: run `arch-sim calibrate` to measure yours.",
+        ] if placeholder else []) + [
+            "",
+            f'name = "{name}"',
+            f'description = "{hostname}: Linux {kernel or "?"} (EEVDF), CPython servers, '
+            f'wrk on loopback"',
+            f"placeholder = {'true' if placeholder else 'false'}",
+            "",
+            "[machine]",
+            f"cpus = {cpus}        # {tag}: the servers were pinned to CPUs {server_cpus}",
+            f"hz = {hz}        # CONFIG_HZ of the kernel (250 unless calibrate read another); "
+            "no model path here depends on ticks: epoll sleeps have no timeout",
+            "",
+            "[scheduler]",
+            f'policy = "eevdf"          # Linux {kernel or ">= 6.6"}: EEVDF picks the eligible '
+            "task with the earliest virtual deadline (kernel/sched/fair.c)",
+            f"switch_us = {switch_us:.3f}        # {tag}: lat_ctx-style pipe ping-pong between "
+            f"two processes on one CPU, {switch['roundtrip_us']:.2f} us per round trip minus "
+            f"2 x {switch['pipe_pair_us']:.2f} us of pipe work, halved",
+            "per_runnable_us = 0.0      # EEVDF keeps runnable tasks in a tree ordered by "
+            "deadline: no per-task loop",
+            "refill_us_per_kb = 0.0     # not modelled separately: the measured CPU per request "
+            "below already includes whatever cache refill the real servers pay",
+            "working_set_kb = 0.0       # see refill_us_per_kb",
+            f"timeslice_ms = {slice_ms:.2f}        # EEVDF base slice: "
+            f"{base:.2f} ms x (1 + log2({min(max(ncpu_host, 1), 8)} CPUs)), "
+            "sysctl_sched_base_slice with SCHED_TUNABLESCALING_LOG (kernel/sched/fair.c)",
+            "wakeup_preempt = true      # kept for the fifo policy; EEVDF decides preemption "
+            "from lag and deadlines",
+            f"wakeup_latency_us = {float(wake['median_us']):.1f}   # {tag}: median time from "
+            "a pipe write on one CPU to the blocked reader running on the other "
+            f"(p99 {float(wake['p99_us']):.1f} us)",
+            f"cpu_time_cv = {cv if cv is not None else FALLBACK_CPU_CV:.3f}      # "
+            + (f"{tag}: run-to-run variation of the CPU time of the same Python work, "
+               "1 ms apart (calibration.cpu_time_cv)" if cv is not None else
+               "not measured by this calibrate run: cpu_time_cv() on the development host "
+               "(same Python work, 1 ms apart); it decides EEVDF's close calls"),
+            "",
+            "[server]",
+            "# Both real servers share the HTTP core; their loops differ, so each architecture "
+            "gets its own",
+            "# per-request costs below ([server.ARCH]), solved so that the model spends the "
+            "measured CPU",
+            "# per request at saturation.  The split over states is an estimate (it moves "
+            "where the GIL",
+            "# is dropped within a request, not what a request costs).",
+            "accept_us = 20.0           # estimate: keep-alive load accepts only 64 "
+            "connections, once: not on the measured path",
+            "close_us = 15.0            # estimate: as accept_us, connections stay open",
+            "thread_create_us = 30.0    # estimate: threading.Thread start; only --threads 0 "
+            "with new connections creates threads",
+            f"threads = {threads}               # {tag}: the bench ran the pool server with "
+            f"--threads {threads}",
+            f"dispatcher = {'true' if threads > 0 else 'false'}          # "
+            "real_servers/threaded/pool.py: a dispatcher thread epolls the idle connections "
+            "and wakes one pool thread per request",
+            "gil = true                 # both real servers run on CPython: one interpreter "
+            "lock per process",
+            "gil_interval_ms = 5.0      # sys.getswitchinterval() default (CPython "
+            "Python/ceval_gil.h)",
+            "max_connections = 1000     # the real servers' --max-connections default",
+            f"pass_us = {PASS_US:.1f}              # estimate: one pass calls five state "
+            "modules and epoll.poll(0)",
+            "poll_item_us = 0.3         # estimate: looking at a connection whose socket is "
+            "not ready (a dict lookup, a flag)",
+            "cohort_factor = 1.0        # not measured for Python: no cohort effect assumed",
+            "max_send_kb_per_pass = 16.0  # real_servers/stategroup send_data: at most 16 KB "
+            "per connection per pass, as kHTTPd",
+            "sleep_timeout_jiffies = 0.0  # the real worker blocks in epoll_wait with no "
+            "timeout when a pass moved nothing (no jiffy tick, unlike kHTTPd)",
+            "userspace_frac = 0.0       # static files only",
+            "userspace_handoff_us = 20.0  # estimate; unused (no user-space requests)",
+            "userspace_service_us = 200.0  # estimate; unused (no user-space requests)",
+            f"send_us_per_kb = {SEND_US_PER_KB:.2f}      # estimate: loopback send copies each "
+            "byte once into the socket buffer (~10 GB/s)",
+            "",
+            "[server.thread-per-request]",
+            f"dispatch_us = {t['dispatch_us']:.2f}        # {tag}: "
+            f"{DISPATCHER_SHARE:.0%} of the pool server's "
+            f"{float(tpr['cpu_us_per_request']):.1f} us per request at saturation (less "
+            f"{float(tpr.get('reschedules_per_request', 0)):.2f} switches x switch_us); "
+            "the share is the dispatcher's, from perf sched",
+            f"parse_us = {t['parse_us']:.2f}           # {tag}: "
+            f"{STATE_SHARES['parse']:.0%} of the pool thread's share (recv, parse, respond)",
+            f"send_us = {t['send_us']:.2f}            # {tag}: "
+            f"{STATE_SHARES['send']:.0%} of the pool thread's share, less the per-KB part "
+            f"for a {mean_kb:.1f} KB mean reply",
+            f"log_us = {t['log_us']:.2f}             # {tag}: "
+            f"{STATE_SHARES['log']:.0%} of the pool thread's share (epoll re-arm, bookkeeping)",
+            "",
+            "[server.state-group]",
+            f"parse_us = {s['parse_us']:.2f}           # {tag}: "
+            f"{STATE_SHARES['parse']:.0%} of the state-group worker's "
+            f"{float(sg['cpu_us_per_request']):.1f} us per request at saturation",
+            f"send_us = {s['send_us']:.2f}            # {tag}: "
+            f"{STATE_SHARES['send']:.0%} of it, less the per-KB part",
+            f"log_us = {s['log_us']:.2f}             # {tag}: "
+            f"{STATE_SHARES['log']:.0%} of it (logging state: log line, re-arm)",
+            "",
+            "[network]",
+            "sndbuf_kb = 4096.0         # loopback TCP autotunes the send buffer up to "
+            "net.ipv4.tcp_wmem's maximum (4 MB default)",
+            "wake_free_frac = 0.5       # sk_stream_wspace: a blocked writer wakes when half "
+            "the buffer is free",
+            "client_mbit_s = 20000.0    # estimate: wrk reads loopback replies at memory-copy "
+            "speed",
+            "request_lag_us = 5.0       # estimate: loopback handshake to request",
+            "one_way_us = 5.0           # estimate: loopback delivery runs in the sender's "
+            "system call, a few us",
+            "",
+            "[workload]",
+            f'file_sizes = "{FILE_SIZES.get(file_set, "specweb99")}"   # {tag}: '
+            f"the bench's --file-set {file_set}",
+            f"connections = {connections}           # {tag}: the bench's --connections",
+            "think_tick_ms = 1.0        # wrk: delay() returns whole ms and its ae timers have "
+            "ms resolution, so paced requests leave in bursts on ms edges",
+            f"client_us = {client if client is not None else FALLBACK_CLIENT_US:.2f}         # "
+            + (f"{tag}: wrk's CPU per request at saturation (one thread: requests leave "
+               "it one at a time)" if client is not None else
+               "not measured by this calibrate run: wrk -t1's CPU per request at "
+               "saturation on the development host (9.9-14.4 us); wrk sends one request "
+               "at a time"),
+            "",
+        ]
+        return "\n".join(lines)
+
+    text = render(costs)
+    if solve:
+        for _ in range(3):
+            params = from_dict(_toml(text), source="calibration")
+            worst = 0.0
+            for arch in ("thread-per-request", "state-group"):
+                want = float(servers[arch]["cpu_us_per_request"])
+                got = model_cpu_us_per_request(arch, params)
+                worst = max(worst, abs(got - want) / want)
+                if got > 0:
+                    costs[arch] = _scale(costs[arch], want, got, arch, params)
+            if worst <= 0.02:
+                break
+            text = render(costs)
+    return text
+
+
+def model_cpu_us_per_request(arch: str, params, requests: int = 3000, seed: int = 1) -> float:
+    """The model's CPU per request (us) with its preset's connections, unpaced."""
+    from arch_sim.models.runner import simulate_point
+
+    row = simulate_point(arch, params, None, workload="closed", requests=requests, seed=seed)
+    return row["cpu_util"] * row["cpus"] * 1e6 / row["rps"]
+
+
+def _split(budget_us: float, arch: str, mean_kb: float) -> dict[str, float]:
+    budget = max(budget_us, 1.0)
+    out: dict[str, float] = {}
+    if arch == "thread-per-request":
+        out["dispatch_us"] = DISPATCHER_SHARE * budget
+        budget -= out["dispatch_us"]
+    out["parse_us"] = STATE_SHARES["parse"] * budget
+    out["send_us"] = max(0.5, STATE_SHARES["send"] * budget - SEND_US_PER_KB * mean_kb)
+    out["log_us"] = STATE_SHARES["log"] * budget
+    return out
+
+
+def _scale(costs: dict[str, float], want: float, got: float, arch: str,
+           params) -> dict[str, float]:
+    """Shift the per-request costs by the difference between measured and modelled CPU."""
+    total = sum(costs.values())
+    if total <= 0:
+        return costs
+    factor = max(0.05, (total + (want - got)) / total)
+    return {k: v * factor for k, v in costs.items()}
+
+
+def _kernel_version(release: str) -> tuple[int, int]:
+    match = re.match(r"(\d+)\.(\d+)", release or "")
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def _toml(text: str) -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads(text)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+
+
+def cpu_time_cv(samples: int = 1500, gap_s: float = 0.001, cpu: int | None = None) -> dict:
+    """Run-to-run variation of the CPU time of one fixed piece of Python work.
+
+    The work (~50 us: dict stores, bytes, json.dumps) runs ``samples`` times, ``gap_s`` apart
+    (the CPU idles in between, as a server's between requests); its thread CPU time is read
+    around each run.  Returns ``{"cv", "mean_us", "median_us", "samples", "gap_s"}``.  Pin with
+    ``cpu`` to measure one CPU.
+    """
+    import json
+    import os
+
+    old = os.sched_getaffinity(0) if cpu is not None else None
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    try:
+        def work() -> int:
+            d: dict[int, bytes] = {}
+            for i in range(300):
+                d[i % 37] = str(i).encode() + b"x"
+            return len(json.dumps(list(d)))
+
+        times = []
+        for _ in range(samples):
+            if gap_s:
+                time.sleep(gap_s)
+            t0 = time.thread_time_ns()
+            work()
+            times.append((time.thread_time_ns() - t0) / 1e3)
+    finally:
+        if old is not None:
+            os.sched_setaffinity(0, old)
+    mean = statistics.fmean(times)
+    return {"cv": statistics.pstdev(times) / mean, "mean_us": mean,
+            "median_us": statistics.median(times), "samples": samples, "gap_s": gap_s}
