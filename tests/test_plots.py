@@ -144,3 +144,34 @@ def test_plot_command_overlays_run_folders(tmp_path, frame):
 def test_plot_command_names_a_missing_folder(tmp_path, capsys):
     assert main(["plot", str(tmp_path)]) == 1
     assert "simulated.csv" in capsys.readouterr().err
+
+
+def test_overlay_host_puts_measured_points_over_the_model(tmp_path, frame):
+    from arch_sim.plots import overlay_host
+
+    measured = frame[frame.source == "measured"]
+    simulated = frame[frame.source == "simulated"].assign(preset="host")
+    fig = overlay_host(measured, simulated)
+    left, right = fig.axes
+    assert "reschedules/s" in left.get_ylabel() and "per request" in right.get_ylabel()
+    assert left.get_xscale() == "log"
+    names = labels(fig)
+    # both archs, measured and simulated, in each panel; peers are left out
+    assert sum("measured" in n for n in names) == 4 and sum("simulated" in n for n in names) == 4
+    assert not any("nginx" in n for n in names)
+    assert right.collections  # measured 95% CI error bars
+    assert "host" in fig.get_suptitle()
+    written = save(fig, tmp_path, "overlay_host")
+    assert [p.name for p in written] == ["overlay_host.png", "overlay_host.svg"]
+
+
+def test_then_and_now_draws_one_line_per_arch_and_preset(frame):
+    from arch_sim.plots import then_and_now
+
+    sim = frame[frame.source == "simulated"]
+    fig = then_and_now(sim.assign(preset="host"), sim.assign(preset="linux-2.2-1999"))
+    names = labels(fig)
+    assert len(names) == 2 * 4  # two panels x (2 archs x 2 presets)
+    assert any("[host]" in n for n in names) and any("[linux-2.2-1999]" in n for n in names)
+    styles = {line.get_linestyle() for line in fig.axes[0].get_lines()}
+    assert len(styles) == 2  # one line style per preset

@@ -84,3 +84,13 @@ def test_load_range():
     for bad in ("100:20000", "0:10:3", "a:b:c", "10:5:2"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_load_range(bad)
+
+
+def test_meta_json_uses_the_shared_run_info(tmp_path):
+    out = tmp_path / "run"
+    assert main(["simulate", *SMALL, "--arch", "state-group", "--jobs", "1", "--no-figures",
+                 "--out", str(out)]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert set(meta["git_commit"]) == {"commit", "dirty"}
+    assert {"host", "kernel", "platform", "cpu_model", "cpu_count", "python", "simpy", "numpy",
+            "pandas"} <= set(meta)

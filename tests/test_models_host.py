@@ -1,0 +1,129 @@
+"""The host model: calibrate's measurements -> preset, and the mechanisms it switches on."""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+
+import pytest
+
+from arch_sim.models import load_preset, simulate_point
+from arch_sim.models.calibration import host_preset_text, model_cpu_us_per_request
+from arch_sim.models.params import from_dict
+
+MEASUREMENTS = {
+    "host": {"host": "testbox", "kernel": "6.18.1", "cpu_count": 2, "cpu_model": "x86",
+             "python": "3.11.7"},
+    "switch": {"switch_us": 1.5, "roundtrip_us": 4.2, "pipe_pair_us": 0.6},
+    "wakeup": {"median_us": 15.0, "p99_us": 40.0},
+    "servers": {
+        "thread-per-request": {"cpu_us_per_request": 30.0, "reschedules_per_request": 2.2,
+                               "rps": 28000.0, "threads": 64},
+        "state-group": {"cpu_us_per_request": 15.0, "reschedules_per_request": 0.005,
+                        "rps": 40000.0},
+    },
+    "server_cpus": [0], "client_cpus": [1], "file_set": "specweb99", "connections": 64,
+}
+
+
+@pytest.fixture(scope="module")
+def preset_text() -> str:
+    return host_preset_text(MEASUREMENTS)
+
+
+def test_host_preset_says_where_every_number_comes_from(preset_text):
+    data = tomllib.loads(preset_text)
+    assert data["name"] == "host" and data["placeholder"] is False
+    for line in preset_text.splitlines():
+        if re.match(r"\s*[a-z_]+\s*=", line) and not line.startswith(("name", "desc", "place")):
+            assert "#" in line and len(line.split("#", 1)[1].strip()) > 10, line
+    assert "measured by arch-sim calibrate on testbox" in preset_text
+    p = from_dict(data)
+    assert p.cpus == 1 and p.scheduler.policy == "eevdf"
+    assert p.scheduler.switch_us == pytest.approx(1.5)
+    assert p.scheduler.wakeup_latency_us == pytest.approx(15.0)
+    assert p.scheduler.timeslice_ms == pytest.approx(1.4)  # 0.7 ms x (1 + log2 2)
+    assert p.server.sleep_timeout_jiffies == 0  # epoll: no tick-bounded sleeps
+    assert p.server.gil and p.server.dispatcher and p.server.threads == 64
+    assert p.workload.think_tick_ms == 1.0
+    assert set(p.server_by_arch) == {"thread-per-request", "state-group"}
+
+
+def test_host_preset_reproduces_the_measured_cpu_per_request(preset_text):
+    params = from_dict(tomllib.loads(preset_text))
+    for arch, measured in (("thread-per-request", 30.0), ("state-group", 15.0)):
+        got = model_cpu_us_per_request(arch, params)
+        assert got == pytest.approx(measured, rel=0.05), arch
+
+
+def test_optional_measurements_replace_the_fallbacks():
+    extra = {**MEASUREMENTS, "client": {"cpu_us_per_request": 7.5}, "cpu_jitter": {"cv": 0.2}}
+    p = from_dict(tomllib.loads(host_preset_text(extra, solve=False, placeholder=True)))
+    assert p.workload.client_us == 7.5 and p.scheduler.cpu_time_cv == pytest.approx(0.2)
+    assert p.placeholder
+
+
+def test_per_arch_server_costs_and_errors(tmp_path):
+    p = load_preset("host")
+    assert p.for_arch("state-group").server.parse_us != p.for_arch(
+        "thread-per-request").server.parse_us
+    assert p.for_arch("state-group").server.threads == p.server.threads  # not overridden
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server.apache]\nparse_us = 1\n")
+    with pytest.raises(ValueError, match="apache"):
+        load_preset(bad)
+    bad.write_text("[server.state-group]\nparse_ms = 1\n")
+    with pytest.raises(ValueError, match="parse_ms"):
+        load_preset(bad)
+    bad.write_text('[scheduler]\npolicy = "cfs"\n')
+    with pytest.raises(ValueError, match="eevdf"):
+        load_preset(bad)
+
+
+# -- the mechanisms, one at a time -------------------------------------------------------------
+
+HOST = load_preset("host")
+
+
+def test_wrk_millisecond_ticks_batch_paced_requests():
+    """Paced requests leave wrk on millisecond edges, so the state-group worker sleeps about
+    once per busy millisecond: (1 - e^(-rate/1000)) * 1000 / rate per request."""
+    for rate in (500.0, 2000.0):
+        row = simulate_point("state-group", HOST, rate, workload="closed", requests=4000,
+                             seed=4)
+        expect = (1 - math.exp(-rate / 1000)) * 1000 / rate
+        assert row["sleeps_per_request"] == pytest.approx(expect, rel=0.12), rate
+        smooth = simulate_point("state-group", HOST, rate, workload="closed", requests=4000,
+                                seed=4, think_tick_ms=0.0)
+        assert smooth["sleeps_per_request"] > row["sleeps_per_request"] + 0.1
+
+
+def test_one_threaded_client_caps_unpaced_load():
+    p = HOST.replace(workload={"client_us": 50.0})
+    row = simulate_point("state-group", p, None, workload="closed", requests=3000, seed=5)
+    assert row["rps"] == pytest.approx(1e6 / 50.0, rel=0.03)
+    assert row["cpu_util"] < 0.5
+
+
+def test_dispatcher_pool_hand_off_costs_two_switches_at_least():
+    """Each request: the dispatcher sleeps in epoll and the pool thread on its lock - plus the
+    GIL waits when the woken thread preempts a GIL holder."""
+    row = simulate_point("thread-per-request", HOST, 200.0, workload="closed", requests=2000,
+                         seed=6)
+    assert row["dispatcher_wakeups_per_request"] == pytest.approx(0.9, abs=0.05)
+    assert 1.8 < row["voluntary_per_s"] / row["rps"] < 3.0
+    assert row["threads"] == 64
+    no_gil = simulate_point("thread-per-request", HOST.replace(server={"gil": False}), 200.0,
+                            workload="closed", requests=2000, seed=6)
+    assert no_gil["gil_waits_per_request"] == 0
+    assert no_gil["reschedules_per_request"] <= row["reschedules_per_request"]
+
+
+def test_host_rows_repeat_exactly():
+    kw = {"workload": "closed", "requests": 1500, "seed": 9}
+    a = simulate_point("thread-per-request", HOST, 2000.0, **kw)
+    b = simulate_point("thread-per-request", HOST, 2000.0, **kw)
+    wall = ("wall_s", "sim_requests_per_wall_s")
+    assert {k: v for k, v in a.items() if k not in wall} == \
+        {k: v for k, v in b.items() if k not in wall}
