@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 MAX_HEADER_BYTES = 8192  # request line + header fields; over this -> 431
 MAX_URI_BYTES = 4096  # request target; over this -> 414
+LINE_SLACK = 48  # method, spaces and version: a request line over MAX_URI_BYTES + this -> 414
 MAX_BODY_BYTES = 1 << 20  # a body we skip or relay; over this -> 413
 MAX_HEADERS = 100  # header fields; over this -> 431
 
@@ -40,6 +41,8 @@ _FAST_HEAD = re.compile(
     rb"((?:" + _TOKEN + rb":" + _VALUE + rb"*\r\n)*)\r\n"
 )
 _FAST_FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _VALUE + rb"*?)[ \t]*\r\n")
+# RFC 9112 3.2: Host = uri-host [ ":" port ]; an IP literal or a reg-name, or empty
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?")
 _FRAMING = frozenset(("transfer-encoding", "content-length", "expect"))
 
 REASONS: dict[int, str] = {
@@ -138,7 +141,7 @@ class RequestParser:
             return None
         end = match.end()
         if end > self.max_header_bytes + 4:
-            self._check_uri(buf[: buf.find(b"\n")])
+            self._check_line(buf[: buf.find(b"\n")])
             self._fail(431, "header block too large")
         return self._accept(buf[:end], self._parse, buf[:end])
 
@@ -176,8 +179,12 @@ class RequestParser:
         self._closed = True
         raise ParseError(status, detail)
 
-    def _check_uri(self, line: bytes | bytearray) -> None:
-        parts = bytes(line).split(b" ")
+    def _check_line(self, line: bytes) -> None:
+        """414 for a request line (or target) too long - decided the same way whether the line
+        arrives whole or in pieces, so the answer never depends on how TCP split it."""
+        if len(line.rstrip(b"\r")) > self.max_uri_bytes + LINE_SLACK:
+            self._fail(414, "request line too long")
+        parts = line.split(b" ")
         if len(parts) >= 2 and len(parts[1]) > self.max_uri_bytes:
             self._fail(414, "request target too long")
 
@@ -185,15 +192,15 @@ class RequestParser:
         buf = self._buf
         nl = buf.find(b"\n")
         first = buf if nl < 0 else buf[:nl]
-        if len(first) > self.max_uri_bytes + 32:
-            self._check_uri(first)
-            if nl < 0:
-                self._fail(414 if b" " in first else 400, "request line too long")
+        if len(first) > self.max_uri_bytes + LINE_SLACK:
+            self._fail(414, "request line too long")
         if len(buf) > self.max_header_bytes:
             self._fail(431, "header block too large")
 
     def _parse_fast(self, match: re.Match[bytes]) -> Request:
         method, target_b, minor, fields = match.groups()
+        if match.start(4) - 2 > self.max_uri_bytes + LINE_SLACK:
+            raise ParseError(414, "request line too long")
         if len(target_b) > self.max_uri_bytes:
             raise ParseError(414, "request target too long")
         found = _FAST_FIELD.findall(fields)
@@ -214,13 +221,11 @@ class RequestParser:
 
     def _parse(self, raw: bytes) -> Request:
         lines = _LINE_SPLIT.split(raw)[:-2]  # the block ends with an empty line
+        self._check_line(lines[0])
         line = _REQUEST_LINE.fullmatch(lines[0])
         if line is None:
-            self._check_uri(lines[0])
             raise ParseError(400, "malformed request line")
         method_b, target_b, major, minor = line.groups()
-        if len(target_b) > self.max_uri_bytes:
-            raise ParseError(414, "request target too long")
         if major != b"1":
             raise ParseError(505, "only HTTP/1.x is served")
         version = "HTTP/1.0" if minor == b"0" else "HTTP/1.1"
@@ -310,8 +315,12 @@ def _check_framing(request: Request) -> None:
     """Host, body framing, Expect and keep-alive: the parts that decide the connection's fate."""
     headers = request.headers
     http11 = request.version == "HTTP/1.1"
-    if http11 and "host" not in headers:
-        raise ParseError(400, "HTTP/1.1 request without Host")
+    host = headers.get("host")
+    if host is None:
+        if http11:
+            raise ParseError(400, "HTTP/1.1 request without Host")
+    elif _HOST.fullmatch(host) is None:
+        raise ParseError(400, "invalid Host")
     connection = headers.get("connection")
     if connection is None:
         request.keep_alive = http11
