@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 
@@ -130,3 +131,49 @@ def test_a_server_dying_mid_sweep_keeps_rows_and_says_incomplete(tmp_path, capsy
     assert 1 <= len(df) < 3  # the finished rows survive
     assert not math.isnan(df["rps"].iloc[0])
     assert "server exited" in capsys.readouterr().err
+
+
+def test_peers_run_through_the_same_sweep(tmp_path, monkeypatch):
+    """nginx and the stdlib server, from a relative --out (nginx resolves paths oddly)."""
+    need_wrk()
+    import argparse
+
+    from arch_sim.harness import bench
+    from arch_sim.harness.peers import nginx_binary
+    from arch_sim.harness.servers import ServerError
+
+    try:
+        nginx_binary()
+    except ServerError as exc:
+        if os.geteuid() == 0:
+            pytest.fail(f"nginx is missing although we are root: {exc}")
+        pytest.skip(str(exc))
+    monkeypatch.chdir(tmp_path)
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--peer", "nginx", "--peer", "python-http-server", "--loads",
+                              "300", "--duration", "1", "--warmup", "0", "--reps", "1",
+                              "--out", "run", "--no-plots"])
+    plan = bench.make_plan(args)
+    plan.names = ["nginx", "python-http-server"]
+    assert bench.Bench(plan, args).run() == 0
+    df = schema.load(tmp_path / "run")
+    assert sorted(df["arch"]) == ["nginx", "python-http-server"]
+    assert (df["errors"] == 0).all()
+    # the stdlib server stalls ~40 ms per response (Nagle + delayed ACK): few requests in 1 s
+    assert (df["wrk_requests"] >= 10).all() and (df["rps"] > 5).all()
+    by_arch = df.set_index("arch")
+    assert by_arch.loc["nginx", "reschedule_source"] == "proc"  # nginx has no /server-status
+    assert by_arch.loc["python-http-server", "reschedule_source"] == "getrusage"
+    assert (df["reschedules_per_s"] > 0).all()
+
+
+def test_missing_peer_binary_names_the_package(monkeypatch, tmp_path):
+    import shutil
+
+    from arch_sim.harness import peers
+    from arch_sim.harness.servers import ServerError
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ServerError, match="apt-get install -y nginx-light"):
+        peers.start_peer("nginx", tmp_path, None, tmp_path)
