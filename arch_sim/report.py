@@ -23,15 +23,6 @@ def fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
-def markdown_table(df: pd.DataFrame) -> str:
-    """A DataFrame as a GitHub markdown table."""
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, row in df.iterrows():
-        lines.append("| " + " | ".join(fmt(row[c]) for c in cols) + " |")
-    return "\n".join(lines)
-
-
 def by_load(df: pd.DataFrame, arch: str) -> pd.DataFrame:
     """Mean of each load point of one arch, ordered by achieved requests/s."""
     sub = df[df["arch"] == arch]
@@ -128,7 +119,9 @@ def render(out: Path, meta: dict, calibration: dict, measured: pd.DataFrame | No
     parts += ["", "## Fidelity: host model vs measurement (reschedules per request)", ""]
     if table is not None:
         ok = bool(table["within"].all()) if "within" in table.columns else None
-        parts += [markdown_table(table), "",
+        from .fidelity import fidelity_markdown
+
+        parts += [fidelity_markdown(table), "",
                   f"Every point within 25% or 0.1 absolute: **{'yes' if ok else 'no'}**."]
     else:
         parts.append("Not computed: no measurement (see below).")

@@ -122,8 +122,8 @@ class Reproduction:
     def simulate_measured(self, measured: pd.DataFrame | None) -> pd.DataFrame | None:
         if measured is None:
             return None
+        from .fidelity import simulate_like
         from .models import load_preset
-        from .models.calibration import simulate_like
 
         reps = 2 if self.args.quick else 3
         requests = 3000 if self.args.quick else 10000
@@ -156,7 +156,7 @@ class Reproduction:
     def fidelity(self, measured, sim_host) -> pd.DataFrame | None:
         if measured is None or sim_host is None:
             return None
-        from .models.calibration import fidelity
+        from .fidelity import fidelity
 
         table = fidelity(measured, sim_host)
         table.to_csv(self.out / "fidelity.csv", index=False)
