@@ -64,8 +64,8 @@ def check_root(root: str) -> str:
     return root
 
 
-def listener(host: str, port: int, reuseport: bool = False, backlog: int = 1024) -> socket.socket:
-    """A listening TCP socket; a busy port exits with a message that names the fix."""
+def bind(host: str, port: int, reuseport: bool = False) -> socket.socket:
+    """A TCP socket bound to *host*:*port*; a busy port exits with a message naming the fix."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -79,6 +79,12 @@ def listener(host: str, port: int, reuseport: bool = False, backlog: int = 1024)
             f"error: cannot listen on {host}:{port}: {exc.strerror}. "
             "Is another server using that port? Pick another with --port (0 = any free port)."
         )
+    return sock
+
+
+def listener(host: str, port: int, reuseport: bool = False, backlog: int = 1024) -> socket.socket:
+    """A listening TCP socket (see :func:`bind`)."""
+    sock = bind(host, port, reuseport)
     sock.listen(backlog)
     return sock
 

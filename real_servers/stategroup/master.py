@@ -19,7 +19,7 @@ import sys
 import time
 import traceback
 
-from ..core.serving import announce_ready, check_root, raise_fd_limit
+from ..core.serving import announce_ready, bind, check_root, raise_fd_limit
 from . import board as b
 from . import states as state_modules
 from .config import Config
@@ -212,19 +212,7 @@ class Master:
 
 def reserve(host: str, port: int) -> socket.socket:
     """Bind *host*:*port* with SO_REUSEPORT but do not listen: the workers' listeners share it."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        sys.exit(
-            f"error: cannot listen on {host}:{port}: {exc.strerror}. "
-            "Is another server using that port? Pick another with --port (0 = any free port)."
-        )
-    return sock
+    return bind(host, port, reuseport=True)
 
 
 def _kill(pid: int, sig: int) -> None:
