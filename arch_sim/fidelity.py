@@ -38,7 +38,7 @@ FILE_SIZES = {"specweb99": "specweb99", "1k": "fixed:1"}
 
 COLUMNS = ("arch", "load", "target_rps", "connections", "measured_rps", "measured",
            "measured_ci", "measured_n", "simulated_rps", "simulated", "simulated_ci",
-           "simulated_n", "diff", "rel_diff", "tolerance", "within")
+           "simulated_n", "diff", "abs_diff", "rel_diff", "tolerance", "within")
 
 
 def load_label(target_rps: float | None) -> str:
@@ -134,8 +134,8 @@ def fidelity(measured: pd.DataFrame, simulated: pd.DataFrame) -> pd.DataFrame:
 
     Columns: ``arch``, ``load`` ('200', 'max'), ``target_rps``, ``connections``,
     ``measured_rps``, ``measured`` (mean over repetitions), ``measured_ci`` (95% half-width),
-    ``measured_n``, the same for ``simulated``, ``diff`` (simulated - measured), ``rel_diff``
-    (diff / measured), ``tolerance`` (max(25% of measured, 0.1)) and ``within``
+    ``measured_n``, the same for ``simulated``, ``diff`` (simulated - measured), ``abs_diff``,
+    ``rel_diff`` (diff / measured), ``tolerance`` (max(25% of measured, 0.1)) and ``within``
     (|diff| <= tolerance).  Points measured but not simulated get NaN and ``within`` False.
     Rows are in architecture order, then by load (``max`` last).
     """
@@ -154,6 +154,7 @@ def fidelity(measured: pd.DataFrame, simulated: pd.DataFrame) -> pd.DataFrame:
             "simulated_rps": s.get("rps", math.nan), "simulated": s_mean,
             "simulated_ci": s.get("ci", math.nan), "simulated_n": s.get("n", 0),
             "diff": diff,
+            "abs_diff": abs(diff),
             "rel_diff": diff / m["mean"] if m["mean"] else math.nan,
             "tolerance": tol,
             "within": bool(np.isfinite(diff) and abs(diff) <= tol),

@@ -61,6 +61,7 @@ def test_fidelity_table():
     row = table.iloc[0]
     assert row["measured"] == pytest.approx(3.0) and row["simulated"] == pytest.approx(2.1)
     assert row["diff"] == pytest.approx(-0.9) and row["rel_diff"] == pytest.approx(-0.3)
+    assert row["abs_diff"] == pytest.approx(0.9)
     assert row["measured_ci"] == pytest.approx(12.706 * math.sqrt(0.02) / math.sqrt(2))
     assert not row["within"]  # 30% off
     assert table.iloc[1]["within"]  # 2.55 vs 2.2: 16%

@@ -1,10 +1,13 @@
 """SimPy models of kHTTPd's two designs on top of a model of the scheduler's cost.
 
 * :mod:`~arch_sim.models.scheduler` - CPUs, a run queue and the price of a reschedule
+  (Linux 2.2 / O(1) FIFO, or today's EEVDF)
+* :mod:`~arch_sim.models.gil` - CPython's interpreter lock, for the real Python servers
 * :mod:`~arch_sim.models.thread_per_request` - the old design (kHTTPd <= 0.1.2)
 * :mod:`~arch_sim.models.state_group` - the new design (kHTTPd >= 0.1.3)
 * :mod:`~arch_sim.models.workload` - open and closed clients, SPECweb99 file sizes
 * :mod:`~arch_sim.models.params` and ``presets/*.toml`` - every number, with its source
+* :mod:`~arch_sim.models.calibration` - ``arch-sim calibrate``'s measurements -> ``host`` preset
 
 :func:`simulate_point` runs one load point and returns one row of the results schema.
 """
