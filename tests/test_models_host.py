@@ -64,6 +64,17 @@ def test_optional_measurements_replace_the_fallbacks():
     assert p.placeholder
 
 
+def test_without_server_measurements_the_previous_costs_are_kept():
+    bare = {k: v for k, v in MEASUREMENTS.items() if k != "servers"} | {"servers": {}}
+    text = host_preset_text(bare)
+    p = from_dict(tomllib.loads(text))
+    kept = load_preset("host")
+    for arch in ("thread-per-request", "state-group"):
+        assert p.server_by_arch[arch]["parse_us"] == pytest.approx(
+            kept.server_by_arch[arch]["parse_us"], abs=0.01)
+    assert "not measured by this calibrate run" in text
+
+
 def test_per_arch_server_costs_and_errors(tmp_path):
     p = load_preset("host")
     assert p.for_arch("state-group").server.parse_us != p.for_arch(

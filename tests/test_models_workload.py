@@ -65,7 +65,10 @@ def test_shipped_presets():
     old, o1, host = (load_preset(n) for n in ("linux-2.2-1999", "linux-2.6-o1", "host"))
     assert 1 <= old.cpus <= 4
     assert old.scheduler.per_runnable_us > 0 and o1.scheduler.per_runnable_us == 0
-    assert host.placeholder and not old.placeholder and not o1.placeholder
+    # the shipped host preset is a placeholder until `arch-sim calibrate` rewrites it
+    assert host.placeholder or "measured by arch-sim calibrate" in \
+        (PRESET_DIR / "host.toml").read_text()
+    assert not old.placeholder and not o1.placeholder
     assert old.server.max_send_kb_per_pass == 16  # kHTTPd's DataSending
 
 

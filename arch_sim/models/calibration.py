@@ -77,11 +77,13 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
     cpus = len(server_cpus)
     switch = m["switch"]
     wake = m["wakeup"]
-    servers = m["servers"]
-    tpr, sg = servers["thread-per-request"], servers["state-group"]
+    servers = m.get("servers") or {}
+    measured_archs = [a for a in ("thread-per-request", "state-group") if a in servers]
+    tpr = servers.get("thread-per-request", {})
+    sg = servers.get("state-group", {})
     file_set = str(m.get("file_set", "specweb99"))
     connections = int(m.get("connections", 64))
-    threads = int(tpr.get("threads", 64))
+    threads = int(tpr.get("threads", m.get("threads", 64)))
     switch_us = float(switch["switch_us"])
     hz = int(host.get("config_hz") or 250)
 
@@ -91,12 +93,18 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
     cv = (m.get("cpu_jitter") or {}).get("cv")
     mean_kb = MEAN_REPLY_KB.get(file_set, 14.675)
 
-    costs = {
-        arch: _split(float(servers[arch]["cpu_us_per_request"])
-                     - float(servers[arch].get("reschedules_per_request", 0.0)) * switch_us,
-                     arch, mean_kb)
-        for arch in ("thread-per-request", "state-group")
-    }
+    costs = previous_server_costs()
+    for arch in measured_archs:
+        costs[arch] = _split(float(servers[arch]["cpu_us_per_request"])
+                             - float(servers[arch].get("reschedules_per_request", 0.0))
+                             * switch_us, arch, mean_kb)
+
+    def why(arch: str, what: str) -> str:
+        """The comment of a per-arch cost: measured now, or kept from before."""
+        if arch not in measured_archs:
+            return ("not measured by this calibrate run (no saturation bench): kept from the "
+                    f"previous host preset ({what})")
+        return f"{tag}: {what}"
 
     def render(costs: dict[str, dict[str, float]]) -> str:
         t, s = costs["thread-per-request"], costs["state-group"]
@@ -185,27 +193,32 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
             "byte once into the socket buffer (~10 GB/s)",
             "",
             "[server.thread-per-request]",
-            f"dispatch_us = {t['dispatch_us']:.2f}        # {tag}: "
-            f"{DISPATCHER_SHARE:.0%} of the pool server's "
-            f"{float(tpr['cpu_us_per_request']):.1f} us per request at saturation (less "
-            f"{float(tpr.get('reschedules_per_request', 0)):.2f} switches x switch_us); "
-            "the share is the dispatcher's, from perf sched",
-            f"parse_us = {t['parse_us']:.2f}           # {tag}: "
-            f"{STATE_SHARES['parse']:.0%} of the pool thread's share (recv, parse, respond)",
-            f"send_us = {t['send_us']:.2f}            # {tag}: "
-            f"{STATE_SHARES['send']:.0%} of the pool thread's share, less the per-KB part "
-            f"for a {mean_kb:.1f} KB mean reply",
-            f"log_us = {t['log_us']:.2f}             # {tag}: "
-            f"{STATE_SHARES['log']:.0%} of the pool thread's share (epoll re-arm, bookkeeping)",
+            f"dispatch_us = {t['dispatch_us']:.2f}        # "
+            + why("thread-per-request",
+                  f"{DISPATCHER_SHARE:.0%} of the pool server's "
+                  f"{float(tpr.get('cpu_us_per_request', math.nan)):.1f} us per request at "
+                  f"saturation (less {float(tpr.get('reschedules_per_request', 0)):.2f} "
+                  "switches x switch_us); the share is the dispatcher's, from perf sched"),
+            f"parse_us = {t['parse_us']:.2f}           # "
+            + why("thread-per-request", f"{STATE_SHARES['parse']:.0%} of the pool thread's "
+                  "share (recv, parse, respond)"),
+            f"send_us = {t['send_us']:.2f}            # "
+            + why("thread-per-request", f"{STATE_SHARES['send']:.0%} of the pool thread's "
+                  f"share, less the per-KB part for a {mean_kb:.1f} KB mean reply"),
+            f"log_us = {t['log_us']:.2f}             # "
+            + why("thread-per-request", f"{STATE_SHARES['log']:.0%} of the pool thread's "
+                  "share (epoll re-arm, bookkeeping)"),
             "",
             "[server.state-group]",
-            f"parse_us = {s['parse_us']:.2f}           # {tag}: "
-            f"{STATE_SHARES['parse']:.0%} of the state-group worker's "
-            f"{float(sg['cpu_us_per_request']):.1f} us per request at saturation",
-            f"send_us = {s['send_us']:.2f}            # {tag}: "
-            f"{STATE_SHARES['send']:.0%} of it, less the per-KB part",
-            f"log_us = {s['log_us']:.2f}             # {tag}: "
-            f"{STATE_SHARES['log']:.0%} of it (logging state: log line, re-arm)",
+            f"parse_us = {s['parse_us']:.2f}           # "
+            + why("state-group", f"{STATE_SHARES['parse']:.0%} of the state-group worker's "
+                  f"{float(sg.get('cpu_us_per_request', math.nan)):.1f} us per request at "
+                  "saturation"),
+            f"send_us = {s['send_us']:.2f}            # "
+            + why("state-group", f"{STATE_SHARES['send']:.0%} of it, less the per-KB part"),
+            f"log_us = {s['log_us']:.2f}             # "
+            + why("state-group", f"{STATE_SHARES['log']:.0%} of it (logging state: log "
+                  "line, re-arm)"),
             "",
             "[network]",
             "sndbuf_kb = 4096.0         # loopback TCP autotunes the send buffer up to "
@@ -239,7 +252,7 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
         for _ in range(3):
             params = from_dict(_toml(text), source="calibration")
             worst = 0.0
-            for arch in ("thread-per-request", "state-group"):
+            for arch in measured_archs:
                 want = float(servers[arch]["cpu_us_per_request"])
                 got = model_cpu_us_per_request(arch, params)
                 worst = max(worst, abs(got - want) / want)
@@ -249,6 +262,31 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
                 break
             text = render(costs)
     return text
+
+
+#: per-request costs when neither a measurement nor a previous host preset has them
+#: (host_preset_text on the development host's reference sweep)
+DEFAULT_COSTS = {
+    "thread-per-request": {"dispatch_us": 2.4, "parse_us": 7.9, "send_us": 7.5, "log_us": 3.0},
+    "state-group": {"parse_us": 4.8, "send_us": 4.1, "log_us": 1.8},
+}
+
+
+def previous_server_costs() -> dict[str, dict[str, float]]:
+    """The per-arch costs of the current ``host`` preset (what calibrate keeps when it cannot
+    run the servers), or :data:`DEFAULT_COSTS`."""
+    costs = {arch: dict(values) for arch, values in DEFAULT_COSTS.items()}
+    try:
+        from arch_sim.models.params import load_preset
+
+        previous = load_preset("host").server_by_arch
+    except (OSError, ValueError):
+        return costs
+    for arch, values in costs.items():
+        for key in values:
+            if key in previous.get(arch, {}):
+                values[key] = float(previous[arch][key])
+    return costs
 
 
 def model_cpu_us_per_request(arch: str, params, requests: int = 3000, seed: int = 1) -> float:
