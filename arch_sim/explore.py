@@ -83,9 +83,11 @@ def _where(knob: str) -> tuple[str | None, str]:
     raise ValueError(f"unknown knob {knob!r}: use one of {', '.join(KNOBS)} or SECTION.FIELD")
 
 
-def knob_value(params: ModelParams, knob: str) -> Any:
-    """The current value of a knob in *params*."""
+def knob_value(params: ModelParams, knob: str, arch: str | None = None) -> Any:
+    """The current value of a knob in *params* (as *arch* sees it, for per-design costs)."""
     section, field = _where(knob)
+    if arch is not None and hasattr(params, "for_arch"):
+        params = params.for_arch(arch)
     owner = params if section is None else getattr(params, section)
     return getattr(owner, field)
 
@@ -116,15 +118,28 @@ def tweak(params: ModelParams | str, name: str | None = None, **knobs: Any) -> M
             changes.setdefault(section, {})[field] = value
     if name is None:
         name = " ".join([params.name] + [f"{k}={_fmt(v)}" for k, v in knobs.items()])
+    by_arch = getattr(params, "server_by_arch", None)
+    if by_arch and "server" in changes:  # a turned server knob holds for both designs
+        top["server_by_arch"] = {
+            arch: {k: v for k, v in over.items() if k not in changes["server"]}
+            for arch, over in by_arch.items()
+        }
     return params.replace(name=name, **top, **changes)
 
 
 def knobs_table(params: ModelParams | str) -> pd.DataFrame:
     """Every knob of :data:`KNOBS` with its value in *params* and what it means."""
     params = load_preset(params)
-    return pd.DataFrame(
-        [{"knob": k, "value": knob_value(params, k), "meaning": KNOBS[k][2]} for k in KNOBS]
-    ).set_index("knob")
+    rows = []
+    for knob in KNOBS:
+        row = {"knob": knob, "value": knob_value(params, knob)}
+        for arch in ARCHS:  # a preset may give each design its own server costs
+            value = knob_value(params, knob, arch)
+            if value != row["value"]:
+                row[f"value ({arch})"] = value
+        rows.append({**row, "meaning": KNOBS[knob][2]})
+    table = pd.DataFrame(rows).set_index("knob")
+    return table[[c for c in table.columns if c != "meaning"] + ["meaning"]]
 
 
 # -- sweeps -----------------------------------------------------------------------------------
@@ -205,7 +220,8 @@ def table(df: pd.DataFrame, columns: Sequence[str] = (
 
 def linux22_on(host: ModelParams | str, per_runnable_us: float | None = None) -> ModelParams:
     """Today's machine (*host*: its switch and cache costs, its server costs) running Linux
-    2.2's scheduler: the O(n) goodness() loop, HZ=100, 210 ms slices, wake-up preemption.
+    2.2's scheduler: one run queue with the O(n) goodness() loop, HZ=100, 210 ms slices,
+    wake-up preemption.
 
     The goodness() cost per runnable task is 2.2's, scaled by how much cheaper a context
     switch is on *host* than on the 1999 machine (``host.switch_us / 6 us``) - an assumption;
@@ -215,11 +231,11 @@ def linux22_on(host: ModelParams | str, per_runnable_us: float | None = None) ->
     old = load_preset("linux-2.2-1999").scheduler
     if per_runnable_us is None:
         per_runnable_us = old.per_runnable_us * host.scheduler.switch_us / old.switch_us
-    return host.replace(
-        name=f"{host.name} + Linux 2.2 scheduler",
-        scheduler={"per_runnable_us": per_runnable_us, "timeslice_ms": old.timeslice_ms,
-                   "hz": old.hz, "wakeup_preempt": old.wakeup_preempt},
-    )
+    scheduler = {"per_runnable_us": per_runnable_us, "timeslice_ms": old.timeslice_ms,
+                 "hz": old.hz, "wakeup_preempt": old.wakeup_preempt}
+    if hasattr(old, "policy"):  # 2.2 picks from one FIFO run queue (goodness ties), not EEVDF
+        scheduler["policy"] = old.policy
+    return host.replace(name=f"{host.name} + Linux 2.2 scheduler", scheduler=scheduler)
 
 
 def schedule_cost_us(params: ModelParams | str, runnable: int, switches: int = 200) -> float:

@@ -237,7 +237,9 @@ def params_from_meta(info: dict[str, Any]) -> Any:
     contents = dict(info["preset"]["contents"])
 
     def unjson(value: Any) -> Any:
-        if value in ("inf", "-inf", "nan"):
+        if isinstance(value, dict):
+            return {k: unjson(v) for k, v in value.items()}
+        if isinstance(value, str) and value in ("inf", "-inf", "nan"):
             return float(value)
         return value
 
