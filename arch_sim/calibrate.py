@@ -24,6 +24,7 @@ import pandas as pd
 
 from . import ARCHS
 from .hostbench import context_switch_us, wakeup_latency_us
+from .models.calibration import cpu_time_cv
 from .runinfo import host_info, now_iso, write_json_atomic
 
 DEFAULT_OUT = Path(__file__).parent / "models" / "presets" / "host.toml"
@@ -57,18 +58,22 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     print("calibrate: wake-up latency (write from one CPU, reader blocked on another)...")
     wakeup = wakeup_latency_us(waker_cpu=client_cpus[0], sleeper_cpu=server_cpus[0])
     print(f"  median {wakeup['median_us']:.1f} us, p99 {wakeup['p99_us']:.1f} us", flush=True)
-    servers, skipped = {}, None
+    print("calibrate: CPU-time jitter of fixed work...", flush=True)
+    jitter = cpu_time_cv(cpu=server_cpus[0])
+    found, skipped = {}, None
     if args.no_servers:
         skipped = "--no-servers given"
     else:
-        servers, skipped = _servers_at_saturation(args)
+        found, skipped = _servers_at_saturation(args)
     return {
         "kind": "calibration",
         "time": now_iso(),
         "host": host_info(),
         "switch": vars(switch),
         "wakeup": wakeup,
-        "servers": servers,
+        "servers": found.get("servers", {}),
+        "client": found.get("client"),
+        "cpu_jitter": jitter,
         "servers_skipped": skipped,
         "server_cpus": server_cpus,
         "client_cpus": client_cpus,
@@ -79,7 +84,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _servers_at_saturation(args: argparse.Namespace) -> tuple[dict, str | None]:
-    """Both real servers unpaced for one window each: CPU and reschedules per request."""
+    """Both real servers unpaced for one window each: CPU and reschedules per request, and
+    wrk's own CPU per request (the client's cost, which the model's closed workload needs)."""
     from .harness import bench
     from .harness.wrk import WrkError, find_wrk
 
@@ -102,6 +108,7 @@ def _servers_at_saturation(args: argparse.Namespace) -> tuple[dict, str | None]:
             return {}, f"the saturation run failed (exit {code}); see the messages above"
         df = pd.read_csv(Path(tmp) / "run" / "measurements.csv")
     servers = {}
+    client = float(df["client_cpu_us_per_request"].min())  # wrk's cost with the faster server
     for arch in ARCHS:
         row = df[df["arch"] == arch].iloc[0]
         servers[arch] = {
@@ -112,7 +119,7 @@ def _servers_at_saturation(args: argparse.Namespace) -> tuple[dict, str | None]:
         }
         if arch == "thread-per-request":
             servers[arch]["threads"] = THREADS
-    return servers, None
+    return {"servers": servers, "client": {"cpu_us_per_request": client}}, None
 
 
 def write_preset(measurements: dict[str, Any], out: Path) -> Path:

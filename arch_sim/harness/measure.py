@@ -23,6 +23,7 @@ EXTRA_COLUMNS = (
     "cpu_user_s",
     "cpu_system_s",
     "cpu_us_per_request",
+    "client_cpu_us_per_request",
     "sleeps_per_request",
     "connection_mode",
     "file_set",
@@ -125,6 +126,7 @@ def row(
         "cpu_user_s": d.cpu_user_s if d.cpu_user_s is not None else math.nan,
         "cpu_system_s": d.cpu_system_s if d.cpu_system_s is not None else math.nan,
         "cpu_us_per_request": 1e6 * cpu_s / reqs,
+        "client_cpu_us_per_request": 1e6 * result.cpu_s / reqs,
         "sleeps_per_request": d.sleeps / reqs if d.sleeps is not None else math.nan,
         **fixed,
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -37,6 +38,7 @@ class WrkResult:
     lat_p999_ms: float = float("nan")
     bytes: int = 0
     command: list[str] = field(default_factory=list)
+    cpu_s: float = float("nan")  # wrk's own user + system CPU time
 
     @property
     def rps(self) -> float:
@@ -176,8 +178,12 @@ def run_wrk(
         script_path.write_text(script)
         cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s"]
         cmd += [f"--timeout={int(timeout_s or max(2, seconds))}s", "-s", str(script_path), url]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)  # only wrk is reaped in between
         proc = _run(cmd, cpus, timeout=seconds + 30)
-    return _parse(proc, cmd)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = _parse(proc, cmd)
+    result.cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return result
 
 
 def _run(cmd: list[str], cpus: Iterable[int] | None, timeout: float) -> subprocess.CompletedProcess:
