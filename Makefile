@@ -34,7 +34,7 @@ reproduce: $(STAMP) wrk
 
 lab: $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,lab]'
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
