@@ -4,9 +4,11 @@
 
 Every (arch, load, repetition) is one :func:`arch_sim.models.simulate_point` run with its own
 seed, derived from ``--seed``, the load and the repetition (the same for both archs: common
-random numbers).  Runs go to a process pool with a progress bar; rows come back in a fixed
-order, so a parallel sweep writes the same ``simulated.csv`` as a serial one, and the same
-arguments write it again bit for bit.  The folder gets ``simulated.csv``, ``meta.json`` and the
+random numbers).  Runs go to a process pool with a progress bar - or, with ``--dask
+tcp://HOST:8786``, to the workers of a Dask cluster (``pip install 'arch-sim[dask]'``; the
+workers need arch-sim installed too); rows come back in a fixed order, so a parallel or
+distributed sweep writes the same ``simulated.csv`` as a serial one, and the same arguments
+write it again bit for bit.  The folder gets ``simulated.csv``, ``meta.json`` and the
 figures of ``arch-sim plot``.
 """
 
@@ -38,6 +40,9 @@ from arch_sim.stats import summarize
 #: fields of simulate_point's row that depend on the wall clock (kept out of the CSV)
 WALL_FIELDS = ("wall_s", "sim_requests_per_wall_s")
 DEFAULT_LOAD_RANGE = "100:20000:25"
+#: seconds to wait for a Dask scheduler before giving up
+DASK_CONNECT_TIMEOUT_S = 5.0
+DASK_INSTALL_HINT = "pip install 'arch-sim[dask]'"
 
 
 # -- what to run ------------------------------------------------------------------------------
@@ -89,7 +94,8 @@ def plan(args: argparse.Namespace, params: ModelParams) -> list[dict[str, Any]]:
 
 def run_id_for(args: argparse.Namespace, params: ModelParams) -> str:
     """A run id derived from everything that determines the rows (so reruns match)."""
-    config = {k: v for k, v in _jsonable_args(args).items() if k not in ("out", "jobs", "quiet")}
+    config = {k: v for k, v in _jsonable_args(args).items()
+              if k not in ("out", "jobs", "quiet", "dask")}  # how it runs, not what
     config["preset"] = {k: v for k, v in params.to_dict().items() if k != "source"}
     digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
     return f"sim-{params.name}-{digest}"
@@ -101,26 +107,89 @@ def _job(job: dict[str, Any]) -> dict[str, Any]:
     return simulate_point(**job)
 
 
+class DaskError(RuntimeError):
+    """Dask is not installed, or its scheduler cannot be reached."""
+
+
+def connect_dask(address: str, timeout: float | None = None) -> Any:
+    """A ``distributed.Client`` connected to the scheduler at ``address`` (imported lazily).
+
+    Raises :class:`DaskError` when dask.distributed is missing or the scheduler does not answer
+    within ``timeout`` seconds (default :data:`DASK_CONNECT_TIMEOUT_S`).
+    """
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise DaskError(f"--dask needs dask.distributed: {DASK_INSTALL_HINT}") from exc
+    timeout = DASK_CONNECT_TIMEOUT_S if timeout is None else timeout
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise DaskError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s "
+                        f"({type(exc).__name__}: {exc})") from exc
+
+
+def executor_name(dask: Any = None) -> str:
+    """``local`` or ``dask <scheduler address>`` (recorded in meta.json)."""
+    if dask is None:
+        return "local"
+    address = dask if isinstance(dask, str) else getattr(dask.scheduler, "address", str(dask))
+    return f"dask {address}"
+
+
 def run_jobs(jobs: Sequence[dict[str, Any]], workers: int = 1, progress: bool = True,
-             on_row: Callable[[int, dict], None] | None = None) -> list[dict[str, Any]]:
-    """Run every job (in a process pool if workers > 1); rows come back in job order."""
+             on_row: Callable[[int, dict], None] | None = None,
+             dask: Any = None) -> list[dict[str, Any]]:
+    """Run every job; rows come back in job order, the same whatever runs them.
+
+    ``dask=None`` runs locally (in a process pool if workers > 1); ``dask`` = a scheduler
+    address or a ``distributed.Client`` runs the jobs on that Dask cluster (``workers`` is then
+    ignored).  ``on_row(index, row)`` is called as each row arrives.
+    """
     rows: list[dict[str, Any] | None] = [None] * len(jobs)
+
+    def done(i: int, row: dict[str, Any]) -> None:
+        rows[i] = row
+        bar.update()
+        if on_row is not None:
+            on_row(i, row)
+
+    client = None
+    if dask is not None:  # connect before the progress bar, so an error message stays clean
+        client = connect_dask(dask) if isinstance(dask, str) else dask
     bar = tqdm(total=len(jobs), desc="simulate", unit="run", disable=not progress,
                file=sys.stderr)
     try:
-        if workers <= 1:
+        if client is not None:
+            _run_on_dask(client, jobs, done)
+        elif workers <= 1:
             for i, job in enumerate(jobs):
-                rows[i] = _job(job)
-                bar.update()
+                done(i, _job(job))
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
                 futures = {pool.submit(_job, job): i for i, job in enumerate(jobs)}
                 for future in as_completed(futures):
-                    rows[futures[future]] = future.result()
-                    bar.update()
+                    done(futures[future], future.result())
     finally:
         bar.close()
+        if client is not None and client is not dask:
+            client.close()
     return [r for r in rows if r is not None]
+
+
+def _run_on_dask(client: Any, jobs: Sequence[dict[str, Any]],
+                 done: Callable[[int, dict], None]) -> None:
+    """Submit every job to the cluster; ``done(index, row)`` as each finishes."""
+    from distributed import as_completed as dask_as_completed
+
+    # pure=False: every job is its own task (no hashing of the params, no deduplication)
+    futures = client.map(_job, list(jobs), pure=False)
+    index = {future.key: i for i, future in enumerate(futures)}
+    try:
+        for future in dask_as_completed(futures, loop=client.loop):
+            done(index[future.key], future.result())
+    finally:
+        client.cancel([f for f in futures if not f.done()])
 
 
 # -- reporting --------------------------------------------------------------------------------
@@ -238,6 +307,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="specweb99, fixed:KB or exp:KB (default: the preset's)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="parallel processes (default: all CPUs; 1 = serial)")
+    parser.add_argument("--dask", metavar="SCHEDULER_ADDRESS", default=None,
+                        help="run the points on a Dask cluster, e.g. tcp://HOST:8786 "
+                             f"(needs {DASK_INSTALL_HINT}; the workers need arch-sim too)")
     parser.add_argument("--out", type=Path, default=None,
                         help="run folder (default: results/simulate-<preset>-<UTC time>)")
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
@@ -254,6 +326,23 @@ def run(args: argparse.Namespace) -> int:
     if args.reps < 1 or args.requests < 1:
         print("arch-sim simulate: --reps and --requests must be at least 1", file=sys.stderr)
         return 2
+    dask = getattr(args, "dask", None)
+    client = None
+    if dask:
+        try:
+            client = connect_dask(dask)
+        except DaskError as exc:
+            print(f"arch-sim simulate: {exc}", file=sys.stderr)
+            return 2
+    try:
+        return _run(args, params, jobs, client)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _run(args: argparse.Namespace, params: ModelParams, jobs: list[dict[str, Any]],
+         client: Any) -> int:
     started = datetime.now(UTC)
     out = args.out or Path("results") / f"simulate-{params.name}-{started:%Y%m%dT%H%M%SZ}"
     out.mkdir(parents=True, exist_ok=True)
@@ -266,6 +355,7 @@ def run(args: argparse.Namespace) -> int:
         "preset": {"name": params.name, "placeholder": params.placeholder,
                    "source": params.source, "contents": params.to_dict()},
         "args": _jsonable_args(args),
+        "executor": executor_name(client),
         "start": started.isoformat(),
         "complete": False,
     }
@@ -274,7 +364,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: preset {params.name!r} is a placeholder until calibrated", file=sys.stderr)
 
     wall = time.perf_counter()
-    rows = run_jobs(jobs, workers=args.jobs, progress=not args.quiet)
+    rows = run_jobs(jobs, workers=args.jobs, progress=not args.quiet, dask=client)
     wall = time.perf_counter() - wall
     for row in rows:
         row["run_id"] = run_id
