@@ -104,10 +104,18 @@ def parse_loads(text: str) -> list[float | None]:
     return loads
 
 
+def _pick(args: argparse.Namespace, name: str, default):
+    """An option as given, else its --quick value, else its default."""
+    value = getattr(args, name)
+    if value is not None:
+        return value
+    return QUICK[name] if args.quick else default
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
-    pick = lambda name, default: getattr(args, name) if getattr(args, name) is not None else (  # noqa: E731
-        QUICK[name] if args.quick else default
-    )
+    def pick(name: str, default):
+        return _pick(args, name, default)
+
     out = Path(args.out or f"results/{new_run_id('bench')}")
     return Plan(
         names=list(dict.fromkeys((args.arch or list(ARCHS)) + list(args.peer))),
