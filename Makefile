@@ -15,16 +15,23 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# wrk drives the real servers.  As root we install it; otherwise we say how.
+# wrk drives the real servers; nginx-light is the peer server; curl is used by the tests.
+# As root we install what is missing with apt-get; otherwise we say how.
+TOOLS := wrk:wrk nginx:nginx-light curl:curl
 wrk:
-	@command -v wrk >/dev/null 2>&1 || { \
+	@for pair in $(TOOLS); do \
+	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] && continue; \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "wrk not found: installing it with apt-get"; \
-	    (apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)); \
+	    echo "$$cmd not found: installing $$pkg with apt-get"; \
+	    apt-get install -y -qq $$pkg >/dev/null 2>&1 || \
+	      (apt-get update -qq && apt-get install -y -qq $$pkg) || \
+	      echo "warning: could not install $$pkg; tests that need $$cmd will say so"; \
 	  else \
-	    echo "wrk not found: install it with 'sudo apt-get install wrk' (Debian/Ubuntu)"; \
-	    echo "or build it from https://github.com/wg/wrk; tests that need it will be skipped."; \
-	  fi; }
+	    echo "$$cmd not found: install it with 'sudo apt-get install $$pkg' (Debian/Ubuntu);"; \
+	    echo "tests that need it will be skipped."; \
+	  fi; \
+	done
 
 test: $(STAMP) wrk
 	$(PY) -m pytest
