@@ -299,24 +299,17 @@ class ThreadPerRequest:
 
     def py_pool_thread(self, thread: PoolThread):
         """A dispatcher pool thread: sleep on its own lock, serve, drain the backlog, idle."""
-        sched, gil, task = self.sched, self.gil, thread.task
-        yield sched.start(task)
-        yield from gil.take(task)
-        while True:
-            if self.backlog:
-                req = self.backlog.popleft()
-            else:
-                self.stack.append(thread)
-                yield from gil.drop(task)  # lock.acquire() blocks: the GIL is dropped
-                if thread.req is None:
-                    thread.asleep = True
-                    yield sched.block(task)
-                yield from gil.take(task)
-                req, thread.req = thread.req, None
-            yield from self.py_serve(task, req, rearm=True)
+        return self._py_pool_loop(thread, self.stack,
+                                  lambda task, req: self.py_serve(task, req, rearm=True))
 
     def py_pool_thread_fcfs(self, thread: PoolThread):
         """A pool thread without a dispatcher, under the GIL: takes new work itself."""
+        return self._py_pool_loop(thread, self.idle,
+                                  lambda task, req: self.py_serve(task, req, accept=req.new_conn))
+
+    def _py_pool_loop(self, thread: PoolThread, idle, serve):
+        """Under the GIL: take queued work or wait idle (blocked with the GIL dropped - on the
+        thread's own lock, or in accept()); *serve* handles each request."""
         sched, gil, task = self.sched, self.gil, thread.task
         yield sched.start(task)
         yield from gil.take(task)
@@ -324,14 +317,14 @@ class ThreadPerRequest:
             if self.backlog:
                 req = self.backlog.popleft()
             else:
-                self.idle.append(thread)
-                yield from gil.drop(task)  # in accept()
+                idle.append(thread)
+                yield from gil.drop(task)
                 if thread.req is None:
                     thread.asleep = True
                     yield sched.block(task)
                 yield from gil.take(task)
                 req, thread.req = thread.req, None
-            yield from self.py_serve(task, req, accept=req.new_conn)
+            yield from serve(task, req)
 
     def py_connection_thread(self, task: Task, conn):
         """Keep-alive thread per connection under the GIL: recv(), serve, repeat."""
