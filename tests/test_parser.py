@@ -183,3 +183,23 @@ def test_date_is_rendered_once_per_second(tmp_path):
     time.sleep(1.05)
     assert responder.clock.date_line() is not first
     assert responder.respond(req).status == 200
+
+
+def test_a_body_that_fills_the_buffer_exactly_leaves_nothing_to_parse() -> None:
+    parser = RequestParser()
+    parser.feed(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n")
+    assert parser.next_request().content_length == 5
+    parser.feed(b"hel")
+    assert parser.next_request() is None
+    parser.feed(b"lo")  # the body's last bytes, nothing after them
+    assert parser.next_request() is None and parser.buffered == 0
+    parser.feed(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert parser.next_request().path == "/a"
+
+
+def test_header_values_lose_trailing_blanks_but_keep_inner_ones() -> None:
+    parser = RequestParser()
+    parser.feed(b"GET / HTTP/1.1\r\nHost: t\r\nX-A:  one \t two \t \r\nX-B:\r\n\r\n")
+    request = parser.next_request()
+    assert request.headers["x-a"] == "one \t two"
+    assert request.headers["x-b"] == ""

@@ -42,6 +42,7 @@ class Entry:
     head_200: bytes  # status line + Server, Content-Type, Content-Length, Last-Modified
     body: bytes | None  # in memory when small, else None (sendfile)
     checked: int  # clock second of the last revalidation
+    head_now: bytes = b""  # the whole keep-alive HTTP/1.1 head for second ``checked``
 
 
 class DocumentRoot:
@@ -73,17 +74,24 @@ class DocumentRoot:
         resolved once maps to the same file again until the entry is revalidated.
         """
         entry = self._cache.get(path)
-        if entry is not None and entry.checked == self.clock.second:
+        second = self.clock.second
+        if entry is not None and entry.checked == second:
             return entry
         real, st = self._resolve(_normalise(path))
         if entry is not None:
             if (entry.real, entry.mtime, entry.size) == (real, int(st.st_mtime), st.st_size):
-                entry.checked = self.clock.second
+                self._stamp(entry, second)
                 return entry
             self._drop(path)
         entry = self._entry(real, st)
+        self._stamp(entry, second)
         self._store(path, entry)
         return entry
+
+    def _stamp(self, entry: Entry, second: int) -> None:
+        """Revalidated this second: render its common head (with this second's Date) once."""
+        entry.checked = second
+        entry.head_now = entry.head_200 + self.clock.date_line() + b"\r\n"
 
     # -- internals -----------------------------------------------------------------------
     def _resolve(self, key: str) -> tuple[str, os.stat_result]:
@@ -119,7 +127,7 @@ class DocumentRoot:
             f"Content-Length: {size}\r\n"
             f"Last-Modified: {last_modified}\r\n".encode()
         )
-        return Entry(real, size, mtime, last_modified, head, body, self.clock.second)
+        return Entry(real, size, mtime, last_modified, head, body, -1)
 
     def _store(self, key: str, entry: Entry) -> None:
         if len(self._cache) >= CACHE_MAX_ENTRIES:

@@ -40,9 +40,12 @@ _FAST_HEAD = re.compile(
     rb"(" + _TOKEN + rb") (/[\x21-\x7e]*) HTTP/1\.([01])\r\n"
     rb"((?:" + _TOKEN + rb":" + _VALUE + rb"*\r\n)*)\r\n"
 )
-_FAST_FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _VALUE + rb"*?)[ \t]*\r\n")
+# Greedy value (trailing blanks are stripped after decoding): a lazy one backtracks per byte.
+_FAST_FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _VALUE + rb"*)\r\n")
 # RFC 9112 3.2: Host = uri-host [ ":" port ]; an IP literal or a reg-name, or empty
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?")
+GOOD_HOSTS_KEPT = 64  # valid Host values remembered (a server sees few): no regex per request
+_GOOD_HOSTS: set[str] = set()
 _FRAMING = frozenset(("transfer-encoding", "content-length", "expect"))
 
 REASONS: dict[int, str] = {
@@ -127,14 +130,16 @@ class RequestParser:
     # -- output --------------------------------------------------------------------------
     def next_request(self) -> Request | None:
         """The next complete request, None if more bytes are needed, or raise ParseError."""
-        if self._closed or not self._buf or not self._discard_body():
+        if self._closed or not self._buf or (self._skip and not self._discard_body()):
             return None
         buf = self._buf
         if buf[:1] in (b"\r", b"\n"):  # tolerate empty lines between requests
             buf = self._buf = buf.lstrip(b"\r\n")
         fast = _FAST_HEAD.match(buf)
-        if fast is not None and fast.end() <= self.max_header_bytes + 4:
-            return self._accept(buf[: fast.end()], self._parse_fast, fast)
+        if fast is not None:
+            end = fast.end()
+            if end <= self.max_header_bytes + 4:
+                return self._accept(buf[:end], self._parse_fast, fast)
         match = _HEAD_END.search(buf)
         if match is None:
             self._check_incomplete()
@@ -207,8 +212,13 @@ class RequestParser:
         if len(found) > MAX_HEADERS:
             raise ParseError(431, "too many header fields")
         headers: dict[str, str] = {}
-        for name, value in found:
-            _add_header(headers, name.decode("ascii").lower(), value.decode("latin-1"))
+        for name_b, value_b in found:
+            name = name_b.decode("ascii").lower()
+            value = value_b.decode("latin-1").rstrip(" \t")
+            if name in headers:
+                _add_header(headers, name, value)
+            else:
+                headers[name] = value
         target = target_b.decode("ascii")
         if "%" in target or "?" in target:
             path, query = _split_target(method, target)
@@ -319,8 +329,12 @@ def _check_framing(request: Request) -> None:
     if host is None:
         if http11:
             raise ParseError(400, "HTTP/1.1 request without Host")
-    elif _HOST.fullmatch(host) is None:
-        raise ParseError(400, "invalid Host")
+    elif host not in _GOOD_HOSTS:
+        if _HOST.fullmatch(host) is None:
+            raise ParseError(400, "invalid Host")
+        if len(_GOOD_HOSTS) >= GOOD_HOSTS_KEPT:
+            _GOOD_HOSTS.clear()
+        _GOOD_HOSTS.add(host)
     connection = headers.get("connection")
     if connection is None:
         request.keep_alive = http11

@@ -76,7 +76,10 @@ class Responder:
     # -- internals -----------------------------------------------------------------------
     def _file(self, entry: Entry, request: Request) -> Response:
         keep = request.keep_alive
-        head = entry.head_200 + self.clock.date_line() + _connection(keep, request) + b"\r\n"
+        if keep and request.version == "HTTP/1.1":
+            head = entry.head_now  # rendered this second, by the lookup that found it
+        else:
+            head = entry.head_200 + self.clock.date_line() + _connection(keep, request) + b"\r\n"
         if request.method == "HEAD":
             return Response(200, head, b"", None, 0, keep)
         if entry.body is not None:

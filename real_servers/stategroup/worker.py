@@ -38,6 +38,7 @@ from .lifecycle import (
     LOGGING,
     NAMES,
     READ,
+    RECV_BYTES,
     REGISTER,
     SEND_DATA,
     SHUT,
@@ -47,7 +48,6 @@ from .lifecycle import (
 from .status import collect
 
 MAX_EVENTS = 512
-RECV_BYTES = 65536
 SWEEP_S = 0.5  # timeouts are checked at most this often
 PUBLISH_S = 0.05  # a busy worker publishes its counters this often (an idle one before sleeping)
 DRAIN_S = 3.0  # on SIGTERM, in-flight requests get this long to finish
@@ -91,8 +91,7 @@ class Worker:
         self.moved = [0] * len(NAMES)  # per state, in total
         self.in_state = [0] * len(NAMES)  # connections per state at the last count
         self.requests = self.passes = self.sleeps = self.busy_polls = self.open_count = 0
-        self.rbuf = bytearray(RECV_BYTES)
-        self.rview = memoryview(self.rbuf)
+        self.rbuf = bytearray(RECV_BYTES)  # scratch for reads whose bytes are discarded
         self.now = self.last_sweep = self.published = self.counted_at = time.monotonic()
         self.min_deadline = math.inf  # no connection's deadline is earlier than this
         self.accept_ready = True

@@ -24,24 +24,24 @@ def run(worker) -> int:
 
 def _send(worker, conn) -> int:
     try:
-        return _progress(worker, conn)
+        if conn.pending is None and conn.file_fd < 0:  # a fresh response
+            return _start(worker, conn, conn.response)
+        return _send_rest(worker, conn)
     except OSError:  # reset, broken pipe, the file vanished: the response cannot finish
         _finish(worker, conn, ABORT)
         return 1
 
 
-def _progress(worker, conn) -> int:
-    if conn.pending is None and conn.file_fd < 0:  # a fresh response
-        response = conn.response
-        if response.file is None:
-            if len(response.body) <= worker.config.send_chunk:
-                return _send_memory(worker, conn, response.head, response.body)
-            conn.pending = memoryview(response.head + response.body)
-        else:
-            conn.file_fd = os.open(response.file, os.O_RDONLY | os.O_CLOEXEC)
-            conn.file_off = 0
-            conn.file_end = response.length
-            conn.pending = memoryview(response.head)
+def _start(worker, conn, response) -> int:
+    if response.file is None:
+        if len(response.body) <= worker.config.send_chunk:
+            return _send_memory(worker, conn, response.head, response.body)
+        conn.pending = memoryview(response.head + response.body)
+    else:
+        conn.file_fd = os.open(response.file, os.O_RDONLY | os.O_CLOEXEC)
+        conn.file_off = 0
+        conn.file_end = response.length
+        conn.pending = memoryview(response.head)
     return _send_rest(worker, conn)
 
 
@@ -52,7 +52,7 @@ def _send_memory(worker, conn, head: bytes, body: bytes) -> int:
     except BlockingIOError:
         sent = 0
     if sent == len(head) + len(body):
-        _finish(worker, conn, conn.ending)
+        worker.end(conn, conn.ending)  # nothing pending, no file: finished
         return 1
     conn.pending = memoryview(head + body)[sent:] if body else memoryview(head)[sent:]
     return _park(worker, conn, sent)
