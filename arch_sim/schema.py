@@ -90,6 +90,12 @@ class RowWriter:
         self.path = Path(path)
         self.columns = list(COLUMNS) + [c for c in extras if c not in COLUMNS]
         new = not self.path.exists() or self.path.stat().st_size == 0
+        if not new:
+            with open(self.path, newline="") as f:
+                header = next(csv.reader(f), [])
+            if header != self.columns:
+                raise ValueError(f"{self.path} holds rows with other columns than these; "
+                                 "write to a new file (or remove it) rather than mix the two")
         self._file = open(self.path, "a", newline="")
         self._csv = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore")
         if new:

@@ -46,6 +46,30 @@ def test_missing_wrk_is_a_clear_error(monkeypatch, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_folder_holding_a_run_is_not_appended_to(tmp_path, capsys):
+    need_wrk()
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "measurements.csv").write_text("source,arch\nmeasured,old-run\n")
+    assert cli.main(["bench", "--quick", "--out", str(out)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (out / "measurements.csv").read_text() == "source,arch\nmeasured,old-run\n"
+    assert not (out / "meta.json").exists()
+
+
+def test_row_writer_refuses_a_csv_with_other_columns(tmp_path):
+    path = tmp_path / "rows.csv"
+    with schema.RowWriter(path, ["extra"]) as rows:
+        rows.write({"source": "simulated", "extra": 1})
+    with schema.RowWriter(path, ["extra"]) as rows:  # same columns: appends
+        rows.write({"source": "simulated", "extra": 2})
+    assert list(pd.read_csv(path)["extra"]) == [1, 2]
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="other columns"):
+        schema.RowWriter(path, ["extra", "more"])
+    assert path.read_bytes() == before
+
+
 @pytest.fixture(scope="module")
 def short_sweep(tmp_path_factory):
     """Both architectures, a paced low point and an unpaced one, 2 s each."""

@@ -136,6 +136,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     plan = make_plan(args)
+    previous = plan.out / "measurements.csv"
+    if previous.exists() and previous.stat().st_size > 0:
+        print(f"error: {plan.out} already holds a run ({previous.name}); choose another --out "
+              "or remove that folder", file=sys.stderr)
+        return 2
     if args.connection == "close":
         print(f"note: {CLOSE_NOTE}")
     return Bench(plan, args).run()

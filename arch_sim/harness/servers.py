@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +41,7 @@ class ServerProcess:
     log_path: Path
     cpus: tuple[int, ...] | None = None
     _log: object = field(default=None, repr=False)
+    scratch: Path | None = None  # a temporary log folder of our own, removed after a clean exit
 
     @property
     def url(self) -> str:
@@ -84,6 +86,9 @@ class ServerProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self.scratch is not None and self.proc.returncode == 0:
+            shutil.rmtree(self.scratch, ignore_errors=True)  # a failed server keeps its log
+            self.scratch = None
         return self.proc.returncode
 
     def __enter__(self) -> ServerProcess:
@@ -127,7 +132,8 @@ def launch(
     *ready* is a ``host:port`` to poll for peers that print no READY line (nginx).
     """
     cpus_t = tuple(sorted(set(cpus))) if cpus is not None else None
-    log_dir = Path(log_dir or tempfile.mkdtemp(prefix="arch-sim-"))
+    scratch = None if log_dir else Path(tempfile.mkdtemp(prefix="arch-sim-"))
+    log_dir = Path(log_dir or scratch)
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}-{int(time.time() * 1000)}.log"
     log = open(log_path, "wb")
@@ -145,7 +151,7 @@ def launch(
         start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
-    server = ServerProcess(name, proc, "127.0.0.1", 0, log_path, cpus_t, log)
+    server = ServerProcess(name, proc, "127.0.0.1", 0, log_path, cpus_t, log, scratch)
     try:
         server.host, server.port = _wait_ready(server, ready, ready_timeout)
     except BaseException:
