@@ -6,8 +6,13 @@ For the 1 KB file and the SPECweb99 mix, each server runs unpaced (wrk -c 64, ke
 CPU 0 with wrk on CPU 1: state-group, thread-per-request as a pool of 64 and as a thread per
 connection, nginx (one worker) and the standard library's ThreadingHTTPServer (HTTP/1.1).
 CPU per request is the server's user + system time over the wrk window divided by the requests
-wrk completed.  Writes measurements.csv, meta.json, peers.csv (the summary with ratios to
-nginx) and cpu_per_request.{png,svg}.
+wrk completed.
+
+The machine is shared and its speed drifts, so the servers are measured in interleaved rounds
+(one window each per round, the order rotated every round) and a server's ratio to nginx is
+the median of its per-round ratios: drift between rounds cancels in each ratio.  Writes
+measurements.csv (after every window, so an interrupted run keeps what it measured), meta.json,
+peers.csv (the summary with ratios to nginx) and cpu_per_request.{png,svg}.
 """
 
 from __future__ import annotations
@@ -32,12 +37,14 @@ SERVERS = [
 ]
 
 
-def run_one(label: str, options: list[str], threads: int, file_set: str, args) -> pd.DataFrame:
-    out = args.out / "runs" / f"{file_set}-{label.split()[0]}-{threads}"
+def run_one(label: str, options: list[str], threads: int, file_set: str, round_: int,
+            args) -> pd.DataFrame:
+    """One measured window of one server (after a warm-up), as measurement rows."""
+    out = args.out / "runs" / f"{file_set}-{label.split()[0]}-{threads}-round{round_}"
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
     argv = options + ["--loads", "max", "--duration", str(args.duration), "--warmup", "1",
-                      "--reps", str(args.reps), "--file-set", file_set, "--threads", str(threads),
+                      "--reps", "1", "--file-set", file_set, "--threads", str(threads),
                       "--out", str(out), "--no-plots"]
     bargs = parser.parse_args(argv)
     plan = bench.make_plan(bargs)
@@ -47,20 +54,37 @@ def run_one(label: str, options: list[str], threads: int, file_set: str, args) -
         raise SystemExit(f"benchmark of {label} failed; see {out}")
     df = pd.read_csv(out / "measurements.csv")
     df["label"] = label
+    df["round"] = round_
     return df
 
 
+def schedule(file_sets: list[str], reps: int) -> list[tuple[int, str, tuple]]:
+    """(round, file set, server) in measuring order: every server once per round, the order
+    rotated from round to round so that no server always follows the same one."""
+    order = []
+    for round_ in range(reps):
+        shift = round_ % len(SERVERS)
+        servers = SERVERS[shift:] + SERVERS[:shift]
+        order += [(round_, file_set, server) for file_set in file_sets for server in servers]
+    return order
+
+
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    table = (df.groupby(["file_set", "label"], sort=False)
-               .agg(rps=("rps", "mean"), cpu_us_per_request=("cpu_us_per_request", "mean"),
-                    cpu_us_sd=("cpu_us_per_request", "std"),
-                    reschedules_per_request=("reschedules_per_request", "mean"),
-                    errors=("errors", "sum"))
-               .reset_index())
-    nginx = table[table["label"].str.startswith("nginx")].set_index("file_set")
-    table["cpu_vs_nginx"] = table.apply(
-        lambda r: r["cpu_us_per_request"] / nginx.loc[r["file_set"], "cpu_us_per_request"], axis=1)
-    return table
+    """Per file set and server: means over the rounds, and the ratio to nginx as the median
+    (and range) of the per-round ratios."""
+    nginx = (df[df["label"].str.startswith("nginx")]
+             .set_index(["file_set", "round"])["cpu_us_per_request"])
+    ratio = df["cpu_us_per_request"] / [nginx.get((f, r)) for f, r in
+                                         zip(df["file_set"], df["round"], strict=True)]
+    df = df.assign(ratio=pd.to_numeric(ratio, errors="coerce"))
+    return (df.groupby(["file_set", "label"], sort=False)
+              .agg(rps=("rps", "mean"), cpu_us_per_request=("cpu_us_per_request", "mean"),
+                   cpu_us_sd=("cpu_us_per_request", "std"),
+                   reschedules_per_request=("reschedules_per_request", "mean"),
+                   errors=("errors", "sum"), rounds=("round", "nunique"),
+                   cpu_vs_nginx=("ratio", "median"), cpu_vs_nginx_min=("ratio", "min"),
+                   cpu_vs_nginx_max=("ratio", "max"))
+              .reset_index())
 
 
 def figure(table: pd.DataFrame, out: Path) -> None:
@@ -92,16 +116,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path,
                         default=Path("results") / f"peers-{dt.date.today().isoformat()}")
     parser.add_argument("--duration", type=float, default=3.0)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=3, help="rounds (one window per server each)")
     parser.add_argument("--file-sets", default="1k,specweb99")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    frames = [run_one(label, options, threads, file_set, args)
-              for file_set in args.file_sets.split(",")
-              for label, options, threads in SERVERS]
+    frames: list[pd.DataFrame] = []
+    order = schedule(args.file_sets.split(","), args.reps)
+    for i, (round_, file_set, (label, options, threads)) in enumerate(order, 1):
+        print(f"[{i}/{len(order)}] round {round_ + 1}: {file_set}, {label}", flush=True)
+        frames.append(run_one(label, options, threads, file_set, round_, args))
+        pd.concat(frames, ignore_index=True).to_csv(args.out / "measurements.csv", index=False)
     df = pd.concat(frames, ignore_index=True)
-    df.to_csv(args.out / "measurements.csv", index=False)
     table = summarise(df)
     table.to_csv(args.out / "peers.csv", index=False)
     figure(table, args.out)
