@@ -93,3 +93,30 @@ def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+def drain_site(root, seed: int) -> bytes:
+    """A document root for the SIGTERM drain tests: ``big.bin`` (8 MB, more than both sides'
+    socket buffers hold, returned) and ``page.html``."""
+    import random
+
+    root.mkdir()
+    big = random.Random(seed).randbytes(8 << 20)
+    (root / "big.bin").write_bytes(big)
+    (root / "page.html").write_text("page\n")
+    return big
+
+
+def drain_clients(url: str) -> tuple[socket.socket, Reader]:
+    """A slow reader that asked for ``/big.bin`` (its response stalls mid-way) and an idle
+    keep-alive connection that has had one page."""
+    host, port = address(url)
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    slow.settimeout(10)
+    slow.connect((host, port))
+    slow.sendall(get("/big.bin"))
+    idle = Reader(connect(url))
+    idle.sock.sendall(get("/page.html"))
+    assert idle.response().status == 200
+    return slow, idle

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import resource
 import signal
 import socket
@@ -23,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import SERVER_CONFIGS
-from helpers import Reader, connect, exchange, get, wait_for
+from helpers import Reader, connect, drain_clients, drain_site, exchange, get, wait_for
 
 from arch_sim import runinfo
 from arch_sim.harness import servers
@@ -341,21 +340,10 @@ def test_5000_idle_connections_then_back_to_the_descriptor_baseline(site, tmp_pa
 # -- SIGTERM drain -------------------------------------------------------------------------------
 @pytest.mark.parametrize("config", THREADED, ids=THREADED_IDS)
 def test_threaded_sigterm_drains_a_large_response_in_flight_then_exits_0(tmp_path, config):
-    root = tmp_path / "www"
-    root.mkdir()
-    big = random.Random(8).randbytes(8 << 20)  # more than both sides' socket buffers hold
-    (root / "big.bin").write_bytes(big)
-    (root / "page.html").write_text("page\n")
-    server = start(config, root, tmp=tmp_path)
+    big = drain_site(tmp_path / "www", seed=8)
+    server = start(config, tmp_path / "www", tmp=tmp_path)
     try:
-        slow = socket.socket()
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        slow.settimeout(10)
-        slow.connect(("127.0.0.1", server.port))
-        slow.sendall(get("/big.bin"))
-        idle = Reader(connect(server.url))
-        idle.sock.sendall(get("/page.html"))
-        assert idle.response().status == 200
+        slow, idle = drain_clients(server.url)
         time.sleep(0.3)  # the big response is blocked mid-way in a send
         os.kill(server.pid, signal.SIGTERM)
         assert idle.closed(timeout=2), "an idle keep-alive connection was not closed"

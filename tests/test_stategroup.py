@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import Reader, connect, exchange, get, wait_for
+from helpers import Reader, connect, drain_clients, drain_site, exchange, get, wait_for
 
 from arch_sim.harness import servers
 from real_servers.core.serving import listener
@@ -449,21 +449,10 @@ def test_malformed_http_gets_an_error_and_a_close_never_a_crash(site, tmp_path):
 
 
 def test_sigterm_drains_in_flight_responses_and_everyone_exits_0(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    big = random.Random(5).randbytes(8 << 20)  # more than both sides' socket buffers hold
-    (root / "big.bin").write_bytes(big)
-    (root / "page.html").write_text("page\n")
-    server = start(root, tmp=tmp_path)
+    big = drain_site(tmp_path / "www", seed=5)
+    server = start(tmp_path / "www", tmp=tmp_path)
     try:
-        slow = socket.socket()
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        slow.settimeout(10)
-        slow.connect(("127.0.0.1", server.port))
-        slow.sendall(get("/big.bin"))
-        idle = Reader(connect(server.url))
-        idle.sock.sendall(get("/page.html"))
-        assert idle.response().status == 200
+        slow, idle = drain_clients(server.url)
         worker_pid = workers(server)[0]["pid"]
         time.sleep(0.3)  # the big response is parked mid-way in send_data
         os.kill(server.pid, signal.SIGTERM)  # the master only: it tells the workers
