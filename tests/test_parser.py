@@ -185,6 +185,28 @@ def test_date_is_rendered_once_per_second(tmp_path):
     assert responder.respond(req).status == 200
 
 
+def test_a_keep_alive_reply_is_reused_within_its_second_only(tmp_path, monkeypatch):
+    from real_servers.core import clock
+
+    (tmp_path / "a").write_text("a")
+    now = [1_800_000_000.2]
+    monkeypatch.setattr(clock.time, "time", lambda: now[0])
+    responder = Responder(DocumentRoot(tmp_path))
+    get, head, close = parse_all(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
+                                 b"HEAD /a HTTP/1.1\r\nHost: h\r\n\r\n"
+                                 b"GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    first = responder.respond(get)
+    assert responder.respond(get) is first and first.body == b"a"
+    assert responder.respond(head).body == b"" and responder.respond(head).head == first.head
+    closing = responder.respond(close)
+    assert b"Connection: close" in closing.head and b"Connection" not in first.head
+    now[0] += 1.0  # the next second: a new Date, so a new head and a new reply
+    later = responder.respond(get)
+    assert later is not first and later.body == b"a"
+    assert b"Date: Fri, 15 Jan 2027 08:00:01 GMT" in later.head
+    assert b"Date: Fri, 15 Jan 2027 08:00:00 GMT" in first.head
+
+
 def test_a_body_that_fills_the_buffer_exactly_leaves_nothing_to_parse() -> None:
     parser = RequestParser()
     parser.feed(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n")

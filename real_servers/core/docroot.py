@@ -43,6 +43,7 @@ class Entry:
     body: bytes | None  # in memory when small, else None (sendfile)
     checked: int  # clock second of the last revalidation
     head_now: bytes = b""  # the whole keep-alive HTTP/1.1 head for second ``checked``
+    reply: object = None  # the Responder's keep-alive GET response built on head_now
 
 
 class DocumentRoot:
@@ -92,6 +93,7 @@ class DocumentRoot:
         """Revalidated this second: render its common head (with this second's Date) once."""
         entry.checked = second
         entry.head_now = entry.head_200 + self.clock.date_line() + b"\r\n"
+        entry.reply = None
 
     # -- internals -----------------------------------------------------------------------
     def _resolve(self, key: str) -> tuple[str, os.stat_result]:

@@ -59,7 +59,8 @@ class Responder:
             entry = self.docroot.lookup(request.path)
         except NotServable as exc:
             return self.error(exc.status, keep, request)
-        if _not_modified(entry, request.headers.get("if-modified-since")):
+        since = request.headers.get("if-modified-since")
+        if since is not None and _not_modified(entry, since):
             return self._not_modified(entry, request)
         return self._file(entry, request)
 
@@ -77,14 +78,20 @@ class Responder:
     def _file(self, entry: Entry, request: Request) -> Response:
         keep = request.keep_alive
         if keep and request.version == "HTTP/1.1":
+            if request.method == "GET" and entry.reply is not None:
+                return entry.reply  # the same response as the last one this second
             head = entry.head_now  # rendered this second, by the lookup that found it
         else:
             head = entry.head_200 + self.clock.date_line() + _connection(keep, request) + b"\r\n"
         if request.method == "HEAD":
             return Response(200, head, b"", None, 0, keep)
         if entry.body is not None:
-            return Response(200, head, entry.body, None, entry.size, keep)
-        return Response(200, head, b"", entry.real, entry.size, keep)
+            response = Response(200, head, entry.body, None, entry.size, keep)
+        else:
+            response = Response(200, head, b"", entry.real, entry.size, keep)
+        if head is entry.head_now:
+            entry.reply = response  # servers never change a Response: it can be sent again
+        return response
 
     def _not_modified(self, entry: Entry, request: Request) -> Response:
         head = (
@@ -133,9 +140,7 @@ def _connection(keep_alive: bool, request: Request | None) -> bytes:
     return b""
 
 
-def _not_modified(entry: Entry, since: str | None) -> bool:
-    if since is None:
-        return False
+def _not_modified(entry: Entry, since: str) -> bool:
     if since == entry.last_modified:
         return True
     try:
