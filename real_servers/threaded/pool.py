@@ -101,8 +101,10 @@ class PoolServer(ThreadedServer):
 
     # -- pool threads --------------------------------------------------------------------
     def next_or_idle(self, worker: PoolThread) -> Connection | None:
-        """A queued request for *worker*, or None after putting it on the idle stack."""
+        """*worker* finished a request: a queued one for it, or None after putting it on the
+        idle stack."""
         with self._lock:
+            self._busy -= 1
             if self.backlog:
                 return self.backlog.popleft()
             self.idle.append(worker)
@@ -130,8 +132,6 @@ class PoolServer(ThreadedServer):
         if not usable:
             conn.busy = False
             self._close(conn)
-        with self._lock:
-            self._busy -= 1
 
     # -- shutdown ------------------------------------------------------------------------
     def _drain(self, pool: list[threading.Thread]) -> None:
