@@ -6,7 +6,9 @@ Three measurements, kept raw in ``<preset>.calibration.json`` beside the preset:
    ``lat_ctx`` style pipe ping-pong, the one-process pipe cost subtracted);
 2. the wake-up latency of a process blocked in ``read`` when another CPU writes to it;
 3. each real server's CPU cost per request at saturation (its own getrusage over a wrk
-   window) and its reschedules per request there.
+   window) and its reschedules per request there - and the same at a paced load
+   (``PACED_RPS``), where the CPU idles between requests and each costs more (cold caches);
+4. how fast an idle CPU's caches go cold (``cold_cache``: short work after 0.3-10 ms of sleep).
 
 Without wrk, (3) is skipped and the preset keeps its server costs from the placeholder.
 """
@@ -24,11 +26,12 @@ import pandas as pd
 
 from . import ARCHS
 from .hostbench import context_switch_us, wakeup_latency_us
-from .models.calibration import cpu_time_cv
+from .models.calibration import cold_cache, cpu_time_cv
 from .runinfo import host_info, now_iso, write_json_atomic
 
 DEFAULT_OUT = Path(__file__).parent / "models" / "presets" / "host.toml"
 THREADS = 64  # the thread-per-request pool `arch-sim bench` runs by default
+PACED_RPS = 1000  # the paced load the servers also run at: the CPU idles ~1 ms between requests
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,6 +63,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     print(f"  median {wakeup['median_us']:.1f} us, p99 {wakeup['p99_us']:.1f} us", flush=True)
     print("calibrate: CPU-time jitter of fixed work...", flush=True)
     jitter = cpu_time_cv(cpu=server_cpus[0])
+    print("calibrate: how fast an idle CPU's caches go cold...", flush=True)
+    cold = cold_cache(cpu=server_cpus[0])
+    print(f"  decay {cold['decay_ms']:.1f} ms", flush=True)
     found, skipped = {}, None
     if args.no_servers:
         skipped = "--no-servers given"
@@ -74,6 +80,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "servers": found.get("servers", {}),
         "client": found.get("client"),
         "cpu_jitter": jitter,
+        "cold_cache": cold,
         "servers_skipped": skipped,
         "server_cpus": server_cpus,
         "client_cpus": client_cpus,
@@ -85,7 +92,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def _servers_at_saturation(args: argparse.Namespace) -> tuple[dict, str | None]:
     """Both real servers unpaced for one window each: CPU and reschedules per request, and
-    wrk's own CPU per request (the client's cost, which the model's closed workload needs)."""
+    wrk's own CPU per request (the client's cost, which the model's closed workload needs);
+    then paced at ``PACED_RPS`` (what a request costs when the CPU idles in between)."""
     from .harness import bench
     from .harness.wrk import WrkError, find_wrk
 
@@ -98,7 +106,8 @@ def _servers_at_saturation(args: argparse.Namespace) -> tuple[dict, str | None]:
         parser = argparse.ArgumentParser()
         bench.add_arguments(parser)
         bench_args = parser.parse_args([
-            "--loads", "max", "--duration", str(args.duration), "--warmup", "1", "--reps", "1",
+            "--loads", f"{PACED_RPS},max", "--duration", str(args.duration), "--warmup", "1",
+            "--reps", "1",
             "--server-cpus", args.server_cpus, "--client-cpus", args.client_cpus,
             "--file-set", args.file_set, "--connections", str(args.connections),
             "--threads", str(THREADS), "--out", str(Path(tmp) / "run"), "--no-plots",
@@ -108,9 +117,10 @@ def _servers_at_saturation(args: argparse.Namespace) -> tuple[dict, str | None]:
             return {}, f"the saturation run failed (exit {code}); see the messages above"
         df = pd.read_csv(Path(tmp) / "run" / "measurements.csv")
     servers = {}
-    client = float(df["client_cpu_us_per_request"].min())  # wrk's cost with the faster server
+    unpaced = df[df["target_rps"].isna()]
+    client = float(unpaced["client_cpu_us_per_request"].min())  # wrk's, with the faster server
     for arch in ARCHS:
-        row = df[df["arch"] == arch].iloc[0]
+        row = unpaced[unpaced["arch"] == arch].iloc[0]
         servers[arch] = {
             "cpu_us_per_request": float(row["cpu_us_per_request"]),
             "reschedules_per_request": float(row["reschedules_per_request"]),
@@ -119,6 +129,14 @@ def _servers_at_saturation(args: argparse.Namespace) -> tuple[dict, str | None]:
         }
         if arch == "thread-per-request":
             servers[arch]["threads"] = THREADS
+        paced = df[(df["arch"] == arch) & (df["target_rps"] == PACED_RPS)]
+        if len(paced):
+            servers[arch]["paced"] = {
+                "target_rps": float(PACED_RPS),
+                "rps": float(paced["rps"].iloc[0]),
+                "cpu_us_per_request": float(paced["cpu_us_per_request"].iloc[0]),
+                "reschedules_per_request": float(paced["reschedules_per_request"].iloc[0]),
+            }
     return {"servers": servers, "client": {"cpu_us_per_request": client}}, None
 
 

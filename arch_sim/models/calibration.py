@@ -15,7 +15,17 @@ The measurements it reads (``arch_sim.calibrate`` collects them)::
      "server_cpus": [0], "client_cpus": [1], "file_set": "specweb99", "connections": 64,
      # optional - measured when calibrate provides them, else the fallbacks below:
      "client": {"cpu_us_per_request"},     # wrk's own CPU per request at saturation
-     "cpu_jitter": {"cv"}}                 # cpu_time_cv(): run-to-run CPU time variation
+     "cpu_jitter": {"cv"},                 # cpu_time_cv(): run-to-run CPU time variation
+     "cold_cache": {"decay_ms"},           # cold_cache(): how fast an idle CPU goes cold
+     # and, per server, "paced": {"target_rps", "cpu_us_per_request", ...}: the same bench at
+     # a paced load, where the CPU idles between requests (solves cold_refill_us)
+    }
+
+A CPU that idled runs the next request slower (its caches went cold: on this 2-vCPU VM a request
+at 1000 req/s costs three times its CPU at saturation).  The model charges that as a cache refill
+on a task's first burst after an idle (``cold_refill_us``, ``cold_decay_ms`` in scheduler.py);
+its decay time comes from a microbenchmark, its size is solved like the server costs: so that the
+model spends the measured CPU per request at the paced load.
 
 The servers' CPU per request at saturation is split over the lifecycle states in fixed shares
 (the split only decides where in a request the GIL is dropped, not how much a request costs),
@@ -42,6 +52,7 @@ FILE_SIZES = {"specweb99": "specweb99", "1k": "fixed:1"}
 #: (2-vCPU Firecracker VM, Linux 6.18, Python 3.11) with the tools in this module / hostbench.
 FALLBACK_CLIENT_US = 12.0  # wrk -t1 CPU per request at saturation: 9.9 (state-group), 14.4 (pool)
 FALLBACK_CPU_CV = 0.27  # cpu_time_cv(): same Python work, 1 ms apart
+FALLBACK_COLD_DECAY_MS = 5.0  # cold_cache(): 4-8 ms over repeated runs on the development host
 
 #: Share of the thread-per-request server's CPU per request spent by its dispatcher thread:
 #: measured once with ``perf sched`` on the development host at saturation (dispatcher 3.8 us,
@@ -91,6 +102,10 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
     slice_ms = base * (1 + int(math.log2(min(max(ncpu_host, 1), 8))))
     client = (m.get("client") or {}).get("cpu_us_per_request")
     cv = (m.get("cpu_jitter") or {}).get("cv")
+    decay = (m.get("cold_cache") or {}).get("decay_ms")
+    decay_ms = float(decay) if decay is not None else FALLBACK_COLD_DECAY_MS
+    paced = {a: servers[a]["paced"] for a in measured_archs if servers[a].get("paced")}
+    refill = previous_cold_refill_us()  # per arch; solved below from the paced benches
     mean_kb = MEAN_REPLY_KB.get(file_set, 14.675)
 
     costs = previous_server_costs()
@@ -105,6 +120,17 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
             return ("not measured by this calibrate run (no saturation bench): kept from the "
                     f"previous host preset ({what})")
         return f"{tag}: {what}"
+
+    def cold_why(arch: str) -> str:
+        """The comment of a per-arch cache refill: solved now, or kept from before."""
+        if arch not in paced:
+            return ("not measured by this calibrate run (no paced server bench): kept from the "
+                    "previous host preset")
+        row = paced[arch]
+        return (f"{tag}: solved so that the model spends the "
+                f"{float(row['cpu_us_per_request']):.0f} us per request the server took paced at "
+                f"{float(row['target_rps']):g} req/s (the CPU idles between requests; the first "
+                "burst of each thread's code after an idle pays it)")
 
     def render(costs: dict[str, dict[str, float]]) -> str:
         t, s = costs["thread-per-request"], costs["state-group"]
@@ -153,6 +179,12 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
                "1 ms apart (calibration.cpu_time_cv)" if cv is not None else
                "not measured by this calibrate run: cpu_time_cv() on the development host "
                "(same Python work, 1 ms apart); it decides EEVDF's close calls"),
+            f"cold_decay_ms = {decay_ms:.2f}       # "
+            + (f"{tag}: extra CPU of the same short socket + Python work after the CPU "
+               "idled 0.3-30 ms, fitted to 1 - exp(-idle / decay) (calibration.cold_cache)"
+               if decay is not None else
+               "not measured by this calibrate run: cold_cache() on the development host "
+               "(4-8 ms)"),
             "",
             "[server]",
             "# Both real servers share the HTTP core; their loops differ, so each architecture "
@@ -177,6 +209,8 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
             "gil_interval_ms = 5.0      # sys.getswitchinterval() default (CPython "
             "Python/ceval_gil.h)",
             "max_connections = 1000     # the real servers' --max-connections default",
+            "cold_refill_us = 0.0       # per architecture below: each server's code is its own "
+            "working set",
             f"pass_us = {PASS_US:.1f}              # estimate: one pass calls five state "
             "modules and epoll.poll(0)",
             "poll_item_us = 0.3         # estimate: looking at a connection whose socket is "
@@ -208,6 +242,8 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
             f"log_us = {t['log_us']:.2f}             # "
             + why("thread-per-request", f"{STATE_SHARES['log']:.0%} of the pool thread's "
                   "share (epoll re-arm, bookkeeping)"),
+            f"cold_refill_us = {refill['thread-per-request']:.1f}     # "
+            + cold_why("thread-per-request"),
             "",
             "[server.state-group]",
             f"parse_us = {s['parse_us']:.2f}           # "
@@ -219,6 +255,8 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
             f"log_us = {s['log_us']:.2f}             # "
             + why("state-group", f"{STATE_SHARES['log']:.0%} of it (logging state: log "
                   "line, re-arm)"),
+            f"cold_refill_us = {refill['state-group']:.1f}     # "
+            + cold_why("state-group"),
             "",
             "[network]",
             "sndbuf_kb = 4096.0         # loopback TCP autotunes the send buffer up to "
@@ -249,19 +287,66 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
 
     text = render(costs)
     if solve:
-        for _ in range(3):
-            params = from_dict(_toml(text), source="calibration")
-            worst = 0.0
-            for arch in measured_archs:
-                want = float(servers[arch]["cpu_us_per_request"])
-                got = model_cpu_us_per_request(arch, params)
-                worst = max(worst, abs(got - want) / want)
-                if got > 0:
-                    costs[arch] = _scale(costs[arch], want, got, arch, params)
-            if worst <= 0.02:
-                break
-            text = render(costs)
+        # the refill changes what the model spends at saturation a little (the CPU idles now
+        # and then even unpaced), so with paced benches solve both twice
+        for _ in range(2 if paced else 1):
+            for _ in range(3):
+                params = from_dict(_toml(text), source="calibration")
+                worst = 0.0
+                scaled = {}
+                for arch in measured_archs:
+                    want = float(servers[arch]["cpu_us_per_request"])
+                    got = model_cpu_us_per_request(arch, params)
+                    worst = max(worst, abs(got - want) / want)
+                    if got > 0:
+                        scaled[arch] = _scale(costs[arch], want, got, arch, params)
+                if worst <= 0.02:
+                    break
+                costs.update(scaled)
+                text = render(costs)
+            if paced:
+                params = from_dict(_toml(text), source="calibration")
+                for arch, row in paced.items():
+                    refill[arch] = _solve_refill(arch, params, row, connections)
+                text = render(costs)
     return text
+
+
+def _solve_refill(arch: str, params, paced: dict[str, Any], connections: int) -> float:
+    """The ``cold_refill_us`` with which the model, paced like the bench, spends the measured
+    CPU per request there (the model's CPU per request grows linearly with it)."""
+    want = float(paced["cpu_us_per_request"])
+    rate = float(paced["target_rps"])
+
+    def cpu(refill_us: float) -> float:
+        by_arch = {**params.server_by_arch,
+                   arch: {**params.server_by_arch.get(arch, {}), "cold_refill_us": refill_us}}
+        p = params.replace(server_by_arch=by_arch)
+        return model_cpu_us_per_request(arch, p, target_rps=rate, connections=connections)
+
+    lo, hi = 0.0, 100.0
+    cpu_lo, cpu_hi = cpu(lo), cpu(hi)
+    for _ in range(2):  # secant steps on a (nearly) straight line
+        slope = (cpu_hi - cpu_lo) / (hi - lo)
+        if slope <= 0:
+            return lo
+        guess = max(0.0, hi + (want - cpu_hi) / slope)
+        lo, cpu_lo, hi, cpu_hi = hi, cpu_hi, guess, cpu(guess)
+    return hi
+
+
+def previous_cold_refill_us() -> dict[str, float]:
+    """Each architecture's ``cold_refill_us`` in the current ``host`` preset (0 if none)."""
+    refill = {"thread-per-request": 0.0, "state-group": 0.0}
+    try:
+        from arch_sim.models.params import load_preset
+
+        previous = load_preset("host")
+    except (OSError, ValueError):
+        return refill
+    for arch in refill:
+        refill[arch] = float(previous.for_arch(arch).server.cold_refill_us)
+    return refill
 
 
 #: per-request costs when neither a measurement nor a previous host preset has them
@@ -289,11 +374,15 @@ def previous_server_costs() -> dict[str, dict[str, float]]:
     return costs
 
 
-def model_cpu_us_per_request(arch: str, params, requests: int = 3000, seed: int = 1) -> float:
-    """The model's CPU per request (us) with its preset's connections, unpaced."""
+def model_cpu_us_per_request(arch: str, params, requests: int = 3000, seed: int = 1,
+                             target_rps: float | None = None,
+                             connections: int | None = None) -> float:
+    """The model's CPU per request (us) with its preset's connections, unpaced (or paced at
+    ``target_rps``, as the bench's wrk connections with exponential think times)."""
     from arch_sim.models.runner import simulate_point
 
-    row = simulate_point(arch, params, None, workload="closed", requests=requests, seed=seed)
+    row = simulate_point(arch, params, target_rps, workload="closed", requests=requests,
+                         seed=seed, connections=connections)
     return row["cpu_util"] * row["cpus"] * 1e6 / row["rps"]
 
 
@@ -368,3 +457,69 @@ def cpu_time_cv(samples: int = 1500, gap_s: float = 0.001, cpu: int | None = Non
     mean = statistics.fmean(times)
     return {"cv": statistics.pstdev(times) / mean, "mean_us": mean,
             "median_us": statistics.median(times), "samples": samples, "gap_s": gap_s}
+
+
+def cold_cache(gaps_ms: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0), rounds: int = 100,
+               cpu: int | None = None) -> dict:
+    """How fast an idle CPU's caches go cold: the extra CPU time of a short piece of server-like
+    work (a 2 KB send and recv on a socket pair, a little Python) run right after the thread
+    slept ``gap`` ms (0.3-30), over the same work run back to back.
+
+    The extra grows with the gap as ``refill * (1 - exp(-gap / decay))``; ``decay_ms`` is fitted
+    (least squares over a log grid).  The ``refill_us`` here is this small work's own; a server's
+    request touches more code, so the preset solves its refill from the servers themselves.
+    Returns ``{"decay_ms", "refill_us", "warm_us", "gaps_ms", "extra_us", "rounds"}``.
+    """
+    import json
+    import os
+    import socket
+
+    old = os.sched_getaffinity(0) if cpu is not None else None
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    a, b = socket.socketpair()
+    blob = os.urandom(2048)
+
+    def work() -> int:
+        a.send(blob)
+        b.recv(65536)
+        return len(json.dumps({i: str(i) for i in range(20)}))
+
+    def timed() -> float:
+        t0 = time.thread_time_ns()
+        work()
+        return (time.thread_time_ns() - t0) / 1e3
+
+    try:
+        for _ in range(200):
+            work()
+        warm = statistics.median(timed() for _ in range(rounds * 2))
+        extra = []
+        for gap in gaps_ms:
+            samples = []
+            for _ in range(rounds):
+                time.sleep(gap / 1e3)
+                samples.append(timed())
+            extra.append(max(0.0, statistics.median(samples) - warm))
+    finally:
+        a.close()
+        b.close()
+        if old is not None:
+            os.sched_setaffinity(0, old)
+    decay, refill = fit_cold_decay(gaps_ms, extra)
+    return {"decay_ms": decay, "refill_us": refill, "warm_us": warm, "gaps_ms": list(gaps_ms),
+            "extra_us": extra, "rounds": rounds}
+
+
+def fit_cold_decay(gaps_ms, extra_us) -> tuple[float, float]:
+    """Least-squares fit of ``extra = refill * (1 - exp(-gap / decay))``: (decay_ms, refill)."""
+    best = (math.inf, FALLBACK_COLD_DECAY_MS, 0.0)
+    for i in range(91):  # decay from 0.1 ms to 100 ms, 30 steps per decade
+        decay = 0.1 * 10 ** (i / 30)
+        shape = [-math.expm1(-g / decay) for g in gaps_ms]
+        norm = sum(x * x for x in shape)
+        refill = sum(x * e for x, e in zip(shape, extra_us, strict=True)) / norm if norm else 0.0
+        err = sum((refill * x - e) ** 2 for x, e in zip(shape, extra_us, strict=True))
+        if err < best[0]:
+            best = (err, decay, refill)
+    return best[1], best[2]

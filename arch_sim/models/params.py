@@ -51,6 +51,10 @@ class SchedulerParams:
     cpu_time_cv: float = 0.0
     """Run-to-run variation of CPU time: each burst of work takes its nominal time times a
     lognormal factor with mean 1 and this coefficient of variation (caches, interrupts)."""
+    cold_decay_ms: float = 5.0
+    """How fast an idle CPU's caches go cold: after ``t`` ms of idle a task pays its code's
+    cache refill (``ServerParams.cold_refill_us``) times ``1 - exp(-t / cold_decay_ms)`` on its
+    first burst of work."""
     policy: str = "fifo"
     """How the next task is picked and when a wake-up preempts.
 
@@ -118,6 +122,12 @@ class ServerParams:
     gil_interval_ms: float = 5.0
     """GIL: a waiter that waited this long without the GIL changing hands asks the holder to
     drop it (``sys.getswitchinterval()``)."""
+    cold_refill_us: float = 0.0
+    """Cache refill after idle: extra CPU a server thread pays on its first burst of work after
+    its CPU has been idle, because its code and data went cold in the caches meanwhile (on a VM
+    the host runs other work on an idle vCPU's core).  Threads running the same code (all pool
+    threads, say) share those lines: only the first of them after the idle pays.  Scaled by
+    ``1 - exp(-idle / SchedulerParams.cold_decay_ms)``."""
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,12 @@ Two policies pick the next task (``SchedulerParams.policy``):
 With ``cpu_time_cv`` > 0 every burst of work takes its nominal time times a random factor (mean
 1): the same code does not always cost the same, and EEVDF's decisions turn on such details.
 
+A CPU's caches go cold while it idles: the first burst a task runs after an idle pays its code's
+refill (``Task.refill``) times ``1 - exp(-idle / cold_decay_ms)`` extra, unless a task running
+the same code (``Task.code``) already paid since.  So the first thread of a busy period
+runs slower than the ones after it - which decides who leaves that period owed time (lag), and
+so whose next wake-up preempts its waker.
+
 A task uses the scheduler in three ways::
 
     yield from sched.run(task, seconds)   # compute (on a CPU; may be preempted before)
@@ -74,11 +80,18 @@ class Task:
     task to one CPU (the state-group worker is "one thread per CPU").
     """
 
-    __slots__ = ("name", "counted", "pin", "cpu", "last_cpu", "lead", "used", "event", "state",
-                 "v", "vstart", "deadline", "vlag", "queued", "delayed")
+    __slots__ = ("name", "code", "refill", "idles_seen", "counted", "pin", "cpu", "last_cpu",
+                 "lead", "used", "event", "state", "v", "vstart", "deadline", "vlag", "queued",
+                 "delayed")
 
-    def __init__(self, name: str, counted: bool = True, pin: Cpu | None = None) -> None:
+    def __init__(self, name: str, counted: bool = True, pin: Cpu | None = None,
+                 code: str | None = None, refill: float = 0.0) -> None:
         self.name = name
+        # the code it runs: tasks with the same code share cache lines (default: the name up
+        # to its first "/", so "pool/3" and "pool/7" share "pool")
+        self.code = code if code is not None else name.split("/", 1)[0]
+        self.refill = refill  # CPU (s) to bring its code back into cold caches after an idle
+        self.idles_seen = -1  # the CPU's idle count when it last checked for cold caches
         self.counted = counted
         self.pin = pin
         self.cpu: Cpu | None = None  # the CPU it holds, if running
@@ -102,7 +115,8 @@ class Task:
 class Cpu:
     """One processor: who runs on it, who ran last (cache warmth), when it is free."""
 
-    __slots__ = ("index", "current", "last", "free_at", "need_resched", "burst_end", "burst")
+    __slots__ = ("index", "current", "last", "free_at", "need_resched", "burst_end", "burst",
+                 "idle_since", "idle_total", "idles", "warm")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -112,6 +126,10 @@ class Cpu:
         self.need_resched = False
         self.burst_end = 0.0  # when the current burst of work ends
         self.burst = 0.0  # its length (without the scheduler time before it)
+        self.idle_since = 0.0  # when it last went idle
+        self.idle_total = 0.0  # idle time so far (its caches go cold while it idles)
+        self.idles = 0  # idle periods so far
+        self.warm: dict[str, float] = {}  # code -> idle_total when it last ran here
 
 
 class Scheduler:
@@ -135,6 +153,7 @@ class Scheduler:
         self._refill = params.cache_refill_us * US
         self._slice = params.timeslice_ms * 1e-3
         self._wake_latency = params.wakeup_latency_us * US
+        self._cold_decay = max(params.cold_decay_ms * 1e-3, 1e-12)
         self.eevdf = params.policy == "eevdf"
         if self.eevdf:
             # lag is clamped to what a task could be owed over two slices (or one tick)
@@ -174,6 +193,8 @@ class Scheduler:
         if self._jitter and seconds > 0.0:  # the same work does not always take as long
             sigma = self._jitter
             seconds *= self.rng.lognormvariate(-0.5 * sigma * sigma, sigma)
+        if task.refill and task.idles_seen != cpu.idles:
+            seconds += self._cold_start(task, cpu)
         dt = task.lead + seconds
         if dt > 0.0:
             task.lead = 0.0
@@ -191,6 +212,8 @@ class Scheduler:
         """
         if after > 0.0:
             cpu = task.cpu
+            if task.refill and task.idles_seen != cpu.idles:
+                after += self._cold_start(task, cpu)
             cpu.burst_end = self.env.now + task.lead + after
             cpu.burst = after
             task.lead += after
@@ -310,6 +333,7 @@ class Scheduler:
             self.switches += 1
             start = max(now, cpu.free_at)
             cpu.free_at = start + self._switch
+            cpu.idle_since = cpu.free_at
             self.sched_time += self._switch
             self.busy_time += self._switch
             self.idle.append(cpu)
@@ -335,6 +359,9 @@ class Scheduler:
         if cpu.last is not task:
             cost += self._refill
         start = max(now + self._wake_latency if from_idle else now, cpu.free_at)
+        if from_idle:  # its caches went cold meanwhile
+            cpu.idle_total += max(0.0, start - cpu.idle_since)
+            cpu.idles += 1
         self.switches += 1
         self.sched_time += cost
         self.busy_time += cost
@@ -347,6 +374,16 @@ class Scheduler:
         event = task.event
         task.event = None
         event.succeed()
+
+    def _cold_start(self, task: Task, cpu: Cpu) -> float:
+        """The cache refill ``task`` pays now: its code went cold while ``cpu`` idled since a
+        task running that code last ran here (the first run on a CPU pays it whole)."""
+        task.idles_seen = cpu.idles
+        idle = cpu.idle_total - cpu.warm.get(task.code, -math.inf)
+        if idle <= 0.0:
+            return 0.0
+        cpu.warm[task.code] = cpu.idle_total
+        return -task.refill * math.expm1(-idle / self._cold_decay)
 
     # -- EEVDF ------------------------------------------------------------------------------
 

@@ -41,7 +41,8 @@ class Worker:
     def __init__(self, model: StateGroup, index: int) -> None:
         self.model = model
         self.index = index
-        self.task = Task(f"khttpd/{index}", pin=model.sched.cpus[index])
+        self.task = Task(f"khttpd/{index}", pin=model.sched.cpus[index],
+                         refill=model.refill)
         self.wait_headers: list[Request] = []
         self.send_data: list[Request] = []
         self.sleeping = False
@@ -229,6 +230,7 @@ class StateGroup:
         self.cohort = s.cohort_factor
         self.max_send = s.max_send_kb_per_pass * KB
         self.one_way = net.one_way_us * US
+        self.refill = s.cold_refill_us * US  # its code's cache refill after an idle CPU
         self.jiffies = s.sleep_timeout_jiffies
         self.tick = 1.0 / params.scheduler.hz if self.jiffies > 0 else 0.0
         self.backlog: deque[Request] = deque()  # the shared listen queue

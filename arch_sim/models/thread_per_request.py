@@ -79,6 +79,7 @@ class ThreadPerRequest:
         self.close_cost = s.close_us * US
         self.handoff_cost = s.userspace_handoff_us * US
         self.one_way = net.one_way_us * US
+        self.refill = s.cold_refill_us * US  # its code's cache refill after an idle CPU
         self.userspace = UserspaceServer(env, sched, params, recorder)
         self.backlog: deque[Request] = deque()  # accepted by the kernel, no thread yet
         self.idle: deque[PoolThread] = deque()  # pool threads waiting for work
@@ -94,15 +95,19 @@ class ThreadPerRequest:
         if self.use_dispatcher:
             self.ready: deque[Request] = deque()  # epoll's ready list
             self.stack: list[PoolThread] = []  # idle pool threads, most recently idle last
-            self.dispatcher_task = Task("dispatcher")
+            self.dispatcher_task = self.task("dispatcher")
             self.dispatcher_asleep = False
             env.process(self.py_dispatcher(self.dispatcher_task))
             for i in range(self.threads):
-                env.process(self.py_pool_thread(PoolThread(Task(f"pool/{i}"))))
+                env.process(self.py_pool_thread(PoolThread(self.task(f"pool/{i}"))))
         elif self.threads > 0:
             pool = self.py_pool_thread_fcfs if self.python else self.pool_thread
             for i in range(self.threads):
-                env.process(pool(PoolThread(Task(f"pool/{i}"))))
+                env.process(pool(PoolThread(self.task(f"pool/{i}"))))
+
+    def task(self, name: str) -> Task:
+        """One of the server's threads ("pool/3": the code before the slash is what it runs)."""
+        return Task(name, refill=self.refill)
 
     # -- arrivals ------------------------------------------------------------------------
 
@@ -115,7 +120,7 @@ class ThreadPerRequest:
         elif req.new_conn:
             self.backlog.append(req)
             if self.acceptor is None:
-                self.acceptor = Task("acceptor")
+                self.acceptor = self.task("acceptor")
                 self.env.process(self.accept_forever(self.acceptor))
             else:
                 self.sched.wake(self.acceptor)
@@ -151,7 +156,7 @@ class ThreadPerRequest:
         conn = req.conn
         conn.pending.append(req)
         if conn.handler is None:
-            conn.handler = Task(f"conn/{self.created}")
+            conn.handler = self.task(f"conn/{self.created}")
             self.created += 1
             body = self.py_connection_thread if self.python else self.connection_thread
             self.env.process(body(conn.handler, conn))
@@ -189,7 +194,7 @@ class ThreadPerRequest:
 
     def request_thread(self, req: Request):
         """Serve one connection's request, then exit."""
-        task = Task(f"request/{req.id}")
+        task = self.task(f"request/{req.id}")
         yield self.sched.start(task)
         if self.python:
             yield from self.gil.take(task)
