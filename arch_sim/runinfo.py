@@ -34,6 +34,9 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+MAX_CHANGED = 50  # changed files listed in a dirty checkout's run record
+
+
 def git_commit() -> dict[str, Any]:
     """The checkout's commit and whether it had uncommitted changes (None outside git)."""
     here = Path(__file__).resolve().parent.parent
@@ -45,11 +48,15 @@ def git_commit() -> dict[str, Any]:
             )
         except (OSError, subprocess.TimeoutExpired):
             return None
-        return out.stdout.strip() if out.returncode == 0 else None
+        return out.stdout if out.returncode == 0 else None
 
-    commit = git("rev-parse", "HEAD")
+    commit = (git("rev-parse", "HEAD") or "").strip() or None
     status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+    info: dict[str, Any] = {"commit": commit,
+                            "dirty": bool(status.strip()) if status is not None else None}
+    if status:  # which files differ from the commit, so a reader can judge what they touch
+        info["changed"] = [line[3:] for line in status.splitlines() if line][:MAX_CHANGED]
+    return info
 
 
 def host_info() -> dict[str, Any]:

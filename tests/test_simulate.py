@@ -91,6 +91,7 @@ def test_meta_json_uses_the_shared_run_info(tmp_path):
     assert main(["simulate", *SMALL, "--arch", "state-group", "--jobs", "1", "--no-figures",
                  "--out", str(out)]) == 0
     meta = json.loads((out / "meta.json").read_text())
-    assert set(meta["git_commit"]) == {"commit", "dirty"}
+    assert {"commit", "dirty"} <= set(meta["git_commit"])
+    assert ("changed" in meta["git_commit"]) == bool(meta["git_commit"]["dirty"])
     assert {"host", "kernel", "platform", "cpu_model", "cpu_count", "python", "simpy", "numpy",
             "pandas"} <= set(meta)
