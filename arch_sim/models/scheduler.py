@@ -179,7 +179,11 @@ class Scheduler:
         """Use ``seconds`` of CPU.  A pending preemption takes effect first (a checkpoint)."""
         cpu = task.cpu
         if self.eevdf:
-            if cpu.need_resched or self._slice_used(task):
+            # (the slice test inlined for the common case: a running task short of its deadline)
+            if cpu.need_resched or (
+                task.v + max(0.0, self.env.now - task.vstart) >= task.deadline
+                and self._slice_used(task)
+            ):
                 cpu.need_resched = False
                 best = self._eevdf_pick(cpu, include_running=True)
                 if best is not None and best is not task:
@@ -402,7 +406,10 @@ class Scheduler:
         queue = self.queue
         if not queue:
             return self.zero_v
-        return sum(self._v(t) for t in queue) / len(queue)
+        now, total = self.env.now, 0.0  # (the sum of _v over the queue, inlined: a hot path)
+        for t in queue:
+            total += t.v + max(0.0, now - t.vstart) if t.cpu is not None else t.v
+        return total / len(queue)
 
     def _enqueue(self, task: Task) -> None:
         """place_entity(): a woken task rejoins at V minus the lag it kept while asleep."""
@@ -456,15 +463,17 @@ class Scheduler:
         Candidates: runnable tasks ``cpu`` may run, delayed sleepers and, if
         ``include_running``, the task running on ``cpu``.
         """
-        v_avg = self._avg_v()
+        limit = self._avg_v() + 1e-12  # eligible: v <= V
         best = None
         for t in self.queue:
             if t.cpu is not None:
                 if not include_running or t.cpu is not cpu:
                     continue
+                if self._v(t) > limit:
+                    continue
             elif t.state == "runnable" and t.pin is not None and t.pin is not cpu:
                 continue
-            if self._v(t) > v_avg + 1e-12:  # not eligible
+            elif t.v > limit:  # not eligible (not running: its v is current)
                 continue
             if best is None or t.deadline < best.deadline:
                 best = t
