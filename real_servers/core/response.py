@@ -77,21 +77,17 @@ class Responder:
     # -- internals -----------------------------------------------------------------------
     def _file(self, entry: Entry, request: Request) -> Response:
         keep = request.keep_alive
-        if keep and request.version == "HTTP/1.1":
-            if request.method == "GET" and entry.reply is not None:
-                return entry.reply  # the same response as the last one this second
-            head = entry.head_now  # rendered this second, by the lookup that found it
-        else:
-            head = entry.head_200 + self.clock.date_line() + _connection(keep, request) + b"\r\n"
-        if request.method == "HEAD":
+        head_only = request.method == "HEAD"
+        if keep and request.version == "HTTP/1.1":  # the common case: this second's head
+            if head_only:
+                return Response(200, entry.head_now, b"", None, 0, keep)
+            if entry.reply is None:  # servers never change a Response: it can be sent again
+                entry.reply = _with_body(entry, entry.head_now, keep)
+            return entry.reply
+        head = entry.head_200 + self.clock.date_line() + _connection(keep, request) + b"\r\n"
+        if head_only:
             return Response(200, head, b"", None, 0, keep)
-        if entry.body is not None:
-            response = Response(200, head, entry.body, None, entry.size, keep)
-        else:
-            response = Response(200, head, b"", entry.real, entry.size, keep)
-        if head is entry.head_now:
-            entry.reply = response  # servers never change a Response: it can be sent again
-        return response
+        return _with_body(entry, head, keep)
 
     def _not_modified(self, entry: Entry, request: Request) -> Response:
         head = (
@@ -130,6 +126,13 @@ class Responder:
             + f"Content-Length: {len(body)}\r\n".encode()
         )
         return head, body
+
+
+def _with_body(entry: Entry, head: bytes, keep_alive: bool) -> Response:
+    """A 200 with the file's body: from the cache, or the file to sendfile."""
+    if entry.body is not None:
+        return Response(200, head, entry.body, None, entry.size, keep_alive)
+    return Response(200, head, b"", entry.real, entry.size, keep_alive)
 
 
 def _connection(keep_alive: bool, request: Request | None) -> bytes:
