@@ -95,6 +95,17 @@ def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
     return predicate()
 
 
+def kept_alive(url: str, n: int) -> list[Reader]:
+    """*n* keep-alive connections, each served ``/page.html`` once (200) and left open."""
+    readers = []
+    for _ in range(n):
+        reader = Reader(connect(url))
+        reader.sock.sendall(get("/page.html"))
+        assert reader.response().status == 200
+        readers.append(reader)
+    return readers
+
+
 def drain_site(root, seed: int) -> bytes:
     """A document root for the SIGTERM drain tests: ``big.bin`` (8 MB, more than both sides'
     socket buffers hold, returned) and ``page.html``."""
@@ -116,7 +127,5 @@ def drain_clients(url: str) -> tuple[socket.socket, Reader]:
     slow.settimeout(10)
     slow.connect((host, port))
     slow.sendall(get("/big.bin"))
-    idle = Reader(connect(url))
-    idle.sock.sendall(get("/page.html"))
-    assert idle.response().status == 200
+    (idle,) = kept_alive(url, 1)
     return slow, idle

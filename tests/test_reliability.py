@@ -22,7 +22,16 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import SERVER_CONFIGS
-from helpers import Reader, connect, drain_clients, drain_site, exchange, get, wait_for
+from helpers import (
+    Reader,
+    connect,
+    drain_clients,
+    drain_site,
+    exchange,
+    get,
+    kept_alive,
+    wait_for,
+)
 
 from arch_sim import runinfo
 from arch_sim.harness import servers
@@ -181,12 +190,7 @@ def test_idle_keep_alive_connections_close_after_keepalive_timeout(site, tmp_pat
     if config[0] == "threaded-pool":
         args += ["--threads", "2"]
     with start(config, site, *args, tmp=tmp_path) as server:
-        idle = []
-        for _ in range(6):
-            reader = Reader(connect(server.url))
-            reader.sock.sendall(get("/page.html"))
-            assert reader.response().status == 200
-            idle.append(reader)
+        idle = kept_alive(server.url, 6)
         started = time.monotonic()
         assert max(get_page(server.url, site) for _ in range(10)) < 0.5
         for reader in idle:
@@ -243,12 +247,7 @@ def test_a_request_and_fin_arriving_together_are_answered_then_closed(site, tmp_
 @pytest.mark.parametrize("config", THREADED, ids=THREADED_IDS)
 def test_threaded_max_connections_gets_503_and_a_clean_close(site, tmp_path, config):
     with start(config, site, "--max-connections", "3", tmp=tmp_path) as server:
-        held = []
-        for _ in range(3):
-            reader = Reader(connect(server.url))
-            reader.sock.sendall(get("/page.html"))
-            assert reader.response().status == 200
-            held.append(reader)
+        held = kept_alive(server.url, 3)
         excess = []
         for _ in range(30):  # a burst beyond the limit
             reader = Reader(connect(server.url))

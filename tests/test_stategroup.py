@@ -18,7 +18,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import Reader, connect, drain_clients, drain_site, exchange, get, wait_for
+from helpers import (
+    Reader,
+    connect,
+    drain_clients,
+    drain_site,
+    exchange,
+    get,
+    kept_alive,
+    wait_for,
+)
 
 from arch_sim.harness import servers
 from real_servers.core.serving import listener
@@ -383,12 +392,7 @@ def test_max_connections_over_all_workers_gets_503_and_a_clean_close(site, tmp_p
     cpus = need_cpus(2)
     args = ("--max-connections", "3", "--cpus", ",".join(map(str, cpus)))
     with start(site, *args, cpus=cpus, tmp=tmp_path) as server:
-        held = []
-        for _ in range(2):  # with the status request below: 3 open connections
-            reader = Reader(connect(server.url))
-            reader.sock.sendall(get("/page.html"))
-            assert reader.response().status == 200
-            held.append(reader)
+        held = kept_alive(server.url, 2)  # with the status request below: 3 open connections
         status_conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
         status_conn.request("GET", "/server-status")
         assert status_conn.getresponse().read()
