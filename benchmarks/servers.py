@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     for i, (round_, file_set, (label, options, threads)) in enumerate(order, 1):
         print(f"[{i}/{len(order)}] round {round_ + 1}: {file_set}, {label}", flush=True)
         frames.append(run_one(label, options, threads, file_set, round_, args))
-        pd.concat(frames, ignore_index=True).to_csv(args.out / "measurements.csv", index=False)
-    df = pd.concat(frames, ignore_index=True)
+        df = pd.concat(frames, ignore_index=True)
+        df.to_csv(args.out / "measurements.csv", index=False)
     table = summarise(df)
     table.to_csv(args.out / "peers.csv", index=False)
     figure(table, args.out)
