@@ -272,20 +272,28 @@ class Recorder:
         }
 
 
-class OpenClients:
-    """Poisson arrivals of new connections, one request each."""
+class Clients:
+    """What both kinds of client share: the file mix, the network, who they send to."""
 
     def __init__(self, env: simpy.Environment, workload: Workload, net: NetworkParams,
                  rng: random.Random, server: Any, recorder: Recorder) -> None:
         self.env = env
-        self.rate = float(workload.target_rps)
         self.sizes = FileSizes(workload.file_sizes)
         self.userspace_frac = workload.userspace_frac
         self.net = net
-        self.lag = net.request_lag_us * US
         self.rng = rng
         self.server = server
         self.recorder = recorder
+
+
+class OpenClients(Clients):
+    """Poisson arrivals of new connections, one request each."""
+
+    def __init__(self, env: simpy.Environment, workload: Workload, net: NetworkParams,
+                 rng: random.Random, server: Any, recorder: Recorder) -> None:
+        super().__init__(env, workload, net, rng, server, recorder)
+        self.rate = float(workload.target_rps)
+        self.lag = net.request_lag_us * US
         env.process(self.arrivals())
 
     def arrivals(self):
@@ -301,19 +309,13 @@ class OpenClients:
                 self.server.submit(req)
 
 
-class ClosedClients:
+class ClosedClients(Clients):
     """wrk-like keep-alive connections: request, whole reply, think, next request."""
 
     def __init__(self, env: simpy.Environment, workload: Workload, net: NetworkParams,
                  rng: random.Random, server: Any, recorder: Recorder) -> None:
-        self.env = env
-        self.sizes = FileSizes(workload.file_sizes)
-        self.userspace_frac = workload.userspace_frac
-        self.net = net
+        super().__init__(env, workload, net, rng, server, recorder)
         self.one_way = net.one_way_us * US
-        self.rng = rng
-        self.server = server
-        self.recorder = recorder
         n = workload.connections
         rate = workload.target_rps
         self.think_mean = n / rate if rate else 0.0
