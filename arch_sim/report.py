@@ -78,8 +78,21 @@ def _calibration_lines(cal: dict) -> list[str]:
         f"{fmt(cal['wakeup']['median_us'])} us, p99 {fmt(cal['wakeup']['p99_us'])} us."
     ]
     for arch, s in cal.get("servers", {}).items():
-        lines.append(f"- {arch} at saturation: {fmt(s['cpu_us_per_request'])} us of CPU per "
-                     f"request, {fmt(s['rps'])} requests/s.")
+        line = (f"- {arch} at saturation: {fmt(s['cpu_us_per_request'])} us of CPU per "
+                f"request, {fmt(s['rps'])} requests/s")
+        if s.get("paced"):
+            p = s["paced"]
+            line += (f"; paced at {fmt(p['target_rps'])} requests/s: "
+                     f"{fmt(p['cpu_us_per_request'])} us per request")
+        lines.append(line + ".")
+    if cal.get("cold_cache"):
+        c = cal["cold_cache"]
+        lines.append(f"- Cold caches after an idle CPU: a short burst of work costs up to "
+                     f"{fmt(c['refill_us'])} us extra, decaying with {fmt(c['decay_ms'])} ms "
+                     f"of idle time (warm: {fmt(c['warm_us'])} us).")
+    if cal.get("cpu_jitter"):
+        lines.append(f"- The same work varies in CPU time with a coefficient of variation of "
+                     f"{fmt(cal['cpu_jitter']['cv'])}.")
     if cal.get("servers_skipped"):
         lines.append(f"- Server costs not measured: {cal['servers_skipped']}.")
     return lines

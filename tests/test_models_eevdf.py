@@ -329,6 +329,49 @@ def test_a_waiter_that_waited_the_switch_interval_forces_a_switch():
     assert ran["a"] > 50 and ran["b"] > 50
 
 
+def test_gil_mutex_wakes_its_sleepers_one_at_a_time_like_glibc():
+    """gil->mutex is glibc's three-state futex: an unlock wakes a sleeper only if the word
+    says 2 (contended).  A thread that re-takes the freed mutex before the woken sleeper runs
+    holds it as 1 and wakes nobody; the woken sleeper holds it as 2 and wakes the next."""
+    env = simpy.Environment()
+    sched = Scheduler(env, 1, SchedulerParams(switch_us=0.0, policy="fifo",
+                                              wakeup_preempt=False))
+    gil = Gil(env, sched, 5e-3)
+    holder, first, second = Task("holder"), Task("first"), Task("second")
+    log = []
+
+    def holder_body():
+        yield sched.start(holder)
+        yield from gil._lock_mutex(holder)
+        yield sched.block(holder)  # the sleepers queue up meanwhile
+        yield from gil._unlock_mutex(holder)  # state 2: wakes "first"
+        yield from gil._lock_mutex(holder)  # barges in before "first" runs: state 1
+        yield from gil._unlock_mutex(holder)  # wakes nobody
+        log.append(("holder done", [t.name for t in gil.mutex_waiters]))
+        yield sched.block(holder)
+
+    def sleeper(task):
+        yield sched.start(task)
+        yield from gil._lock_mutex(task)
+        log.append((task.name, gil.mutex_state))
+        yield from gil._unlock_mutex(task)
+        yield sched.block(task)
+
+    env.process(holder_body())
+    for task in (first, second):
+        env.process(sleeper(task))
+
+    def alarm():
+        yield env.timeout(50 * US)
+        sched.wake(holder)
+
+    env.process(alarm())
+    env.run(until=1e-3)
+    assert gil.mutex_waits == 2
+    assert log == [("holder done", ["second"]), ("first", 2), ("second", 2)]
+    assert gil.mutex is None and gil.mutex_state == 0
+
+
 def test_no_gil_is_plain_cpu_time():
     env = simpy.Environment()
     sched = Scheduler(env, 1, EEVDF)
