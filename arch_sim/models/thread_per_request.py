@@ -92,6 +92,7 @@ class ThreadPerRequest:
         self.python = self.use_dispatcher or self.gil.enabled
         self.handoffs = 0
         self.dispatcher_wakeups = 0
+        self.pool_wakeups = 0  # hand-offs that woke a pool thread asleep on its own lock
         if self.use_dispatcher:
             self.ready: deque[Request] = deque()  # epoll's ready list
             self.stack: list[PoolThread] = []  # idle pool threads, most recently idle last
@@ -134,8 +135,10 @@ class ThreadPerRequest:
             if self.python:
                 if thread.asleep:
                     thread.asleep = False
+                    self.pool_wakeups += 1
                     self.sched.wake(thread.task)
             else:
+                self.pool_wakeups += 1
                 self.sched.wake(thread.task)
         else:
             self.backlog.append(req)
@@ -297,6 +300,7 @@ class ThreadPerRequest:
                     thread.req = req
                     if thread.asleep:
                         thread.asleep = False
+                        self.pool_wakeups += 1
                         sched.wake(thread.task)
                         yield from sched.checkpoint(task)  # the futex wake's return
                 else:
@@ -394,6 +398,9 @@ class ThreadPerRequest:
         gil = self.gil
         return {
             "gil_waits": gil.waits + getattr(gil, "mutex_waits", 0),
+            "gil_cond_waits": gil.waits,
+            "gil_mutex_waits": getattr(gil, "mutex_waits", 0),
+            "pool_wakeups": self.pool_wakeups,
             "gil_forced": gil.forced,
             "handoffs": self.handoffs,
             "dispatcher_wakeups": self.dispatcher_wakeups,

@@ -1,0 +1,211 @@
+"""Why the Python pool server reschedules: every switch of its threads by cause, real and modelled.
+
+    .venv/bin/python benchmarks/gil_audit.py [--seconds 2] [--file-set specweb99] [--out FILE]
+
+Runs the thread-per-request pool server (64 threads) at saturation - wrk -c 64 keep-alive,
+unpaced, server on CPU 0, wrk on CPU 1 - records one window with ``perf record`` (the server
+threads' sched_switch, sched_wakeup and futex calls) and sorts every switch of a server thread
+by what it was waiting for:
+
+    own lock    a pool thread asleep on its own lock until the dispatcher hands it a request
+    gil cond    waiting for the GIL (gil->cond)
+    gil mutex   waiting for the GIL's mutex (gil->mutex)
+    other lock  any other futex (the pool's shared lock, CPython's switch_cond...)
+    preempted   involuntary: a woken thread or the tick took the CPU
+    other       blocked outside a futex (epoll_wait, recv, send)
+
+A futex word is named by who waits on it: a word only one thread ever waits on is that thread's
+own lock; the shared word most waited on with FUTEX_WAIT and value 2 is a glibc mutex held
+by someone else - the GIL's; the shared FUTEX_WAIT_BITSET words next to the most waited one are
+a glibc condition variable - the GIL's.  Beside it, the host-preset model's counters for the
+same workload (closed, same connections, unpaced).  Tracing slows the server (perf writes an
+event for every switch and futex call), so the real column is the traced server; the
+server's own counters over the same window are printed too.  Needs root and ``perf``
+(Debian: ``apt-get install -y linux-perf``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from arch_sim.harness import fileset, servers, wrk
+from arch_sim.models.runner import simulate_point
+from arch_sim.runinfo import git_commit, host_info, now_iso, write_json_atomic
+
+EVENTS = ("sched:sched_switch", "sched:sched_wakeup", "syscalls:sys_enter_futex",
+          "syscalls:sys_exit_futex")
+FUTEX_WAIT, FUTEX_WAIT_BITSET, FUTEX_CMD_MASK = 0, 9, 0x7F
+CAUSES = ("own lock", "gil cond", "gil mutex", "other lock", "preempted", "other")
+LINE = re.compile(r"^\s*(\d+)\s+([\d.]+):\s+(\S+):\s+(.*)$")
+FUTEX = re.compile(r"uaddr: (0x[0-9a-f]+), op: (0x[0-9a-f]+), val: (0x[0-9a-f]+)")
+
+
+# -- reading the trace -------------------------------------------------------------------------
+
+
+def parse(lines: Iterable[str]) -> tuple[list[tuple[int, str, str]], float]:
+    """``perf script -F tid,time,event,trace`` lines as (tid, event, fields), and the seconds
+    from the first event to the last."""
+    events, times = [], []
+    for line in lines:
+        m = LINE.match(line)
+        if m:
+            events.append((int(m.group(1)), m.group(3).split(":", 1)[-1], m.group(4)))
+            times.append(float(m.group(2)))
+    return events, (times[-1] - times[0]) if times else 0.0
+
+
+def name_words(events: list[tuple[int, str, str]]) -> dict[str, str]:
+    """Which futex word is whose: own locks, the GIL's mutex and condition variable."""
+    waiters: dict[str, set[int]] = collections.defaultdict(set)
+    waits: collections.Counter[tuple[str, str]] = collections.Counter()
+    for tid, event, fields in events:
+        m = FUTEX.search(fields) if event == "sys_enter_futex" else None
+        if not m:
+            continue
+        word, cmd, val = m.group(1), int(m.group(2), 16) & FUTEX_CMD_MASK, int(m.group(3), 16)
+        if cmd == FUTEX_WAIT and val == 2:
+            waiters[word].add(tid)
+            waits[(word, "mutex")] += 1
+        elif cmd in (FUTEX_WAIT, FUTEX_WAIT_BITSET):
+            waiters[word].add(tid)
+            waits[(word, "cond")] += 1
+    names = {word: "own lock" if len(tids) == 1 else "other lock" for word, tids in waiters.items()}
+    for kind, cause in (("mutex", "gil mutex"), ("cond", "gil cond")):
+        shared = [(n, w) for (w, k), n in waits.items() if k == kind and len(waiters[w]) > 1]
+        if shared:
+            top = int(max(shared)[1], 16)
+            for _, word in shared:  # a glibc condvar waits on two neighbouring words
+                if abs(int(word, 16) - top) <= (8 if kind == "cond" else 0):
+                    names[word] = cause
+    return names
+
+
+def tally(events: list[tuple[int, str, str]], tids: set[int]) -> collections.Counter[str]:
+    """Switches of the server threads ``tids`` by cause (see the module docstring)."""
+    names = name_words(events)
+    inside: dict[int, str] = {}  # tid -> futex word it is waiting on now
+    counts: collections.Counter[str] = collections.Counter()
+    for tid, event, fields in events:
+        if event == "sys_enter_futex":
+            m = FUTEX.search(fields)
+            if m:
+                inside[tid] = m.group(1)
+        elif event == "sys_exit_futex":
+            inside.pop(tid, None)
+        elif event == "sched_switch":
+            prev = int(re.search(r"prev_pid=(\d+)", fields).group(1))
+            if prev not in tids:
+                continue
+            state = re.search(r"prev_state=(\S+)", fields).group(1)
+            if state.startswith("R"):
+                counts["preempted"] += 1
+            elif prev in inside:
+                counts[names.get(inside[prev], "other lock")] += 1
+            else:
+                counts["other"] += 1
+    return counts
+
+
+# -- the real server under perf ----------------------------------------------------------------
+
+
+def need_perf() -> str:
+    perf = shutil.which("perf")
+    if perf is None:
+        raise SystemExit("error: perf not found; install it (Debian: apt-get install -y "
+                         "linux-perf) and run as root")
+    return perf
+
+
+def record(args) -> dict:
+    """Run the pool server at saturation and trace one window; counts per request."""
+    perf = need_perf()
+    with tempfile.TemporaryDirectory(prefix="arch-sim-audit-") as tmp:
+        fs = fileset.generate(Path(tmp) / "root", args.file_set)
+        with servers.start("thread-per-request", fs.root, cpus=[0],
+                           args=["--threads", str(args.threads)]) as server:
+            load = threading.Thread(target=wrk.run_wrk, daemon=True, kwargs=dict(
+                url=server.url, paths=fs.urls, weights=fs.weights,
+                connections=args.connections, duration=args.warmup + args.seconds + 2,
+                cpus=[1]))
+            load.start()
+            time.sleep(args.warmup)
+            before, t0 = server.status(), time.monotonic()
+            data = Path(tmp) / "perf.data"
+            subprocess.run([perf, "record", "-q", "-m", "16M", "-o", str(data),
+                            "-p", str(server.pid)] + [f"-e{e}" for e in EVENTS]
+                           + ["--", "sleep", str(args.seconds)],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            after, t1 = server.status(), time.monotonic()
+            tids = {int(task.name) for task in Path(f"/proc/{server.pid}/task").iterdir()}
+            load.join()
+        script = subprocess.run([perf, "script", "-i", str(data), "-F", "tid,time,event,trace"],
+                                check=True, capture_output=True, text=True).stdout
+    # the server's counters span perf's start and end too: rates from them, counts from the trace
+    requests = after["requests"] - before["requests"]
+    rps = requests / (t1 - t0)
+    events, span = parse(script.splitlines())
+    traced = rps * span  # requests served while perf recorded
+    counts = tally(events, tids)
+    own = sum(after[k] - before[k] for k in ("voluntary_ctxt_switches",
+                                             "involuntary_ctxt_switches"))
+    return {"rps": rps, "traced_s": span, "traced_requests": traced,
+            "per_request": {c: counts[c] / traced for c in CAUSES},
+            "traced_total": sum(counts.values()) / traced,
+            "server_counters_total": own / requests}
+
+
+def model(args) -> dict:
+    """The host-preset model's switches per request by cause, same workload."""
+    row = simulate_point("thread-per-request", "host", None, workload="closed",
+                         connections=args.connections, threads=args.threads,
+                         requests=args.model_requests, seed=1, file_sizes=args.file_set)
+    per = {"own lock": row["pool_wakeups_per_request"],
+           "gil cond": row["gil_cond_waits_per_request"],
+           "gil mutex": row["gil_mutex_waits_per_request"],
+           "preempted": row["involuntary_per_s"] / row["rps"]}
+    total = row["reschedules_per_request"]
+    per["other"] = max(0.0, total - sum(per.values()))
+    per["other lock"] = 0.0
+    return {"rps": row["rps"], "per_request": per, "total": total}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0, help="traced window")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--file-set", default="specweb99", choices=sorted(fileset.FILE_SETS))
+    parser.add_argument("--threads", type=int, default=64)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--model-requests", type=int, default=6000)
+    parser.add_argument("--out", type=Path, help="write both breakdowns as JSON here")
+    args = parser.parse_args(argv)
+    real, sim = record(args), model(args)
+    print(f"pool server at saturation: real {real['rps']:,.0f} requests/s (traced), "
+          f"model {sim['rps']:,.0f}\n")
+    print(f"{'switches per request':22s} {'real':>8s} {'model':>8s}")
+    for cause in CAUSES:
+        print(f"{cause:22s} {real['per_request'][cause]:8.3f} {sim['per_request'][cause]:8.3f}")
+    print(f"{'total':22s} {real['traced_total']:8.3f} {sim['total']:8.3f}")
+    print(f"(the server's own counters over the traced window: "
+          f"{real['server_counters_total']:.3f} per request)")
+    if args.out:
+        write_json_atomic(args.out, {"kind": "gil-audit", **host_info(), "git": git_commit(),
+                                     "when": now_iso(), "args": vars(args) | {"out": None},
+                                     "real": real, "model": sim})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
