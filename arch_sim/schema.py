@@ -80,6 +80,25 @@ def load(path: str | Path) -> pd.DataFrame:
     return validate(pd.read_csv(path))
 
 
+def write_parquet_beside(csv: str | Path) -> Path | None:
+    """Write ``X.parquet`` next to the results CSV ``X.csv`` when pyarrow is installed (the
+    CSV stays the reference copy); None without pyarrow."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("pyarrow") is None:
+        return None
+    csv = Path(csv)
+    target = csv.with_suffix(".parquet")
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        pd.read_csv(csv).to_parquet(tmp, index=False)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
 class RowWriter:
     """Appends rows to a CSV one at a time (flushed and fsynced), so a crash keeps every row
     written so far.  The header is the schema columns followed by *extras*, fixed at creation."""

@@ -248,12 +248,7 @@ def write_results(df: pd.DataFrame, out: Path) -> Path:
     """simulated.csv (and simulated.parquet when pyarrow is installed)."""
     csv = out / "simulated.csv"
     _atomic_write(csv, lambda p: df.to_csv(p, index=False))
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        _atomic_write(out / "simulated.parquet", lambda p: df.to_parquet(p, index=False))
+    schema.write_parquet_beside(csv)
     return csv
 
 

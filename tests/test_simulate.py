@@ -95,3 +95,25 @@ def test_meta_json_uses_the_shared_run_info(tmp_path):
     assert ("changed" in meta["git_commit"]) == bool(meta["git_commit"]["dirty"])
     assert {"host", "kernel", "platform", "cpu_model", "cpu_count", "python", "simpy", "numpy",
             "pandas"} <= set(meta)
+
+
+def test_parquet_is_written_beside_the_csv_only_with_pyarrow(tmp_path, monkeypatch):
+    import importlib.util
+
+    import pandas as pd
+
+    csv = tmp_path / "measurements.csv"
+    pd.DataFrame({"rps": [1.0, 2.0]}).to_csv(csv, index=False)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert schema.write_parquet_beside(csv) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["measurements.csv"]
+
+    written = {}  # pyarrow "installed": the frame read back from the CSV goes to X.parquet
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(pd.DataFrame, "to_parquet",
+                        lambda self, path, index: written.update(rows=len(self)) or
+                        path.write_bytes(b"PAR1"))
+    assert schema.write_parquet_beside(csv) == tmp_path / "measurements.parquet"
+    assert written == {"rows": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["measurements.csv",
+                                                          "measurements.parquet"]

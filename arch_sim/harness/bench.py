@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from .. import ARCHS
 from ..runinfo import git_commit, host_info, new_run_id, now_iso, write_json_atomic
-from ..schema import RowWriter
+from ..schema import RowWriter, write_parquet_beside
 from . import fileset, servers
 from .counters import PerfCounter
 from .measure import EXTRA_COLUMNS, Load, Target, drive, measure, row
@@ -269,8 +269,10 @@ class Bench:
         self.meta.update(ended=now_iso(), complete=error is None, error=error)
         write_json_atomic(self.plan.out / "meta.json", self.meta)
         csv = self.plan.out / "measurements.csv"
-        if csv.exists() and not self.args.no_plots:
-            _plot(self.plan.out)
+        if csv.exists():
+            write_parquet_beside(csv)  # when pyarrow is installed
+            if not self.args.no_plots:
+                _plot(self.plan.out)
         _print_table(csv)
         if error:
             print(f"\nerror: the sweep stopped early - {error}\n"
