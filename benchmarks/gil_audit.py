@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import re
 import shutil
 import subprocess
@@ -35,7 +36,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from arch_sim.harness import fileset, servers, wrk
@@ -128,19 +129,27 @@ def need_perf() -> str:
     return perf
 
 
+@contextlib.contextmanager
+def saturated_pool_server(args, tmp: Path) -> Iterator[servers.ServerProcess]:
+    """The pool server on CPU 0 with wrk (CPU 1) keeping it saturated, after the warm-up; the
+    load lasts ``args.seconds`` more, plus a margin."""
+    fs = fileset.generate(tmp / "root", args.file_set)
+    with servers.start("thread-per-request", fs.root, cpus=[0],
+                       args=["--threads", str(args.threads)]) as server:
+        load = threading.Thread(target=wrk.run_wrk, daemon=True, kwargs=dict(
+            url=server.url, paths=fs.urls, weights=fs.weights, connections=args.connections,
+            duration=args.warmup + args.seconds + 2, cpus=[1]))
+        load.start()
+        time.sleep(args.warmup)
+        yield server
+        load.join()
+
+
 def record(args) -> dict:
     """Run the pool server at saturation and trace one window; counts per request."""
     perf = need_perf()
     with tempfile.TemporaryDirectory(prefix="arch-sim-audit-") as tmp:
-        fs = fileset.generate(Path(tmp) / "root", args.file_set)
-        with servers.start("thread-per-request", fs.root, cpus=[0],
-                           args=["--threads", str(args.threads)]) as server:
-            load = threading.Thread(target=wrk.run_wrk, daemon=True, kwargs=dict(
-                url=server.url, paths=fs.urls, weights=fs.weights,
-                connections=args.connections, duration=args.warmup + args.seconds + 2,
-                cpus=[1]))
-            load.start()
-            time.sleep(args.warmup)
+        with saturated_pool_server(args, Path(tmp)) as server:
             before, t0 = server.status(), time.monotonic()
             data = Path(tmp) / "perf.data"
             subprocess.run([perf, "record", "-q", "-m", "16M", "-o", str(data),
@@ -149,7 +158,6 @@ def record(args) -> dict:
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             after, t1 = server.status(), time.monotonic()
             tids = {int(task.name) for task in Path(f"/proc/{server.pid}/task").iterdir()}
-            load.join()
         script = subprocess.run([perf, "script", "-i", str(data), "-F", "tid,time,event,trace"],
                                 check=True, capture_output=True, text=True).stdout
     # the server's counters span perf's start and end too: rates from them, counts from the trace
