@@ -144,8 +144,9 @@ HOST = load_preset("host")
 
 
 def test_wrk_millisecond_ticks_batch_paced_requests():
-    """Paced requests leave wrk on millisecond edges, so the state-group worker sleeps about
-    once per busy millisecond: (1 - e^(-rate/1000)) * 1000 / rate per request."""
+    """Paced requests leave wrk in bursts, one per millisecond edge that has a timer due, so at
+    light load the state-group worker sleeps about once per busy millisecond:
+    (1 - e^(-rate/1000)) * 1000 / rate per request."""
     for rate in (500.0, 2000.0):
         row = simulate_point("state-group", HOST, rate, workload="closed", requests=4000,
                              seed=4)

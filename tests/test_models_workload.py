@@ -165,3 +165,69 @@ def test_userspace_requests_are_served_by_the_userspace_server(arch):
     if arch == "state-group":
         assert handed["batch_userspace"] >= 1.0
         assert math.isnan(base["batch_userspace"])
+
+
+class _Think(random.Random):
+    """Think times in order from a list (ms); the rounding draw is always 0."""
+
+    def __init__(self, think_ms: list[float]) -> None:
+        super().__init__(1)
+        self.think_ms = list(think_ms)
+
+    def expovariate(self, lambd: float) -> float:
+        return self.think_ms.pop(0) * 1e-3
+
+    def random(self) -> float:
+        return 0.0
+
+
+class _Sink:
+    """Server and recorder stand-in: notes when each request arrives."""
+
+    def __init__(self, env) -> None:
+        self.env = env
+        self.arrivals: list[float] = []
+        self.on_complete = None
+
+    def arrive(self, req) -> bool:
+        return True
+
+    def submit(self, req) -> None:
+        self.arrivals.append(round(self.env.now * 1e3, 6))
+
+
+def test_wrk_loop_fires_a_due_timer_when_it_next_wakes():
+    """wrk's timers fire when its loop wakes: a reply that comes in after the edge fires them
+    at once; with none, the loop's epoll_wait of whole ms, counted from when it went to sleep,
+    ends a fraction of a ms past the edge (ae.c) - not on the edge itself."""
+    import simpy
+
+    from arch_sim.models.workload import ClosedClients, Workload
+
+    env = simpy.Environment()
+    sink = _Sink(env)
+    work = Workload(kind="closed", target_rps=1000.0, connections=2, file_sizes="fixed:1",
+                    think_tick_ms=1.0)
+    # first requests: no think (0 ms) for both; then 2 ms after each reply
+    clients = ClosedClients(env, work, NetworkParams(), _Think([0, 0, 2, 2]), sink, sink)
+    env.run(until=1e-6)
+    assert sink.arrivals == [0.0, 0.0]
+    a, b = Connection(NetworkParams()), Connection(NetworkParams())
+
+    class Reply:
+        def __init__(self, conn):
+            self.conn = conn
+
+    # a reply at 0.3 ms: due on the 2 ms edge; the loop sleeps 2 whole ms from 0.3 ms
+    env.run(until=0.3e-3)
+    clients.reply_received(Reply(a), env.now)
+    env.run(until=3e-3)
+    assert sink.arrivals[2:] == [2.3]
+    # a reply at 3.2 ms, due at 5 ms; another reply comes in at 5.1 ms and wakes the loop first
+    env.run(until=3.2e-3)
+    clients.reply_received(Reply(b), env.now)
+    env.run(until=5.1e-3)
+    clients.rng.think_ms = [10]  # the second reply's think time: far beyond this test
+    clients.reply_received(Reply(a), env.now)
+    env.run(until=6e-3)
+    assert sink.arrivals[3:] == [5.1]

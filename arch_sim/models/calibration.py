@@ -274,7 +274,7 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
             f"the bench's --file-set {file_set}",
             f"connections = {connections}           # {tag}: the bench's --connections",
             "think_tick_ms = 1.0        # wrk: delay() returns whole ms and its ae timers have "
-            "ms resolution, so paced requests leave in bursts on ms edges",
+            "ms resolution; one event loop fires them when it next wakes, in bursts",
             f"client_us = {client if client is not None else FALLBACK_CLIENT_US:.2f}         # "
             + (f"{tag}: wrk's CPU per request at saturation (one thread: requests leave "
                "it one at a time)" if client is not None else
