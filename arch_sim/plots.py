@@ -21,7 +21,6 @@ are lines, measured rows are points joined by thin lines, peers (nginx, ...) are
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +30,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from arch_sim import ARCHS, schema
+from arch_sim import ARCHS, runinfo, schema
 from arch_sim.stats import summarize
 
 #: The seed's two claims (khttpd-architecture.txt).
@@ -285,12 +284,7 @@ def save(fig: Figure, out_dir: str | Path, name: str) -> list[Path]:
     written = []
     for ext in ("png", "svg"):
         final = out / f"{name}.{ext}"
-        tmp = out / f".{name}.{ext}.{os.getpid()}.tmp"
-        try:
-            fig.savefig(tmp, format=ext, dpi=150)
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
+        runinfo.write_atomic(final, lambda tmp, ext=ext: fig.savefig(tmp, format=ext, dpi=150))
         written.append(final)
     return written
 

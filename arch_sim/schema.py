@@ -84,18 +84,14 @@ def write_parquet_beside(csv: str | Path) -> Path | None:
     """Write ``X.parquet`` next to the results CSV ``X.csv`` when pyarrow is installed (the
     CSV stays the reference copy); None without pyarrow."""
     import importlib.util
-    import os
+
+    from arch_sim.runinfo import write_atomic
 
     if importlib.util.find_spec("pyarrow") is None:
         return None
-    csv = Path(csv)
-    target = csv.with_suffix(".parquet")
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        pd.read_csv(csv).to_parquet(tmp, index=False)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    target = Path(csv).with_suffix(".parquet")
+    frame = pd.read_csv(csv)
+    write_atomic(target, lambda tmp: frame.to_parquet(tmp, index=False))
     return target
 
 

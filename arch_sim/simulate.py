@@ -235,19 +235,10 @@ def print_summary(df: pd.DataFrame, file=sys.stdout) -> None:
 
 # -- files ------------------------------------------------------------------------------------
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_results(df: pd.DataFrame, out: Path) -> Path:
     """simulated.csv (and simulated.parquet when pyarrow is installed)."""
     csv = out / "simulated.csv"
-    _atomic_write(csv, lambda p: df.to_csv(p, index=False))
+    runinfo.write_atomic(csv, lambda p: df.to_csv(p, index=False))
     schema.write_parquet_beside(csv)
     return csv
 
