@@ -138,9 +138,10 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
         "sim_requests_per_wall_s": recorder.offered / wall if wall > 0 else math.nan,
     }
     if arch == "thread-per-request":
-        row["gil_waits_per_request"] = delta["gil_waits"] / done  # the two below together
-        row["gil_cond_waits_per_request"] = delta["gil_cond_waits"] / done
-        row["gil_mutex_waits_per_request"] = delta["gil_mutex_waits"] / done
+        cond, mutex = delta["gil_cond_waits"], delta["gil_mutex_waits"]
+        row["gil_waits_per_request"] = (cond + mutex) / done
+        row["gil_cond_waits_per_request"] = cond / done
+        row["gil_mutex_waits_per_request"] = mutex / done
         row["pool_wakeups_per_request"] = delta["pool_wakeups"] / done
         row["gil_forced_per_s"] = delta["gil_forced"] / span
         row["dispatcher_wakeups_per_request"] = delta["dispatcher_wakeups"] / done

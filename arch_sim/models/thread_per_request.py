@@ -397,7 +397,6 @@ class ThreadPerRequest:
     def counters(self) -> dict[str, float]:
         gil = self.gil
         return {
-            "gil_waits": gil.waits + getattr(gil, "mutex_waits", 0),
             "gil_cond_waits": gil.waits,
             "gil_mutex_waits": getattr(gil, "mutex_waits", 0),
             "pool_wakeups": self.pool_wakeups,
