@@ -38,8 +38,9 @@ def site(tmp_path_factory) -> Path:
     """A SPECweb99-like document root plus the traps the security tests need.
 
     Layout: <base>/secret.txt (outside the root) and <base>/www (the root) with class0..3,
-    index.html, dir_with_index/, dir_without_index/, link_out -> ../secret.txt,
-    link_dir_out -> .., a FIFO, style.css, page.html.
+    index.html, dir_with_index/, dir_without_index/, caf\u00e9-dir/, link_out -> ../secret.txt,
+    link_dir_out -> .., dir_index_out/index.html -> ../../secret.txt, a FIFO, style.css,
+    page.html.
     """
     base = tmp_path_factory.mktemp("site")
     (base / "secret.txt").write_bytes(SECRET)
@@ -53,9 +54,12 @@ def site(tmp_path_factory) -> Path:
     (root / "page.html").write_text("<html><body>page</body></html>\n")
     (root / "with space.txt").write_text("spaced\n")
     (root / "caf\u00e9.txt").write_text("utf-8 name\n")
+    (root / "caf\u00e9-dir").mkdir()
     os.symlink(base / "secret.txt", root / "link_out")
     os.symlink(base, root / "link_dir_out")
     os.symlink(root / "page.html", root / "link_in.html")
+    (root / "dir_index_out").mkdir()
+    os.symlink(base / "secret.txt", root / "dir_index_out" / "index.html")
     os.mkfifo(root / "fifo")
     (root / "mutable").mkdir()
     return root

@@ -129,3 +129,38 @@ def drain_clients(url: str) -> tuple[socket.socket, Reader]:
     slow.sendall(get("/big.bin"))
     (idle,) = kept_alive(url, 1)
     return slow, idle
+
+
+def launch_wrapped(config, root, *args: str, bug: str | None = None, no_dac: bool = False,
+                   tmp=None):
+    """Start server *config* (a SERVER_CONFIGS row) through ``tests/fault_server.py``: with a
+    bug injected for path *bug*, or as root that the kernel checks file modes for (*no_dac*);
+    otherwise as ``servers.start`` would."""
+    import sys
+    from pathlib import Path
+
+    from arch_sim.harness import servers
+
+    name, arch, base = config
+    wrapper = [sys.executable, str(Path(__file__).with_name("fault_server.py"))]
+    if bug is not None:
+        wrapper += ["--bug", bug]
+    if no_dac:
+        wrapper += ["--no-dac-override"]
+    cmd = [*wrapper, servers.SERVER_MODULES[arch], "--root", str(root), "--host", "127.0.0.1",
+           "--port", "0", *getattr(servers, "STATUS_ARGS", ()), *base, *args]
+    return servers.launch(name, cmd, log_dir=tmp)
+
+
+def read_to_end(sock: socket.socket, timeout: float = 10.0) -> str:
+    """Read and drop everything the server sends: how it ended - "eof" (a clean close),
+    "reset", or "timeout" (still open after *timeout* s of silence)."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(1 << 20):
+            pass
+    except ConnectionResetError:
+        return "reset"
+    except TimeoutError:
+        return "timeout"
+    return "eof"

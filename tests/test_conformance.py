@@ -157,6 +157,33 @@ def test_directory_serves_index_or_is_forbidden(server):
     assert exchange(server.url, get("/dir_without_index/"))[0].status == 403
 
 
+def test_a_file_with_a_trailing_slash_is_404(server):
+    """nginx answers 404 for /index.html/: a file is not a directory."""
+    for path in ("/index.html/", "/page.html/", "/dir_with_index/index.html/", "/link_in.html/"):
+        assert exchange(server.url, get(path))[0].status == 404, path
+
+
+def test_a_directory_without_its_slash_is_redirected(server):
+    """A directory's index is served only at the path with the trailing slash (relative links
+    in it resolve against that); without it, 301 to it, as nginx does.  The Location is the
+    normalised path, so //dir never becomes a redirect to another host."""
+    cases = {
+        "/dir_with_index": "/dir_with_index/",
+        "/dir_without_index": "/dir_without_index/",
+        "//dir_with_index": "/dir_with_index/",
+        "/./dir_with_index?x=1&y=%20": "/dir_with_index/?x=1&y=%20",
+        "/caf%C3%A9-dir": "/caf%C3%A9-dir/",
+        "http://t/dir_with_index": "/dir_with_index/",
+    }
+    for path, location in cases.items():
+        reply, reader = exchange(server.url, get(path))
+        assert reply.status == 301, path
+        assert reply.header("location") == location, path
+        assert not reader.closed(timeout=0.1)
+    reply, _ = exchange(server.url, get("/dir_with_index/"))
+    assert reply.status == 200 and b"inner index" in reply.body
+
+
 def test_symlink_inside_root_is_served(server, site):
     reply, _ = exchange(server.url, get("/link_in.html"))
     assert reply.status == 200 and reply.body == (site / "page.html").read_bytes()
@@ -173,14 +200,41 @@ def test_if_modified_since(server, site):
     lm = first.header("last-modified")
     reply, _ = exchange(server.url, get("/page.html", extra=f"If-Modified-Since: {lm}\r\n"))
     assert reply.status == 304 and reply.body == b""
-    later = formatdate(time.time() + 3600, usegmt=True)
-    assert exchange(server.url, get("/page.html", extra=f"If-Modified-Since: {later}\r\n"))[
-        0].status == 304
     old = "Sat, 01 Jan 2000 00:00:00 GMT"
     assert exchange(server.url, get("/page.html", extra=f"If-Modified-Since: {old}\r\n"))[
         0].status == 200
     junk = exchange(server.url, get("/page.html", extra="If-Modified-Since: yesterday\r\n"))[0]
     assert junk.status == 200
+
+
+def ims(server, path: str, extra: str) -> int:
+    return exchange(server.url, get(path, extra=extra))[0].status
+
+
+def test_if_modified_since_in_the_future_is_ignored(server):
+    """RFC 9110 13.1.3: a date later than the server's clock is not a valid condition."""
+    later = formatdate(time.time() + 3600, usegmt=True)
+    assert ims(server, "/page.html", f"If-Modified-Since: {later}\r\n") == 200
+
+
+def test_if_none_match_takes_precedence_over_if_modified_since(server):
+    """RFC 9110 13.1.3 and 13.2.2: with If-None-Match present, If-Modified-Since is ignored;
+    we send no ETag, so no entity-tag matches and the file is sent."""
+    lm = exchange(server.url, get("/page.html"))[0].header("last-modified")
+    both = f'If-None-Match: "abc"\r\nIf-Modified-Since: {lm}\r\n'
+    assert ims(server, "/page.html", both) == 200
+    assert ims(server, "/page.html", 'If-None-Match: W/"abc", "def"\r\n') == 200
+
+
+def test_if_none_match_star_is_304_for_an_existing_file(server):
+    reply, reader = exchange(server.url, get("/page.html", extra="If-None-Match: *\r\n"))
+    assert reply.status == 304 and reply.body == b"" and reply.header("last-modified")
+    assert not reader.closed(timeout=0.2)
+    big = "/class3/class3_9.bin"
+    assert ims(server, big, "If-None-Match: *\r\n") == 304
+    assert ims(server, "/nope", "If-None-Match: *\r\n") == 404
+    lm = "Sat, 01 Jan 2000 00:00:00 GMT"  # would say "modified": If-None-Match wins
+    assert ims(server, "/page.html", f"If-None-Match: *\r\nIf-Modified-Since: {lm}\r\n") == 304
 
 
 def test_changed_file_is_noticed(server, site):
@@ -191,6 +245,40 @@ def test_changed_file_is_noticed(server, site):
     os.utime(target, (time.time() + 5, time.time() + 5))
     time.sleep(1.1)  # the cache revalidates at most once per second
     assert exchange(server.url, get(f"/mutable/{target.name}"))[0].body == b"version two, longer\n"
+
+
+# -- permissions -------------------------------------------------------------------------------
+def test_a_cached_file_made_unreadable_is_403_within_a_second(server, site):
+    """chmod changes neither mtime nor size: revalidation must notice it (from the stat it
+    already makes), and stop serving the cached copy."""
+    target = site / "mutable" / f"perm-{server.arch}-{server.port}.txt"
+    target.write_text("readable\n")
+    target.chmod(0o644)
+    path = f"/mutable/{target.name}"
+    assert exchange(server.url, get(path))[0].body == b"readable\n"
+    target.chmod(0o000)
+    time.sleep(1.1)  # the cache revalidates at most once per second
+    reply, reader = exchange(server.url, get(path))
+    assert reply.status == 403
+    assert not reader.closed(timeout=0.1)
+    target.chmod(0o644)
+    time.sleep(1.1)
+    assert exchange(server.url, get(path))[0].body == b"readable\n"
+
+
+def test_a_never_served_unreadable_large_file_is_403(server, site):
+    """A large file (sent with sendfile, never in the cache) that may not be read: 403, as
+    nginx answers, never a 200 head and then nothing."""
+    target = site / "mutable" / f"perm-big-{server.arch}-{server.port}.bin"
+    target.write_bytes(b"q" * (300 << 10))
+    target.chmod(0o600 if os.geteuid() == 0 else 0o000)  # root reads anything: not world-readable
+    reply, reader = exchange(server.url, get(f"/mutable/{target.name}"))
+    assert reply.status == 403
+    assert exchange(server.url, get(f"/mutable/{target.name}",
+                                    extra="Connection: close\r\n"))[0].status == 403
+    target.chmod(0o644)
+    time.sleep(1.1)
+    assert len(exchange(server.url, get(f"/mutable/{target.name}"))[0].body) == 300 << 10
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -263,6 +351,7 @@ TRAVERSALS = [
     "http://test/../secret.txt",
     "/%2e%2e%5csecret.txt",
     "/class0/..%2f..%2fsecret.txt",
+    "/dir_index_out/",  # a directory whose index.html is a symlink out of the root
 ]
 
 

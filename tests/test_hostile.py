@@ -926,10 +926,7 @@ def test_an_overlong_request_line_gets_one_status_however_it_arrives():
 # -- notes: where the servers answer differently --------------------------------------------
 # The three configurations share the parser and the responder, and every case above gets the
 # same statuses and the same connection ending from all three (checked by running the battery
-# with each case's replies recorded).  They differ only outside this battery:
-# - a header that trickles past --header-timeout gets "408 Request Timeout" and a close from
-#   the state-group server and a silent close from the threaded one (test_reliability.py
-#   accepts both: nginx closes silently, Apache sends 408);
-# - the 503 at --max-connections: the threaded server's is a fixed head with Content-Length: 0
-#   and Retry-After: 1, the state-group server's the core's HTML error page; both say
-#   Connection: close and end with a clean EOF.
+# with each case's replies recorded).  Outside this battery they answer alike too since issue
+# 19: a header that trickles past --header-timeout gets the core's "408 Request Timeout" and a
+# close from every server, and the 503 at --max-connections is the core's error page (Date,
+# Server, Retry-After: 1, Connection: close) from every server (tests/test_reliability2.py).

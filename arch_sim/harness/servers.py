@@ -25,6 +25,9 @@ SERVER_MODULES: dict[str, str] = {
     "thread-per-request": "real_servers.threaded",
     "state-group": "real_servers.stategroup",
 }
+#: our servers serve /server-status only when asked: the harness reads its counters from
+#: loopback, so it asks for loopback exposure (first, so a caller's own --status wins)
+STATUS_ARGS: tuple[str, ...] = ("--status", "loopback")
 _READY = re.compile(r"READY (http://\S+):(\d+)")
 
 
@@ -64,8 +67,12 @@ class ServerProcess:
 
     def status(self, timeout: float = 5.0) -> dict:
         """The server's ``/server-status`` JSON (a dead server raises :class:`ServerError`)."""
+        request = urllib.request.Request(f"{self.url}/server-status")
+        token = os.environ.get("ARCH_SIM_STATUS_TOKEN")
+        if token:  # a server started with --status token wants it
+            request.add_header("Authorization", f"Bearer {token}")
         try:
-            with urllib.request.urlopen(f"{self.url}/server-status", timeout=timeout) as reply:
+            with urllib.request.urlopen(request, timeout=timeout) as reply:
                 return json.loads(reply.read())
         except OSError as exc:
             self.check_alive()
@@ -113,7 +120,7 @@ def start(
     if arch not in SERVER_MODULES:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(SERVER_MODULES)}")
     cmd = [sys.executable, "-m", SERVER_MODULES[arch], "--root", str(root)]
-    cmd += ["--host", host, "--port", str(port), *args]
+    cmd += ["--host", host, "--port", str(port), *STATUS_ARGS, *args]
     return launch(arch, cmd, cpus=cpus, log_dir=log_dir, ready_timeout=ready_timeout)
 
 

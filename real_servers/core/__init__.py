@@ -6,6 +6,9 @@
 - :mod:`.clock`    the ``Date`` header, rendered once per second
 - :mod:`.mime`     content types
 - :mod:`.status`   the ``/server-status`` counters (getrusage keeps exited threads' counts)
+                   and who may read them (``--status``)
+- :mod:`.faults`   reporting a failure that costs one request (a 500 or a cut response)
+- :mod:`.serving`  what both servers do alike: options, listener, ``READY``
 """
 
 from .docroot import DocumentRoot

@@ -50,6 +50,7 @@ _FRAMING = frozenset(("transfer-encoding", "content-length", "expect"))
 
 REASONS: dict[int, str] = {
     200: "OK",
+    301: "Moved Permanently",
     304: "Not Modified",
     400: "Bad Request",
     403: "Forbidden",

@@ -8,9 +8,14 @@ import resource
 import socket
 import sys
 
+from .docroot import CACHE_MAX_BYTES
+from .status import STATUS_MODES
+
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_KEEPALIVE_TIMEOUT = 75.0
 DEFAULT_MAX_CONNECTIONS = 10_000
+DEFAULT_SEND_TIMEOUT = 30.0
+DEFAULT_DRAIN_TIMEOUT = 3.0
 
 
 def common_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -38,7 +43,44 @@ def common_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
         default=DEFAULT_KEEPALIVE_TIMEOUT,
         help="seconds an idle keep-alive connection is kept open",
     )
+    parser.add_argument(
+        "--send-timeout",
+        type=float,
+        default=DEFAULT_SEND_TIMEOUT,
+        help="seconds one response may take to write, from its first byte; then it is cut "
+        "with a reset (one deadline per response, however slowly the client reads)",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=DEFAULT_DRAIN_TIMEOUT,
+        help="on SIGTERM, seconds requests already received get to finish; then the "
+        "responses still being written are cut with a reset and the server exits",
+    )
+    parser.add_argument(
+        "--cache-max-bytes",
+        type=int,
+        default=CACHE_MAX_BYTES,
+        help="the file cache's memory per process - keys, heads and bodies (default 64 MiB)",
+    )
+    parser.add_argument(
+        "--status",
+        choices=STATUS_MODES,
+        default="off",
+        help="who may read /server-status: off (default; an ordinary path), loopback (peers "
+        "on 127.0.0.0/8 and ::1; also a reverse proxy on this host!), token (requests with "
+        "'Authorization: Bearer $ARCH_SIM_STATUS_TOKEN')",
+    )
     return parser
+
+
+def check_limits(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse limits that cannot work (a zero timeout would cut every response)."""
+    for name in ("send_timeout", "drain_timeout"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be > 0")
+    if args.cache_max_bytes < 0:
+        parser.error("--cache-max-bytes must be >= 0")
 
 
 def raise_fd_limit() -> int:
@@ -100,3 +142,12 @@ def announce_ready(sock: socket.socket) -> None:
 def tune(conn: socket.socket) -> None:
     """Per-connection options: no Nagle (a head and body written apart must not stall)."""
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def pending(sock: socket.socket) -> bool:
+    """True if the client has sent bytes not read yet - without reading them (a draining server
+    answers a request that has arrived instead of closing its connection unanswered)."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:  # nothing there (EAGAIN), or reset
+        return False

@@ -6,10 +6,14 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..core.docroot import CACHE_MAX_BYTES
 from ..core.serving import (
+    DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT,
     DEFAULT_KEEPALIVE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_SEND_TIMEOUT,
+    check_limits,
     common_arguments,
 )
 from .lifecycle import NAMES
@@ -26,6 +30,10 @@ class Config:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    send_timeout: float = DEFAULT_SEND_TIMEOUT  # one deadline per response
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
+    cache_max_bytes: int = CACHE_MAX_BYTES  # per worker process
+    status: str = "off"  # who may read /server-status (core.status)
     userspace_port: int | None = None
     send_chunk: int = DEFAULT_SEND_CHUNK
     states: dict[str, str] = field(default_factory=dict)  # state -> replacement module
@@ -57,6 +65,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     args = parser.parse_args(argv)
     if args.max_connections < 1 or args.send_chunk < 1:
         parser.error("--max-connections and --send-chunk must be >= 1")
+    check_limits(parser, args)
     states = {}
     for item in args.state:
         name, sep, module = item.partition("=")
@@ -66,7 +75,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     return Config(
         root=args.root, host=args.host, port=args.port, cpus=args.cpus,
         max_connections=args.max_connections, header_timeout=args.header_timeout,
-        keepalive_timeout=args.keepalive_timeout, userspace_port=args.userspace_port,
+        keepalive_timeout=args.keepalive_timeout, send_timeout=args.send_timeout,
+        drain_timeout=args.drain_timeout, cache_max_bytes=args.cache_max_bytes,
+        status=args.status, userspace_port=args.userspace_port,
         send_chunk=args.send_chunk, states=states,
     )
 

@@ -20,7 +20,8 @@ class Conn:
     __slots__ = (
         "sock", "fd", "parser", "loopback", "state", "wait", "readable", "writable", "peer_shut",
         "deadline", "in_header", "counted", "ending", "lingering",
-        "request", "response", "pending", "file_fd", "file_off", "file_end", "relayed", "relay",
+        "request", "response", "pending", "file_fd", "file_off", "file_end", "send_end",
+        "relayed", "relay",
     )
 
     def __init__(self, sock: socket.socket, loopback: bool, counted: bool = True) -> None:
@@ -44,6 +45,7 @@ class Conn:
         self.file_fd = -1  # the file being sent with sendfile, or -1
         self.file_off = 0
         self.file_end = 0
+        self.send_end = 0.0  # the response's deadline (monotonic), 0 until it first waits
         self.relayed = 0  # bytes relayed from user space to the client (for the access log)
         self.relay: Relay | None = None
 

@@ -39,5 +39,6 @@ KEEP = 0  # keep it alive if the response allows
 GRACEFUL = 1  # shut down our side; close now unless the client sent more (then linger)
 LINGER = 2  # shut down our side and wait for the client's EOF (its request was never read)
 ABORT = 3  # close at once (peer gone, error, timeout)
+CUT = 4  # a response that cannot be finished: close with a reset, so the client can tell
 
 RECV_BYTES = 65536  # bytes asked of one recv(): a read shorter than this drained the socket

@@ -20,10 +20,11 @@ import time
 import traceback
 
 from ..core.serving import announce_ready, bind, check_root, raise_fd_limit
+from ..core.status import status_access
 from . import board as b
 from . import states as state_modules
 from .config import Config
-from .worker import DRAIN_S, run_worker
+from .worker import run_worker
 
 SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
 READY_TIMEOUT_S = 20.0
@@ -41,6 +42,7 @@ class Master:
         self.respawn_at: dict[int, float] = {}  # slot index -> when to start it again
         self.quick_deaths: dict[int, int] = {}  # slot index -> deaths in a row soon after start
         self.reserved: socket.socket | None = None
+        self.ready_r = -1  # the start-up pipe's read end, while the first workers start
         self.draining = False
 
     def run(self) -> int:
@@ -51,12 +53,13 @@ class Master:
         self.config.port = self.reserved.getsockname()[1]
         self.board.master[b.M_PID] = os.getpid()
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-        ready_r, ready_w = os.pipe()
+        self.ready_r, ready_w = os.pipe()
         for index in range(len(self.cpus)):
             self.spawn(index, ready_w)
         os.close(ready_w)
-        ready = self._wait_ready(ready_r)
-        os.close(ready_r)
+        ready = self._wait_ready(self.ready_r)
+        os.close(self.ready_r)
+        self.ready_r = -1
         if not ready:
             self._stop_workers()
             return 1
@@ -73,6 +76,7 @@ class Master:
             state_modules.load(self.config.states)
         except Exception as exc:
             sys.exit(f"error: --state: cannot load a replacement state: {exc}")
+        status_access(self.config.status)  # a bad --status token: one message, no workers
 
     # -- workers ----------------------------------------------------------------------------
     def spawn(self, index: int, ready_fd: int = -1) -> None:
@@ -88,6 +92,8 @@ class Master:
         code = 1
         try:
             self.reserved.close()
+            if self.ready_r >= 0:  # the master's end of the start-up pipe, not ours to keep
+                os.close(self.ready_r)
             master = self.board.master[b.M_PID]
             code = run_worker(self.config, self.board, index, self.cpus[index], master, ready_fd)
         except SystemExit as exc:  # the listener could not be opened: its message is printed
@@ -173,7 +179,7 @@ class Master:
         """Tell every worker to drain and wait for them; 0 if all exited cleanly."""
         self.draining = True
         self.respawn_at.clear()
-        clean = self._stop_workers(DRAIN_S + 2.0)
+        clean = self._stop_workers(self.config.drain_timeout + 2.0)
         self._publish()
         return 0 if clean else 1
 

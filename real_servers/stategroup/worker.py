@@ -8,6 +8,12 @@ done by the states.
 
 Timeouts are checked at most every ``SWEEP_S`` and only once a deadline may have passed; an idle
 worker with no connections blocks in epoll without a timeout.
+
+Drain (the same policy as the threaded server's): on SIGTERM the worker accepts its backlog once
+more and closes its listener, closes idle keep-alive connections (unless a request has arrived
+on one: that is answered), answers every request received with ``Connection: close``, and gives
+the responses being written ``--drain-timeout`` seconds; those still unfinished are then cut
+with a reset.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import sys
 import time
 import traceback
@@ -27,13 +34,17 @@ from resource import RUSAGE_SELF, getrusage
 
 from ..core import DocumentRoot, Responder, Response
 from ..core.serving import listener as make_listener
+from ..core.serving import pending
+from ..core.status import status_access
 from . import board as b
 from . import states as state_modules
 from .config import Config
 from .connection import Conn, Relay
 from .lifecycle import (
     ABORT,
+    CUT,
     EPOLLIN,
+    GRACEFUL,
     KEEP,
     LOGGING,
     NAMES,
@@ -50,7 +61,7 @@ from .status import collect
 MAX_EVENTS = 512
 SWEEP_S = 0.5  # timeouts are checked at most this often
 PUBLISH_S = 0.05  # a busy worker publishes its counters this often (an idle one before sleeping)
-DRAIN_S = 3.0  # on SIGTERM, in-flight requests get this long to finish
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 MAX_WARNINGS = 50
 ACCESS_LOG_TAIL = 10  # access-log entries shown in /server-status
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -77,7 +88,9 @@ class Worker:
         self._write_counters = self.board.writer(index, b.REQUESTS, b.STIME - b.REQUESTS + 1)
         self._write_states = self.board.writer(index, b.MOVED, 2 * len(NAMES))
         self.cpu = cpu
-        self.responder = Responder(DocumentRoot(config.root), status=self.server_status)
+        docroot = DocumentRoot(config.root, cache_max_bytes=config.cache_max_bytes)
+        self.responder = Responder(docroot, status=self.server_status,
+                                   access=status_access(config.status))
         port = config.userspace_port
         self.userspace_addr = ("127.0.0.1", port) if port else None
         self.epoll = select.epoll()
@@ -138,6 +151,9 @@ class Worker:
                 if now >= self.drain_end:
                     break
                 self._sweep()
+        for conn in list(self.conns.values()):
+            if conn.state == SEND_DATA:
+                self.cut(conn)  # the drain is over: what is still being sent is cut
         self.publish()
         return 0
 
@@ -250,6 +266,15 @@ class Worker:
             self.open_count -= 1
             self.slot[b.OPEN] = self.open_count
 
+    def cut(self, conn: Conn) -> None:
+        """Close a connection whose response is incomplete with a reset (SO_LINGER 0), so the
+        client can tell it from a whole one."""
+        try:
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        except OSError:
+            pass
+        self.close(conn)
+
     def close(self, conn: Conn) -> None:
         """Close a connection now (closing the fd also removes it from epoll)."""
         if conn.file_fd >= 0:
@@ -273,9 +298,21 @@ class Worker:
             self.listen_fd = -1
 
     def fault(self, conn: Conn, exc: BaseException) -> None:
-        """A state failed on *conn* (a bug): report it, close the connection, carry on."""
+        """A state failed on *conn* (a bug): report it, carry on.  A request none of whose
+        response has been sent gets a 500 and a graceful close; a response under way is cut;
+        a relayed connection is closed."""
         self.warn("".join(traceback.format_exception(exc)).rstrip())
-        if conn.state != LOGGING:
+        state, response = conn.state, conn.response
+        fresh = conn.pending is None and conn.file_fd < 0 and conn.relay is None
+        if state == WAIT_HEADERS or (state == SEND_DATA and fresh and response is not None
+                                     and response.status != 500):
+            conn.wait = 0
+            self.answer(conn, self.responder.error(500, False, conn.request), GRACEFUL)
+            return
+        if state == SEND_DATA:
+            self.end(conn, CUT)
+            return
+        if state != LOGGING:
             self.end(conn, ABORT)
             return
         try:  # logging itself failed on it: do not hand it back
@@ -307,8 +344,10 @@ class Worker:
         conn.wait = 0
         if conn.state == WAIT_HEADERS and conn.parser.buffered and not conn.parser.closed:
             self.answer(conn, self.responder.error(408))  # a header trickled in too slowly
+        elif conn.state == SEND_DATA:
+            self.end(conn, CUT)  # past its response's deadline: a client that stopped reading
         else:
-            self.end(conn, ABORT)  # idle, a client that stopped reading, a lingering close
+            self.end(conn, ABORT)  # idle, a lingering close, a silent user-space server
 
     def request_stop(self) -> None:
         """Begin draining at the next wake-up (safe from a signal handler or another thread)."""
@@ -319,14 +358,23 @@ class Worker:
             pass
 
     def _begin_drain(self) -> None:
-        """Stop accepting, close idle connections, let in-flight requests finish."""
+        """Stop accepting, close idle connections, let in-flight requests finish.
+
+        An idle connection is first looked at (a non-blocking peek): a request may have arrived
+        whose epoll event comes later in this batch, or after the wake-up that said "stop";
+        that request is answered, not dropped."""
         self.draining = True
-        self.drain_end = self.now + DRAIN_S
+        self.drain_end = self.now + self.config.drain_timeout
         self.min_deadline = min(self.min_deadline, self.drain_end)
         self.accept_ready = True  # accept the backlog once more, then close the listener
         for conn in self.conns.values():
             if conn.wait and conn.state == WAIT_HEADERS and not conn.parser.buffered:
-                self.end(conn, ABORT)
+                if pending(conn.sock):
+                    conn.wait = 0
+                    conn.readable = True
+                    self.queues[WAIT_HEADERS].append(conn)
+                else:
+                    self.end(conn, ABORT)
 
     # -- counters -----------------------------------------------------------------------------
     def _announce(self) -> None:
@@ -360,6 +408,7 @@ class Worker:
         the tail of this worker's access log."""
         self.publish(recount=True)
         document = collect(self.board)
+        document["cache"] = self.responder.docroot.cache_stats()  # this worker's
         log = getattr(self, "access_log", None)  # kept by the logging state
         if log is not None:
             document["access_log"] = {"pid": os.getpid(), "logged": log.count,

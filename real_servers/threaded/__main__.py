@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from ..core.serving import (
     announce_ready,
+    check_limits,
     check_root,
     common_arguments,
     listener,
@@ -32,6 +33,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.threads < 0:
         parser.error("--threads must be >= 0")
+    check_limits(parser, args)
     return args
 
 

@@ -1,18 +1,19 @@
-"""One client connection and the blocking I/O that serves its requests."""
+"""One client connection, and serving the requests it has sent with blocking calls."""
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 import threading
 import time
+from typing import Protocol
 
-from ..core import ParseError, RequestParser, Responder, Response
+from ..core import ParseError, RequestParser, Responder
+from ..core.faults import report
 from ..core.status import is_loopback
+from .sending import SEND_POLL_S, Limits, send
 
 RECV_BYTES = 65536
-SEND_TIMEOUT_S = 30.0  # a client that stops reading frees its thread after this
 LINGER_S = 2.0  # a gracefully closing connection waits this long at most for the client's EOF
 DRAIN_READS = 4  # reads per lingering connection per sweep
 EOF, MORE, NOTHING = range(3)  # what draining a socket found
@@ -26,7 +27,7 @@ class Connection:
     def __init__(self, sock: socket.socket, peer: object) -> None:
         sock.setblocking(True)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        set_timeout(sock, socket.SO_SNDTIMEO, SEND_TIMEOUT_S)
+        set_timeout(sock, socket.SO_SNDTIMEO, SEND_POLL_S)  # (see sending.py)
         self.sock = sock
         self.fd = sock.fileno()
         self.parser = RequestParser()
@@ -41,6 +42,13 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
+
+
+class Server(Limits, Protocol):
+    """What serving a connection needs of its server."""
+
+    responder: Responder
+    draining: bool  # SIGTERM: answer with Connection: close
 
 
 def set_timeout(sock: socket.socket, option: int, seconds: float) -> None:
@@ -64,22 +72,32 @@ def receive(conn: Connection) -> bool:
     return True
 
 
-def serve_ready(conn: Connection, responder: Responder) -> tuple[int, bool]:
+def serve_ready(conn: Connection, server: Server) -> tuple[int, bool]:
     """Answer every complete request buffered in *conn*, with blocking sends.
 
     Returns (requests answered, connection still usable).
     """
+    responder = server.responder
     answered = 0
     while True:
         try:
             request = conn.parser.next_request()
         except ParseError as exc:
-            conn.graceful = send(conn.sock, responder.error(exc.status))
+            conn.graceful = send(conn.sock, responder.error(exc.status), server)
             return answered, False
         if request is None:
             return answered, not conn.parser.closed
-        response = responder.respond(request, conn.loopback)
-        if not send(conn.sock, response):
+        if server.draining:
+            request.keep_alive = False  # answered with Connection: close, then closed
+        try:
+            response = responder.respond(request, conn.loopback)
+            fd = -1
+            if response.file is not None:  # opened before the head: a 403 can still be sent
+                response, fd = responder.opened(response, request, conn.loopback)
+        except Exception as exc:  # a bug past the core's own guard: a 500 for this request
+            report(f"answering {request.target[:200]!r}", exc)
+            response, fd = responder.error(500, False, request), -1
+        if not send(conn.sock, response, server, fd):
             return answered, False
         answered += 1
         if not response.keep_alive:
@@ -87,36 +105,17 @@ def serve_ready(conn: Connection, responder: Responder) -> tuple[int, bool]:
             return answered, False
 
 
-def send(sock: socket.socket, response: Response) -> bool:
-    """Write a response with blocking calls; False if the client went away."""
+def time_out(conn: Connection, responder: Responder) -> None:
+    """The header deadline passed: a partly received request gets a 408 (as from the
+    state-group server), sent without blocking, and a graceful close; a silent one just ends."""
+    if not conn.parser.buffered or conn.parser.closed:
+        return
+    response = responder.error(408)
+    data = response.head + response.body
     try:
-        if response.file is not None:
-            sock.sendall(response.head, socket.MSG_MORE)
-            return _sendfile(sock, response.file, response.length)
-        if response.body:
-            sent = sock.sendmsg((response.head, response.body))
-            total = len(response.head) + len(response.body)
-            if sent < total:
-                sock.sendall(memoryview(response.head + response.body)[sent:])
-        else:
-            sock.sendall(response.head)
-        return True
+        conn.graceful = conn.sock.send(data, socket.MSG_DONTWAIT) == len(data)
     except OSError:
-        return False
-
-
-def _sendfile(sock: socket.socket, path: str, length: int) -> bool:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        offset = 0
-        while offset < length:
-            n = os.sendfile(sock.fileno(), fd, offset, length - offset)
-            if n == 0:  # the file shrank under us: the framing is broken, close
-                return False
-            offset += n
-        return True
-    finally:
-        os.close(fd)
+        pass
 
 
 def now() -> float:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import socket
 import threading
 
-from .connection import Connection, now, receive, serve_ready, set_timeout
+from ..core.faults import report
+from ..core.serving import pending
+from .connection import Connection, now, receive, serve_ready, set_timeout, time_out
+from .sending import send
 from .server import ThreadedServer
 
 ACCEPT_POLL_S = 0.5  # how often the acceptor looks at the stop flag
@@ -36,26 +39,36 @@ class PerConnectionServer(ThreadedServer):
             except OSError:  # EMFILE: back off briefly instead of spinning
                 self.stopping.wait(0.05)
                 continue
-            conn = self.admit(sock, peer)
-            if conn is not None:
-                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            self._start(sock, peer)
         self._drain()
         return 0
 
+    def _start(self, sock: socket.socket, peer: object) -> None:
+        conn = self.admit(sock, peer)
+        if conn is not None:
+            with self._live_lock:
+                self.live.add(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
     def _serve(self, conn: Connection) -> None:
         count = self.requests.cell()
-        with self._live_lock:
-            self.live.add(conn)
         conn.deadline = now() + self.args.header_timeout  # the first header is due from connect
         try:
             while True:
                 conn.busy = True
-                answered, usable = serve_ready(conn, self.responder)
+                answered, usable = serve_ready(conn, self)
                 conn.busy = False
                 count[0] += answered
                 self.update_deadline(conn, answered)
-                if not usable or self.stopping.is_set() or not self._receive(conn):
+                if not usable or (self.draining and not pending(conn.sock)):
+                    break  # (draining: a request that has arrived is still answered)
+                if not self._receive(conn):
+                    if now() >= conn.deadline:
+                        time_out(conn, self.responder)  # a partial header gets its 408
                     break
+        except Exception as exc:  # a bug costs this connection only
+            report("serving a connection", exc)
+            conn.graceful = send(conn.sock, self.responder.error(500), self)
         finally:
             with self._live_lock:
                 self.live.discard(conn)
@@ -71,14 +84,26 @@ class PerConnectionServer(ThreadedServer):
         return receive(conn)
 
     def _drain(self) -> None:
+        """SIGTERM (see server.py): accept the backlog once more, end the threads blocked on
+        an idle connection with nothing sent, let the rest answer (Connection: close)."""
+        self.listener.setblocking(False)
+        while True:
+            try:
+                sock, peer = self.listener.accept()
+            except OSError:  # EAGAIN: the backlog is empty
+                break
+            self._start(sock, peer)
         self.listener.close()
         with self._live_lock:
             idle = [c for c in self.live if not c.busy]
         for conn in idle:  # wake threads blocked in recv on an idle keep-alive connection
+            if pending(conn.sock):
+                continue  # a request has arrived: its thread answers it
             try:
                 conn.sock.shutdown(socket.SHUT_RD)
             except OSError:
                 pass
         self.wait_drained(lambda: len(self.live))
+        with self._live_lock:
+            self.cut_all(list(self.live))
         self.closing.close_all()
-

@@ -7,7 +7,10 @@ import socket
 import threading
 from collections import deque
 
-from .connection import Connection, now, receive, serve_ready
+from ..core.faults import report
+from ..core.serving import pending
+from .connection import Connection, now, receive, serve_ready, time_out
+from .sending import send
 from .server import ThreadedServer
 
 EPOLL_IDLE = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLONESHOT
@@ -83,10 +86,11 @@ class PoolServer(ThreadedServer):
             worker.wake_with(conn)
 
     def _sweep(self) -> None:
-        """Close connections whose header or keep-alive deadline has passed, and lingering ones
-        whose client has closed."""
+        """Close connections whose header or keep-alive deadline has passed (a partial header
+        gets a 408), and lingering ones whose client has closed."""
         t = now()
         for conn in [c for c in list(self.conns.values()) if not c.busy and c.deadline < t]:
+            time_out(conn, self.responder)
             self._close(conn)
         self.closing.sweep()
 
@@ -113,13 +117,21 @@ class PoolServer(ThreadedServer):
     def _serve(self, conn: Connection) -> tuple[int, bool]:
         if not receive(conn):
             return 0, False
-        answered, usable = serve_ready(conn, self.responder)
+        answered, usable = serve_ready(conn, self)
         if usable:
             self.update_deadline(conn, answered)
             # a header trickling in past its deadline ends here: the dispatcher's sweep skips
             # busy connections, and a byte-a-moment client is busy whenever it wakes the sweep
-            usable = now() < conn.deadline
-        return answered, usable and not self.stopping.is_set()
+            if now() >= conn.deadline:
+                time_out(conn, self.responder)
+                usable = False
+        return answered, usable and not self.draining
+
+    def failed(self, conn: Connection, exc: Exception) -> None:
+        """A bug while serving *conn* outside the response itself (which ``send`` guards):
+        report it, answer 500 and close - the pool thread carries on."""
+        report("serving a connection", exc)
+        conn.graceful = send(conn.sock, self.responder.error(500), self)
 
     def _done(self, conn: Connection, usable: bool) -> None:
         """Hand the connection back to the dispatcher, or close it."""
@@ -134,14 +146,23 @@ class PoolServer(ThreadedServer):
             self._close(conn)
 
     # -- shutdown ------------------------------------------------------------------------
-    def _drain(self, pool: list[threading.Thread]) -> None:
+    def _drain(self, pool: list[PoolThread]) -> None:
+        """SIGTERM (see server.py): the backlog is accepted once more, a connection with a
+        request waiting is handed to a thread (answered with Connection: close), every other
+        idle one is closed; then the threads get until the drain's end."""
+        self._accept()
         self.epoll.unregister(self.listener.fileno())
         self.listener.close()
         for conn in [c for c in list(self.conns.values()) if not c.busy]:
-            self._close(conn)  # idle keep-alive connections: nothing is in flight on them
+            if pending(conn.sock):
+                self._hand_off(conn.fd)
+            else:
+                conn.graceful = True  # nothing in flight: a FIN, never a reset
+                self._close(conn)
         self.wait_drained(lambda: self._busy)
         for worker in pool:
             worker.wake_with(None)
+        self.cut_all([c for c in self.conns.values() if c.busy])
         for conn in list(self.conns.values()):
             self._close(conn)
         self.closing.close_all()
@@ -170,7 +191,11 @@ class PoolThread:
             if conn is None:
                 return
             while conn is not None:
-                answered, usable = server._serve(conn)
+                try:
+                    answered, usable = server._serve(conn)
+                except Exception as exc:  # a bug costs this connection, never the thread
+                    server.failed(conn, exc)
+                    answered, usable = 0, False
                 count[0] += answered
                 server._done(conn, usable)
                 conn = server.next_or_idle(self)

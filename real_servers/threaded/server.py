@@ -1,8 +1,16 @@
-"""What both threaded shapes share: listener, counters, /server-status, SIGTERM drain."""
+"""What both threaded shapes share: listener, counters, /server-status, SIGTERM drain.
+
+Drain (the same policy as the state-group server's): on SIGTERM the server stops accepting -
+after accepting, once more, the connections the kernel has already completed - closes idle
+keep-alive connections (unless a request has arrived on one: that is answered), answers every
+request already received with ``Connection: close``, and gives the responses being written
+``--drain-timeout`` seconds; those still unfinished are then cut with a reset and it exits 0.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import socket
@@ -10,15 +18,11 @@ import threading
 import time
 
 from ..core import DocumentRoot, Responder
-from ..core.status import rusage_counters
+from ..core.status import rusage_counters, status_access
 from .connection import Closing, Connection, now
+from .sending import SEND_POLL_S, cut
 
 ARCH = "thread-per-request"
-BUSY = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n"
-    b"Retry-After: 1\r\n\r\n"
-)
-DRAIN_TIMEOUT_S = 10.0
 
 
 class Counter:
@@ -53,24 +57,29 @@ class ThreadedServer:
     def __init__(self, listener: socket.socket, args: argparse.Namespace) -> None:
         self.listener = listener
         self.args = args
-        self.responder = Responder(DocumentRoot(args.root), status=self.status)
+        docroot = DocumentRoot(args.root, cache_max_bytes=args.cache_max_bytes)
+        self.responder = Responder(docroot, status=self.status, access=status_access(args.status))
         self.requests = Counter()
         self.stopping = threading.Event()
+        self.draining = False  # SIGTERM: answer with Connection: close
+        self.send_timeout = args.send_timeout
+        self.drain_end = math.inf  # when the drain ends (monotonic)
         self._open_lock = threading.Lock()
         self._open = 0
         self.closing = Closing()  # answered connections being closed without a reset
 
     # -- connection accounting -----------------------------------------------------------
     def admit(self, sock: socket.socket, peer: object) -> Connection | None:
-        """Wrap a new socket, or answer 503 and close it when at --max-connections."""
+        """Wrap a new socket, or answer the core's 503 and close it at --max-connections."""
         with self._open_lock:
             full = self._open >= self.args.max_connections
             if not full:
                 self._open += 1
         if full:
+            busy = self.responder.error(503)
             try:
                 sock.setblocking(True)
-                sock.sendall(BUSY)
+                sock.sendall(busy.head + busy.body)  # a new socket's buffer is empty
             except OSError:
                 sock.close()
                 return None
@@ -111,12 +120,16 @@ class ThreadedServer:
             "requests": self.requests.total(),
             "threads_alive": threading.active_count(),
             "connections_open": self._open,
+            "cache": self.responder.docroot.cache_stats(),
             **rusage_counters(),
         }
 
     # -- lifecycle -----------------------------------------------------------------------
     def install_signals(self) -> None:
         def on_term(signum: int, frame: object) -> None:
+            if not self.draining:
+                self.drain_end = time.monotonic() + self.args.drain_timeout
+                self.draining = True
             self.stopping.set()
 
         signal.signal(signal.SIGTERM, on_term)
@@ -126,7 +139,13 @@ class ThreadedServer:
         raise NotImplementedError
 
     def wait_drained(self, in_flight) -> None:
-        """Wait (bounded) until *in_flight()* is zero."""
-        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        """Wait until *in_flight()* is zero: by the drain's end plus the time a blocked send
+        takes to notice it (threads cut what they were writing then)."""
+        deadline = self.drain_end + SEND_POLL_S + 0.5
         while in_flight() and time.monotonic() < deadline:
             time.sleep(0.01)
+
+    def cut_all(self, conns) -> None:
+        """At exit: connections still open are mid-response; make their close a reset."""
+        for conn in conns:
+            cut(conn.sock)

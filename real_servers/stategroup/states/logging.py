@@ -3,16 +3,16 @@
 Every finished request is written to the worker's access-log ring (the last ``RING`` requests:
 monotonic time, status - 0 for one relayed to user space -, bytes, method, target) and counted.
 Then the connection either goes back to ``wait_headers`` (keep-alive) or is closed: at once
-when the peer is gone, or gracefully - our side shut down, and, if the client has sent more
-than we read, its bytes drained until it closes (or ``LINGER_S``), so that closing never
-resets a response the client has not read yet.
+when the peer is gone, with a reset when its response was cut (``CUT``), or gracefully - our
+side shut down, and, if the client has sent more than we read, its bytes drained until it
+closes (or ``LINGER_S``), so that closing never resets a response the client has not read yet.
 """
 
 from __future__ import annotations
 
 import socket
 
-from ..lifecycle import ABORT, GRACEFUL, KEEP, LOGGING, READ, WAIT_HEADERS
+from ..lifecycle import ABORT, CUT, GRACEFUL, KEEP, LOGGING, READ, WAIT_HEADERS
 
 RING = 1024
 LINGER_S = 2.0
@@ -79,6 +79,8 @@ def _end(worker, conn) -> None:
         ending = GRACEFUL
     if ending == ABORT:
         worker.close(conn)
+    elif ending == CUT:
+        worker.cut(conn)
     else:
         _shutdown(worker, conn, ending)
 

@@ -1,10 +1,16 @@
 """send_data (kHTTPd: datasending.c, DataSending): write responses without blocking.
 
 A response from the in-memory cache goes out in one ``sendmsg([head, body])``; a large file is
-its head (``MSG_MORE``) then ``os.sendfile``.  Each connection gets at most
-``--send-chunk`` bytes per pass (kHTTPd: 16 KB), so one big file cannot starve the rest; a
-connection whose socket buffer is full parks until epoll reports it writable.  A finished
-response moves to ``logging``.
+opened first (so a file that may not be read is a 403, not a 200 head and then a close), then
+its head (``MSG_MORE``) and ``os.sendfile``.  Each connection gets at most ``--send-chunk``
+bytes per pass (kHTTPd: 16 KB), so one big file cannot starve the rest; a connection whose
+socket buffer is full parks until epoll reports it writable.  A finished response moves to
+``logging``.
+
+Each response has one deadline, ``--send-timeout`` from the first time it could not be sent at
+once (a response sent in one call never looks at the clock): a client that reads a little now
+and then does not push it back.  A response past it, or one that fails (reset, the file shrank),
+is cut - closed with a reset, so the client can tell.
 """
 
 from __future__ import annotations
@@ -12,9 +18,8 @@ from __future__ import annotations
 import os
 import socket
 
-from ..lifecycle import ABORT, SEND_DATA, WRITE
+from ..lifecycle import CUT, SEND_DATA, WRITE
 
-SEND_TIMEOUT_S = 30.0  # a client that stops reading is dropped after this
 MSG_MORE = socket.MSG_MORE
 
 
@@ -27,21 +32,26 @@ def _send(worker, conn) -> int:
         if conn.pending is None and conn.file_fd < 0:  # a fresh response
             return _start(worker, conn, conn.response)
         return _send_rest(worker, conn)
-    except OSError:  # reset, broken pipe, the file vanished: the response cannot finish
-        _finish(worker, conn, ABORT)
+    except OSError:  # reset, broken pipe, the file shrank: the response cannot finish
+        _finish(worker, conn, CUT)
         return 1
 
 
 def _start(worker, conn, response) -> int:
+    conn.send_end = 0.0  # no deadline until it first has to wait
     if response.file is None:
         if len(response.body) <= worker.config.send_chunk:
             return _send_memory(worker, conn, response.head, response.body)
         conn.pending = memoryview(response.head + response.body)
-    else:
-        conn.file_fd = os.open(response.file, os.O_RDONLY | os.O_CLOEXEC)
-        conn.file_off = 0
-        conn.file_end = response.length
-        conn.pending = memoryview(response.head)
+        return _send_rest(worker, conn)
+    response, fd = worker.responder.opened(response, conn.request, conn.loopback)
+    conn.response = response
+    if fd < 0:  # the file cannot be opened: its error page instead
+        return _start(worker, conn, response)
+    conn.file_fd = fd
+    conn.file_off = 0
+    conn.file_end = response.length
+    conn.pending = memoryview(response.head)
     return _send_rest(worker, conn)
 
 
@@ -94,17 +104,30 @@ def _send_rest(worker, conn) -> int:
 
 
 def _again(worker, conn) -> int:
-    """Sent a whole chunk and more is left: go round once more next pass."""
+    """Sent a whole chunk and more is left: go round once more next pass (unless past the
+    response's deadline: a client reading fast enough never gets there)."""
+    if not conn.send_end:
+        _start_clock(worker, conn)
+    elif worker.now >= conn.send_end:
+        _finish(worker, conn, CUT)
+        return 1
     worker.queues[SEND_DATA].append(conn)
     return 1
 
 
 def _park(worker, conn, sent: int) -> int:
-    """The socket buffer is full: wait for epoll to report it writable."""
+    """The socket buffer is full: wait for epoll to report it writable (the sweep cuts it
+    if its deadline passes first)."""
     conn.writable = False
     conn.wait = WRITE
-    worker.set_deadline(conn, SEND_TIMEOUT_S)
+    if not conn.send_end:
+        _start_clock(worker, conn)
     return 1 if sent else 0
+
+
+def _start_clock(worker, conn) -> None:
+    worker.set_deadline(conn, worker.config.send_timeout)
+    conn.send_end = conn.deadline
 
 
 def _finish(worker, conn, ending: int) -> None:
