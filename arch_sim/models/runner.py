@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,10 +23,11 @@ from arch_sim import ARCHS, STATES
 from arch_sim.models.params import ModelParams, load_preset
 from arch_sim.models.scheduler import Scheduler
 from arch_sim.models.state_group import StateGroup
-from arch_sim.models.thread_per_request import ThreadPerRequest
+from arch_sim.models.thread_per_request import make as make_thread_per_request
 from arch_sim.models.workload import Recorder, Workload, make_clients
+from arch_sim.regimes import regime_of
 
-MODELS = {"thread-per-request": ThreadPerRequest, "state-group": StateGroup}
+MODELS = {"thread-per-request": make_thread_per_request, "state-group": StateGroup}
 assert tuple(MODELS) == ARCHS
 
 
@@ -46,22 +48,29 @@ def point_seed(base_seed: int, target_rps: float | None, rep: int,
 
 
 def simulate_point(arch: str, params: ModelParams | str, target_rps: float | None = None, *,
-                   workload: str = "open", connections: int | None = None,
+                   workload: str | None = None, connection: str | None = None,
+                   connections: int | None = None,
                    requests: int = 20000, warmup: int | None = None, seed: int = 1,
                    rep: int = 0, cpus: int | None = None, threads: int | None = None,
                    file_sizes: str | None = None, think_tick_ms: float | None = None,
-                   run_id: str = "") -> dict[str, Any]:
+                   run_id: str = "",
+                   recorder_factory: Callable[..., Recorder] = Recorder) -> dict[str, Any]:
     """Simulate ``requests`` measured requests of one architecture at one load; one schema row.
 
     ``target_rps`` is the offered rate (open: Poisson arrivals; closed: think time
     connections / rate, or no think time when None).  Warm-up requests are discarded.
-    The preset's server costs for ``arch`` (``[server.ARCH]``) apply.
+    The preset's server costs for ``arch`` (``[server.ARCH]``) apply.  ``recorder_factory``
+    builds the measurement (:class:`~arch_sim.models.workload.Recorder`'s arguments; the
+    validation module passes one that also samples the system).
     """
     if arch not in MODELS:
         raise ValueError(f"unknown arch {arch!r}: choose from {', '.join(MODELS)}")
     params = load_preset(params).for_arch(arch)
     cpus = params.cpus if cpus is None else int(cpus)
     connections = params.workload.connections if connections is None else int(connections)
+    workload = params.workload.kind if workload is None else workload
+    connection = params.workload.connection if connection is None else connection
+    close = workload == "closed" and connection == "close"
     load = Workload(
         kind=workload,
         target_rps=None if target_rps is None or math.isnan(target_rps) else float(target_rps),
@@ -70,7 +79,8 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
         userspace_frac=params.server.userspace_frac,
         think_tick_ms=(params.workload.think_tick_ms if think_tick_ms is None
                        else float(think_tick_ms)),
-        client_us=params.workload.client_us,
+        client_us=params.workload.client_us + (params.workload.client_close_us if close else 0),
+        connection=connection,
     )
     if warmup is None:
         warmup = default_warmup(requests, workload, connections)
@@ -83,9 +93,9 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
     def snapshot() -> dict[str, float]:
         return {**sched.counters(), **model_box[0].counters()}
 
-    recorder = Recorder(env, warmup, requests, params.server.max_connections, snapshot)
+    recorder = recorder_factory(env, warmup, requests, params.server.max_connections, snapshot)
     if arch == "thread-per-request":
-        model = ThreadPerRequest(env, sched, params, recorder, threads=threads)
+        model = make_thread_per_request(env, sched, params, recorder, threads=threads)
     else:
         model = StateGroup(env, sched, params, recorder)
     model_box.append(model)
@@ -133,7 +143,13 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
         "littles_L": stats["littles_L"],
         "littles_lambda_W": stats["littles_lambda_W"],
         "littles_rel_err": stats["littles_rel_err"],
-        "context_switches_per_s": delta["switches"] / span,
+        # every switch on the server's CPUs, to and from idle included (vmstat's cs, as the
+        # seed's author counted); the model has no background, so all of it is the load's
+        "cpu_switches_per_s": delta["switches"] / span,
+        "cpu_switches_idle_per_s": 0.0,
+        "cpu_switches_per_request": delta["switches"] / done,
+        "connection_mode": connection if workload == "closed" else "close",
+        "regime": regime_of(connection, workload),
         "wall_s": wall,
         "sim_requests_per_wall_s": recorder.offered / wall if wall > 0 else math.nan,
     }
@@ -143,6 +159,7 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
         row["gil_cond_waits_per_request"] = cond / done
         row["gil_mutex_waits_per_request"] = mutex / done
         row["pool_wakeups_per_request"] = delta["pool_wakeups"] / done
+        row["spurious_wakeups_per_request"] = delta["spurious_wakeups"] / done
         row["gil_forced_per_s"] = delta["gil_forced"] / span
         row["dispatcher_wakeups_per_request"] = delta["dispatcher_wakeups"] / done
     if arch == "state-group":
