@@ -99,14 +99,71 @@ def test_a_task_that_overran_stays_queued_until_the_cpu_idles():
     env.run(until=310 * US)
     assert a.delayed and a.queued  # a ran 300 us against b's 20 us: it owes
     env.run()
-    assert not sched.queue and a.vlag == 0.0  # the idle CPU settled the debt
+    assert not sched.policy.queue and a.vlag == 0.0  # the idle CPU settled the debt
+
+
+def _clone_then_wait(child_runs_us: float):
+    """Thread.start(): the parent clones, runs on 30 us, blocks until the child wakes it after
+    ``child_runs_us`` of its own; then the child computes on.  Is it preempted at that wake?"""
+    env = simpy.Environment()
+    sched = Scheduler(env, 1, EEVDF)
+    parent, child = Task("parent"), Task("child")
+    seen = {}
+
+    def child_body():
+        yield started
+        yield from sched.run(child, child_runs_us * US)
+        before = sched.involuntary
+        sched.wake(parent)  # _started.set(): the child releases the parent's lock
+        seen["kept_v"] = parent.v == seen["v_at_block"]
+        yield from sched.checkpoint(child)
+        seen["preempted"] = sched.involuntary > before
+        yield from sched.run(child, 50 * US)
+        yield sched.block(child)
+
+    def parent_body():
+        nonlocal started
+        yield env.timeout(1e-3)  # clear of the 4 ms ticks
+        yield sched.start(parent)
+        yield from sched.run(parent, 20 * US)
+        started = sched.start(child, parent)  # clone(): the child joins at the parent's v
+        env.process(child_body())
+        yield from sched.checkpoint(parent)
+        assert parent.cpu is not None  # RUN_TO_PARITY: the new child waits its turn
+        yield from sched.run(parent, 30 * US)  # the rest of Thread.start()
+        blocked = sched.block(parent)
+        seen["v_at_block"], seen["delayed"] = parent.v, parent.delayed
+        yield blocked
+        yield sched.block(parent)
+
+    started = None
+    env.process(parent_body())
+    env.run()
+    assert seen["delayed"]  # it overran the child it placed at its own v: DELAY_DEQUEUE
+    return seen
+
+
+def test_a_parent_blocked_after_clone_preempts_a_child_that_ran_longer_when_woken():
+    """requeue_delayed_entity() takes the delayed parent's lag against the child's v as charged
+    when it was picked: negative, so the parent keeps its v (no DELAY_ZERO).  The wake-up check's
+    update_curr() then charges the child's 60 us: it has run past the parent, is not eligible,
+    RUN_TO_PARITY does not protect it, and the parent is picked.  (With the child's v brought
+    up to date first, the parent's lag would be positive, DELAY_ZERO would place it at the
+    child's v, and the eligible child would run on.)"""
+    seen = _clone_then_wait(child_runs_us=60)
+    assert seen["kept_v"] and seen["preempted"]
+
+
+def test_a_child_that_ran_less_than_its_parents_overrun_keeps_the_cpu():
+    seen = _clone_then_wait(child_runs_us=20)
+    assert seen["kept_v"] and not seen["preempted"]
 
 
 def test_fifo_policy_ignores_lag():
     params = SchedulerParams(switch_us=0.0, policy="fifo")
     env = simpy.Environment()
     sched = Scheduler(env, 1, params)
-    assert not sched.eevdf and not hasattr(sched, "queue")
+    assert sched.policy.name == "fifo" and not hasattr(sched.policy, "queue")
 
 
 def test_cpu_time_jitter_keeps_the_mean():

@@ -158,10 +158,16 @@ def test_userspace_requests_are_served_by_the_userspace_server(arch):
     base = simulate_point(arch, p, 500, cpus=1, requests=3000, seed=6)
     handed = simulate_point(arch, p.replace(server={"userspace_frac": 0.2}), 500, cpus=1,
                             requests=3000, seed=6)
+    free = simulate_point(arch, p.replace(server={"userspace_frac": 0.2,
+                                                   "userspace_service_us": 0.0}), 500, cpus=1,
+                          requests=3000, seed=6)
     assert handed["errors"] == 0 and handed["completions"] >= 0.98 * 3000
     assert handed["littles_rel_err"] < 0.02
-    # ~100 req/s x ~1 ms of user-space CPU each, minus the sending they no longer need
-    assert handed["cpu_util"] > base["cpu_util"] + 0.04
+    # ~100 req/s x 1 ms of user-space CPU each (against a user-space server that costs nothing)
+    assert handed["cpu_util"] - free["cpu_util"] == pytest.approx(0.1, abs=0.02)
+    # ... and none of its switches are the server's
+    assert handed["reschedules_per_request"] == pytest.approx(free["reschedules_per_request"],
+                                                              rel=0.1)
     if arch == "state-group":
         assert handed["batch_userspace"] >= 1.0
         assert math.isnan(base["batch_userspace"])
@@ -187,6 +193,7 @@ class _Sink:
     def __init__(self, env) -> None:
         self.env = env
         self.arrivals: list[float] = []
+        self.requests: list = []
         self.on_complete = None
 
     def arrive(self, req) -> bool:
@@ -194,6 +201,7 @@ class _Sink:
 
     def submit(self, req) -> None:
         self.arrivals.append(round(self.env.now * 1e3, 6))
+        self.requests.append(req)
 
 
 def test_wrk_loop_fires_a_due_timer_when_it_next_wakes():
@@ -212,22 +220,19 @@ def test_wrk_loop_fires_a_due_timer_when_it_next_wakes():
     clients = ClosedClients(env, work, NetworkParams(), _Think([0, 0, 2, 2]), sink, sink)
     env.run(until=1e-6)
     assert sink.arrivals == [0.0, 0.0]
-    a, b = Connection(NetworkParams()), Connection(NetworkParams())
-
-    class Reply:
-        def __init__(self, conn):
-            self.conn = conn
+    a, b = sink.requests  # the first request of each connection
 
     # a reply at 0.3 ms: due on the 2 ms edge; the loop sleeps 2 whole ms from 0.3 ms
     env.run(until=0.3e-3)
-    clients.reply_received(Reply(a), env.now)
+    clients.reply_received(a, env.now)
     env.run(until=3e-3)
     assert sink.arrivals[2:] == [2.3]
+    a2 = sink.requests[2]  # connection a's second request
     # a reply at 3.2 ms, due at 5 ms; another reply comes in at 5.1 ms and wakes the loop first
     env.run(until=3.2e-3)
-    clients.reply_received(Reply(b), env.now)
+    clients.reply_received(b, env.now)
     env.run(until=5.1e-3)
     clients.rng.think_ms = [10]  # the second reply's think time: far beyond this test
-    clients.reply_received(Reply(a), env.now)
+    clients.reply_received(a2, env.now)
     env.run(until=6e-3)
     assert sink.arrivals[3:] == [5.1]

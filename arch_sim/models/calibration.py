@@ -19,6 +19,9 @@ The measurements it reads (``arch_sim.calibrate`` collects them)::
      "cold_cache": {"decay_ms"},           # cold_cache(): how fast an idle CPU goes cold
      # and, per server, "paced": {"target_rps", "cpu_us_per_request", ...}: the same bench at
      # a paced load, where the CPU idles between requests (solves cold_refill_us)
+     "close": {"state-group" | "thread-per-request" | "thread-per-connection":
+                   {"cpu_us_per_request", ...},      # unpaced, a connection per request
+               "client_close_us"},                   # wrk's extra CPU per request for that
     }
 
 A CPU that idled runs the next request slower (its caches went cold: on this 2-vCPU VM a request
@@ -109,6 +112,9 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
     mean_kb = MEAN_REPLY_KB.get(file_set, 14.675)
 
     costs = previous_server_costs()
+    close = m.get("close") or {}
+    conn = previous_connection_costs()
+    client_close = close.get("client_close_us")
     for arch in measured_archs:
         costs[arch] = _split(float(servers[arch]["cpu_us_per_request"])
                              - float(servers[arch].get("reschedules_per_request", 0.0))
@@ -194,11 +200,10 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
             "# per request at saturation.  The split over states is an estimate (it moves "
             "where the GIL",
             "# is dropped within a request, not what a request costs).",
-            "accept_us = 20.0           # estimate: keep-alive load accepts only 64 "
-            "connections, once: not on the measured path",
-            "close_us = 15.0            # estimate: as accept_us, connections stay open",
-            "thread_create_us = 30.0    # estimate: threading.Thread start; only --threads 0 "
-            "with new connections creates threads",
+            "accept_us = 20.0           # estimate, for servers not in the [server.ARCH] "
+            "sections below (which solve their own from a connection-per-request run)",
+            "close_us = 15.0            # estimate: as accept_us",
+            "thread_create_us = 30.0    # estimate: as accept_us (threading.Thread start)",
             f"threads = {threads}               # {tag}: the bench ran the pool server with "
             f"--threads {threads}",
             f"dispatcher = {'true' if threads > 0 else 'false'}          # "
@@ -213,8 +218,10 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
             "working set",
             f"pass_us = {PASS_US:.1f}              # estimate: one pass calls five state "
             "modules and epoll.poll(0)",
-            "poll_item_us = 0.3         # estimate: looking at a connection whose socket is "
-            "not ready (a dict lookup, a flag)",
+            "poll_item_us = 3.0         # estimate: a new connection's first recv() that finds "
+            "nothing yet (EAGAIN: a system call and an exception)",
+            "readiness_events = true    # real_servers/stategroup: a connection waits parked "
+            "until epoll reports it readable (edge-triggered), not looked at every pass",
             "cohort_factor = 1.0        # not measured for Python: no cohort effect assumed",
             "max_send_kb_per_pass = 16.0  # real_servers/stategroup send_data: at most 16 KB "
             "per connection per pass, as kHTTPd",
@@ -244,6 +251,14 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
                   "share (epoll re-arm, bookkeeping)"),
             f"cold_refill_us = {refill['thread-per-request']:.1f}     # "
             + cold_why("thread-per-request"),
+            f"accept_us = {conn['thread-per-request']['accept_us']:.2f}          # "
+            + conn_why("thread-per-request", "half of a connection's own cost (accept4, "
+                       "register; the other half: unregister, shutdown, close)"),
+            f"close_us = {conn['thread-per-request']['close_us']:.2f}           # "
+            + conn_why("thread-per-request", "the other half"),
+            f"thread_create_us = {conn['thread-per-request']['thread_create_us']:.2f}   # "
+            + conn_why("thread-per-connection", "threading.Thread set-up and start, split "
+                       "between the acceptor and the new thread"),
             "",
             "[server.state-group]",
             f"parse_us = {s['parse_us']:.2f}           # "
@@ -257,12 +272,17 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
                   "line, re-arm)"),
             f"cold_refill_us = {refill['state-group']:.1f}     # "
             + cold_why("state-group"),
+            f"accept_us = {conn['state-group']['accept_us']:.2f}          # "
+            + conn_why("state-group", "half of a connection's own cost (accept state; the "
+                       "other half: close in logging)"),
+            f"close_us = {conn['state-group']['close_us']:.2f}           # "
+            + conn_why("state-group", "the other half"),
             "",
             "[network]",
             "sndbuf_kb = 4096.0         # loopback TCP autotunes the send buffer up to "
             "net.ipv4.tcp_wmem's maximum (4 MB default)",
-            "wake_free_frac = 0.5       # sk_stream_wspace: a blocked writer wakes when half "
-            "the buffer is free",
+            "wake_free_frac = 0.333     # a TCP writer is woken when at least a third of the "
+            "buffer is free (sk_stream_wspace) [NET-wspace-24]",
             "client_mbit_s = 20000.0    # estimate: wrk reads loopback replies at memory-copy "
             "speed",
             "request_lag_us = 5.0       # estimate: loopback handshake to request",
@@ -270,6 +290,8 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
             "system call, a few us",
             "",
             "[workload]",
+            'kind = "closed"            # wrk: a fixed number of connections, each waiting for '
+            "its reply before the next request",
             f'file_sizes = "{FILE_SIZES.get(file_set, "specweb99")}"   # {tag}: '
             f"the bench's --file-set {file_set}",
             f"connections = {connections}           # {tag}: the bench's --connections",
@@ -281,9 +303,23 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
                "not measured by this calibrate run: wrk -t1's CPU per request at "
                "saturation on the development host (9.9-14.4 us); wrk sends one request "
                "at a time"),
+            f"client_close_us = {float(client_close if client_close is not None else conn['client_close_us']):.2f}   # "  # noqa: E501
+            + (f"{tag}: wrk's extra CPU per request with a connection per request (connect, "
+               "close), unpaced against the faster server" if client_close is not None else
+               "not measured by this calibrate run: kept from the previous host preset"),
             "",
         ]
         return "\n".join(lines)
+
+    def conn_why(shape: str, what: str) -> str:
+        """The comment of a connection cost: solved now, or kept from before."""
+        if shape not in close:
+            return ("not measured by this calibrate run (no connection-per-request bench): "
+                    "kept from the previous host preset")
+        row = close[shape]
+        return (f"{tag}: {what}; solved so that the model spends the "
+                f"{float(row['cpu_us_per_request']):.0f} us per request the server took "
+                "unpaced with a connection per request (connection_costs.py)")
 
     text = render(costs)
     if solve:
@@ -309,7 +345,42 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
                 for arch, row in paced.items():
                     refill[arch] = _solve_refill(arch, params, row, connections)
                 text = render(costs)
+        if any(k in close for k in ("state-group", "thread-per-request",
+                                    "thread-per-connection")):
+            from arch_sim.models.connection_costs import solve_connection_costs
+
+            params = from_dict(_toml(text), source="calibration")
+            for arch, values in solve_connection_costs(params, close, threads).items():
+                conn[arch].update(values)
+            text = render(costs)
     return text
+
+
+#: connection costs when neither a measurement nor a previous host preset has them
+DEFAULT_CONNECTION_COSTS = {
+    "thread-per-request": {"accept_us": 20.0, "close_us": 15.0, "thread_create_us": 30.0},
+    "state-group": {"accept_us": 20.0, "close_us": 15.0},
+    "client_close_us": 0.0,
+}
+
+
+def previous_connection_costs() -> dict[str, Any]:
+    """accept_us, close_us (per arch), thread_create_us and client_close_us of the current
+    ``host`` preset, or :data:`DEFAULT_CONNECTION_COSTS`."""
+    out: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v)
+                           for k, v in DEFAULT_CONNECTION_COSTS.items()}
+    try:
+        from arch_sim.models.params import load_preset
+
+        previous = load_preset("host")
+    except (OSError, ValueError):
+        return out
+    for arch in ("thread-per-request", "state-group"):
+        server = previous.for_arch(arch).server
+        for key in out[arch]:
+            out[arch][key] = float(getattr(server, key))
+    out["client_close_us"] = float(previous.workload.client_close_us)
+    return out
 
 
 def _solve_refill(arch: str, params, paced: dict[str, Any], connections: int) -> float:

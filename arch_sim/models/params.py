@@ -24,8 +24,8 @@ from arch_sim import ARCHS
 PRESET_DIR = Path(__file__).with_name("presets")
 #: the architectures a preset may give their own server costs
 ARCH_NAMES = ARCHS
-#: scheduler policies the model implements
-POLICIES = ("fifo", "eevdf")
+#: scheduler policies the model implements (arch_sim.models.policies)
+POLICIES = ("fifo", "linux-2.2", "linux-2.4", "eevdf")
 
 
 @dataclass(frozen=True)
@@ -56,15 +56,23 @@ class SchedulerParams:
     cache refill (``ServerParams.cold_refill_us``) times ``1 - exp(-t / cold_decay_ms)`` on its
     first burst of work."""
     policy: str = "fifo"
-    """How the next task is picked and when a wake-up preempts.
+    """How the next task is picked and when a wake-up preempts (arch_sim.models.policies).
 
     ``fifo``: one FIFO run queue; a woken task preempts (if ``wakeup_preempt``) at the victim's
     next checkpoint; a task is preempted when it has used ``timeslice_ms`` and others wait
-    (Linux 2.2 and the O(1) scheduler, equal priorities).
+    (the O(1) scheduler, equal priorities).
+    ``linux-2.2`` / ``linux-2.4``: goodness(), counters of ``priority_ticks`` timer ticks,
+    that version's reschedule_idle() on a wake-up.
     ``eevdf``: Linux >= 6.6 (EEVDF): virtual runtime, lag kept across sleeps, virtual
     deadlines ``timeslice_ms`` apart; a woken task preempts only when the running one is no
-    longer eligible and the woken one has the earliest eligible deadline (see scheduler.py).
+    longer eligible and the woken one has the earliest eligible deadline.
     """
+    priority_ticks: int = 20
+    """Linux 2.2/2.4: a task's priority and the counter it is refilled to, in timer ticks
+    (DEF_PRIORITY)."""
+    accept_wakes_all: bool = False
+    """A connection arriving on a listening socket wakes every thread asleep in accept() on
+    it (Linux 2.2's wait queues), not just one (exclusive wait, Linux >= 2.3)."""
 
     @property
     def cache_refill_us(self) -> float:
@@ -97,6 +105,10 @@ class ServerParams:
     """State-group: fixed cost of one pass over the five state groups (polling)."""
     poll_item_us: float = 0.0
     """State-group: cost of looking at a request that cannot move yet."""
+    readiness_events: bool = False
+    """State-group: the worker is told which sockets became ready (epoll) and looks at a
+    waiting connection again only then; False: it looks at every waiting request on every
+    pass, as kHTTPd's WaitForHeaders peeks at each one [KH-waitheaders]."""
     cohort_factor: float = 1.0
     """State-group: cost of the 2nd, 3rd... item of a batch relative to the first (warm cache)."""
     max_send_kb_per_pass: float = math.inf
@@ -109,6 +121,9 @@ class ServerParams:
     """userspace: cost of handing a connection to the user-space server."""
     userspace_service_us: float = 0.0
     """CPU the user-space server (a separate, uncounted task) spends on such a request."""
+    kernel_threads: bool = False
+    """The server's threads run in the kernel (kHTTPd): Linux 2.2/2.4 never preempted kernel
+    code, so they keep their CPU until they block."""
     dispatcher: bool = False
     """Thread-per-request pool: a dispatcher thread waits in epoll over the idle keep-alive
     connections and hands each request to the most recently idle pool thread, waking exactly
@@ -140,6 +155,8 @@ class NetworkParams:
     """A writer blocked on a full buffer is woken when this share of it is free again."""
     client_mbit_s: float = math.inf
     """Bandwidth at which one client drains its connection."""
+    server_mbit_s: float = math.inf
+    """The server's network link, shared by every connection (its replies queue for it)."""
     request_lag_us: float = 0.0
     """New connection: time from the connection being accepted to its request arriving."""
     one_way_us: float = 0.0
@@ -163,6 +180,15 @@ class WorkloadParams:
     """Closed workload: CPU the load generator's one thread spends per request (reading the
     reply, sending the next request).  It does one thing at a time, so requests leave it at
     least this far apart (wrk -t1).  0: an infinitely fast client."""
+    client_close_us: float = 0.0
+    """Closed workload with a connection per request: the client's extra CPU per request for
+    opening and closing the connection (connect, close)."""
+    kind: str = "open"
+    """The preset's default workload: ``open`` (Poisson arrivals of new connections, one
+    request each) or ``closed`` (``connections`` clients with think times)."""
+    connection: str = "keep-alive"
+    """Closed workload default: ``keep-alive`` (HTTP/1.1) or ``close`` (a new connection per
+    request, HTTP/1.0)."""
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ class Worker:
         self.model = model
         self.index = index
         self.task = Task(f"khttpd/{index}", pin=model.sched.cpus[index],
-                         refill=model.refill)
+                         refill=model.refill, preemptible=model.preemptible)
         self.wait_headers: list[Request] = []
         self.send_data: list[Request] = []
         self.sleeping = False
@@ -90,6 +90,7 @@ class Worker:
                 req = backlog.popleft()
                 t += m.accept_cost * (cohort if k else 1.0)
                 k += 1
+                req.conn.owner = self  # its request's arrival wakes this worker
                 self.wait_headers.append(req)
             self._batch("accept", k)
             moved += k
@@ -107,7 +108,9 @@ class Worker:
                     else:
                         self.send_data.append(req)
                 else:
-                    t += m.poll_cost
+                    if not (m.readiness and req.looked):  # epoll: only the first try costs
+                        t += m.poll_cost
+                        req.looked = True
                     waiting.append(req)
             self.wait_headers = waiting
             self._batch("wait_headers", k)
@@ -172,7 +175,7 @@ class Worker:
         asleep_at = env.now + self.task.lead + pass_cost
         wake_at = self.next_socket_event()
         if m.tick:  # interruptible_sleep_on_timeout(): until the next timer tick(s)
-            wake_at = min(wake_at, (math.floor(asleep_at / m.tick) + m.jiffies) * m.tick)
+            wake_at = min(wake_at, (math.floor(asleep_at / m.tick + 1e-9) + m.jiffies) * m.tick)
         self.sleeping = True
         self.sleeps += 1
         m.sleepers.append(self)
@@ -185,10 +188,9 @@ class Worker:
         self.generation += 1
 
     def next_socket_event(self) -> float:
-        """When the earliest waiting request's bytes arrive or a full buffer has room again."""
+        """When the earliest full send buffer has room again (request bytes that arrive wake
+        the worker themselves: :meth:`StateGroup.data_ready`)."""
         t = math.inf
-        for req in self.wait_headers:
-            t = min(t, req.data_at)
         now = self.model.env.now
         for req in self.send_data:
             t = min(t, req.conn.space_at(now))
@@ -227,10 +229,12 @@ class StateGroup:
         self.handoff_cost = s.userspace_handoff_us * US
         self.pass_cost = s.pass_us * US
         self.poll_cost = s.poll_item_us * US
+        self.readiness = s.readiness_events
         self.cohort = s.cohort_factor
         self.max_send = s.max_send_kb_per_pass * KB
         self.one_way = net.one_way_us * US
         self.refill = s.cold_refill_us * US  # its code's cache refill after an idle CPU
+        self.preemptible = not s.kernel_threads
         self.jiffies = s.sleep_timeout_jiffies
         self.tick = 1.0 / params.scheduler.hz if self.jiffies > 0 else 0.0
         self.backlog: deque[Request] = deque()  # the shared listen queue
@@ -254,6 +258,12 @@ class StateGroup:
             self._next_owner += 1
         conn.owner.wait_headers.append(req)
         conn.owner.kick()
+
+    def data_ready(self, req: Request) -> None:
+        """A new connection's request arrived: its worker finds it in wait_headers."""
+        worker = req.conn.owner
+        if worker is not None:
+            worker.kick()
 
     def counters(self) -> dict[str, float]:
         """Passes, sleeps and batch sizes summed over the workers."""

@@ -13,24 +13,21 @@ Every block is a voluntary reschedule and every wake-up goes through the schedul
 busy machine may preempt someone: an involuntary one).  That is why this design reschedules in
 proportion to load.
 
-Threading, as in ``real_servers.threaded``:
+This module models kernel threads (kHTTPd's own, no interpreter lock) in the two shapes the
+seed's "a number of threads was handling one request each" allows [KHTTPD-old]:
 
-* ``threads = 0`` - one thread per connection.  Open workload: an acceptor thread accepts
-  each connection and creates a thread for it, which exits after the reply.  Closed workload:
-  each keep-alive connection has its own thread, blocking in recv() between requests.
-* ``threads = N`` - an Apache-like pool: idle threads wait (first come, first served) for
-  the next connection or keep-alive request and serve it whole.
-* ``threads = N`` with ``dispatcher`` - ``real_servers.threaded``'s pool: a dispatcher thread
-  waits in epoll over the listener and the idle keep-alive connections (one-shot); when a
-  request arrives it pops the most recently idle pool thread (LIFO) and wakes exactly that
-  thread (each sleeps on its own lock) - or queues the connection when none is idle, for the
-  next thread that finishes.  The pool thread recv()s, parses, sends with blocking calls,
-  re-arms the connection in epoll and goes idle.
+* ``threads = 0`` - an acceptor thread accepts each connection and forks a thread for it
+  (the scheduler splits the acceptor's time slice with the child [K22-fork]), which serves the
+  connection and exits.  A keep-alive connection keeps its thread, blocked in recv() between
+  requests.
+* ``threads = N`` - a pool of N threads, each blocked in accept() on the listening socket,
+  each serving a whole connection.  A connection arriving wakes one of them - or, with
+  ``SchedulerParams.accept_wakes_all`` (Linux 2.2's wait queues [K22-wake-all]), every one
+  asleep in accept(): the first to run takes it, the others find nothing and sleep again (the
+  "thundering herd"; each is a reschedule).
 
-With ``gil`` (CPython) the threads also share the interpreter lock (:mod:`gil`): Python code
-runs only under it, and every system call drops and retakes it.  A woken thread that preempts
-a GIL holder - the dispatcher that just woke it, say - sleeps again until the holder drops it:
-the extra voluntary switches a Python hand-off costs.
+:mod:`~arch_sim.models.python_threads` models the real Python server instead (a dispatcher
+thread and the GIL); :func:`make` picks the family a preset describes.
 """
 
 from __future__ import annotations
@@ -39,7 +36,6 @@ from collections import deque
 
 import simpy
 
-from arch_sim.models.gil import Gil, NoGil
 from arch_sim.models.params import ModelParams
 from arch_sim.models.scheduler import US, Scheduler, Task
 from arch_sim.models.userspace import UserspaceServer
@@ -58,7 +54,7 @@ class PoolThread:
 
 
 class ThreadPerRequest:
-    """The old design on top of the scheduler model."""
+    """The old design on top of the scheduler model: kernel threads, no interpreter lock."""
 
     arch = "thread-per-request"
     model_name = "simpy:thread-per-request"
@@ -78,46 +74,36 @@ class ThreadPerRequest:
         self.log_cost = s.log_us * US
         self.close_cost = s.close_us * US
         self.handoff_cost = s.userspace_handoff_us * US
+        self.poll_cost = s.poll_item_us * US
         self.one_way = net.one_way_us * US
+        self.wake_all = params.scheduler.accept_wakes_all
         self.refill = s.cold_refill_us * US  # its code's cache refill after an idle CPU
+        self.preemptible = not s.kernel_threads
         self.userspace = UserspaceServer(env, sched, params, recorder)
         self.backlog: deque[Request] = deque()  # accepted by the kernel, no thread yet
-        self.idle: deque[PoolThread] = deque()  # pool threads waiting for work
+        self.idle: deque[PoolThread] = deque()  # pool threads asleep in accept()
         self.created = 0
         self.acceptor: Task | None = None
-        self.dispatch_cost = s.dispatch_us * US
-        self.use_dispatcher = self.threads > 0 and s.dispatcher
-        self.gil = Gil(env, sched, s.gil_interval_ms * 1e-3) if s.gil else NoGil(sched)
-        # the Python paths model system calls one by one (GIL drops); the others batch work
-        self.python = self.use_dispatcher or self.gil.enabled
         self.handoffs = 0
         self.dispatcher_wakeups = 0
-        self.pool_wakeups = 0  # hand-offs that woke a pool thread asleep on its own lock
-        if self.use_dispatcher:
-            self.ready: deque[Request] = deque()  # epoll's ready list
-            self.stack: list[PoolThread] = []  # idle pool threads, most recently idle last
-            self.dispatcher_task = self.task("dispatcher")
-            self.dispatcher_asleep = False
-            env.process(self.py_dispatcher(self.dispatcher_task))
-            for i in range(self.threads):
-                env.process(self.py_pool_thread(PoolThread(self.task(f"pool/{i}"))))
-        elif self.threads > 0:
-            pool = self.py_pool_thread_fcfs if self.python else self.pool_thread
-            for i in range(self.threads):
-                env.process(pool(PoolThread(self.task(f"pool/{i}"))))
+        self.pool_wakeups = 0  # threads woken to take a connection (or find none)
+        self.spurious_wakeups = 0  # ... that found none (wake-all)
+        self.start_threads()
+
+    def start_threads(self) -> None:
+        for i in range(self.threads):
+            self.env.process(self.pool_thread(PoolThread(self.task(f"pool/{i}"))))
 
     def task(self, name: str) -> Task:
         """One of the server's threads ("pool/3": the code before the slash is what it runs)."""
-        return Task(name, refill=self.refill)
+        return Task(name, refill=self.refill, preemptible=self.preemptible)
 
     # -- arrivals ------------------------------------------------------------------------
 
     def submit(self, req: Request) -> None:
         """A new connection (open) or the next request on a keep-alive connection (closed)."""
-        if self.use_dispatcher:
-            self._dispatcher_event(req)
-        elif self.threads > 0:
-            self._hand_to_pool(req)
+        if self.threads > 0:
+            self._to_pool(req)
         elif req.new_conn:
             self.backlog.append(req)
             if self.acceptor is None:
@@ -128,32 +114,26 @@ class ThreadPerRequest:
         else:
             self._keepalive_request(req)
 
-    def _hand_to_pool(self, req: Request) -> None:
-        if self.idle:
-            thread = self.idle.popleft()
-            thread.req = req
-            if self.python:
-                if thread.asleep:
-                    thread.asleep = False
-                    self.pool_wakeups += 1
-                    self.sched.wake(thread.task)
-            else:
-                self.pool_wakeups += 1
-                self.sched.wake(thread.task)
-        else:
-            self.backlog.append(req)
+    def data_ready(self, req: Request) -> None:
+        """The request's bytes arrived: wake the thread blocked in recv() for them."""
+        reader, req.reader = req.reader, None
+        if reader is not None:
+            self.sched.wake(reader)
 
-    def _dispatcher_event(self, req: Request) -> None:
-        """Readiness on the listener or an armed connection: epoll's ready list grows."""
-        conn = req.conn
-        if not req.new_conn and conn.handler is not None:  # fd not re-armed yet (one-shot)
-            conn.pending.append(req)
+    def _to_pool(self, req: Request) -> None:
+        """The connection joins the accept queue; sleepers in accept() are woken - one, or
+        (wake-all) every one of them."""
+        self.backlog.append(req)
+        if not self.idle:
             return
-        self.ready.append(req)
-        if self.dispatcher_asleep:
-            self.dispatcher_asleep = False
-            self.dispatcher_wakeups += 1
-            self.sched.wake(self.dispatcher_task)
+        if self.wake_all and req.new_conn:
+            woken, self.idle = self.idle, deque()
+        else:
+            woken = (self.idle.popleft(),)
+        for thread in woken:
+            thread.asleep = False
+            self.pool_wakeups += 1
+            self.sched.wake(thread.task)
 
     def _keepalive_request(self, req: Request) -> None:
         conn = req.conn
@@ -161,50 +141,30 @@ class ThreadPerRequest:
         if conn.handler is None:
             conn.handler = self.task(f"conn/{self.created}")
             self.created += 1
-            body = self.py_connection_thread if self.python else self.connection_thread
-            self.env.process(body(conn.handler, conn))
-        elif self.python:
-            if conn.waiting:  # it sleeps in recv() (not on the GIL)
-                conn.waiting = False
-                self.sched.wake(conn.handler)
+            self.env.process(self.connection_thread(conn.handler, conn))
         else:
             self.sched.wake(conn.handler)  # no-op unless it sleeps in recv()
 
     # -- the threads ---------------------------------------------------------------------
 
     def accept_forever(self, task: Task):
-        """Thread per connection: accept, create a thread for the connection, repeat."""
-        gil, python = self.gil, self.python
+        """Thread per connection: accept, fork a thread for the connection, repeat."""
         yield self.sched.start(task)
-        yield from gil.take(task)
         while True:
             if not self.backlog:
-                if python:
-                    yield from gil.drop(task)
-                    if not self.backlog:
-                        yield self.sched.block(task)  # in accept()
-                    yield from gil.take(task)
-                else:
-                    yield self.sched.block(task)  # in accept()
+                yield self.sched.block(task)  # in accept()
                 continue
             req = self.backlog.popleft()
-            if python:
-                yield from gil.call(task, self.accept_cost)
-                yield from gil.py(task, self.create_cost)
-            else:
-                yield from self.sched.run(task, self.accept_cost + self.create_cost)
-            self.env.process(self.request_thread(req))
+            yield from self.sched.run(task, self.accept_cost + self.create_cost)
+            child = self.task(f"request/{req.id}")
+            started = self.sched.start(child, parent=task)
+            self.env.process(self.request_thread(child, started, req))
+            yield from self.sched.checkpoint(task)  # the fork's return
 
-    def request_thread(self, req: Request):
+    def request_thread(self, task: Task, started: simpy.Event, req: Request):
         """Serve one connection's request, then exit."""
-        task = self.task(f"request/{req.id}")
-        yield self.sched.start(task)
-        if self.python:
-            yield from self.gil.take(task)
-            yield from self.py_serve(task, req)
-            yield from self.gil.drop(task)
-        else:
-            yield from self.serve(task, req)
+        yield started
+        yield from self.serve(task, req)
         self.sched.exit(task)
 
     def connection_thread(self, task: Task, conn):
@@ -217,31 +177,39 @@ class ThreadPerRequest:
             yield from self.serve(task, conn.pending.popleft())
 
     def pool_thread(self, thread: PoolThread):
-        """Apache-like pool: take the next connection (sleep if none), serve it whole."""
+        """A pool thread in accept(): take the next connection, serve it whole; woken with
+        nothing to take (another thread got it first), look and sleep again."""
         task = thread.task
         yield self.sched.start(task)
         while True:
             if self.backlog:
                 req = self.backlog.popleft()
-            else:
-                self.idle.append(thread)
-                yield self.sched.block(task)  # in accept()
-                req, thread.req = thread.req, None
-            yield from self.serve(task, req, accept=req.new_conn)
+                yield from self.serve(task, req, accept=req.new_conn)
+                continue
+            self.idle.append(thread)
+            thread.asleep = True
+            yield self.sched.block(task)  # in accept()
+            if not self.backlog:
+                self.spurious_wakeups += 1
+                yield from self.sched.run(task, self.poll_cost)
 
     # -- one request, start to finish ------------------------------------------------------
+
+    def recv(self, task: Task, req: Request):
+        """wait_headers: recv() blocks (a voluntary reschedule) until the request is here."""
+        if req.data_at > self.env.now:
+            req.reader = task
+            yield self.sched.block(task)
 
     def serve(self, task: Task, req: Request, accept: bool = False):
         """accept -> wait_headers -> send_data -> logging, blocking wherever the call would."""
         env, sched, conn = self.env, self.sched, req.conn
         work = self.accept_cost if accept else 0.0
-        # wait_headers: recv() blocks until the request is here
-        if req.data_at > env.now + work:
+        if req.data_at > env.now + work:  # recv() would block
             if work:
                 yield from sched.run(task, work)
                 work = 0.0
-            if req.data_at > env.now:
-                yield from self.sleep_until(task, req.data_at)
+            yield from self.recv(task, req)
         work += self.parse_cost
         if req.userspace:  # hand the connection to the user-space server
             yield from sched.run(task, work + self.handoff_cost + self.log_cost)
@@ -277,130 +245,26 @@ class ThreadPerRequest:
         timer.callbacks.append(lambda _ev: self.sched.wake(task))
         yield woken
 
-    # -- the Python server: system call by system call, under the GIL -------------------------
-
-    def py_dispatcher(self, task: Task):
-        """real_servers.threaded.pool's dispatcher: epoll, then hand each request to a thread."""
-        sched, gil = self.sched, self.gil
-        yield sched.start(task)
-        yield from gil.take(task)
-        while True:
-            yield from gil.drop(task)  # epoll.poll() drops the GIL around epoll_wait
-            if not self.ready:
-                self.dispatcher_asleep = True
-                yield sched.block(task)  # nothing ready: epoll_wait sleeps
-            yield from gil.take(task)
-            events, self.ready = self.ready, deque()
-            for req in events:
-                yield from gil.py(task, self.dispatch_cost + (
-                    self.accept_cost if req.new_conn else 0.0))
-                self.handoffs += 1
-                if self.stack:  # wake the most recently idle thread: release its lock
-                    thread = self.stack.pop()
-                    thread.req = req
-                    if thread.asleep:
-                        thread.asleep = False
-                        self.pool_wakeups += 1
-                        sched.wake(thread.task)
-                        yield from sched.checkpoint(task)  # the futex wake's return
-                else:
-                    self.backlog.append(req)
-
-    def py_pool_thread(self, thread: PoolThread):
-        """A dispatcher pool thread: sleep on its own lock, serve, drain the backlog, idle."""
-        return self._py_pool_loop(thread, self.stack,
-                                  lambda task, req: self.py_serve(task, req, rearm=True))
-
-    def py_pool_thread_fcfs(self, thread: PoolThread):
-        """A pool thread without a dispatcher, under the GIL: takes new work itself."""
-        return self._py_pool_loop(thread, self.idle,
-                                  lambda task, req: self.py_serve(task, req, accept=req.new_conn))
-
-    def _py_pool_loop(self, thread: PoolThread, idle, serve):
-        """Under the GIL: take queued work or wait idle (blocked with the GIL dropped - on the
-        thread's own lock, or in accept()); *serve* handles each request."""
-        sched, gil, task = self.sched, self.gil, thread.task
-        yield sched.start(task)
-        yield from gil.take(task)
-        while True:
-            if self.backlog:
-                req = self.backlog.popleft()
-            else:
-                idle.append(thread)
-                yield from gil.drop(task)
-                if thread.req is None:
-                    thread.asleep = True
-                    yield sched.block(task)
-                yield from gil.take(task)
-                req, thread.req = thread.req, None
-            yield from serve(task, req)
-
-    def py_connection_thread(self, task: Task, conn):
-        """Keep-alive thread per connection under the GIL: recv(), serve, repeat."""
-        sched, gil = self.sched, self.gil
-        yield sched.start(task)
-        yield from gil.take(task)
-        while True:
-            if not conn.pending:
-                yield from gil.drop(task)  # recv() blocks with the GIL dropped
-                if not conn.pending:
-                    conn.waiting = True
-                    yield sched.block(task)
-                yield from gil.take(task)
-                continue
-            yield from self.py_serve(task, conn.pending.popleft())
-
-    def py_serve(self, task: Task, req: Request, accept: bool = False, rearm: bool = False):
-        """One request as the Python server does it: recv, parse, send, (re-arm,) log."""
-        env, sched, gil, conn = self.env, self.sched, self.gil, req.conn
-        if accept:
-            yield from gil.call(task, self.accept_cost)
-        if req.data_at > env.now:  # recv() blocks until the request is here
-            yield from gil.drop(task)
-            yield from self.sleep_until(task, req.data_at)
-            yield from gil.take(task)
-        yield from gil.call(task, 0.0)  # recv() returns the request
-        if rearm:
-            conn.handler = task  # busy: the connection is not armed in epoll
-        yield from gil.py(task, self.parse_cost)
-        if req.userspace:
-            yield from gil.call(task, self.handoff_cost)
-            yield from gil.py(task, self.log_cost)
-            self.userspace.submit(req)
-            if rearm:
-                conn.handler = None
-            return
-        # send_data: blocking send() calls, the GIL dropped around each
-        while True:
-            n = conn.writable(env.now, req.left)
-            if n <= 0.0:
-                yield from gil.drop(task)
-                yield from self.sleep_until(task, conn.space_at(env.now))
-                yield from gil.take(task)
-                continue
-            req.left -= n
-            yield from gil.drop(task)
-            yield from sched.run(task, self.send_cost + self.byte_cost * n)
-            conn.write(n, env.now)
-            if req.left <= 0.0:
-                self.recorder.complete(req, conn.drained_at(env.now) + self.one_way)
-                yield from gil.take(task)
-                break
-            yield from gil.take(task)
-        if rearm:  # epoll.modify(): the connection may be dispatched again
-            yield from gil.call(task, 0.0)
-            conn.handler = None
-            if conn.pending:
-                self._dispatcher_event(conn.pending.popleft())
-        yield from gil.py(task, self.log_cost + (self.close_cost if req.new_conn else 0.0))
-
     def counters(self) -> dict[str, float]:
-        gil = self.gil
         return {
-            "gil_cond_waits": gil.waits,
-            "gil_mutex_waits": getattr(gil, "mutex_waits", 0),
+            "gil_cond_waits": 0,
+            "gil_mutex_waits": 0,
             "pool_wakeups": self.pool_wakeups,
-            "gil_forced": gil.forced,
+            "spurious_wakeups": self.spurious_wakeups,
+            "gil_forced": 0,
             "handoffs": self.handoffs,
             "dispatcher_wakeups": self.dispatcher_wakeups,
         }
+
+
+def make(env: simpy.Environment, sched: Scheduler, params: ModelParams, recorder: Recorder,
+         threads: int | None = None) -> ThreadPerRequest:
+    """The thread-per-request model a preset describes: kernel threads, or the real Python
+    server (a dispatcher and pool threads, or a thread per connection, under the GIL)."""
+    s = params.server
+    n = s.threads if threads is None else threads
+    if s.gil or (n > 0 and s.dispatcher):
+        from arch_sim.models.python_threads import PythonThreads
+
+        return PythonThreads(env, sched, params, recorder, threads=threads)
+    return ThreadPerRequest(env, sched, params, recorder, threads=threads)

@@ -3,13 +3,22 @@
 * **open** workload - new connections arrive as a Poisson process at the target rate, one
   request each (HTTP/1.0, as in kHTTPd's days).  Arrivals beyond ``max_connections`` are
   refused and counted as errors.
-* **closed** workload - wrk-like: C keep-alive connections; each sends a request, waits for
-  the whole reply, thinks for an exponential time with mean C / target rate (0 when the
-  target is unpaced) and sends the next.
+* **closed** workload - wrk-like: C connections; each sends a request, waits for the whole
+  reply, thinks for an exponential time with mean C / target rate (0 when the target is
+  unpaced) and sends the next.  With ``connection="keep-alive"`` the next request goes on the
+  same connection; with ``"close"`` (HTTP/1.0, one request per connection) the client opens a
+  new connection right after each reply and thinks *after* it is established, as wrk does
+  [WRK-close]: the server holds an accepted, idle connection for the think time.
 
 File sizes follow the SPECweb99 class mix (or a fixed or exponential size).  Each connection
-has a socket send buffer that its client drains at the client's bandwidth: a server that
-writes faster than that blocks (thread) or moves on (state-group) until there is room.
+has a socket send buffer that its client drains at the client's bandwidth; every connection's
+bytes also cross the server's one network link (``server_mbit_s``, a FIFO line: the device
+queue [NET-qdisc]).  A server that writes faster than that blocks (thread) or moves on
+(state-group) until there is room.
+
+A request's bytes reach the server at ``Request.data_at``; the clients tell the server when
+that happens (``server.data_ready(req)``), so a server waiting for them - a thread in recv(),
+a worker asleep - is woken by the arrival, not by a timer of its own.
 
 The :class:`Recorder` is the measurement: it numbers requests, opens the window after the
 warm-up requests, closes it after the measured ones and snapshots the counters at both ends.
@@ -34,8 +43,10 @@ from arch_sim.models.params import NetworkParams
 
 KB = 1024.0
 US = 1e-6
+#: how a closed workload's clients use connections: HTTP/1.1 keep-alive, or one per request
+CONNECTION_MODES = ("keep-alive", "close")
 
-#: SPECweb99 static file classes: (share of requests, file sizes in KB) - ANCHORS.md.
+#: SPECweb99 static file classes: (share of requests, file sizes in KB) [WL-specweb99].
 #: Within a class each of the nine files is equally likely here (SPECweb99 itself weights them).
 SPECWEB99_CLASSES: tuple[tuple[float, tuple[float, ...]], ...] = (
     (0.35, tuple(0.1 * i for i in range(1, 10))),
@@ -82,32 +93,63 @@ class FileSizes:
         return self.kb * KB
 
 
-class Connection:
-    """A TCP connection: a send buffer the client drains at a constant rate.
+class Link:
+    """The server's network interface: one line every connection's replies cross in the order
+    they were written (a FIFO device queue).  ``rate`` inf: no shared bottleneck."""
 
-    The buffer's fill level is kept as (level, time of last write) and drained analytically,
-    so no simulation event is spent on draining.
+    __slots__ = ("rate", "free_at")
+
+    def __init__(self, mbit_s: float = math.inf) -> None:
+        self.rate = mbit_s * 1e6 / 8.0  # bytes per second
+        self.free_at = 0.0  # when the line has sent everything queued on it
+
+    def transmit(self, nbytes: float, t: float) -> tuple[float, float]:
+        """Queue ``nbytes`` at time t: (when they start leaving, when the last one has left)."""
+        if self.rate == math.inf:
+            return t, t
+        start = max(t, self.free_at)
+        self.free_at = start + nbytes / self.rate
+        return start, self.free_at
+
+
+class Connection:
+    """A TCP connection: a send buffer, drained by the link and the client.
+
+    Each write is a chunk ``[begin, end, bytes]`` delivered to the client at an even pace
+    between ``begin`` and ``end``: it begins when the link starts sending it and the connection's
+    earlier chunks are through, and takes at least its bytes at the client's rate and the
+    link's (the link is free for the next chunk once it has sent this one).  The chunks are
+    kept analytically, so no simulation event is spent on draining.
     """
 
-    __slots__ = ("rate", "sndbuf", "wake_free", "level", "level_t", "owner", "handler", "pending",
-                 "waiting")
+    __slots__ = ("rate", "sndbuf", "wake_free", "chunks", "link", "owner", "handler", "pending",
+                 "waiting", "accepted", "armed")
 
-    def __init__(self, net: NetworkParams) -> None:
+    def __init__(self, net: NetworkParams, link: Link | None = None) -> None:
         self.rate = net.client_mbit_s * 1e6 / 8.0  # bytes per second
         self.sndbuf = net.sndbuf_kb * KB
         self.wake_free = min(self.sndbuf * net.wake_free_frac, self.sndbuf)
-        self.level = 0.0
-        self.level_t = 0.0
+        self.chunks: deque[list[float]] = deque()  # [begin, end, bytes], oldest first
+        self.link = link if link is not None else Link()
         self.owner: Any = None  # state-group worker owning it (keep-alive)
         self.handler: Any = None  # thread serving it (thread per connection, keep-alive)
         self.pending: deque[Request] = deque()  # keep-alive requests not yet picked up
         self.waiting = False  # its thread sleeps in recv() (thread per connection, Python)
+        self.accepted = False  # (dispatcher) taken off the listen queue and registered
+        self.armed = False  # (dispatcher) registered in epoll, waiting for its request
 
     def buffered(self, t: float) -> float:
         """Bytes still in the send buffer at time t."""
-        if self.level <= 0.0:
-            return 0.0
-        return max(0.0, self.level - self.rate * (t - self.level_t))
+        chunks = self.chunks
+        while chunks and chunks[0][1] <= t:
+            chunks.popleft()
+        left = 0.0
+        for begin, end, nbytes in chunks:
+            if t <= begin:
+                left += nbytes
+            else:
+                left += nbytes * (end - t) / (end - begin)
+        return left
 
     def free(self, t: float) -> float:
         """Room in the send buffer at time t."""
@@ -125,25 +167,37 @@ class Connection:
 
     def write(self, nbytes: float, t: float) -> None:
         """The server put nbytes into the buffer at time t."""
-        self.level = self.buffered(t) + nbytes
-        self.level_t = t
+        if nbytes <= 0.0:
+            return
+        start, sent = self.link.transmit(nbytes, t)
+        chunks = self.chunks
+        begin = max(start, chunks[-1][1]) if chunks else start
+        end = max(begin + nbytes / self.rate, sent)
+        chunks.append([begin, end, nbytes])
 
     def drained_at(self, t: float) -> float:
         """When the client has read everything written up to time t."""
-        left = self.buffered(t)
-        return t if left <= 0.0 else t + left / self.rate
+        return max(t, self.chunks[-1][1]) if self.chunks else t
 
     def space_at(self, t: float) -> float:
         """When a writer blocked at time t is woken (``wake_free`` bytes free again)."""
-        short = self.wake_free - self.free(t)
-        return t if short <= 0.0 else t + short / self.rate
+        excess = self.buffered(t) - (self.sndbuf - self.wake_free)
+        if excess <= 0.0:
+            return t
+        for begin, end, nbytes in self.chunks:  # oldest first: they drain one after another
+            start = max(t, begin)
+            here = nbytes * (end - start) / (end - begin) if end > begin else 0.0
+            if here >= excess:
+                return start + (end - start) * excess / here if here else start
+            excess -= here
+        return self.chunks[-1][1]
 
 
 class Request:
     """One HTTP request, from its arrival at the server to its last byte at the client."""
 
     __slots__ = ("id", "conn", "size", "left", "arrived", "data_at", "new_conn", "userspace",
-                 "in_window")
+                 "in_window", "reader", "looked")
 
     def __init__(self, conn: Connection, size: float, arrived: float, data_at: float,
                  new_conn: bool, userspace: bool = False) -> None:
@@ -152,10 +206,12 @@ class Request:
         self.size = size
         self.left = size  # bytes not yet written
         self.arrived = arrived
-        self.data_at = data_at  # when the request's bytes are at the server
+        self.data_at = data_at  # when the request's bytes are at the server (inf: not sent)
         self.new_conn = new_conn
         self.userspace = userspace
         self.in_window = False
+        self.reader: Any = None  # who waits for its bytes (a thread in recv(), a worker)
+        self.looked = False  # a state-group worker tried to read it before its bytes came
 
 
 @dataclass(frozen=True)
@@ -169,10 +225,14 @@ class Workload:
     userspace_frac: float = 0.0
     think_tick_ms: float = 0.0  # closed only: think times in whole ticks, one client loop
     client_us: float = 0.0  # closed only: the client's CPU per request (one request at a time)
+    connection: str = "keep-alive"  # closed only: keep-alive | close (a connection per request)
 
     def __post_init__(self) -> None:
         if self.kind not in ("open", "closed"):
             raise ValueError(f"workload must be open or closed, not {self.kind!r}")
+        if self.connection not in CONNECTION_MODES:
+            raise ValueError(f"connection must be one of {', '.join(CONNECTION_MODES)}, not "
+                             f"{self.connection!r}")
         if self.kind == "open" and not (self.target_rps and self.target_rps > 0):
             raise ValueError("an open workload needs a positive target rate")
         if self.kind == "closed" and self.connections < 1:
@@ -229,6 +289,13 @@ class Recorder:
             self.outstanding += 1
         return True
 
+    def sent(self, req: Request, t: float) -> None:
+        """The client sent the request at time t (after opening its connection earlier): its
+        response time counts from here, as wrk's latency does."""
+        req.arrived = t
+        if req.id >= 0:
+            self.arrived[req.id] = t
+
     def complete(self, req: Request, t: float) -> None:
         """The request's last byte reached the client at time t."""
         self.done[req.id] = t
@@ -283,9 +350,19 @@ class Clients:
         self.sizes = FileSizes(workload.file_sizes)
         self.userspace_frac = workload.userspace_frac
         self.net = net
+        self.link = Link(net.server_mbit_s)
         self.rng = rng
         self.server = server
         self.recorder = recorder
+
+    def connection(self) -> Connection:
+        return Connection(self.net, self.link)
+
+    def data_at(self, req: Request, t: float) -> None:
+        """The request's bytes reach the server at time t: tell the server then."""
+        req.data_at = t
+        timer = self.env.timeout(max(0.0, t - self.env.now))
+        timer.callbacks.append(lambda _ev: self.server.data_ready(req))
 
 
 class OpenClients(Clients):
@@ -306,13 +383,30 @@ class OpenClients(Clients):
             now = env.now
             size = self.sizes.draw(rng)
             userspace = self.userspace_frac > 0 and rng.random() < self.userspace_frac
-            req = Request(Connection(self.net), size, now, now + self.lag, True, userspace)
+            req = Request(self.connection(), size, now, math.inf, True, userspace)
             if self.recorder.arrive(req):
                 self.server.submit(req)
+                self.data_at(req, now + self.lag)
+
+
+class Slot:
+    """One of the client's C connections (wrk's ``connection``): the socket it has open now and
+    the request it is working on."""
+
+    __slots__ = ("conn", "req", "established")
+
+    def __init__(self) -> None:
+        self.conn: Connection | None = None
+        self.req: Request | None = None  # (close) the request of the connection it opened
+        self.established = False  # (close) the server's side of that connection exists
 
 
 class ClosedClients(Clients):
-    """wrk-like keep-alive connections: request, whole reply, think, next request.
+    """wrk-like clients: request, whole reply, think, next request.
+
+    Keep-alive: the next request goes on the same connection.  Close (a connection per
+    request): right after a reply the client opens a new connection, which the server can
+    accept at once; the think time runs from then and the request follows it [WRK-close].
 
     With a tick (``think_tick_ms``: wrk's millisecond clock) the connections share one event
     loop, as a wrk thread's do (wrk's ae.c).  A think time is ``floor(x / tick + U)`` whole
@@ -330,56 +424,81 @@ class ClosedClients(Clients):
                  rng: random.Random, server: Any, recorder: Recorder) -> None:
         super().__init__(env, workload, net, rng, server, recorder)
         self.one_way = net.one_way_us * US
+        self.close = workload.connection == "close"
         n = workload.connections
         rate = workload.target_rps
         self.think_mean = n / rate if rate else 0.0
         self.tick = workload.think_tick_ms * 1e-3
         self.loop = bool(self.tick and self.think_mean)  # wrk's event loop and its timers
-        self.timers: list[tuple[int, int, Connection]] = []  # (due tick, order, connection)
+        self.timers: list[tuple[int, int, Slot]] = []  # (due tick, order, slot)
         self._order = itertools.count()
         self._naps = 0  # the loop's sleeps so far (a timeout belongs to one of them)
         self.client_cost = workload.client_us * US
         self.client_free = 0.0  # when the client's thread is done with its last request
         recorder.on_complete = self.reply_received
-        for _ in range(n):
-            conn = Connection(net)
+        self._slot_of: dict[Request, Slot] = {}  # requests in flight -> their connection
+        self.slots = [Slot() for _ in range(n)]
+        for slot in self.slots:
+            if self.close:
+                self._connect(slot)
+            else:
+                slot.conn = self.connection()
             if self.loop:
-                self._add_timer(conn)
+                self._add_timer(slot)
             else:  # stagger the first requests so the connections do not start in lockstep
                 first = self.think() if self.think_mean else rng.uniform(0.0, 1e-3)
-                self._send_later(conn, first + self.one_way)
+                self._send_later(slot, first)
         if self.loop:
             self._loop_runs()
 
     def think(self) -> float:
         return self.rng.expovariate(1.0 / self.think_mean) if self.think_mean else 0.0
 
+    def _connect(self, slot: Slot) -> None:
+        """A new connection: the server can accept it one network hop from now; its request
+        is not sent yet."""
+        rng = self.rng
+        userspace = self.userspace_frac > 0 and rng.random() < self.userspace_frac
+        conn = self.connection()
+        req = Request(conn, self.sizes.draw(rng), self.env.now, math.inf, True, userspace)
+        slot.conn, slot.req, slot.established = conn, req, False
+        self._slot_of[req] = slot
+        timer = self.env.timeout(self.one_way)
+        timer.callbacks.append(lambda _ev: self._established(slot, req))
+
+    def _established(self, slot: Slot, req: Request) -> None:
+        slot.established = True
+        if self.recorder.arrive(req):
+            self.server.submit(req)
+
     def reply_received(self, req: Request, t: float) -> None:
-        """The reply is in at time t: think, then send the next request on the connection."""
-        if not self.loop:
-            self._send_later(req.conn, max(0.0, t + self.think() + self.one_way - self.env.now))
-            return
+        """The reply is in at time t: think, then send the next request."""
         woken = self.env.timeout(max(0.0, t - self.env.now))
-        woken.callbacks.append(lambda _ev, conn=req.conn: self._reply_in(conn))
+        woken.callbacks.append(lambda _ev, req=req: self._reply_in(self._slot_of.pop(req)))
+
+    def _reply_in(self, slot: Slot) -> None:
+        if self.close:
+            self._connect(slot)
+        if self.loop:
+            self._add_timer(slot)
+            self._loop_runs()
+        else:
+            self._send_later(slot, self.think())
 
     # -- wrk's event loop (with a tick) ------------------------------------------------------
 
     def _now_tick(self) -> int:
         return math.floor(self.env.now / self.tick + 1e-9)
 
-    def _add_timer(self, conn: Connection) -> None:
+    def _add_timer(self, slot: Slot) -> None:
         ticks = max(0, math.floor(self.think() / self.tick + self.rng.random()))
-        heapq.heappush(self.timers, (self._now_tick() + ticks, next(self._order), conn))
-
-    def _reply_in(self, conn: Connection) -> None:
-        self._add_timer(conn)
-        self._loop_runs()
+        heapq.heappush(self.timers, (self._now_tick() + ticks, next(self._order), slot))
 
     def _loop_runs(self) -> None:
         """The loop is awake: fire the due timers, then sleep until the next one is due."""
         now_tick = self._now_tick()
         while self.timers and self.timers[0][0] <= now_tick:
-            self._send_later(heapq.heappop(self.timers)[2], self.one_way)
+            self._send_later(heapq.heappop(self.timers)[2], 0.0)
         self._naps += 1
         if self.timers:
             nap = self._naps
@@ -390,26 +509,49 @@ class ClosedClients(Clients):
         if nap == self._naps:  # no reply woke the loop meanwhile
             self._loop_runs()
 
-    def _send_later(self, conn: Connection, delay: float) -> None:
-        timer = self.env.timeout(delay)
-        if self.client_cost:
-            timer.callbacks.append(lambda _ev, conn=conn: self._client_sends(conn))
-        else:
-            timer.callbacks.append(lambda _ev, conn=conn: self._arrive(conn))
+    # -- sending -------------------------------------------------------------------------
 
-    def _client_sends(self, conn: Connection) -> None:
-        """The request is due: the client's one thread sends it when it is free."""
+    def _send_later(self, slot: Slot, delay: float) -> None:
+        """The request on ``slot`` is due in ``delay`` s: the client's one thread sends it
+        when it is free; its bytes reach the server one network hop later."""
+        timer = self.env.timeout(delay)
+        timer.callbacks.append(lambda _ev, slot=slot: self._client_sends(slot))
+
+    def _client_sends(self, slot: Slot) -> None:
         sent = max(self.env.now, self.client_free) + self.client_cost
         self.client_free = sent
-        timer = self.env.timeout(sent - self.env.now)
-        timer.callbacks.append(lambda _ev, conn=conn: self._arrive(conn))
+        if sent > self.env.now:
+            timer = self.env.timeout(sent - self.env.now)
+            timer.callbacks.append(lambda _ev, slot=slot: self._send(slot))
+        else:
+            self._send(slot)
 
-    def _arrive(self, conn: Connection) -> None:
+    def _send(self, slot: Slot) -> None:
+        now = self.env.now
+        if not self.close:
+            arrive = self.env.timeout(self.one_way)
+            arrive.callbacks.append(lambda _ev, slot=slot: self._arrive(slot))
+            return
+        req = slot.req
+        if not slot.established:  # a think time shorter than the handshake: wait for it
+            timer = self.env.timeout(self.one_way)
+            timer.callbacks.append(lambda _ev, slot=slot: self._send(slot))
+            return
+        if req.id < 0:  # the server refused the connection: the client opens another
+            self._slot_of.pop(req, None)
+            self._reply_in(slot)
+            return
+        self.recorder.sent(req, now)
+        self.data_at(req, now + self.one_way)
+
+    def _arrive(self, slot: Slot) -> None:
+        """A keep-alive request's bytes are at the server: it is submitted as it arrives."""
         now = self.env.now
         rng = self.rng
         userspace = self.userspace_frac > 0 and rng.random() < self.userspace_frac
-        req = Request(conn, self.sizes.draw(rng), now, now, False, userspace)
+        req = Request(slot.conn, self.sizes.draw(rng), now, now, False, userspace)
         if self.recorder.arrive(req):
+            self._slot_of[req] = slot
             self.server.submit(req)
 
 

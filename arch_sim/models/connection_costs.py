@@ -1,0 +1,107 @@
+"""What a connection of its own costs each server: the HTTP/1.0 regime's inputs, solved.
+
+With a new connection per request (the seed's regime) a request also pays for ``accept`` (the
+listener, the new socket's set-up) and for closing the connection (unregister, shutdown,
+close); the thread-per-connection server also starts and ends a thread.  ``arch-sim
+calibrate`` measures each server unpaced in that regime (wrk ``Connection: close``); this
+module solves the costs so that the host model, run the same way, spends the measured CPU per
+request:
+
+* ``accept_us`` and ``close_us`` of each architecture - one connection cost, split in halves
+  (the split decides where in a request the GIL is dropped, not what a request costs) - from
+  the state-group server and from the pool server;
+* ``thread_create_us`` from the thread-per-connection server, with the pool's connection costs
+  (the two shapes share the code that accepts, serves and closes);
+* ``client_close_us``: wrk's own extra CPU per request for connecting and closing, from the
+  run where the client was busiest (the faster server).
+
+Only CPU per request is fitted; the reschedules the model then predicts are compared with the
+measured ones (arch-sim reproduce's fidelity table), never fed back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from arch_sim.models.params import ModelParams
+
+#: share of a connection's own cost spent accepting it (the rest: closing it)
+ACCEPT_SHARE = 0.5
+#: the keep-alive estimates a preset starts from (they are not on the keep-alive path)
+START_CONNECTION_US = 35.0
+START_THREAD_US = 30.0
+
+
+def model_cpu_us(arch: str, params: ModelParams, threads: int | None = None,
+                 requests: int = 3000, seed: int = 1) -> float:
+    """The model's CPU per request (us), unpaced with a connection per request."""
+    from arch_sim.models.runner import simulate_point
+
+    row = simulate_point(arch, params, None, workload="closed", connection="close",
+                         requests=requests, seed=seed, threads=threads)
+    return row["cpu_util"] * row["cpus"] * 1e6 / row["rps"]
+
+
+def with_costs(params: ModelParams, arch: str, **costs: float) -> ModelParams:
+    """``params`` with ``costs`` set in ``[server.ARCH]``."""
+    by_arch = {**params.server_by_arch, arch: {**params.server_by_arch.get(arch, {}), **costs}}
+    return params.replace(server_by_arch=by_arch)
+
+
+def solve(cpu_of: Callable[[float], float], want: float, start: float) -> float:
+    """The x >= 0 with ``cpu_of(x) == want``, by secant steps (CPU per request grows about
+    linearly with a per-request cost)."""
+    lo, hi = 0.0, max(start, 1.0)
+    f_lo, f_hi = cpu_of(lo), cpu_of(hi)
+    for _ in range(4):
+        slope = (f_hi - f_lo) / (hi - lo) if hi != lo else 0.0
+        if slope <= 0:
+            return hi
+        guess = max(0.0, hi + (want - f_hi) / slope)
+        lo, f_lo, hi, f_hi = hi, f_hi, guess, cpu_of(guess)
+        if abs(f_hi - want) <= 0.01 * want:
+            break
+    return hi
+
+
+def split(connection_us: float) -> dict[str, float]:
+    return {"accept_us": ACCEPT_SHARE * connection_us,
+            "close_us": (1.0 - ACCEPT_SHARE) * connection_us}
+
+
+def solve_connection_costs(params: ModelParams, close: dict[str, Any],
+                           threads: int) -> dict[str, dict[str, float]]:
+    """Per-architecture ``accept_us``/``close_us`` (and ``thread_create_us``) from the
+    close-mode saturation measurements ``close``::
+
+        {"state-group": {"cpu_us_per_request": ...},
+         "thread-per-request": {"cpu_us_per_request": ...},               # the pool
+         "thread-per-connection": {"cpu_us_per_request": ...}}            # --threads 0
+
+    Missing entries are skipped (their costs stay as they are).
+    """
+    out: dict[str, dict[str, float]] = {}
+    for arch, shape in (("state-group", None), ("thread-per-request", threads)):
+        measured = close.get(arch)
+        if not measured:
+            continue
+        want = float(measured["cpu_us_per_request"])
+
+        def cpu(connection_us: float, arch: str = arch, shape: int | None = shape,
+                base: ModelParams = params) -> float:
+            return model_cpu_us(arch, with_costs(base, arch, **split(connection_us)), shape)
+
+        out[arch] = split(solve(cpu, want, START_CONNECTION_US))
+        params = with_costs(params, arch, **out[arch])
+    measured = close.get("thread-per-connection")
+    if measured:
+        want = float(measured["cpu_us_per_request"])
+
+        def cpu_t(create_us: float) -> float:
+            p = with_costs(params, "thread-per-request", thread_create_us=create_us)
+            return model_cpu_us("thread-per-request", p, 0)
+
+        out.setdefault("thread-per-request", {})["thread_create_us"] = solve(
+            cpu_t, want, START_THREAD_US)
+    return out

@@ -1,0 +1,481 @@
+"""Scheduler policies: who runs next, and whom a wake-up preempts.
+
+Each policy is an object with the same hooks, the way Linux's ``struct sched_class`` holds one
+scheduler's functions; :class:`~arch_sim.models.scheduler.Scheduler` owns the CPUs, the run queue
+and the costs, and asks its policy at each decision:
+
+    enqueue(task, initial)        a task becomes runnable (woken, or new when ``initial``)
+    wake_cpu(task, waker)         an idle CPU to run a just-woken task on at once, or None
+    wake_victim(task, waker)      a running CPU the wake-up preempts (need_resched), or None
+    slice_over(task, cpu)         at a checkpoint: has the running task used up its slice?
+    keeps_cpu(task, cpu)          ...then: does schedule() pick it again (no switch)?
+    switched_out(task, requeue)   it stopped running (blocked, exited or preempted)
+    pick(cpu)                     the next task for a CPU (removed from the run queue), or None
+    forked(parent, child)         a task created another
+
+Four policies (``SchedulerParams.policy``, sources in docs/SOURCES.md):
+
+* ``fifo`` - one FIFO run queue, a woken task preempts someone (``wakeup_preempt``), a task is
+  preempted after ``timeslice_ms`` if others wait.  Stands for Linux 2.6's O(1) scheduler with
+  equal priorities: a sleeper's interactivity bonus makes a woken task preempt the running one
+  [K26-o1].
+* ``linux-2.2`` and ``linux-2.4`` - the goodness() scheduler [K22-goodness]: every task has a
+  ``counter`` of timer ticks left (``priority_ticks`` when refilled); schedule() runs the runnable
+  task with the highest goodness = counter + 20 (+ PROC_CHANGE_PENALTY if it last ran on
+  this CPU); when every runnable task's counter is 0 all tasks, asleep or not, get
+  ``counter / 2 + priority_ticks`` (the second loop, over every task) [K22-recalc].  A fork
+  splits the parent's counter with the child [K22-fork].  What a wake-up does differs:
+
+  - 2.2's reschedule_idle() [K22-reschedule-idle]: if the woken task's counter exceeds the
+    waker's by more than 3, the waker's CPU reschedules (and no idle CPU is used); otherwise an
+    idle CPU - the task's last one if idle - takes it; a busy CPU other than the waker's is
+    never preempted.
+  - 2.4's reschedule_idle() [K24-reschedule-idle]: the task's last CPU if idle, else the CPU
+    idle longest, else the CPU whose running task's goodness it beats by the most (by more
+    than 1).
+
+  Kernel code was not preemptible in 2.2 and 2.4 [K22-nonpreempt]: a task marked not
+  ``preemptible`` (a kernel thread) keeps its CPU until it blocks, whatever need_resched says.
+
+* ``eevdf`` - Linux >= 6.6 [EEVDF]: virtual runtime, lag kept across sleeps, virtual deadlines
+  ``timeslice_ms`` apart, eligibility, RUN_TO_PARITY, DELAY_DEQUEUE, half a slice for a new task
+  (PLACE_DEADLINE_INITIAL).  See :class:`Eevdf`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from arch_sim.models.scheduler import Cpu, Scheduler, Task
+
+#: goodness() bonus for a task that last ran on this CPU (include/asm-i386/smp.h: 15 in 2.4;
+#: the 2.2 value is taken to be the same) [K22-goodness] [K22-penalty]
+PROC_CHANGE_PENALTY = 15
+#: goodness()'s static part for a nice-0 task: 2.2's DEF_PRIORITY, 2.4's 20 - nice [K24-goodness]
+STATIC_GOODNESS = 20
+
+
+class Policy:
+    """Hooks with the FIFO behaviour; the other policies override what differs."""
+
+    name = "fifo"
+    needs_waker = False  # wake_cpu/wake_victim look at who does the waking
+
+    def __init__(self, sched: Scheduler) -> None:
+        self.sched = sched
+        self.params = sched.params
+        self._slice = sched.params.timeslice_ms * 1e-3
+
+    def enqueue(self, task: Task, initial: bool) -> None:
+        """``task`` becomes runnable (it is not on the run queue yet)."""
+
+    def wake_cpu(self, task: Task, waker: Task | None) -> Cpu | None:
+        return self.sched.idle_cpu_for(task)
+
+    def wake_victim(self, task: Task, waker: Task | None) -> Cpu | None:
+        if not self.params.wakeup_preempt:
+            return None
+        if task.pin is not None:
+            cpu = task.pin
+            return cpu if cpu.current is not None and not cpu.need_resched else None
+        last = task.last_cpu
+        if last is not None and last.current is not None and not last.need_resched:
+            return last
+        for cpu in self.sched.cpus:
+            if cpu.current is not None and not cpu.need_resched:
+                return cpu
+        return None
+
+    def slice_over(self, task: Task, cpu: Cpu) -> bool:
+        return task.used >= self._slice
+
+    def keeps_cpu(self, task: Task, cpu: Cpu) -> bool:
+        if self.sched.someone_waits(cpu):
+            return False
+        task.used = 0.0  # nobody else wants this CPU: schedule() would pick us again
+        return True
+
+    def switched_out(self, task: Task, requeue: bool) -> None:
+        """``task`` stopped running: blocked or exited (``requeue`` False) or preempted."""
+
+    def pick(self, cpu: Cpu) -> Task | None:
+        sched = self.sched
+        queue = sched.runqueue
+        if not queue:
+            return None
+        if not sched.any_pinned:
+            return queue.popleft()
+        for i, t in enumerate(queue):
+            if t.pin is None or t.pin is cpu:
+                del queue[i]
+                return t
+        return None
+
+    def forked(self, parent: Task | None, child: Task) -> None:
+        """``parent`` (None: created from outside any task) created ``child``."""
+
+
+class Goodness(Policy):
+    """Linux 2.2 / 2.4: goodness(), counters in timer ticks, reschedule_idle()."""
+
+    def __init__(self, sched: Scheduler, version: str) -> None:
+        super().__init__(sched)
+        self.name = f"linux-{version}"
+        self.version = version
+        self.hz = sched.params.hz
+        self.priority = sched.params.priority_ticks  # what a recalculation adds
+        self._per_task = sched.params.per_runnable_us * 1e-6
+        self._decision: Cpu | None = None  # 2.2: the waker's CPU to reschedule
+        self.needs_waker = version == "2.2"
+
+    # -- counters ------------------------------------------------------------------------
+
+    def _ticks(self, since: float, until: float) -> int:
+        """Timer ticks between two times (ticks come every 1/HZ s on every CPU)."""
+        return max(0, math.floor(until * self.hz) - math.floor(since * self.hz))
+
+    def _charge(self, task: Task) -> None:
+        """update_process_times(): the running task's counter loses a tick per tick."""
+        now = self.sched.env.now
+        if task.cpu is not None:
+            task.counter = max(0, task.counter - self._ticks(task.vstart, now))
+            task.vstart = now
+
+    def goodness(self, task: Task, cpu: Cpu) -> int:
+        if task.counter <= 0:
+            return 0
+        here = task.cpu if task.cpu is not None else task.last_cpu
+        bonus = PROC_CHANGE_PENALTY if here is cpu else 0
+        return task.counter + STATIC_GOODNESS + bonus
+
+    def forked(self, parent: Task | None, child: Task) -> None:
+        """do_fork(): the parent's remaining ticks are halved and the child gets half too (2.2:
+        the same halved value; 2.4: rounded up) [K22-fork]; a parent left with none
+        reschedules."""
+        if parent is None:
+            child.counter = self.priority
+            return
+        self._charge(parent)
+        if self.version == "2.2":
+            parent.counter >>= 1
+            child.counter = parent.counter
+        else:
+            child.counter = (parent.counter + 1) >> 1
+            parent.counter >>= 1
+        if parent.counter == 0 and parent.cpu is not None:
+            parent.cpu.need_resched = True
+
+    # -- wake-ups ------------------------------------------------------------------------
+
+    def wake_cpu(self, task: Task, waker: Task | None) -> Cpu | None:
+        sched = self.sched
+        self._decision = None
+        if self.version == "2.2":
+            current = waker if waker is not None and waker.cpu is not None else None
+            if current is None:  # an interrupt: it lands on the task's last CPU
+                cpu = task.last_cpu or sched.cpus[0]
+                current = cpu.current
+            if current is not None:
+                self._charge(current)
+                if task.counter > current.counter + 3:
+                    self._decision = current.cpu  # the current CPU reschedules; no IPI
+                    return None
+            return sched.idle_cpu_for(task)
+        return sched.idle_cpu_for(task)  # 2.4: last CPU if idle, else an idle one
+
+    def wake_victim(self, task: Task, waker: Task | None) -> Cpu | None:
+        if self.version == "2.2":
+            cpu, self._decision = self._decision, None
+            return cpu if cpu is not None and not cpu.need_resched else None
+        best, best_prio = None, 1  # 2.4: preemption_goodness() above 1, over every CPU
+        for cpu in self.sched.cpus:
+            curr = cpu.current
+            if curr is None or cpu.need_resched:
+                continue
+            if task.pin is not None and task.pin is not cpu:
+                continue
+            self._charge(curr)
+            prio = self.goodness(task, cpu) - self.goodness(curr, cpu)
+            if prio > best_prio:
+                best, best_prio = cpu, prio
+        return best
+
+    # -- the tick and schedule() -----------------------------------------------------------
+
+    def slice_over(self, task: Task, cpu: Cpu) -> bool:
+        self._charge(task)
+        return task.counter <= 0
+
+    def keeps_cpu(self, task: Task, cpu: Cpu) -> bool:
+        """schedule() with ``task`` still runnable: it keeps the CPU unless someone beats it."""
+        mine = self.goodness(task, cpu)
+        best = max((self.goodness(t, cpu) for t in self._candidates(cpu)), default=-1)
+        if best > mine:
+            return False
+        if mine == 0 and best <= 0:  # everyone is out of ticks: recalculate, then compare
+            self._recalculate(cpu)
+            return self.keeps_cpu(task, cpu)
+        return True
+
+    def switched_out(self, task: Task, requeue: bool) -> None:
+        self._charge(task)
+
+    def _candidates(self, cpu: Cpu):
+        return (t for t in self.sched.runqueue if t.pin is None or t.pin is cpu)
+
+    def pick(self, cpu: Cpu) -> Task | None:
+        """The run-queue loop: the highest goodness wins (the first of equals); all zero
+        with someone runnable: recalculate every task's counter and look again."""
+        best, best_g = None, -1
+        for t in self._candidates(cpu):
+            g = self.goodness(t, cpu)
+            if g > best_g:
+                best, best_g = t, g
+        if best is None:
+            return None
+        if best_g == 0:
+            self._recalculate(cpu)
+            return self.pick(cpu)
+        self.sched.runqueue.remove(best)
+        return best
+
+    def _recalculate(self, cpu: Cpu) -> None:
+        """for_each_task: counter = counter / 2 + priority - a loop over every live task."""
+        sched = self.sched
+        for t in sched.tasks:
+            t.counter = (t.counter >> 1) + self.priority
+        cpu.extra_cost += self._per_task * len(sched.tasks)
+        sched.recalculations += 1
+
+
+class Eevdf(Policy):
+    """Linux >= 6.6: Earliest Eligible Virtual Deadline First (kernel/sched/fair.c) [EEVDF].
+
+    Every task has a virtual runtime ``v`` (CPU time received) and a virtual deadline
+    ``v + slice``; the average ``V`` of the queued tasks' ``v`` is the fair share.  A task's
+    *lag* ``V - v`` is what it is owed: it is *eligible* when the lag is not negative, and the
+    eligible task with the earliest deadline runs.  A sleeping task keeps its lag and is placed
+    back at ``V - lag`` when woken; a new task starts at ``V`` with half a slice to its deadline
+    (PLACE_DEADLINE_INITIAL); a task that goes to sleep owing time (negative lag) stays queued,
+    not runnable, until it is eligible again, and then leaves with lag 0 (DELAY_DEQUEUE,
+    DELAY_ZERO).  A woken task preempts the running one only if the running one is no longer
+    eligible and the woken one is the eligible task with the earliest deadline (RUN_TO_PARITY
+    protects an eligible running task until its deadline).  So whether a wake-up preempts
+    depends on history: a thread that waited in the run queue while others ran wakes up owed
+    time and takes the CPU from its waker at once; one that ran its fill does not.
+    (place_entity, pick_eevdf, check_preempt_wakeup_fair, dequeue_entity.)  One run queue for
+    all CPUs: exact for one CPU, an approximation for several (Linux has one per CPU).
+
+    **A running task's v is what update_curr() last charged** [EEVDF].  The kernel brings the
+    running task's vruntime up to date only at an update_curr(): the tick, an enqueue_entity() (a
+    sleeper, or a new task, joining its queue), a dequeue or preemption of it, and the wake-up
+    preemption check.  Waking a *delayed* sleeper is none of these: enqueue_task_fair() with
+    ENQUEUE_DELAYED goes straight to requeue_delayed_entity(), whose update_entity_lag() computes
+    the sleeper's lag against an avg_vruntime() that still holds the waker's vruntime from its
+    last update_curr() - typically from when it was picked.  Only if that lag is positive does
+    DELAY_ZERO drop it and place the sleeper afresh at the others' average (place_entity() with
+    no lag, a full slice); otherwise the sleeper keeps its vruntime and deadline.  Then
+    check_preempt_wakeup_fair() calls update_curr(): the waker's vruntime catches up, and a waker
+    that has run longer than the sleeper overran when it blocked is no longer eligible - so
+    RUN_TO_PARITY does not protect it, and the sleeper (now eligible) is picked.  That is how a
+    thread blocked in Thread.start() right after clone() preempts the new thread as soon as it
+    is told the thread runs (python_threads.py).
+
+    The wake-up check itself is 6.18's: update_curr(), then preempt if pick_eevdf() - which keeps
+    an eligible running task inside its protected slice - returns the woken task.  Checked on the
+    6.18.44 VM with bpftrace (se.vruntime, deadline, vlag/vprot, cfs_rq sums at sched_wakeup and
+    sched_switch): a futex wake-up from a waker that is not eligible does not reschedule it unless
+    the woken task is the pick (so no "reschedule an ineligible waker" rule, 6.19's NEXT_BUDDY
+    rework), and a lag-0 sleeper woken by an eligible, protected waker does not preempt it (so no
+    next buddy: NEXT_BUDDY is off).
+    """
+
+    name = "eevdf"
+
+    def __init__(self, sched: Scheduler) -> None:
+        super().__init__(sched)
+        # lag is clamped to what a task could be owed over two slices (or one tick)
+        self._lag_limit = max(2 * self._slice, 1.0 / sched.params.hz)
+        self.queue: list[Task] = []  # every queued task (running, runnable, delayed)
+        self.zero_v = 0.0  # where a task woken onto an empty run queue starts
+        self.env = sched.env
+        self._hz = sched.params.hz
+
+    def _v(self, task: Task) -> float:
+        """A task's virtual runtime now (a running task's grows with the time it has run)."""
+        if task.cpu is not None:
+            return task.v + max(0.0, self.env.now - task.vstart)
+        return task.v
+
+    def _account(self, task: Task, until: float) -> None:
+        task.v += max(0.0, until - task.vstart)
+        task.vstart = until
+
+    def _update_curr(self, task: Task) -> None:
+        """update_curr(): charge a running task's CPU so far to its v."""
+        now = self.env.now
+        if task.cpu is not None and now > task.vstart:
+            task.v += now - task.vstart
+            task.vstart = now
+
+    def _charged_v(self, task: Task) -> float:
+        """The v the kernel holds for a task: for a running one, what the last update_curr()
+        charged - at the last timer tick (every 1/HZ) if one came since the model last did."""
+        if task.cpu is None:
+            return task.v
+        tick = math.floor(self.env.now * self._hz) / self._hz
+        return task.v + (tick - task.vstart) if tick > task.vstart else task.v
+
+    def _avg_v(self) -> float:
+        """V: the average virtual runtime of the queued tasks (the fair share so far)."""
+        queue = self.queue
+        if not queue:
+            return self.zero_v
+        now, total = self.env.now, 0.0  # (the sum of _v over the queue, inlined: a hot path)
+        for t in queue:
+            total += t.v + max(0.0, now - t.vstart) if t.cpu is not None else t.v
+        return total / len(queue)
+
+    def enqueue(self, task: Task, initial: bool) -> None:
+        """place_entity(): a woken task rejoins at V minus the lag it kept while asleep."""
+        if task.queued:  # asleep but still queued (delayed): requeue_delayed_entity()
+            task.delayed = False
+            # update_entity_lag() against V as the kernel has it: running tasks' v as last
+            # charged (no update_curr() on this path)
+            others = [self._charged_v(t) for t in self.queue if t is not task]
+            if others and task.v < (task.v + sum(others)) / (len(others) + 1):
+                # DELAY_ZERO: its positive lag is dropped; place_entity() with no lag puts it
+                # at the others' average, a full slice to its deadline
+                task.v = sum(others) / len(others)
+                task.deadline = task.v + self._slice
+            return
+        for t in self.queue:  # enqueue_entity(): update_curr() before place_entity()
+            if t.cpu is not None:
+                self._update_curr(t)
+        n = len(self.queue)
+        if n:
+            # the kept lag is scaled up by (n + 1) / n so that adding the task does not
+            # move V (kernel/sched/fair.c place_entity)
+            task.v = self._avg_v() - task.vlag * (n + 1) / n
+        else:
+            task.v = self.zero_v
+        # a new task joins halfway through a slice, as the others are on average
+        task.deadline = task.v + (self._slice / 2 if initial else self._slice)
+        task.queued = True
+        self.queue.append(task)
+
+    def switched_out(self, task: Task, requeue: bool) -> None:
+        """Charge its CPU time (including work still owed) to its v; a sleeper leaves."""
+        self._account(task, self.env.now + task.lead)
+        if not requeue:
+            self._dequeue(task)
+
+    def _dequeue(self, task: Task) -> None:
+        """A task goes to sleep (or exits): it keeps its lag, or stays queued if it owes."""
+        if not task.queued:
+            return
+        lag = self._avg_v() - task.v
+        if lag < 0.0 and task.state == "blocked":  # owes time: DELAY_DEQUEUE
+            task.delayed = True
+            return
+        self._remove(task, min(lag, self._lag_limit))
+
+    def _remove(self, task: Task, lag: float) -> None:
+        task.vlag = max(-self._lag_limit, lag)
+        task.queued = False
+        task.delayed = False
+        self.queue.remove(task)
+        if not self.queue:
+            self.zero_v = task.v
+
+    def slice_over(self, task: Task, cpu: Cpu) -> bool:
+        """update_deadline(): a task that used its slice gets the next deadline."""
+        if task.v + max(0.0, self.env.now - task.vstart) < task.deadline:
+            return False  # (the common case, tested before the call below)
+        v = self._v(task)
+        if v < task.deadline:
+            return False
+        task.deadline = v + self._slice
+        return True
+
+    def keeps_cpu(self, task: Task, cpu: Cpu) -> bool:
+        best = self._pick(cpu, include_running=True)
+        return best is None or best is task
+
+    def _pick(self, cpu: Cpu, include_running: bool) -> Task | None:
+        """pick_eevdf(): the eligible queued task with the earliest virtual deadline.
+
+        Candidates: runnable tasks ``cpu`` may run, delayed sleepers and, if
+        ``include_running``, the task running on ``cpu``.
+        """
+        limit = self._avg_v() + 1e-12  # eligible: v <= V
+        best = None
+        for t in self.queue:
+            if t.cpu is not None:
+                if not include_running or t.cpu is not cpu:
+                    continue
+                if self._v(t) > limit:
+                    continue
+            elif t.state == "runnable" and t.pin is not None and t.pin is not cpu:
+                continue
+            elif t.v > limit:  # not eligible (not running: its v is current)
+                continue
+            if best is None or t.deadline < best.deadline:
+                best = t
+        return best
+
+    def pick(self, cpu: Cpu) -> Task | None:
+        """schedule() on a CPU whose task stopped: the next task, or None (the CPU idles).
+
+        A delayed sleeper that comes out on top leaves the queue for good (lag 0) and the
+        pick is repeated; a CPU that idles with nobody else queued settles all their debts.
+        """
+        runqueue = self.sched.runqueue
+        while True:
+            t = self._pick(cpu, include_running=False)
+            if t is not None and t.delayed:
+                self._remove(t, 0.0)
+                continue
+            if t is None:  # nobody eligible that this CPU may run
+                runnable = [r for r in runqueue if r.pin is None or r.pin is cpu]
+                if not runnable:
+                    if not any(q.cpu is not None or q.state == "runnable" for q in self.queue):
+                        for q in list(self.queue):
+                            self._remove(q, 0.0)
+                    return None
+                t = min(runnable, key=lambda r: r.deadline)
+            runqueue.remove(t)
+            return t
+
+    def wake_victim(self, task: Task, waker: Task | None) -> Cpu | None:
+        """check_preempt_wakeup_fair(): the CPU whose task the woken one preempts, if any.
+
+        The running task's v is first brought up to date (update_curr()); an eligible running
+        task before its deadline is protected (RUN_TO_PARITY); otherwise the woken task preempts
+        if pick_eevdf() would now choose it.
+        """
+        cpus = [task.pin] if task.pin is not None else self.sched.cpus
+        for cpu in cpus:
+            curr = cpu.current
+            if curr is None or cpu.need_resched:
+                continue
+            self._update_curr(curr)
+            if curr.v <= self._avg_v() + 1e-12 and curr.v < curr.deadline:
+                continue  # RUN_TO_PARITY: an eligible task runs on to its deadline
+            if self._pick(cpu, include_running=True) is task:
+                return cpu
+        return None
+
+
+def make_policy(sched: Scheduler) -> Policy:
+    """The policy object ``sched.params.policy`` names."""
+    name = sched.params.policy
+    if name == "eevdf":
+        return Eevdf(sched)
+    if name in ("linux-2.2", "linux-2.4"):
+        return Goodness(sched, name.split("-", 1)[1])
+    if name == "fifo":
+        return Policy(sched)
+    raise ValueError(f"unknown scheduler policy {name!r}")

@@ -1,0 +1,326 @@
+"""The real thread-per-request server (``real_servers.threaded``): Python threads, one GIL.
+
+The same lifecycle as :mod:`~arch_sim.models.thread_per_request`, system call by system call,
+with CPython's interpreter lock (:mod:`~arch_sim.models.gil`): Python code runs only under it,
+and every blocking system call drops it and takes it back.  A woken thread that preempts a GIL
+holder - the dispatcher that just woke it, say - sleeps again until the holder drops it: the
+extra voluntary switches a Python hand-off costs.  Two shapes, as in the real server:
+
+* ``threads = N`` with ``dispatcher`` (``--threads N``, real_servers/threaded/pool.py): a
+  dispatcher thread waits in epoll over the listener and the idle connections (one-shot).  A
+  new connection is accepted and registered; when a request's bytes arrive on a registered
+  connection the dispatcher pops the most recently idle pool thread (LIFO) and wakes exactly
+  that thread (each sleeps on its own lock) - or queues the connection when none is idle, for
+  the next thread that finishes.  The pool thread recv()s, parses, sends with blocking calls,
+  then re-arms the connection in epoll (keep-alive) or unregisters and closes it.
+* ``threads = 0`` (``--threads 0``, per_connection.py): an acceptor polls the listener,
+  accepts and starts a ``threading.Thread`` for the connection.  ``Thread.start()`` waits until
+  the new thread has run and set its ``_started`` event [PY-thread-start]: the acceptor blocks
+  on that event's lock (dropping the GIL), the new thread takes the GIL, sets the event (waking
+  the acceptor) and goes on to recv() the request, serve it, close and exit.  Between clone()
+  and that block the acceptor still runs Thread.start()'s tail (``_started.wait()``: the
+  Condition's lock, a new waiter lock), so it blocks having overrun the new thread, which was
+  placed at its vruntime: it stays queued (DELAY_DEQUEUE), and once the new thread has run
+  longer than that overrun, waking the acceptor preempts it (see the ``eevdf`` policy).
+
+(``threads = N`` without a dispatcher: N Python threads in accept() on the shared listener.)
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import simpy
+
+from arch_sim.models.gil import Gil, NoGil
+from arch_sim.models.params import ModelParams
+from arch_sim.models.scheduler import US, Scheduler, Task
+from arch_sim.models.thread_per_request import PoolThread, ThreadPerRequest
+from arch_sim.models.workload import Recorder, Request
+
+
+class Starter:
+    """``Thread.start()``'s hand-shake: the ``_started`` event the acceptor waits on."""
+
+    __slots__ = ("started", "waiter")
+
+    def __init__(self) -> None:
+        self.started = False
+        self.waiter: Task | None = None  # the acceptor, blocked on the event's lock
+
+
+class PythonThreads(ThreadPerRequest):
+    """The real Python server's threads under the GIL."""
+
+    def __init__(self, env: simpy.Environment, sched: Scheduler, params: ModelParams,
+                 recorder: Recorder, threads: int | None = None) -> None:
+        s = params.server
+        self.gil = Gil(env, sched, s.gil_interval_ms * 1e-3) if s.gil else NoGil(sched)
+        self.dispatch_cost = s.dispatch_us * US
+        n = s.threads if threads is None else threads
+        self.use_dispatcher = n > 0 and s.dispatcher
+        super().__init__(env, sched, params, recorder, threads=threads)
+
+    def start_threads(self) -> None:
+        if self.use_dispatcher:
+            self.ready: deque[Request] = deque()  # epoll's ready list
+            self.stack: list[PoolThread] = []  # idle pool threads, most recently idle last
+            self.dispatcher_task = self.task("dispatcher")
+            self.dispatcher_asleep = False
+            self.env.process(self.dispatcher(self.dispatcher_task))
+            body = self.dispatched_pool_thread
+        else:
+            body = self.accepting_pool_thread
+        for i in range(self.threads):
+            self.env.process(body(PoolThread(self.task(f"pool/{i}"))))
+
+    # -- arrivals ------------------------------------------------------------------------
+
+    def submit(self, req: Request) -> None:
+        if self.use_dispatcher:
+            self._dispatcher_event(req)
+        else:
+            super().submit(req)
+
+    def data_ready(self, req: Request) -> None:
+        conn = req.conn
+        if self.use_dispatcher and conn.armed:  # registered in epoll: it reports readable
+            conn.armed = False
+            self._dispatcher_event(req)
+            return
+        reader, req.reader = req.reader, None
+        if reader is not None:
+            self.sched.wake(reader)
+
+    def _dispatcher_event(self, req: Request) -> None:
+        """Readiness on the listener or an armed connection: epoll's ready list grows."""
+        conn = req.conn
+        if not req.new_conn and conn.handler is not None:  # fd not re-armed yet (one-shot)
+            conn.pending.append(req)
+            return
+        self.ready.append(req)
+        if self.dispatcher_asleep:
+            self.dispatcher_asleep = False
+            self.dispatcher_wakeups += 1
+            self.sched.wake(self.dispatcher_task)
+
+    def _keepalive_request(self, req: Request) -> None:
+        conn = req.conn
+        conn.pending.append(req)
+        if conn.handler is None:
+            conn.handler = self.task(f"conn/{self.created}")
+            self.created += 1
+            self.env.process(self.connection_thread(conn.handler, conn))
+        elif conn.waiting:  # it sleeps in recv() (not on the GIL)
+            conn.waiting = False
+            self.sched.wake(conn.handler)
+
+    # -- the dispatcher pool -------------------------------------------------------------
+
+    def dispatcher(self, task: Task):
+        """pool.py's dispatcher: epoll; accept and register new connections; hand each
+        request that arrived to a pool thread."""
+        sched, gil = self.sched, self.gil
+        yield sched.start(task)
+        yield from gil.take(task)
+        while True:
+            yield from gil.drop(task)  # epoll.poll() drops the GIL around epoll_wait
+            if not self.ready:
+                self.dispatcher_asleep = True
+                yield sched.block(task)  # nothing ready: epoll_wait sleeps
+            yield from gil.take(task)
+            events, self.ready = self.ready, deque()
+            for req in events:
+                conn = req.conn
+                if req.new_conn and not conn.accepted:  # the listener: accept, register
+                    conn.accepted = True
+                    yield from gil.call(task, self.accept_cost)
+                    if req.data_at <= self.env.now:
+                        self.ready.append(req)  # readable already: the next epoll_wait says so
+                    else:
+                        conn.armed = True
+                    continue
+                yield from gil.py(task, self.dispatch_cost)
+                self.handoffs += 1
+                if self.stack:  # wake the most recently idle thread: release its lock
+                    thread = self.stack.pop()
+                    thread.req = req
+                    if thread.asleep:
+                        thread.asleep = False
+                        self.pool_wakeups += 1
+                        sched.wake(thread.task)
+                        yield from sched.checkpoint(task)  # the futex wake's return
+                else:
+                    self.backlog.append(req)
+
+    def dispatched_pool_thread(self, thread: PoolThread):
+        """Sleep on its own lock until handed a request, serve it, drain the backlog, idle."""
+        sched, gil, task = self.sched, self.gil, thread.task
+        yield sched.start(task)
+        yield from gil.take(task)
+        while True:
+            if self.backlog:
+                req = self.backlog.popleft()
+            else:
+                self.stack.append(thread)
+                yield from gil.drop(task)
+                if thread.req is None:
+                    thread.asleep = True
+                    yield sched.block(task)
+                yield from gil.take(task)
+                req, thread.req = thread.req, None
+            yield from self.py_serve(task, req, rearm=True)
+
+    def accepting_pool_thread(self, thread: PoolThread):
+        """A Python thread in accept() on the shared listener (no dispatcher)."""
+        sched, gil, task = self.sched, self.gil, thread.task
+        yield sched.start(task)
+        yield from gil.take(task)
+        while True:
+            if self.backlog:
+                req = self.backlog.popleft()
+                yield from self.py_serve(task, req, accept=req.new_conn)
+                continue
+            self.idle.append(thread)
+            thread.asleep = True
+            yield from gil.drop(task)
+            if thread.asleep:
+                yield sched.block(task)  # in accept()
+            yield from gil.take(task)
+            if not self.backlog:
+                self.spurious_wakeups += 1
+
+    # -- a thread per connection -----------------------------------------------------------
+
+    def accept_forever(self, task: Task):
+        """per_connection.py's acceptor: poll, accept, start a thread, wait until it runs."""
+        sched, gil = self.sched, self.gil
+        yield sched.start(task)
+        yield from gil.take(task)
+        while True:
+            if not self.backlog:
+                yield from gil.drop(task)
+                if not self.backlog:
+                    yield sched.block(task)  # in poll() on the listener
+                yield from gil.take(task)
+                continue
+            req = self.backlog.popleft()
+            yield from gil.call(task, self.accept_cost)  # accept4()
+            # the acceptor's half of the thread set-up, split evenly around clone() (measured
+            # with bpftrace on the 6.18 VM: medians of 28-49 us of acceptor CPU from
+            # wake_up_new_task() to its futex wait at 200 and 1000 req/s; a quarter of the
+            # calibrated thread_create_us, 127 us, is 32 us)
+            yield from gil.py(task, self.create_cost / 4)  # Connection(), Thread(), clone()
+            child = self.task(f"request/{req.id}")
+            starter = Starter()
+            started = sched.start(child, parent=task)  # clone(): the new thread is runnable
+            self.env.process(self.request_thread(child, started, req, starter))
+            yield from sched.checkpoint(task)  # the clone's return: it may preempt us
+            # Thread.start() after _start_new_thread(): self._started.wait() - Event.wait()
+            # takes the Condition's lock, Condition.wait() allocates a waiter lock, takes it
+            # and releases the Condition - until the second acquire of the waiter lock blocks
+            yield from gil.py(task, self.create_cost / 4)
+            if not starter.started:  # the waiter lock's acquire blocks, GIL dropped
+                yield from gil.drop(task)
+                if not starter.started:
+                    starter.waiter = task
+                    yield sched.block(task)
+                yield from gil.take(task)
+
+    def request_thread(self, task: Task, started: simpy.Event, req: Request,
+                       starter: Starter | None = None):
+        """The new thread: take the GIL, tell the acceptor it runs, serve, close, exit."""
+        gil = self.gil
+        yield started
+        yield from gil.take(task)
+        yield from gil.py(task, self.create_cost / 2)  # _bootstrap_inner
+        if starter is not None:  # self._started.set(): release the acceptor's lock
+            starter.started = True
+            waiter, starter.waiter = starter.waiter, None
+            if waiter is not None:
+                self.sched.wake(waiter)
+                yield from self.sched.checkpoint(task)  # the futex wake's return
+        yield from self.py_serve(task, req)
+        yield from gil.drop(task)
+        self.sched.exit(task)
+
+    def connection_thread(self, task: Task, conn):
+        """Keep-alive thread per connection under the GIL: recv(), serve, repeat."""
+        sched, gil = self.sched, self.gil
+        yield sched.start(task)
+        yield from gil.take(task)
+        while True:
+            if not conn.pending:
+                yield from gil.drop(task)  # recv() blocks with the GIL dropped
+                if not conn.pending:
+                    conn.waiting = True
+                    yield sched.block(task)
+                yield from gil.take(task)
+                continue
+            yield from self.py_serve(task, conn.pending.popleft())
+
+    # -- one request, as the Python server does it ----------------------------------------
+
+    def py_recv(self, task: Task, req: Request):
+        """recv() with the GIL dropped; it blocks until the request's bytes are here."""
+        gil = self.gil
+        if req.data_at > self.env.now:
+            yield from gil.drop(task)
+            if req.data_at > self.env.now:
+                req.reader = task
+                yield self.sched.block(task)
+            yield from gil.take(task)
+        yield from gil.call(task, 0.0)  # recv() returns the request
+
+    def py_serve(self, task: Task, req: Request, accept: bool = False, rearm: bool = False):
+        """recv, parse, send, then re-arm (a keep-alive connection with a dispatcher) or
+        close (a connection per request), log."""
+        env, sched, gil, conn = self.env, self.sched, self.gil, req.conn
+        if accept:
+            yield from gil.call(task, self.accept_cost)
+        yield from self.py_recv(task, req)
+        rearm = rearm and not req.new_conn
+        if rearm:
+            conn.handler = task  # busy: the connection is not armed in epoll
+        yield from gil.py(task, self.parse_cost)
+        if req.userspace:
+            yield from gil.call(task, self.handoff_cost)
+            yield from gil.py(task, self.log_cost)
+            self.userspace.submit(req)
+            if rearm:
+                conn.handler = None
+            return
+        # send_data: blocking send() calls, the GIL dropped around each
+        while True:
+            n = conn.writable(env.now, req.left)
+            if n <= 0.0:
+                yield from gil.drop(task)
+                yield from self.sleep_until(task, conn.space_at(env.now))
+                yield from gil.take(task)
+                continue
+            req.left -= n
+            yield from gil.drop(task)
+            yield from sched.run(task, self.send_cost + self.byte_cost * n)
+            conn.write(n, env.now)
+            if req.left <= 0.0:
+                self.recorder.complete(req, conn.drained_at(env.now) + self.one_way)
+                yield from gil.take(task)
+                break
+            yield from gil.take(task)
+        if rearm:  # epoll.modify(): the connection may be dispatched again
+            yield from gil.call(task, 0.0)
+            conn.handler = None
+            if conn.pending:
+                self._dispatcher_event(conn.pending.popleft())
+        elif req.new_conn:  # unregister, shutdown, close: system calls
+            yield from gil.call(task, self.close_cost)
+        yield from gil.py(task, self.log_cost)
+
+    def counters(self) -> dict[str, float]:
+        gil = self.gil
+        return {
+            **super().counters(),
+            "gil_cond_waits": gil.waits,
+            "gil_mutex_waits": getattr(gil, "mutex_waits", 0),
+            "gil_forced": gil.forced,
+        }
