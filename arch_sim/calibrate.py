@@ -8,6 +8,8 @@ Three measurements, kept raw in ``<preset>.calibration.json`` beside the preset:
 3. each real server's CPU cost per request at saturation (its own getrusage over a wrk
    window) and its reschedules per request there - and the same at a paced load
    (``PACED_RPS``), where the CPU idles between requests and each costs more (cold caches);
+   then each unpaced with a new connection per request (the seed's HTTP/1.0 regime, both
+   thread-per-request shapes), which prices a connection of its own;
 4. how fast an idle CPU's caches go cold (``cold_cache``: short work after 0.3-10 ms of sleep).
 
 Without wrk, (3) is skipped and the preset keeps its server costs from the placeholder.
@@ -79,6 +81,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "wakeup": wakeup,
         "servers": found.get("servers", {}),
         "client": found.get("client"),
+        "close": found.get("close", {}),
         "cpu_jitter": jitter,
         "cold_cache": cold,
         "servers_skipped": skipped,
@@ -116,6 +119,7 @@ def _servers_at_saturation(args: argparse.Namespace) -> tuple[dict, str | None]:
         if code != 0:
             return {}, f"the saturation run failed (exit {code}); see the messages above"
         df = pd.read_csv(Path(tmp) / "run" / "measurements.csv")
+    close = _close_at_saturation(args)
     servers = {}
     unpaced = df[df["target_rps"].isna()]
     client = float(unpaced["client_cpu_us_per_request"].min())  # wrk's, with the faster server
@@ -137,7 +141,41 @@ def _servers_at_saturation(args: argparse.Namespace) -> tuple[dict, str | None]:
                 "cpu_us_per_request": float(paced["cpu_us_per_request"].iloc[0]),
                 "reschedules_per_request": float(paced["reschedules_per_request"].iloc[0]),
             }
-    return {"servers": servers, "client": {"cpu_us_per_request": client}}, None
+    if close.get("client_us") is not None:
+        close["client_close_us"] = max(0.0, close.pop("client_us") - client)
+    return {"servers": servers, "client": {"cpu_us_per_request": client}, "close": close}, None
+
+
+def _close_at_saturation(args: argparse.Namespace) -> dict[str, Any]:
+    """Every server unpaced with a connection per request (HTTP/1.0): CPU per request, and
+    wrk's own CPU per request where it was busiest."""
+    from .harness import bench
+
+    print("calibrate: each real server at saturation with a connection per request...",
+          flush=True)
+    with tempfile.TemporaryDirectory(prefix="arch-sim-calibrate-") as tmp:
+        parser = argparse.ArgumentParser()
+        bench.add_arguments(parser)
+        bench_args = parser.parse_args([
+            "--loads", "max", "--duration", str(args.duration), "--warmup", "1", "--reps", "1",
+            "--server-cpus", args.server_cpus, "--client-cpus", args.client_cpus,
+            "--file-set", args.file_set, "--connections", str(args.connections),
+            "--connection", "close", "--threads", f"0,{THREADS}",
+            "--out", str(Path(tmp) / "run"), "--no-plots",
+        ])
+        if bench.Bench(bench.make_plan(bench_args), bench_args).run() != 0:
+            return {}
+        df = pd.read_csv(Path(tmp) / "run" / "measurements.csv")
+    out: dict[str, Any] = {}
+    for _, row in df.iterrows():
+        name = str(row["arch"])
+        if name == "thread-per-request" and int(row["threads"]) == 0:
+            name = "thread-per-connection"
+        out[name] = {"cpu_us_per_request": float(row["cpu_us_per_request"]),
+                     "reschedules_per_request": float(row["reschedules_per_request"]),
+                     "rps": float(row["rps"])}
+    out["client_us"] = float(df["client_cpu_us_per_request"].min())
+    return out
 
 
 def write_preset(measurements: dict[str, Any], out: Path) -> Path:

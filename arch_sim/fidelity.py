@@ -1,20 +1,23 @@
 """How well the model reproduces a measurement: simulate the measured points, compare.
 
 * :func:`simulate_like` simulates exactly the load points of a measured sweep - same
-  architecture, connections, CPUs and file set, a closed wrk-like workload with exponential think
-  times at the measured target rate (unpaced for the ``max`` rows) - with the simulate
-  command's parallel, seeded runner.
-* :func:`fidelity` puts measured and simulated reschedules per request side by side per
-  architecture and load point, with the difference and whether it is within tolerance:
-  25% of the measured value or 0.1 absolute, whichever is larger.
+  architecture and thread-per-request shape, regime (keep-alive or a connection per request),
+  connections, CPUs and file set, a closed wrk-like workload with exponential think times at the
+  measured target rate (unpaced for the ``max`` rows) - with the simulate command's parallel,
+  seeded runner.
+* :func:`fidelity` puts measured and simulated values side by side per regime, architecture,
+  shape and load point, for both counts: the server's own reschedules per request (``server``)
+  and every switch on its CPUs per request, idle included (``cpu``).  A point is within
+  tolerance when ``|ln(simulated / measured)| <= ln 1.10`` (10%) or the two differ by at most
+  0.01 per request.
 
     >>> import pandas as pd
     >>> m = pd.DataFrame({"source": "measured", "arch": "state-group", "target_rps": [200.0] * 2,
     ...                   "rps": [199.0, 201.0], "reschedules_per_request": [0.90, 0.88]})
-    >>> s = m.assign(source="simulated", reschedules_per_request=[0.80, 0.82])
+    >>> s = m.assign(source="simulated", reschedules_per_request=[0.85, 0.87])
     >>> row = fidelity(m, s).iloc[0]
-    >>> round(float(row["rel_diff"]), 2), bool(row["within"])
-    (-0.09, True)
+    >>> round(float(row["rel_diff"]), 3), bool(row["within"])
+    (-0.034, True)
 """
 
 from __future__ import annotations
@@ -27,18 +30,21 @@ import numpy as np
 import pandas as pd
 
 from arch_sim import ARCHS, schema
+from arch_sim.claims import COUNTS
 from arch_sim.models import ModelParams, load_preset, point_seed
+from arch_sim.regimes import REGIMES, add_regime
 from arch_sim.stats import mean_ci
 
-#: the acceptance rule: within 25% of the measured value or 0.1 absolute, whichever is larger
-REL_TOLERANCE = 0.25
-ABS_TOLERANCE = 0.1
+#: the acceptance rule: within 10% (as a log ratio) or 0.01 reschedules per request
+REL_TOLERANCE = 0.10
+ABS_TOLERANCE = 0.01
 #: measured file sets -> the model's file sizes
 FILE_SIZES = {"specweb99": "specweb99", "1k": "fixed:1"}
 
-COLUMNS = ("arch", "load", "target_rps", "connections", "measured_rps", "measured",
-           "measured_ci", "measured_n", "simulated_rps", "simulated", "simulated_ci",
-           "simulated_n", "diff", "abs_diff", "rel_diff", "tolerance", "within")
+COLUMNS = ("regime", "arch", "threads", "count", "load", "target_rps", "connections",
+           "measured_rps", "measured", "measured_ci", "measured_n", "simulated_rps",
+           "simulated", "simulated_ci", "simulated_n", "diff", "rel_diff", "log_ratio",
+           "within")
 
 
 def load_label(target_rps: float | None) -> str:
@@ -48,13 +54,26 @@ def load_label(target_rps: float | None) -> str:
     return f"{float(target_rps):g}"
 
 
-def tolerance(measured: float) -> float:
-    """The allowed |simulated - measured| for a measured reschedules-per-request value."""
-    return max(REL_TOLERANCE * abs(measured), ABS_TOLERANCE)
+def within(measured: float, simulated: float) -> bool:
+    """The fidelity rule for one point: 10% (log ratio) or 0.01 absolute."""
+    if not (np.isfinite(measured) and np.isfinite(simulated)):
+        return False
+    if abs(simulated - measured) <= ABS_TOLERANCE:
+        return True
+    if measured <= 0 or simulated <= 0:
+        return False
+    return abs(math.log(simulated / measured)) <= math.log1p(REL_TOLERANCE)
 
 
-def _threads(server: Any) -> int | None:
-    match = re.search(r"--threads[ =](\d+)", str(server))
+def threads_of(row: Any) -> int | None:
+    """A thread-per-request row's shape: its ``threads`` column, or ``--threads N`` in its
+    ``server`` (older runs); None for other architectures."""
+    if row.get("arch") != "thread-per-request":
+        return None
+    value = row.get("threads")
+    if value is not None and not pd.isna(value):
+        return int(value)
+    match = re.search(r"--threads[ =](\d+)", str(row.get("server", "")))
     return int(match.group(1)) if match else None
 
 
@@ -63,7 +82,7 @@ def plan_like(measured: pd.DataFrame, params: ModelParams | str, reps: int = 3,
     """The simulate_point keyword sets that mirror the measured sweep's load points."""
     params = load_preset(params)
     rows = measured[measured["source"] == "measured"] if "source" in measured else measured
-    rows = rows[rows["arch"].isin(ARCHS)]
+    rows = add_regime(rows[rows["arch"].isin(ARCHS)])
     jobs: list[dict[str, Any]] = []
     seen: set[tuple] = set()
     for _, r in rows.iterrows():
@@ -76,17 +95,18 @@ def plan_like(measured: pd.DataFrame, params: ModelParams | str, reps: int = 3,
         cpus = None if cpus is None or pd.isna(cpus) else int(cpus)
         file_set = r.get("file_set")
         file_sizes = FILE_SIZES.get(str(file_set)) if file_set is not None else None
-        threads = _threads(r.get("server")) if r["arch"] == "thread-per-request" else None
-        key = (r["arch"], target, connections, cpus, file_sizes, threads)
+        threads = threads_of(r)
+        connection = REGIMES[r["regime"]].connection
+        key = (r["arch"], target, connections, cpus, file_sizes, threads, connection)
         if key in seen:
             continue
         seen.add(key)
         for rep in range(reps):
             jobs.append({
                 "arch": r["arch"], "params": params, "target_rps": target,
-                "workload": "closed", "connections": connections, "requests": requests,
-                "seed": point_seed(seed, target, rep, connections), "rep": rep, "cpus": cpus,
-                "threads": threads, "file_sizes": file_sizes,
+                "workload": "closed", "connection": connection, "connections": connections,
+                "requests": requests, "seed": point_seed(seed, target, rep, connections),
+                "rep": rep, "cpus": cpus, "threads": threads, "file_sizes": file_sizes,
             })
     return jobs
 
@@ -113,71 +133,103 @@ def simulate_like(measured: pd.DataFrame, params: ModelParams | str, reps: int =
     return schema.to_frame([{k: v for k, v in r.items() if k not in WALL_FIELDS} for r in rows])
 
 
-def _points(df: pd.DataFrame) -> dict[tuple, dict[str, float]]:
+def _points(df: pd.DataFrame, column: str) -> dict[tuple, dict[str, float]]:
+    """Mean, 95% CI and n of ``column`` per (regime, arch, threads, load)."""
     out: dict[tuple, dict[str, float]] = {}
-    df = df[df["arch"].isin(ARCHS)] if "arch" in df else df
-    for (arch, label), group in df.assign(_load=df["target_rps"].map(load_label)).groupby(
-            ["arch", "_load"], sort=False):
-        mean, ci = mean_ci(pd.to_numeric(group["reschedules_per_request"], errors="coerce"))
-        rps = float(pd.to_numeric(group["rps"], errors="coerce").mean())
+    if column not in df.columns:
+        return out
+    df = add_regime(df[df["arch"].isin(ARCHS)] if "arch" in df else df)
+    shapes = [threads_of(r) for _, r in df.iterrows()]
+    df = df.assign(_load=df["target_rps"].map(load_label),
+                   _threads=[-1 if t is None else t for t in shapes])
+    for (regime, arch, threads, label), group in df.groupby(
+            ["regime", "arch", "_threads", "_load"], sort=False):
+        values = pd.to_numeric(group[column], errors="coerce")
+        if values.notna().sum() == 0:
+            continue
+        mean, ci = mean_ci(values)
         conns = group["connections"].dropna() if "connections" in group else pd.Series([])
-        out[(arch, label)] = {
-            "mean": mean, "ci": ci, "n": int(group["reschedules_per_request"].notna().sum()),
-            "rps": rps, "connections": float(conns.iloc[0]) if len(conns) else math.nan,
+        out[(regime, arch, threads, label)] = {
+            "mean": mean, "ci": ci, "n": int(values.notna().sum()),
+            "rps": float(pd.to_numeric(group["rps"], errors="coerce").mean()),
+            "connections": float(conns.iloc[0]) if len(conns) else math.nan,
             "target_rps": (math.nan if label == "max" else float(label)),
         }
     return out
 
 
-def fidelity(measured: pd.DataFrame, simulated: pd.DataFrame) -> pd.DataFrame:
-    """Per architecture and load point: measured and simulated reschedules per request.
+def fidelity(measured: pd.DataFrame, simulated: pd.DataFrame,
+             counts: tuple[str, ...] = tuple(COUNTS)) -> pd.DataFrame:
+    """Per regime, architecture, shape, count and load point: measured and simulated per
+    request, side by side.
 
-    Columns: ``arch``, ``load`` ('200', 'max'), ``target_rps``, ``connections``,
-    ``measured_rps``, ``measured`` (mean over repetitions), ``measured_ci`` (95% half-width),
-    ``measured_n``, the same for ``simulated``, ``diff`` (simulated - measured), ``abs_diff``,
-    ``rel_diff`` (diff / measured), ``tolerance`` (max(25% of measured, 0.1)) and ``within``
-    (|diff| <= tolerance).  Points measured but not simulated get NaN and ``within`` False.
-    Rows are in architecture order, then by load (``max`` last).
+    Columns: ``regime``, ``arch``, ``threads`` (thread-per-request shape, NaN otherwise),
+    ``count`` (``server`` or ``cpu``), ``load`` ('200', 'max'), ``target_rps``,
+    ``connections``, ``measured_rps``, ``measured`` (mean over repetitions), ``measured_ci``
+    (95% half-width), ``measured_n``, the same for ``simulated``, ``diff`` (simulated -
+    measured), ``rel_diff`` (diff / measured), ``log_ratio`` (ln simulated / measured) and
+    ``within`` (:func:`within`).  Points measured but not simulated get NaN and ``within``
+    False.  Rows are ordered by regime, count, architecture, shape, then load (``max`` last).
     """
-    meas = _points(measured)
-    sim = _points(simulated)
     rows = []
-    for (arch, label), m in meas.items():
-        s = sim.get((arch, label), {})
-        s_mean = s.get("mean", math.nan)
-        diff = s_mean - m["mean"]
-        tol = tolerance(m["mean"])
-        rows.append({
-            "arch": arch, "load": label, "target_rps": m["target_rps"],
-            "connections": m["connections"], "measured_rps": m["rps"],
-            "measured": m["mean"], "measured_ci": m["ci"], "measured_n": m["n"],
-            "simulated_rps": s.get("rps", math.nan), "simulated": s_mean,
-            "simulated_ci": s.get("ci", math.nan), "simulated_n": s.get("n", 0),
-            "diff": diff,
-            "abs_diff": abs(diff),
-            "rel_diff": diff / m["mean"] if m["mean"] else math.nan,
-            "tolerance": tol,
-            "within": bool(np.isfinite(diff) and abs(diff) <= tol),
-        })
+    for count in counts:
+        column = COUNTS[count][1]
+        meas = _points(measured, column)
+        sim = _points(simulated, column)
+        for (regime, arch, threads, label), m in meas.items():
+            s = sim.get((regime, arch, threads, label), {})
+            s_mean = s.get("mean", math.nan)
+            diff = s_mean - m["mean"]
+            ratio = (math.log(s_mean / m["mean"]) if m["mean"] > 0 and s_mean > 0
+                     else math.nan)
+            rows.append({
+                "regime": regime, "arch": arch, "threads": math.nan if threads < 0 else threads,
+                "count": count, "load": label, "target_rps": m["target_rps"],
+                "connections": m["connections"], "measured_rps": m["rps"],
+                "measured": m["mean"], "measured_ci": m["ci"], "measured_n": m["n"],
+                "simulated_rps": s.get("rps", math.nan), "simulated": s_mean,
+                "simulated_ci": s.get("ci", math.nan), "simulated_n": s.get("n", 0),
+                "diff": diff, "rel_diff": diff / m["mean"] if m["mean"] else math.nan,
+                "log_ratio": ratio, "within": within(m["mean"], s_mean),
+            })
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     if df.empty:
         return df
-    rank = {a: i for i, a in enumerate(ARCHS)}
-    order = df.assign(_a=df["arch"].map(rank),
-                      _t=df["target_rps"].fillna(np.inf)).sort_values(["_a", "_t"])
-    return order.drop(columns=["_a", "_t"]).reset_index(drop=True)
+    order = df.assign(
+        _r=df["regime"].map({r: i for i, r in enumerate(REGIMES)}).fillna(9),
+        _c=df["count"].map({c: i for i, c in enumerate(COUNTS)}),
+        _a=df["arch"].map({a: i for i, a in enumerate(ARCHS)}),
+        _s=df["threads"].fillna(-1), _t=df["target_rps"].fillna(np.inf))
+    order = order.sort_values(["_r", "_c", "_a", "_s", "_t"])
+    return order.drop(columns=["_r", "_c", "_a", "_s", "_t"]).reset_index(drop=True)
+
+
+def shape_label(arch: str, threads: float | None) -> str:
+    """``thread per connection``, ``pool of 64``, ``state-group``..."""
+    if arch != "thread-per-request" or threads is None or pd.isna(threads):
+        return arch
+    return "thread-per-request, a thread per connection" if int(threads) == 0 else \
+        f"thread-per-request, pool of {int(threads)}"
+
+
+def headline(table: pd.DataFrame) -> str:
+    """'N of M points within 10%' (over every regime, count and point of the table)."""
+    if table is None or table.empty:
+        return "no points compared"
+    return f"{int(table['within'].sum())} of {len(table)} points within 10% (or 0.01 per request)"
 
 
 def fidelity_markdown(table: pd.DataFrame) -> str:
     """The fidelity table as Markdown (for REPORT.md)."""
-    lines = ["| arch | load | measured req/s | measured resched/req (95% CI) | simulated "
-             "resched/req | difference | within? |",
-             "|---|---|---:|---:|---:|---:|:---:|"]
+    lines = ["| regime | count | server | load | measured req/s | measured per request (95% CI) "
+             "| simulated | difference | within? |",
+             "|---|---|---|---|---:|---:|---:|---:|:---:|"]
     for _, r in table.iterrows():
-        ci = "" if pd.isna(r["measured_ci"]) else f" ± {r['measured_ci']:.2f}"
+        ci = "" if pd.isna(r["measured_ci"]) else f" ± {r['measured_ci']:.3f}"
         rel = "" if pd.isna(r["rel_diff"]) else f" ({r['rel_diff']:+.0%})"
         lines.append(
-            f"| {r['arch']} | {r['load']} | {r['measured_rps']:,.0f} | {r['measured']:.3f}{ci} "
+            f"| {r['regime']} | {r['count']} | {shape_label(r['arch'], r['threads'])} "
+            f"| {r['load']} | {r['measured_rps']:,.0f} | {r['measured']:.3f}{ci} "
             f"| {r['simulated']:.3f} | {r['diff']:+.3f}{rel} | "
-            f"{'yes' if r['within'] else 'no'} |")
+            f"{'yes' if r['within'] else '**no**'} |")
     return "\n".join(lines)

@@ -30,12 +30,12 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from arch_sim import ARCHS, runinfo, schema
+from arch_sim import ARCHS, claims, runinfo, schema
 from arch_sim.stats import summarize
 
-#: The seed's two claims (khttpd-architecture.txt).
-SEED_OLD_RESCHEDULES_PER_S = 15000.0  # "15000 reschedules per second was no exception"
-SEED_NEW_HARDLY_ABOVE_RPS = 2000.0  # "over 2000 requests per second ... hardly at all"
+#: The seed's two claims (arch_sim.claims).
+SEED_OLD_RESCHEDULES_PER_S = claims.OLD_RESCHEDULES_PER_S
+SEED_NEW_HARDLY_ABOVE_RPS = claims.NEW_HARDLY_ABOVE_RPS
 
 ARCH_COLORS = {"thread-per-request": "tab:red", "state-group": "tab:blue"}
 ARCH_NAMES = {
@@ -53,7 +53,7 @@ FIGURES = ("reschedules_vs_load", "reschedules_per_request", "throughput_and_lat
 def _series_keys(df: pd.DataFrame) -> list[str]:
     """source and arch, plus preset / CPUs / workload where they vary within one source."""
     keys = ["source", "arch"]
-    for col in ("preset", "cpus", "workload"):
+    for col in ("preset", "cpus", "workload", "regime", "threads"):
         if col in df.columns and (df.groupby("source")[col].nunique(dropna=True) > 1).any():
             keys.append(col)
     return keys
@@ -68,6 +68,11 @@ def _label(key: dict) -> str:
         extras.append(f"{int(key['cpus'])} CPU")
     if "workload" in key and pd.notna(key["workload"]):
         extras.append(str(key["workload"]))
+    if "regime" in key and pd.notna(key["regime"]):
+        extras.append(str(key["regime"]))
+    if key.get("threads") is not None and pd.notna(key["threads"]):
+        arch = ("thread per connection" if int(key["threads"]) == 0
+                else f"thread-per-request, pool of {int(key['threads'])}")
     tail = f" [{', '.join(extras)}]" if extras else ""
     return f"{key['source']}: {arch}{tail}"
 

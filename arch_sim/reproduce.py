@@ -1,22 +1,26 @@
 """``arch-sim reproduce``: the main job - calibrate, measure, simulate, compare, report.
 
-One folder holds everything::
+Two workloads (:mod:`arch_sim.regimes`) are measured and modelled: *today* (HTTP/1.1
+keep-alive) and *seed* (HTTP/1.0, a connection per request, both of kHTTPd 0.1.2's possible
+thread-per-request shapes).  One folder holds everything::
 
     OUT/host.toml, host.calibration.json   the calibrated model preset and its raw numbers
-    OUT/measured/                          the real sweep (both architectures), its meta.json
+    OUT/measured-today/, measured-seed/    the real sweeps (rows carry ``regime``)
     OUT/simulated-host/                    the host model at exactly the measured points
-    OUT/simulated-host-sweep/              the host model over a load sweep   } then_and_now
-    OUT/simulated-1999/                    the Linux 2.2 model over the same   }
-    OUT/fidelity.csv                       measured vs simulated reschedules per request
-    OUT/overlay_host.{png,svg}, then_and_now.{png,svg}
+    OUT/simulated-eras/                    the 1999 machine under Linux 2.2, 2.4 and 2.6
+    OUT/sensitivity/                       linux-2.2-1999 with one assumption changed each
+    OUT/fidelity.csv, eras.csv, sensitivity.csv
+    OUT/seed_regime, overlay_today, overlay_seed, eras, sensitivity (.png, .svg)
     OUT/REPORT.md, OUT/meta.json
 
-Without wrk the real sweep (and what needs it) is skipped, and the report says how to get wrk.
+Without wrk the real sweeps (and what needs them) are skipped, and the report says how to get
+wrk.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,16 +28,26 @@ from typing import Any
 
 import pandas as pd
 
-from . import cli, schema
-from .runinfo import git_commit, host_info, new_run_id, now_iso, write_json_atomic
+from . import cli, eras, schema
+from .regimes import REGIMES
+from .runinfo import git_commit, host_info, new_run_id, now_iso, write_atomic, write_json_atomic
 
 WRK_HELP = "install wrk with 'apt-get install -y wrk' (as root; `make reproduce` does it)"
-SWEEP_LOADS = {"quick": [200, 1000, 5000, 20000], "full": [100, 200, 500, 1000, 2000, 5000,
-                                                           10000, 20000, 50000]}
+#: measured loads per regime and mode ("max": unpaced)
+BENCH_LOADS = {
+    ("today", "quick"): "200,2000,max",
+    ("today", "full"): "100,200,500,1000,2000,5000,10000,max",
+    ("seed", "quick"): "200,1000,max",
+    ("seed", "full"): "100,200,500,1000,2000,3000,max",
+}
+#: thread-per-request shapes per regime: the pool, and (seed) a thread per connection
+BENCH_THREADS = {"today": "64", "seed": "0,64"}
+BUDGET = {"quick": {"reps": 1, "requests": 2000, "like_requests": 3000},
+          "full": {"reps": 3, "requests": 8000, "like_requests": 10000}}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="a short run (<= 3 minutes)")
+    p.add_argument("--quick", action="store_true", help="a short run (about 5 minutes)")
     p.add_argument("--out", type=Path, default=None, help="run folder (results/reproduce-<time>)")
     p.add_argument("--server-cpus", default="0")
     p.add_argument("--client-cpus", default="1")
@@ -46,12 +60,15 @@ class Reproduction:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.mode = "quick" if args.quick else "full"
+        self.budget = BUDGET[self.mode]
         self.out: Path = args.out or Path("results") / new_run_id(f"reproduce-{self.mode}")
+        self.jobs = os.cpu_count() or 1
         self.skipped: list[str] = []
         self.timings: dict[str, float] = {}
         self.meta: dict[str, Any] = {
             "kind": "reproduce", "mode": self.mode, "run_id": self.out.name, **host_info(),
             "git": git_commit(), "args": {k: str(v) for k, v in vars(args).items()},
+            "regimes": {name: vars(r) for name, r in REGIMES.items()},
             "started": now_iso(), "ended": None, "complete": False,
         }
 
@@ -59,12 +76,21 @@ class Reproduction:
         self.out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.out / "meta.json", self.meta)
         calibration = self._step("calibrate", self.calibrate)
-        measured = self._step("measure", self.measure) if self._have_wrk() else None
-        sim_host = self._step("simulate host at measured points", self.simulate_measured, measured)
-        sweeps = self._step("simulate then and now", self.simulate_sweeps)
+        measured: dict[str, pd.DataFrame] = {}
+        if self._have_wrk():
+            for regime in REGIMES:
+                measured[regime] = self._step(f"measure {regime}", self.measure, regime)
+        sim_host = self._step("simulate the host at the measured points",
+                              self.simulate_measured, measured)
+        era_rows = self._step("simulate the eras", self.simulate_eras)
+        sens_rows = self._step("sensitivity of the 1999 model", self.simulate_sensitivity)
         table = self._step("fidelity", self.fidelity, measured, sim_host)
-        self._step("figures", self.figures, measured, sim_host, sweeps)
-        self._step("report", self.report, calibration, measured, sweeps, table)
+        era_table = self._step("eras table", self.era_table, era_rows, measured, sim_host)
+        sens_table = eras.sensitivity_table(sens_rows)
+        write_atomic(self.out / "sensitivity.csv", lambda p: sens_table.to_csv(p, index=False))
+        self._step("figures", self.figures, measured, sim_host, era_table, sens_table)
+        self._step("report", self.report, calibration, measured, table, era_rows, era_table,
+                   sens_table)
         self.meta.update(ended=now_iso(), complete=True, skipped=self.skipped,
                          timings_s=self.timings)
         write_json_atomic(self.out / "meta.json", self.meta)
@@ -88,7 +114,7 @@ class Reproduction:
             find_wrk()
             return True
         except WrkError:
-            self.skipped.append(f"the real sweep, its fidelity table and overlay: no wrk - "
+            self.skipped.append(f"the real sweeps, their fidelity table and overlays: no wrk - "
                                 f"{WRK_HELP}")
             return False
 
@@ -109,73 +135,97 @@ class Reproduction:
             self.skipped.append(f"server costs in the host preset: {why}")
         return measurements
 
-    def measure(self) -> pd.DataFrame | None:
-        argv = ["bench", "--out", str(self.out / "measured"), "--server-cpus",
-                self.args.server_cpus, "--client-cpus", self.args.client_cpus,
-                "--seed", str(self.args.seed)]
+    def measure(self, regime: str) -> pd.DataFrame:
+        folder = self.out / f"measured-{regime}"
+        argv = ["bench", "--out", str(folder), "--server-cpus", self.args.server_cpus,
+                "--client-cpus", self.args.client_cpus, "--seed", str(self.args.seed),
+                "--connection", REGIMES[regime].connection, "--file-set",
+                REGIMES[regime].file_set, "--threads", BENCH_THREADS[regime],
+                "--loads", BENCH_LOADS[(regime, self.mode)]]
         if self.args.quick:
             argv.append("--quick")
         if cli.main(argv) != 0:
-            raise RuntimeError(f"the real sweep failed; see {self.out / 'measured'}")
-        return schema.load(self.out / "measured")
+            raise RuntimeError(f"the real sweep failed; see {folder}")
+        return schema.load(folder)
 
-    def simulate_measured(self, measured: pd.DataFrame | None) -> pd.DataFrame | None:
-        if measured is None:
+    def simulate_measured(self, measured: dict[str, pd.DataFrame]) -> pd.DataFrame | None:
+        if not measured:
             return None
         from .fidelity import simulate_like
         from .models import load_preset
 
-        reps = 2 if self.args.quick else 3
-        requests = 3000 if self.args.quick else 10000
-        df = simulate_like(measured, load_preset(self.out / "host.toml"), reps=reps,
-                           requests=requests, seed=self.args.seed)
-        folder = self.out / "simulated-host"
-        folder.mkdir(parents=True, exist_ok=True)
-        df.to_csv(folder / "simulated.csv", index=False)
-        write_json_atomic(folder / "meta.json", {
-            "kind": "simulate-like-measured", "preset": str(self.out / "host.toml"),
-            "reps": reps, "requests": requests, "seed": self.args.seed, "complete": True})
+        reps, requests = (2 if self.args.quick else 3), self.budget["like_requests"]
+        frame = pd.concat(measured.values(), ignore_index=True)
+        df = simulate_like(frame, load_preset(self.out / "host.toml"), reps=reps,
+                           requests=requests, seed=self.args.seed, jobs=self.jobs,
+                           progress=True)
+        self._write(df, "simulated-host", {"kind": "simulate-like-measured",
+                                           "preset": "host.toml", "reps": reps,
+                                           "requests": requests, "seed": self.args.seed})
         return df
 
-    def simulate_sweeps(self) -> dict[str, pd.DataFrame]:
-        loads = [str(x) for x in SWEEP_LOADS[self.mode]]
-        requests = "3000" if self.args.quick else "10000"
-        reps = "2" if self.args.quick else "3"
-        sweeps = {}
-        for name, preset in (("host", str(self.out / "host.toml")),
-                             ("1999", "linux-2.2-1999")):
-            folder = self.out / ("simulated-host-sweep" if name == "host" else "simulated-1999")
-            argv = ["simulate", "--preset", preset, "--workload", "closed", "--cpus", "1",
-                    "--loads", *loads, "--reps", reps, "--requests", requests,
-                    "--seed", str(self.args.seed), "--out", str(folder), "--quiet"]
-            if cli.main(argv) != 0:
-                raise RuntimeError(f"the {name} simulation failed")
-            sweeps[name] = schema.load(folder)
-        return sweeps
+    def simulate_eras(self) -> pd.DataFrame:
+        jobs = eras.era_jobs(eras.LOADS[self.mode], self.budget["reps"], self.budget["requests"],
+                             self.args.seed)
+        df = eras.run(jobs, "era", self.jobs, progress=True)
+        self._write(df, "simulated-eras", {"kind": "simulate-eras", "eras": eras.ERAS,
+                                           "loads": eras.LOADS[self.mode],
+                                           "reps": self.budget["reps"],
+                                           "requests": self.budget["requests"]})
+        return df
+
+    def simulate_sensitivity(self) -> pd.DataFrame:
+        jobs = eras.sensitivity_jobs(eras.LOADS[self.mode], max(1, self.budget["reps"] - 1),
+                                     self.budget["requests"] // 2, self.args.seed)
+        df = eras.run(jobs, "variant", self.jobs, progress=True)
+        self._write(df, "sensitivity", {"kind": "simulate-sensitivity",
+                                        "variants": [v[0] for v in eras.VARIANTS]})
+        return df
+
+    def _write(self, df: pd.DataFrame, name: str, meta: dict) -> None:
+        folder = self.out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(folder / "simulated.csv", lambda p: df.to_csv(p, index=False))
+        write_json_atomic(folder / "meta.json", {**meta, "complete": True, "written": now_iso()})
 
     def fidelity(self, measured, sim_host) -> pd.DataFrame | None:
-        if measured is None or sim_host is None:
+        if not measured or sim_host is None:
             return None
         from .fidelity import fidelity
 
-        table = fidelity(measured, sim_host)
-        table.to_csv(self.out / "fidelity.csv", index=False)
+        table = fidelity(pd.concat(measured.values(), ignore_index=True), sim_host)
+        write_atomic(self.out / "fidelity.csv", lambda p: table.to_csv(p, index=False))
         return table
 
-    def figures(self, measured, sim_host, sweeps) -> None:
-        from .plots import overlay_host, save, then_and_now
+    def era_table(self, era_rows, measured, sim_host) -> pd.DataFrame:
+        host = None
+        if "seed" in measured:
+            seed_model = sim_host[sim_host["regime"] == "seed"] if sim_host is not None else None
+            host = {"measured": measured["seed"], "model": seed_model}
+        table = eras.era_table(era_rows, host, pool_threads=int(BENCH_THREADS["today"]))
+        write_atomic(self.out / "eras.csv", lambda p: table.to_csv(p, index=False))
+        return table
 
-        if measured is not None and sim_host is not None:
-            save(overlay_host(measured, sim_host), self.out, "overlay_host")
-        save(then_and_now(sweeps["host"], sweeps["1999"]), self.out, "then_and_now")
+    def figures(self, measured, sim_host, era_table, sens_table) -> None:
+        from . import plots_seed
+        from .plots import overlay_host, save
 
-    def report(self, calibration, measured, sweeps, table) -> None:
+        if "seed" in measured:
+            save(plots_seed.seed_regime(measured["seed"]), self.out, "seed_regime")
+        for regime, rows in measured.items():
+            if sim_host is not None:
+                model = sim_host[sim_host["regime"] == regime]
+                save(overlay_host(rows, model), self.out, f"overlay_{regime}")
+        save(plots_seed.eras(era_table), self.out, "eras")
+        save(plots_seed.sensitivity(sens_table), self.out, "sensitivity")
+
+    def report(self, calibration, measured, table, era_rows, era_table, sens_table) -> None:
         from .report import render
 
-        text = render(self.out, self.meta, calibration, measured, sweeps, table, self.skipped)
+        text = render(self.out, self.meta, calibration, measured, table, era_rows, era_table,
+                      sens_table, self.skipped)
         (self.out / "REPORT.md").write_text(text)
 
 
 def run(args: argparse.Namespace) -> int:
     return Reproduction(args).run()
-

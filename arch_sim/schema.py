@@ -1,4 +1,4 @@
-"""The one results schema shared by measured and simulated rows (see DESIGN.md).
+"""The one results schema shared by measured and simulated rows.
 
 Rows are tidy: one per (source, arch, load point, repetition).  Plots and notebooks read only
 these columns, so a simulated curve overlays a measured one.
@@ -36,6 +36,18 @@ COLUMNS: tuple[str, ...] = (
     "duration_s",
     "run_id",
 )
+
+#: Columns both measured and simulated rows carry beside the required ones (optional: older runs
+#: lack them, and :func:`arch_sim.regimes.add_regime` derives ``regime`` for those).
+KNOWN_EXTRAS: dict[str, str] = {
+    "regime": "today (HTTP/1.1 keep-alive) | seed (HTTP/1.0, a connection per request)",
+    "connection_mode": "keep-alive | close: how the clients used connections",
+    "threads": "thread-per-request shape: 0 = a thread per connection, N = a pool of N",
+    "cpu_switches_per_s": "every context switch on the server's CPUs, to and from idle "
+                          "included (vmstat's cs; measured: perf -a -C)",
+    "cpu_switches_idle_per_s": "the same CPUs' rate with no load (measured; 0 in the model)",
+    "cpu_switches_per_request": "(cpu_switches_per_s - cpu_switches_idle_per_s) / rps",
+}
 
 SOURCES = ("measured", "simulated")
 

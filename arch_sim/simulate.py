@@ -32,9 +32,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from arch_sim import ARCHS, runinfo, schema
+from arch_sim import ARCHS, claims, runinfo, schema
 from arch_sim.models import ModelParams, load_preset, point_seed, preset_names, simulate_point
-from arch_sim.plots import SEED_NEW_HARDLY_ABOVE_RPS, draw_all
+from arch_sim.models.workload import CONNECTION_MODES
+from arch_sim.plots import draw_all
 from arch_sim.stats import summarize
 
 #: fields of simulate_point's row that depend on the wall clock (kept out of the CSV)
@@ -61,14 +62,24 @@ def parse_load_range(text: str) -> list[float]:
     return [float(x) for x in np.linspace(start_f, stop_f, count)]
 
 
+def default_load_range(params: ModelParams) -> str:
+    """``100:TOP:25`` with TOP the smaller of 20,000 requests/s and what the preset's shared
+    link can carry (beyond it open arrivals only pile up - and the simulation slows down)."""
+    from arch_sim.eras import OVERLOAD_LIMIT, link_capacity_rps
+
+    top = min(20000.0, OVERLOAD_LIMIT * link_capacity_rps(params))
+    return f"100:{max(top, 200.0):.0f}:25"
+
+
 def plan(args: argparse.Namespace, params: ModelParams) -> list[dict[str, Any]]:
     """The sweep as a list of simulate_point keyword sets, in output order."""
+    workload = args.workload or params.workload.kind
     if args.loads:
         loads: list[float | None] = [float(x) for x in args.loads]
-    elif args.workload == "closed" and not args.load_range:
+    elif workload == "closed" and not args.load_range:
         loads = [None]  # unpaced: no think time, as wrk without pacing
     else:
-        loads = parse_load_range(args.load_range or DEFAULT_LOAD_RANGE)
+        loads = parse_load_range(args.load_range or default_load_range(params))
     connections = args.connections or params.workload.connections
     jobs = []
     for arch in args.arch:
@@ -78,12 +89,13 @@ def plan(args: argparse.Namespace, params: ModelParams) -> list[dict[str, Any]]:
                     "arch": arch,
                     "params": params,
                     "target_rps": load,
-                    "workload": args.workload,
+                    "workload": workload,
+                    "connection": args.connection,
                     "connections": connections,
                     "requests": args.requests,
                     "warmup": args.warmup,
                     "seed": point_seed(args.seed, load, rep,
-                                       connections if args.workload == "closed" else None),
+                                       connections if workload == "closed" else None),
                     "rep": rep,
                     "cpus": args.cpus,
                     "threads": args.threads,
@@ -195,25 +207,14 @@ def _run_on_dask(client: Any, jobs: Sequence[dict[str, Any]],
 # -- reporting --------------------------------------------------------------------------------
 
 def claims_check(df: pd.DataFrame) -> dict[str, Any]:
-    """How close the model comes to the seed's two claims (means over repetitions)."""
+    """The seed's two claims judged on the sweep, both counts (:mod:`arch_sim.claims`)."""
     out: dict[str, Any] = {}
-    old = df[df["arch"] == "thread-per-request"]
-    if not old.empty:
-        pts = summarize(old, ["target_rps"], ["rps", "reschedules_per_s"])
-        peak = pts.loc[pts["reschedules_per_s"].idxmax()]
-        out["old_peak_reschedules_per_s"] = float(peak["reschedules_per_s"])
-        out["old_peak_at_rps"] = float(peak["rps"])
-        out["seed_old_reschedules_per_s"] = 15000.0
-    new = df[df["arch"] == "state-group"]
-    if not new.empty:
-        pts = summarize(new, ["target_rps"], ["rps", "reschedules_per_s"]).sort_values("rps")
-        x, y = pts["rps"].to_numpy(), pts["reschedules_per_s"].to_numpy()
-        at = SEED_NEW_HARDLY_ABOVE_RPS
-        inside = len(x) > 0 and x.min() <= at <= x.max()
-        out["new_reschedules_per_s_at_2000_rps"] = float(np.interp(at, x, y)) if inside else None
-        above = pts[pts["rps"] >= at]
-        out["new_max_reschedules_per_s_above_2000_rps"] = (
-            float(above["reschedules_per_s"].max()) if not above.empty else None)
+    for count in claims.COUNTS:
+        for arch, judge in (("thread-per-request", claims.judge_old),
+                            ("state-group", claims.judge_new)):
+            verdict = judge(df[df["arch"] == arch], count)
+            out[f"{verdict.claim}_{count}"] = {"value": verdict.value, "at_rps": verdict.at_rps,
+                                              "holds": verdict.holds, "text": verdict.text()}
     return out
 
 
@@ -272,12 +273,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     loads.add_argument("--loads", nargs="+", type=float, metavar="RPS",
                        help="offered loads in requests/s")
     loads.add_argument("--load-range", metavar="START:STOP:N",
-                       help=f"N evenly spaced loads (default {DEFAULT_LOAD_RANGE}; closed "
-                            "workload default: one unpaced point)")
+                       help=f"N evenly spaced loads (default {DEFAULT_LOAD_RANGE}, or up to "
+                            "what the preset's link carries; closed workload default: one "
+                            "unpaced point)")
     parser.add_argument("--cpus", type=int, default=None, help="CPUs (default: the preset's)")
-    parser.add_argument("--workload", choices=("open", "closed"), default="open",
+    parser.add_argument("--workload", choices=("open", "closed"), default=None,
                         help="open: Poisson arrivals, one request per connection; closed: "
-                             "wrk-like keep-alive connections with think time")
+                             "wrk-like connections with think time (default: the preset's)")
+    parser.add_argument("--connection", choices=CONNECTION_MODES, default=None,
+                        help="closed workload: keep-alive, or close (a new connection per "
+                             "request, HTTP/1.0) (default: the preset's)")
     parser.add_argument("--connections", type=int, default=None,
                         help="closed workload: connections (default: the preset's, 64)")
     parser.add_argument("--reps", type=int, default=5, help="repetitions per load (95%% CIs)")

@@ -49,7 +49,7 @@ def run_one(label: str, options: list[str], threads: int, file_set: str, round_:
     bargs = parser.parse_args(argv)
     plan = bench.make_plan(bargs)
     if bargs.peer:  # peers are measured alone
-        plan.names = list(bargs.peer)
+        plan.names = [(peer, None) for peer in bargs.peer]
     if bench.Bench(plan, bargs).run() != 0:
         raise SystemExit(f"benchmark of {label} failed; see {out}")
     df = pd.read_csv(out / "measurements.csv")

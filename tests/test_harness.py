@@ -117,6 +117,26 @@ def test_reschedule_sources_agree(short_sweep):
     assert (df["system_ctxt_per_s"] >= df["reschedules_per_s"] * 0.9).all()
 
 
+def test_every_switch_on_the_server_cpu_is_counted_idle_included(short_sweep):
+    """The seed's count: perf -a on the server's CPU.  At 200 req/s the server sleeps between
+    requests, and every sleep is two switches of its CPU (to the idle task and back), so the
+    CPU-wide count exceeds the server's own; the idle background measured before the point is
+    recorded beside it."""
+    from arch_sim.harness.counters import PerfCounter
+
+    if not PerfCounter.available()[0]:
+        pytest.skip("perf stat is not usable here")
+    df = schema.load(short_sweep)
+    idle = df["cpu_switches_idle_per_s"]
+    assert idle.notna().all() and (idle >= 0).all()
+    low = df[df["target_rps"] == 200]
+    assert (low["cpu_switches_per_s"] > 1.3 * low["reschedules_per_s"]).all(), low[
+        ["arch", "cpu_switches_per_s", "reschedules_per_s"]]
+    # per request, the load's switches: the background taken off
+    expect = (low["cpu_switches_per_s"] - low["cpu_switches_idle_per_s"]) / low["rps"]
+    assert (abs(low["cpu_switches_per_request"] - expect) < 0.05 * expect + 0.01).all()
+
+
 def test_old_design_reschedules_per_request_new_design_stops(short_sweep):
     df = schema.load(short_sweep)
     old = df[df["arch"] == "thread-per-request"]
@@ -179,7 +199,7 @@ def test_peers_run_through_the_same_sweep(tmp_path, monkeypatch):
                               "300", "--duration", "1", "--warmup", "0", "--reps", "1",
                               "--out", "run", "--no-plots"])
     plan = bench.make_plan(args)
-    plan.names = ["nginx", "python-http-server"]
+    plan.names = [("nginx", None), ("python-http-server", None)]
     assert bench.Bench(plan, args).run() == 0
     df = schema.load(tmp_path / "run")
     assert sorted(df["arch"]) == ["nginx", "python-http-server"]

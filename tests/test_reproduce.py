@@ -14,7 +14,7 @@ from arch_sim.models import load_preset
 
 pytestmark = pytest.mark.real
 
-FIGURES = ("overlay_host", "then_and_now")
+FIGURES = ("seed_regime", "overlay_today", "overlay_seed", "eras", "sensitivity")
 
 
 def test_switch_cost_is_physically_plausible():
@@ -36,11 +36,13 @@ def quick_run(tmp_path_factory):
 
 def test_every_file_is_there(quick_run):
     expected = ["REPORT.md", "meta.json", "host.toml", "host.calibration.json", "fidelity.csv",
-                "measured/measurements.csv", "measured/meta.json",
-                "simulated-host/simulated.csv", "simulated-host-sweep/simulated.csv",
-                "simulated-1999/simulated.csv"]
+                "eras.csv", "sensitivity.csv",
+                "measured-today/measurements.csv", "measured-today/meta.json",
+                "measured-seed/measurements.csv", "measured-seed/meta.json",
+                "simulated-host/simulated.csv", "simulated-eras/simulated.csv",
+                "sensitivity/simulated.csv"]
     expected += [f"{name}.{ext}" for name in FIGURES for ext in ("png", "svg")]
-    expected += [f"measured/reschedules_vs_load.{ext}" for ext in ("png", "svg")]
+    expected += [f"measured-seed/reschedules_vs_load.{ext}" for ext in ("png", "svg")]
     missing = [p for p in expected if not (quick_run / p).is_file()]
     assert not missing, missing
     for p in expected:
@@ -53,25 +55,42 @@ def test_meta_and_preset(quick_run):
     cal = json.loads((quick_run / "host.calibration.json").read_text())
     assert cal["switch"]["switch_us"] > 0 and set(cal["servers"]) == {
         "thread-per-request", "state-group"}
+    # the connection-per-request runs that price a connection of its own
+    assert {"state-group", "thread-per-request", "thread-per-connection"} <= set(cal["close"])
     tomllib.loads((quick_run / "host.toml").read_text())
     params = load_preset(quick_run / "host.toml")  # the models load it
     assert params.cpus >= 1
 
 
-def test_csvs_follow_the_schema_and_fidelity_covers_every_measured_point(quick_run):
-    measured = schema.load(quick_run / "measured")
-    simulated = schema.load(quick_run / "simulated-host")
-    assert set(measured["source"]) == {"measured"} and set(simulated["source"]) == {"simulated"}
+def test_both_workloads_both_counts_and_fidelity_covers_every_measured_point(quick_run):
     import pandas as pd
 
+    today = schema.load(quick_run / "measured-today")
+    seed = schema.load(quick_run / "measured-seed")
+    simulated = schema.load(quick_run / "simulated-host")
+    assert set(today["regime"]) == {"today"} and set(seed["regime"]) == {"seed"}
+    assert set(seed["connection_mode"]) == {"close"}
+    # the seed regime: both thread-per-request shapes and the state-group server
+    assert set(seed["threads"].dropna().astype(int)) == {0, 64}
+    assert set(seed["arch"]) == {"thread-per-request", "state-group"}
+    assert set(simulated["source"]) == {"simulated"}
+    assert set(simulated["regime"]) == {"today", "seed"}
+    for df in (today, seed, simulated):  # both counts on every row
+        assert df["reschedules_per_request"].notna().all()
+        assert df["cpu_switches_per_request"].notna().all()
     fidelity = pd.read_csv(quick_run / "fidelity.csv")
-    points = measured.groupby(["arch", measured["target_rps"].fillna(-1)]).ngroups
-    assert len(fidelity) == points
-    assert {"arch", "within"} <= set(fidelity.columns)
+    measured = pd.concat([today, seed])
+    points = measured.groupby(["regime", "arch", measured["threads"].fillna(-1),
+                               measured["target_rps"].fillna(-1)]).ngroups
+    assert len(fidelity) == 2 * points  # every point, both counts
+    assert set(fidelity["count"]) == {"server", "cpu"}
+    assert {"regime", "arch", "within", "log_ratio"} <= set(fidelity.columns)
 
 
 def test_report_names_the_numbers_and_figures(quick_run):
     report = (quick_run / "REPORT.md").read_text()
-    for needle in ("## Headline numbers", "## Fidelity", "overlay_host.png", "then_and_now.png",
-                   "reschedules per request", "Context switch"):
+    for needle in ("## The seed's sentences beside the numbers", "15000 reschedules per second",
+                   "## Fidelity", "points within 10%", "### Points outside the tolerance",
+                   "perform again", "## What it would take", "## Inputs: where each came from",
+                   "seed_regime.png", "eras.png", "sensitivity.png", "Linux 2.4"):
         assert needle in report, needle

@@ -60,7 +60,8 @@ def test_run_jobs_on_a_client_keeps_job_order(cluster):
     distributed = _distributed()
     params = simulate.load_preset("linux-2.2-1999")
     args = simulate.argparse.Namespace(
-        loads=[500.0, 2500.0, 6000.0], load_range=None, workload="open", connections=None,
+        loads=[500.0, 1500.0, 2500.0], load_range=None, workload="open", connection=None,
+        connections=None,
         arch=["state-group"], reps=1, requests=600, warmup=None, seed=3, cpus=None,
         threads=None, file_sizes=None)
     jobs = simulate.plan(args, params)

@@ -19,10 +19,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .. import ARCHS
+from ..regimes import regime_of
 from ..runinfo import git_commit, host_info, new_run_id, now_iso, write_json_atomic
 from ..schema import RowWriter, write_parquet_beside
 from . import fileset, servers
-from .counters import PerfCounter
+from .counters import PerfCounter, idle_cpu_switches
 from .measure import EXTRA_COLUMNS, Load, Target, drive, measure, row
 from .peers import PEERS, nginx_version, process_tree, start_peer
 from .servers import ServerError
@@ -30,6 +31,7 @@ from .wrk import WrkError, find_wrk, wrk_version
 
 DEFAULT_LOADS = "100,200,500,1000,2000,5000,10000,max"
 QUICK = {"loads": "200,2000,max", "duration": 2.0, "warmup": 1.0, "reps": 1}
+IDLE_BASELINE_S = 1.0  # seconds of the server's CPUs without load, before each load point
 CLOSE_NOTE = (
     "--connection close opens a new TCP connection per request (kHTTPd's HTTP/1.0 days); on a "
     "small machine the client's connect cost may keep the server from saturating."
@@ -50,10 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--file-set", choices=fileset.FILE_SETS, default="specweb99")
     p.add_argument(
         "--threads",
-        type=int,
-        default=64,
-        help="thread-per-request shape: N = dispatcher + pool of N threads (default 64, every "
-        "request a hand-off); 0 = one thread per connection",
+        default="64",
+        help="thread-per-request shape(s), comma-separated: N = dispatcher + pool of N threads "
+        "(default 64, every request a hand-off); 0 = one thread per connection; '0,64' "
+        "measures both",
     )
     p.add_argument("--server-cpus", default="0", help="CPUs for the server (0)")
     p.add_argument("--client-cpus", default="1", help="CPUs for wrk (1)")
@@ -65,7 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 @dataclass
 class Plan:
-    names: list[str]
+    names: list[tuple[str, int | None]]  # (server, thread-per-request shape or None)
     loads: list[float | None]
     reps: int
     duration: float
@@ -85,6 +87,17 @@ def parse_cpus(text: str) -> list[int]:
     if bad or not cpus:
         raise SystemExit(f"error: CPUs {bad or text} not available here; usable: {usable}")
     return cpus
+
+
+def parse_threads(text: str | int) -> list[int]:
+    """``--threads``: '64', '0' or '0,64' -> [64], [0], [0, 64]."""
+    try:
+        shapes = [int(t) for t in str(text).split(",") if t.strip()]
+    except ValueError:
+        raise SystemExit(f"error: --threads {text!r} is not like '64', '0' or '0,64'") from None
+    if not shapes or any(t < 0 for t in shapes):
+        raise SystemExit(f"error: --threads {text!r}: give thread counts >= 0, e.g. '0,64'")
+    return list(dict.fromkeys(shapes))
 
 
 def parse_loads(text: str) -> list[float | None]:
@@ -117,8 +130,14 @@ def make_plan(args: argparse.Namespace) -> Plan:
         return _pick(args, name, default)
 
     out = Path(args.out or f"results/{new_run_id('bench')}")
+    names: list[tuple[str, int | None]] = []
+    for name in dict.fromkeys((args.arch or list(ARCHS)) + list(args.peer)):
+        if name == "thread-per-request":
+            names += [(name, t) for t in parse_threads(args.threads)]
+        else:
+            names.append((name, None))
     return Plan(
-        names=list(dict.fromkeys((args.arch or list(ARCHS)) + list(args.peer))),
+        names=names,
         loads=parse_loads(pick("loads", DEFAULT_LOADS)),
         reps=max(1, int(pick("reps", 3))),
         duration=max(1.0, float(pick("duration", 5.0))),
@@ -168,38 +187,42 @@ class Bench:
             with RowWriter(plan.out / "measurements.csv", EXTRA_COLUMNS) as out, tqdm(
                 total=total, desc="bench", unit="pt", dynamic_ncols=True
             ) as bar:
-                for name in plan.names:
+                for name, threads in plan.names:
                     try:
-                        self._sweep_server(name, files, out, bar, Path(tmp))
+                        self._sweep_server(name, threads, files, out, bar)
                     except (ServerError, WrkError) as exc:
                         error = f"{name}: {exc}"
                         break
         return self._finish(error)
 
     # -- one server --------------------------------------------------------------------------
-    def _sweep_server(self, name, files, out, bar, tmp: Path) -> None:
+    def _sweep_server(self, name: str, threads: int | None, files, out, bar) -> None:
         logs = self.plan.out / "logs"
-        proc, target = self._start(name, files, logs)
+        proc, target = self._start(name, threads, files, logs)
+        label = name if threads is None else f"{name} --threads {threads}"
+        cpus = self.plan.server_cpus
         try:
             drive(target, self._load(files, None, 0), duration=1)  # prime caches
             for target_rps in self.plan.loads:
+                # the server's CPUs with the load off: the background a CPU-wide count holds
+                idle = idle_cpu_switches(cpus, IDLE_BASELINE_S) if self.perf_ok else None
                 load = self._load(files, target_rps, 0)
                 if self.plan.warmup:
                     drive(target, load, duration=self.plan.warmup)
                 for rep in range(self.plan.reps):
-                    bar.set_postfix_str(f"{name} @ {_fmt_load(target_rps)} rep {rep}")
+                    bar.set_postfix_str(f"{label} @ {_fmt_load(target_rps)} rep {rep}")
                     load = self._load(files, target_rps, rep)
-                    result, d, perf = measure(target, load, self.perf_ok)
-                    out.write(row(target, load, result, d, perf, len(self.plan.server_cpus),
-                                  self._fixed(rep, load)))
+                    result, d, perf, on_cpus = measure(target, load, self.perf_ok, cpus, idle)
+                    fixed = {**self._fixed(rep, load), "threads": threads}
+                    out.write(row(target, load, result, d, perf, len(cpus), fixed, on_cpus))
                     bar.update()
         finally:
             proc.stop()
 
-    def _start(self, name: str, files, logs: Path):
+    def _start(self, name: str, threads: int | None, files, logs: Path):
         cpus = self.plan.server_cpus
         if name in ARCHS:
-            args = ["--threads", str(self.args.threads)] if name == "thread-per-request" else [
+            args = ["--threads", str(threads)] if name == "thread-per-request" else [
                 "--cpus", ",".join(map(str, cpus))]
             proc = servers.start(name, files.root, cpus=cpus, args=args, log_dir=logs)
             label = f"{servers.SERVER_MODULES[name]} {' '.join(args)}"
@@ -235,6 +258,7 @@ class Bench:
             "seed": load.seed,
             "run_id": self.run_id,
             "connection_mode": self.args.connection,
+            "regime": regime_of(self.args.connection),
             "file_set": self.args.file_set,
             "server_cpus": ",".join(map(str, self.plan.server_cpus)),
             "client_cpus": ",".join(map(str, self.plan.client_cpus)),
@@ -249,9 +273,10 @@ class Bench:
             **host_info(),
             "git": git_commit(),
             "wrk": wrk_version(),
-            "nginx": nginx_version() if "nginx" in plan.names else None,
+            "nginx": nginx_version() if ("nginx", None) in plan.names else None,
             "pinning": {"server_cpus": plan.server_cpus, "client_cpus": plan.client_cpus},
-            "servers": plan.names,
+            "servers": [n if t is None else f"{n} --threads {t}" for n, t in plan.names],
+            "regime": regime_of(self.args.connection),
             "loads": ["max" if x is None else x for x in plan.loads],
             "reps": plan.reps,
             "duration_s": plan.duration,
@@ -304,9 +329,11 @@ def _print_table(csv: Path) -> None:
     df = pd.read_csv(csv)
     if df.empty:
         return
-    cols = ["arch", "target_rps", "rps", "reschedules_per_s", "reschedules_per_request",
+    cols = ["rps", "reschedules_per_s", "reschedules_per_request", "cpu_switches_per_request",
             "cpu_us_per_request", "lat_p99_ms", "errors"]
-    table = df.groupby(["arch", "target_rps"], dropna=False)[cols[2:]].mean().reset_index()
+    cols = [c for c in cols if c in df.columns]
+    keys = ["arch", "threads", "target_rps"] if "threads" in df.columns else ["arch", "target_rps"]
+    table = df.groupby(keys, dropna=False)[cols].mean().reset_index()
     table["target_rps"] = table["target_rps"].map(lambda v: "max" if math.isnan(v) else f"{v:g}")
     print()
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.3g}"))

@@ -3,6 +3,11 @@
 - ``/server-status``  the server's own getrusage (keeps exited threads' counts) - primary
 - ``/proc/PID/task/*/status``  per-thread counts of live threads (an exited thread's are lost)
 - ``perf stat -e context-switches``  the kernel's count for the pids (follows new threads)
+- ``perf stat -a -C CPUS -e context-switches``  every switch on the server's CPUs, to and from
+  the idle task included: what the seed's author most likely read (``vmstat``'s ``cs``,
+  docs/SOURCES.md [CS-vmstat] [CS-perf]) - without wrk, which runs on another CPU, as the
+  clients of 1999 ran on other machines.  The idle machine's rate on those CPUs (its
+  background: kernel threads, other processes) is measured just before each load point.
 - ``/proc/stat ctxt``  the whole system, wrk and everything else included
 """
 
@@ -135,10 +140,12 @@ def _tasks(pid: int) -> list[Path]:
 
 
 class PerfCounter:
-    """``perf stat -e context-switches`` attached to pids for one window (if permitted)."""
+    """``perf stat -e context-switches`` for one window (if permitted): attached to ``pids``,
+    or counting every switch on ``cpus`` (``-a -C``)."""
 
-    def __init__(self, pids: Iterable[int]) -> None:
+    def __init__(self, pids: Iterable[int] = (), cpus: Iterable[int] | None = None) -> None:
         self.pids = list(pids)
+        self.cpus = list(cpus) if cpus is not None else None
         self.proc: subprocess.Popen | None = None
         self._out = Path(tempfile.mkstemp(prefix="arch-sim-perf-")[1])
 
@@ -160,13 +167,17 @@ class PerfCounter:
         return True, "ok"
 
     def start(self) -> None:
-        pid_list = ",".join(str(p) for p in self.pids)
-        cmd = ["perf", "stat", "-x,", "-e", "context-switches", "-p", pid_list]
+        cmd = ["perf", "stat", "-x,", "-e", "context-switches"]
+        if self.cpus is not None:
+            cmd += ["-a", "-C", ",".join(str(c) for c in self.cpus)]
+        else:
+            cmd += ["-p", ",".join(str(p) for p in self.pids)]
         cmd += ["-o", str(self._out)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def stop(self) -> int | None:
-        """Stop counting; the number of context switches, or None if perf gave none."""
+        """Stop counting; the number of context switches, or None if perf gave none.
+        :attr:`seconds` is how long perf counted."""
         if self.proc is None:
             return None
         self.proc.send_signal(signal.SIGINT)
@@ -184,5 +195,21 @@ class PerfCounter:
         for line in text.splitlines():
             parts = line.split(",")
             if len(parts) > 2 and parts[2] == "context-switches":
+                if len(parts) > 3 and parts[3].isdigit():
+                    self.seconds = int(parts[3]) / 1e9  # the counter's running time (ns)
                 return int(parts[0]) if parts[0].isdigit() else 0
         return None
+
+    seconds: float | None = None
+
+
+def idle_cpu_switches(cpus: Iterable[int], seconds: float = 1.0) -> float | None:
+    """Switches per second on ``cpus`` while the load is off: the background a CPU-wide count
+    includes (None without perf)."""
+    import time
+
+    counter = PerfCounter(cpus=cpus)
+    counter.start()
+    time.sleep(seconds)
+    count = counter.stop()
+    return None if count is None else count / seconds

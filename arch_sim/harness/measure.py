@@ -15,6 +15,9 @@ EXTRA_COLUMNS = (
     "reschedule_source",
     "proc_reschedules_per_s",
     "perf_reschedules_per_s",
+    "cpu_switches_per_s",
+    "cpu_switches_idle_per_s",
+    "cpu_switches_per_request",
     "system_ctxt_per_s",
     "wrk_requests",
     "server_requests",
@@ -26,6 +29,8 @@ EXTRA_COLUMNS = (
     "client_cpu_us_per_request",
     "sleeps_per_request",
     "connection_mode",
+    "regime",
+    "threads",
     "file_set",
     "server_cpus",
     "client_cpus",
@@ -43,6 +48,14 @@ class Target:
     pids: Callable[[], Sequence[int]]
     status: Callable[[], dict | None]
     check_alive: Callable[[], None]
+
+
+@dataclass
+class CpuCount:
+    """Every switch on the server's CPUs over one window, and the idle background rate."""
+
+    count: float | None  # in the wrk window (perf's extra idle seconds taken off)
+    idle_per_s: float | None  # the same CPUs with no load, measured just before
 
 
 @dataclass
@@ -65,19 +78,32 @@ def drive(target: Target, load: Load, duration: float | None = None) -> WrkResul
     )
 
 
-def measure(target: Target, load: Load, use_perf: bool) -> tuple[WrkResult, Delta, int | None]:
-    """Counters before, wrk, counters after: the deltas cover exactly the wrk window."""
+def measure(target: Target, load: Load, use_perf: bool, server_cpus: Sequence[int] = (),
+            idle_per_s: float | None = None) -> tuple[WrkResult, Delta, int | None, CpuCount]:
+    """Counters before, wrk, counters after: the deltas cover exactly the wrk window.
+
+    With perf, also every switch on ``server_cpus``; perf counts a little longer than the wrk
+    window (it starts first and stops last), and those extra seconds, idle, are taken off at
+    the ``idle_per_s`` background rate.
+    """
     pids = list(target.pids())
     perf = PerfCounter(pids) if use_perf else None
+    on_cpus = PerfCounter(cpus=server_cpus) if use_perf and server_cpus else None
+    for counter in (perf, on_cpus):
+        if counter is not None:
+            counter.start()
     if perf is not None:
-        perf.start()
         time.sleep(PERF_SETTLE_S)
     before = snapshot(pids, target.status())
     result = drive(target, load)
     after = snapshot(pids, target.status())
     perf_count = perf.stop() if perf is not None else None
+    cpu_count = on_cpus.stop() if on_cpus is not None else None
+    if cpu_count is not None and on_cpus.seconds and idle_per_s is not None:
+        cpu_count = max(0.0, cpu_count - idle_per_s * max(0.0, on_cpus.seconds
+                                                          - result.duration_s))
     target.check_alive()
-    return result, delta(before, after), perf_count
+    return result, delta(before, after), perf_count, CpuCount(cpu_count, idle_per_s)
 
 
 def row(
@@ -88,10 +114,14 @@ def row(
     perf_count: int | None,
     ncpus: int,
     fixed: dict,
+    cpu: CpuCount | None = None,
 ) -> dict:
     """The schema row (plus extras) for one measured point."""
     secs = result.duration_s or load.duration
     reqs = max(result.requests, 1)
+    cpu = cpu or CpuCount(None, None)
+    idle = cpu.idle_per_s if cpu.idle_per_s is not None else math.nan
+    cpu_per_s = cpu.count / secs if cpu.count is not None else math.nan
     if d.reschedules is not None:
         source, vol, invol = "getrusage", d.voluntary, d.involuntary
     else:  # peers without /server-status (nginx): live threads' /proc counts
@@ -118,6 +148,10 @@ def row(
         "reschedule_source": source,
         "proc_reschedules_per_s": d.proc_reschedules / secs,
         "perf_reschedules_per_s": perf_count / secs if perf_count is not None else math.nan,
+        "cpu_switches_per_s": cpu_per_s,
+        "cpu_switches_idle_per_s": idle,
+        # what the load added to the server's CPUs, per request (the idle background off)
+        "cpu_switches_per_request": (cpu_per_s - idle) * secs / reqs,
         "system_ctxt_per_s": d.system_ctxt / secs,
         "wrk_requests": result.requests,
         "server_requests": d.server_requests if d.server_requests is not None else math.nan,
