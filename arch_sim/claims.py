@@ -14,8 +14,9 @@ How a run is judged (the same rule in the report, the figures and the notebooks)
   reschedules per request - "hardly at all" read as one reschedule per twenty requests.
 
 Either count can be judged: ``server`` (the server's own switches, ``reschedules_*``) or ``cpu``
-(every switch on the server's CPUs, idle included, ``cpu_switches_*`` - what ``vmstat`` showed
-the seed's author).
+(every switch on the server's CPUs, idle included, ``cpu_switches_*``).  The seed does not say
+how it counted; a 1999 administrator most likely read ``vmstat``'s ``cs`` column, which is the
+second count (docs/SOURCES.md [CS-vmstat] [K22-ctxt]).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ COUNTS = {
 }
 COUNT_LABELS = {
     "server": "the server's own switches",
-    "cpu": "every switch on the server's CPUs (vmstat's cs)",
+    "cpu": "every switch on the server's CPUs (as vmstat's cs counts)",
 }
 
 

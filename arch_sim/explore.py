@@ -45,7 +45,12 @@ KNOBS: dict[str, tuple[str | None, str, str]] = {
     "wakeup_latency_us": ("scheduler", "wakeup_latency_us",
                           "delay before a task woken onto an idle CPU runs (us)"),
     "policy": ("scheduler", "policy",
-               "who runs next: fifo (Linux 2.2, O(1)) or eevdf (Linux >= 6.6: lag, deadlines)"),
+               "who runs next: linux-2.2 / linux-2.4 (goodness(), counters), fifo (2.6's O(1),"
+               " equal priorities) or eevdf (Linux >= 6.6: lag, deadlines)"),
+    "priority_ticks": ("scheduler", "priority_ticks",
+                       "Linux 2.2/2.4: the ticks a task's counter is refilled to (its slice)"),
+    "accept_wakes_all": ("scheduler", "accept_wakes_all",
+                         "a new connection wakes every thread asleep in accept() (2.2), not one"),
     "cpus": (None, "cpus", "CPUs (state-group: one worker per CPU)"),
     "threads": ("server", "threads",
                 "thread-per-request: pool size, 0 = one thread per connection"),
@@ -58,10 +63,20 @@ KNOBS: dict[str, tuple[str | None, str, str]] = {
                      "state-group: cost of looking at a request that cannot move yet (us)"),
     "sleep_timeout_jiffies": ("server", "sleep_timeout_jiffies",
                               "state-group: an idle worker sleeps at most this many ticks"),
+    "kernel_threads": ("server", "kernel_threads",
+                       "kernel threads (kHTTPd): Linux 2.2/2.4 never preempt them"),
     "max_connections": ("server", "max_connections", "connections in the server at once"),
-    "connections": ("workload", "connections", "closed workload: keep-alive connections"),
+    "workload_kind": ("workload", "kind",
+                      "open (a new connection per request, Poisson arrivals) or closed (clients)"),
+    "connection": ("workload", "connection",
+                   "closed workload: keep-alive (HTTP/1.1) or close (a connection per request)"),
+    "connections": ("workload", "connections", "closed workload: clients (connections)"),
     "file_sizes": ("workload", "file_sizes", "file mix: specweb99, fixed:KB or exp:KB"),
     "client_mbit_s": ("network", "client_mbit_s", "bandwidth at which one client drains"),
+    "server_mbit_s": ("network", "server_mbit_s",
+                      "the server's link, shared by every reply (inf: no limit)"),
+    "wake_free_frac": ("network", "wake_free_frac",
+                       "a writer blocked on a full socket buffer wakes when this share is free"),
     "sndbuf_kb": ("network", "sndbuf_kb", "socket send buffer per connection (KB)"),
     "one_way_us": ("network", "one_way_us", "one-way network latency (us)"),
 }
@@ -149,12 +164,17 @@ def knobs_table(params: ModelParams | str) -> pd.DataFrame:
 # -- sweeps -----------------------------------------------------------------------------------
 
 def jobs(params: ModelParams | str, loads: Iterable[float | None],
-         archs: Sequence[str] = ARCHS, *, workload: str = "open",
-         connections: int | None = None, requests: int = 4000, reps: int = 1, seed: int = 1,
-         cpus: int | None = None, threads: int | None = None) -> list[dict[str, Any]]:
+         archs: Sequence[str] = ARCHS, *, workload: str | None = None,
+         connection: str | None = None, connections: int | None = None, requests: int = 4000,
+         reps: int = 1, seed: int = 1, cpus: int | None = None,
+         threads: int | None = None) -> list[dict[str, Any]]:
     """The :func:`~arch_sim.models.simulate_point` keyword sets of a sweep, as
-    ``arch-sim simulate`` plans them (same seeds for both archs: common random numbers)."""
+    ``arch-sim simulate`` plans them (same seeds for both archs: common random numbers).
+
+    *workload* (``open`` / ``closed``) and *connection* (closed: ``keep-alive`` / ``close``)
+    default to the preset's (``workload.kind``, ``workload.connection``)."""
     params = load_preset(params)
+    workload = params.workload.kind if workload is None else workload
     conns = params.workload.connections if connections is None else connections
     out = []
     for arch in archs:
@@ -162,8 +182,8 @@ def jobs(params: ModelParams | str, loads: Iterable[float | None],
             for rep in range(reps):
                 out.append({
                     "arch": arch, "params": params, "target_rps": load, "workload": workload,
-                    "connections": conns, "requests": requests, "rep": rep, "cpus": cpus,
-                    "threads": threads,
+                    "connection": connection, "connections": conns, "requests": requests,
+                    "rep": rep, "cpus": cpus, "threads": threads,
                     "seed": point_seed(seed, load, rep, conns if workload == "closed" else None),
                 })
     return out
@@ -173,8 +193,8 @@ def sweep(params: ModelParams | str, loads: Iterable[float | None],
           archs: Sequence[str] = ARCHS, *, label: str | None = None, workers: int = 1,
           **kwargs: Any) -> pd.DataFrame:
     """Simulate *archs* at every load; schema rows with ``preset`` = *label* (or the preset's
-    name).  Keyword arguments as :func:`jobs` (workload, connections, requests, reps, seed,
-    cpus, threads).  ``workers`` > 1 runs the points in a process pool."""
+    name).  Keyword arguments as :func:`jobs` (workload, connection, connections, requests,
+    reps, seed, cpus, threads).  ``workers`` > 1 runs the points in a process pool."""
     from arch_sim.simulate import run_jobs
 
     params = load_preset(params)
@@ -224,8 +244,10 @@ def table(df: pd.DataFrame, columns: Sequence[str] = (
 
 def linux22_on(host: ModelParams | str, per_runnable_us: float | None = None) -> ModelParams:
     """Today's machine (*host*: its switch and cache costs, its server costs) running Linux
-    2.2's scheduler: one run queue with the O(n) goodness() loop, HZ=100, 210 ms slices,
-    wake-up preemption.
+    2.2's scheduler: goodness() over one run queue, counters of 20 ticks at HZ=100 (210 ms
+    slices), 2.2's reschedule_idle() on a wake-up, and accept() waking every sleeper - the
+    ``linux-2.2-1999`` preset's scheduler section.  The host's server threads stay what they
+    are (user-space threads: preemptible).
 
     The goodness() cost per runnable task is 2.2's, scaled by how much cheaper a context
     switch is on *host* than on the 1999 machine (``host.switch_us / 6 us``) - an assumption;
@@ -236,16 +258,17 @@ def linux22_on(host: ModelParams | str, per_runnable_us: float | None = None) ->
     if per_runnable_us is None:
         per_runnable_us = old.per_runnable_us * host.scheduler.switch_us / old.switch_us
     scheduler = {"per_runnable_us": per_runnable_us, "timeslice_ms": old.timeslice_ms,
-                 "hz": old.hz, "wakeup_preempt": old.wakeup_preempt}
-    if hasattr(old, "policy"):  # 2.2 picks from one FIFO run queue (goodness ties), not EEVDF
-        scheduler["policy"] = old.policy
+                 "hz": old.hz, "wakeup_preempt": old.wakeup_preempt, "policy": old.policy,
+                 "priority_ticks": old.priority_ticks,
+                 "accept_wakes_all": old.accept_wakes_all}
     return host.replace(name=f"{host.name} + Linux 2.2 scheduler", scheduler=scheduler)
 
 
 def schedule_cost_us(params: ModelParams | str, runnable: int, switches: int = 200) -> float:
     """Mean CPU cost (us) of one ``schedule()`` in the model's scheduler when *runnable*
     CPU-bound tasks share one CPU: each switch picks among the others (2.2's goodness() loop
-    over the run queue) and the incoming task's cache is cold.  Measured by running the
+    over the run queue, plus now and then its recalculation of every task's counter) and the
+    incoming task's cache is cold.  Measured by running the
     :class:`~arch_sim.models.scheduler.Scheduler` itself, not by a formula."""
     import simpy
 
@@ -297,13 +320,13 @@ def live_point(server: Any, files: Any, rate: float | None, *, connections: int 
                     lambda: server.status()["pids"], status, server.check_alive)
     load = Load(rate, connections, duration, True, files.urls, files.weights,
                 tuple(client_cpus), seed)
-    result, delta, perf = measure(target, load, use_perf=False)
+    result, delta, perf, *cpu_count = measure(target, load, use_perf=False)
     cpus = server.cpus or ()
     fixed = {"preset": files.name, "cpus": max(len(cpus), 1), "rep": 0, "seed": seed,
              "run_id": "live", "connection_mode": "keep-alive", "file_set": files.name,
              "server_cpus": ",".join(map(str, cpus)),
              "client_cpus": ",".join(map(str, client_cpus))}
-    out = row(target, load, result, delta, perf, max(len(cpus), 1), fixed)
+    out = row(target, load, result, delta, perf, max(len(cpus), 1), fixed, *cpu_count)
     before, after = snapshots[-2], snapshots[-1]
     if "workers" in after:
         def total(snap: dict, key: str) -> int:

@@ -9,7 +9,6 @@ Every figure function takes a schema DataFrame (``arch_sim.schema``) and returns
 * :func:`throughput_and_latency` - achieved vs offered load, and p50/p99 latency
 * :func:`overlay_host` - measured points against the host-preset model, both architectures:
   reschedules/s and reschedules/request
-* :func:`then_and_now` - the same model on the 1999 and host presets: what changed since 2.2
 
 One line per (source, arch) - plus preset, CPUs or workload when those vary - averaged over
 repetitions, with a 95% confidence band (simulated) or error bars (measured).  Simulated rows
@@ -271,13 +270,6 @@ def overlay_host(measured_df: pd.DataFrame, simulated_df: pd.DataFrame) -> Figur
     presets = sorted(set(simulated["preset"].dropna().astype(str)))
     name = ", ".join(presets) or "host"
     return _two_panels(df, f"Measured on this host vs the model ({name} preset)")
-
-
-def then_and_now(sim_host_df: pd.DataFrame, sim_1999_df: pd.DataFrame) -> Figure:
-    """The same model on the linux-2.2-1999 and host presets: what changed since Linux 2.2."""
-    df = pd.concat([sim_1999_df, sim_host_df], ignore_index=True)
-    df = df[df["source"] == "simulated"]
-    return _two_panels(df, "Then and now: the model on the 1999 and host presets")
 
 
 # -- files ------------------------------------------------------------------------------------

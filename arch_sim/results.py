@@ -1,16 +1,26 @@
-"""Committed reference runs under ``results/``: find the newest, load it, check it, replay it.
+"""Committed reference runs under ``results/``: find the newest, load it, judge it, replay it.
 
     >>> from arch_sim import results
-    >>> run = results.latest("reproduce-full")          # doctest: +SKIP
+    >>> run = results.latest("reproduce-full", needs=results.REPRODUCTION)  # doctest: +SKIP
     >>> frames = results.load_reference(run)             # doctest: +SKIP
     >>> sorted(frames)                                   # doctest: +SKIP
-    ['fidelity', 'measured', 'simulated-1999', 'simulated-host', 'simulated-host-sweep']
+    ['eras.csv', 'fidelity.csv', 'measured-seed', 'measured-today', 'sensitivity', \
+'sensitivity.csv', 'simulated-eras', 'simulated-host']
+    >>> results.seed_claims(frames)                      # doctest: +SKIP
 
 Where ``results/`` is: ``$ARCH_SIM_RESULTS`` if set (a results folder, or one run folder), else
 the checkout's ``results/`` beside the package, else ``./results`` or ``../results`` (a
 notebook runs in ``notebooks/``).  A run folder is one with a ``meta.json``; its kind is the
 meta's ``kind`` plus ``mode`` when there is one (``reproduce-full``, ``reproduce-quick``,
 ``bench``, ``simulate``), or else the start of its name.
+
+* :func:`latest` / :func:`runs` - the newest complete run of a kind (optionally: holding some
+  sub-folders, so a reproduction of an older layout is passed over);
+* :func:`load_run` - every data set of a run folder, by sub-folder, plus its top-level tables;
+* :func:`seed_claims` - the seed's two sentences judged against each data set with
+  :mod:`arch_sim.claims` (both counts, the rule of ``REPORT.md``);
+* :func:`replay` - re-simulate some committed rows and put them beside the committed values;
+* :func:`host_preset` - the calibrated host preset of the newest reproduction.
 """
 
 from __future__ import annotations
@@ -30,6 +40,11 @@ from arch_sim import schema
 
 ENV = "ARCH_SIM_RESULTS"
 SCHEMA_CSVS = {"measurements.csv": "measured", "simulated.csv": "simulated"}
+#: the sub-folders of an ``arch-sim reproduce`` run that every run of its layout has (the real
+#: sweeps are skipped without wrk, so they are not required)
+REPRODUCTION = ("simulated-eras", "sensitivity")
+#: columns that name what produced a row within one data set (split into separate data sets)
+PRODUCED_BY = ("era", "variant")
 
 
 class NoReferenceRun(FileNotFoundError):
@@ -84,12 +99,21 @@ def _started(run: Path) -> str:
     return str(info.get("started") or info.get("start") or "")
 
 
-def runs(kind: str = "reproduce-full", complete_only: bool = True) -> list[Path]:
+def has_parts(run: str | os.PathLike[str], needs: Iterable[str] = ()) -> bool:
+    """True when *run* has every sub-folder (or file) named in *needs*."""
+    return all((Path(run) / part).exists() for part in needs)
+
+
+def runs(kind: str = "reproduce-full", complete_only: bool = True,
+         needs: Iterable[str] = ()) -> list[Path]:
     """Run folders of *kind* (a prefix: ``reproduce`` finds full and quick ones), newest first.
 
     With ``$ARCH_SIM_RESULTS`` pointing at one run folder, that folder is the only candidate
     (as long as its kind's first word matches: a quick reproduction stands in for a full one).
+    *needs*: sub-folders a run must have (e.g. :data:`REPRODUCTION`, which passes over
+    reproductions of an older layout).
     """
+    needs = tuple(needs)
     found: list[Path] = []
     for folder in search_path():
         if not folder.is_dir():
@@ -103,30 +127,43 @@ def runs(kind: str = "reproduce-full", complete_only: bool = True) -> list[Path]
                 found.append(run)
     if complete_only:
         found = [r for r in found if meta(r).get("complete", True) is not False]
+    found = [r for r in found if has_parts(r, needs)]
     return sorted(found, key=lambda r: (_started(r), r.name), reverse=True)
 
 
-def latest(kind: str = "reproduce-full") -> Path:
-    """The newest complete run folder of *kind*, or :class:`NoReferenceRun` saying why."""
-    found = runs(kind)
+def latest(kind: str = "reproduce-full", needs: Iterable[str] = ()) -> Path:
+    """The newest complete run folder of *kind* (with every part in *needs*), or
+    :class:`NoReferenceRun` saying why."""
+    needs = tuple(needs)
+    found = runs(kind, needs=needs)
     if found:
         return found[0]
     where = ", ".join(
         str(p) + ("" if p.is_dir() else " (missing)") for p in search_path()
     ) or "no results/ folder found"
+    what = f"no complete {kind} run" + (f" with {', '.join(needs)}" if needs else "")
+    older = [r.name for r in runs(kind)] if needs else []
     raise NoReferenceRun(
-        f"no complete {kind} run found (looked in: {where}). A reference run is made with "
-        f"`make reproduce FULL=1` (arch-sim reproduce) and committed under results/; set "
-        f"{ENV}=/path/to/results (or to one run folder) to use another."
+        f"{what} found (looked in: {where})"
+        + (f"; passed over {', '.join(older)} (an older layout)" if older else "")
+        + f". A reference run is made with `make reproduce FULL=1` (arch-sim reproduce) and "
+        f"committed under results/; set {ENV}=/path/to/results (or to one run folder) to use "
+        f"another."
     )
 
 
 # -- loading ----------------------------------------------------------------------------------
 
 def load_run(run: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
-    """Every schema CSV of a run folder, by part: ``measured`` / ``simulated`` for a bench or
-    simulate folder, the sub-folder's name for a reproduction (``measured``,
-    ``simulated-host``, ``simulated-1999``, ``simulated-host-sweep``), plus ``fidelity``."""
+    """Every data set and table of a run folder.
+
+    * schema rows, by part: ``measured`` / ``simulated`` for the CSVs at the top of a bench or
+      simulate folder, the sub-folder's name for each sub-folder holding one (a reproduction:
+      ``measured-today``, ``measured-seed``, ``simulated-host``, ``simulated-eras``,
+      ``sensitivity``);
+    * every other CSV at the top, by its file name (a reproduction: ``fidelity.csv``,
+      ``eras.csv``, ``sensitivity.csv``), read as it is.
+    """
     run = Path(run)
     frames: dict[str, pd.DataFrame] = {}
     for name, part in SCHEMA_CSVS.items():
@@ -135,15 +172,16 @@ def load_run(run: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
     for sub in sorted(p for p in run.iterdir() if p.is_dir()):
         if any((sub / name).is_file() for name in SCHEMA_CSVS):
             frames[sub.name] = schema.load(sub)
-    if (run / "fidelity.csv").is_file():
-        frames["fidelity"] = pd.read_csv(run / "fidelity.csv")
+    for table in sorted(run.glob("*.csv")):
+        if table.name not in SCHEMA_CSVS:
+            frames[table.name] = pd.read_csv(table)
     return frames
 
 
-def load_reference(run: str | os.PathLike[str] | None = None,
-                   kind: str = "reproduce-full") -> dict[str, pd.DataFrame]:
-    """:func:`load_run` of *run*, or of :func:`latest` (*kind*) when *run* is None."""
-    return load_run(latest(kind) if run is None else run)
+def load_reference(run: str | os.PathLike[str] | None = None, kind: str = "reproduce-full",
+                   needs: Iterable[str] = ()) -> dict[str, pd.DataFrame]:
+    """:func:`load_run` of *run*, or of :func:`latest` (*kind*, *needs*) when *run* is None."""
+    return load_run(latest(kind, needs) if run is None else run)
 
 
 def host_preset(run: str | os.PathLike[str] | None = None) -> Any:
@@ -163,71 +201,114 @@ def host_preset(run: str | os.PathLike[str] | None = None) -> Any:
 
 # -- the seed's sentences beside the numbers --------------------------------------------------
 
-def seed_claims(frames: dict[str, pd.DataFrame] | pd.DataFrame) -> pd.DataFrame:
-    """The seed's three claims next to what each data set shows (one row per claim and data).
-
-    * old design: "15000 reschedules per second was no exception" - the peak reschedules/s
-      of thread-per-request;
-    * new design: "over 2000 requests per second ... schedules hardly at all" - the most
-      reschedules/s, and per request, of state-group at >= 2,000 achieved requests/s;
-    * new design: "interrupt-driven at low load, polling at high load" - state-group sleeps
-      (blocking waits) per request at its lowest and its highest load.
-    """
-    from arch_sim.plots import SEED_NEW_HARDLY_ABOVE_RPS, SEED_OLD_RESCHEDULES_PER_S
-    from arch_sim.stats import summarize
+def data_sets(frames: dict[str, pd.DataFrame] | pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(label, rows) per data set: each part of *frames* with schema rows, split by what
+    produced its rows (``era``, ``variant``) and by regime where a part holds both."""
+    from arch_sim.regimes import add_regime
 
     if isinstance(frames, pd.DataFrame):
         frames = {"data": frames}
     out = []
     for part, df in frames.items():
-        if "source" not in df.columns or "arch" not in df.columns:
-            continue  # e.g. fidelity.csv
-        for (source, preset), group in df.groupby(["source", "preset"], dropna=False):
-            data = f"{part}: {source} [{preset}]"
-            old = group[group["arch"] == "thread-per-request"]
-            new = group[group["arch"] == "state-group"]
-            point = [c for c in ("target_rps", "connections") if c in group.columns]
-            if not old.empty:
-                pts = summarize(old, point, ["rps", "reschedules_per_s"])
-                peak = pts.loc[pts["reschedules_per_s"].idxmax()]
-                out.append({
-                    "claim": "old: '15000 reschedules per second was no exception'",
-                    "data": data, "seed": SEED_OLD_RESCHEDULES_PER_S,
-                    "value": float(peak["reschedules_per_s"]),
-                    "detail": f"peak reschedules/s, at {peak['rps']:,.0f} requests/s"})
-            if new.empty:
-                continue
-            cols = ["rps", "reschedules_per_s", "reschedules_per_request"]
-            has_sleeps = "sleeps_per_request" in new.columns and new[
-                "sleeps_per_request"].notna().any()
-            if has_sleeps:
-                cols.append("sleeps_per_request")
-            pts = summarize(new, point, cols).sort_values("rps")
-            above = pts[pts["rps"] >= SEED_NEW_HARDLY_ABOVE_RPS]
-            if above.empty:
-                value, detail = math.nan, "no state-group point at >= 2,000 requests/s"
-            else:
-                worst = above.loc[above["reschedules_per_s"].idxmax()]
-                value = float(worst["reschedules_per_s"])
-                detail = (f"most reschedules/s at >= 2,000 requests/s (at {worst['rps']:,.0f}/s:"
-                          f" {worst['reschedules_per_request']:.3f} per request)")
-            out.append({"claim": "new: 'over 2000 requests per second ... hardly at all'",
-                        "data": data, "seed": math.nan, "value": value, "detail": detail})
-            if has_sleeps and len(pts) >= 2:
-                low, high = pts.iloc[0], pts.iloc[-1]
-                out.append({
-                    "claim": "new: 'interrupt-driven at low load, polling at high load'",
-                    "data": data, "seed": math.nan,
-                    "value": float(high["sleeps_per_request"]),
-                    "detail": (f"sleeps per request: {low['sleeps_per_request']:.3f} at "
-                               f"{low['rps']:,.0f}/s -> {high['sleeps_per_request']:.4f} at "
-                               f"{high['rps']:,.0f}/s")})
-    return pd.DataFrame(out, columns=["claim", "data", "seed", "value", "detail"])
+        if "source" not in df.columns or "arch" not in df.columns or df.empty:
+            continue  # a table (fidelity.csv...)
+        df = add_regime(df)
+        keys = [c for c in PRODUCED_BY if c in df.columns and df[c].notna().any()]
+        if df["regime"].nunique() > 1:
+            keys.append("regime")
+        if not keys:
+            out.append((part, df))
+            continue
+        for key, group in df.groupby(keys, sort=False, dropna=False):
+            key = key if isinstance(key, tuple) else (key,)
+            out.append((f"{part}: " + ", ".join(str(k) for k in key), group))
+    return out
 
 
-# -- replaying a simulated run ----------------------------------------------------------------
+def _old_shapes(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(shape label, rows) of the old design in *df*: one per ``threads`` value."""
+    from arch_sim.fidelity import shape_label
 
-COMPARED = ("rps", "reschedules_per_s", "reschedules_per_request", "lat_p99_ms", "cpu_util")
+    old = df[df["arch"] == "thread-per-request"]
+    if old.empty:
+        return []
+    threads = pd.to_numeric(old["threads"], errors="coerce") if "threads" in old.columns \
+        else pd.Series(np.nan, index=old.index)
+    if threads.isna().all():
+        return [("thread-per-request", old)]
+    return [(shape_label("thread-per-request", t), old[threads == t])
+            for t in sorted(threads.dropna().unique())]
+
+
+def seed_claims(frames: dict[str, pd.DataFrame] | pd.DataFrame,
+                counts: Iterable[str] | None = None) -> pd.DataFrame:
+    """The seed's two sentences judged against every data set, as ``REPORT.md`` judges them
+    (:func:`arch_sim.claims.judge_old` / :func:`~arch_sim.claims.judge_new`).
+
+    One row per data set (:func:`data_sets`), old-design shape (the thread-per-request rows of
+    one ``threads`` value) and count (``server``: the server's own switches; ``cpu``: every
+    switch on its CPUs, idle included):
+
+    * ``old_peak_per_s``, ``old_at_rps``, ``old_holds`` - "15000 reschedules per second was no
+      exception": the peak reschedules/s over the loads, held when in 10,000-20,000;
+    * ``new_worst_per_request``, ``new_at_rps``, ``new_holds`` - "over 2000 requests per second
+      ... schedules hardly at all": the state-group's worst reschedules per request at the
+      points above 2,000 achieved requests/s, held when <= 0.05;
+    * ``old`` / ``new`` - the same as a sentence.  ``*_holds`` is None where there is nothing
+      to judge (a count the data has not, no point above 2,000 requests/s).
+    """
+    from arch_sim import claims
+
+    counts = list(claims.COUNTS if counts is None else counts)
+    rows = []
+    for label, df in data_sets(frames):
+        new = df[df["arch"] == "state-group"]
+        shapes = _old_shapes(df) or ([("-", df.iloc[0:0])] if not new.empty else [])
+        for shape, old in shapes:
+            for count in counts:
+                o = claims.judge_old(old, count)
+                n = claims.judge_new(new, count)
+                if o.holds is None and n.holds is None and (
+                        claims.COUNTS[count][0] not in df.columns
+                        or df[claims.COUNTS[count][0]].isna().all()):
+                    continue  # this count is not in the data at all
+                rows.append({
+                    "data": label, "shape": shape, "count": count,
+                    "old_peak_per_s": o.value, "old_at_rps": o.at_rps, "old_holds": o.holds,
+                    "new_worst_per_request": n.value, "new_at_rps": n.at_rps,
+                    "new_holds": n.holds,
+                    "old": o.text() if not old.empty else "no thread-per-request rows",
+                    "new": n.text() if not new.empty else "no state-group rows",
+                })
+    columns = ["data", "shape", "count", "old_peak_per_s", "old_at_rps", "old_holds",
+               "new_worst_per_request", "new_at_rps", "new_holds", "old", "new"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+POINT_COLUMNS = ("rps", "reschedules_per_s", "reschedules_per_request", "cpu_switches_per_s",
+                 "cpu_switches_per_request", "cpu_us_per_request", "lat_p99_ms")
+
+
+def points_table(df: pd.DataFrame, columns: Iterable[str] = POINT_COLUMNS) -> pd.DataFrame:
+    """Means over repetitions per design shape (``state-group``, ``thread-per-request, pool of
+    64``...) and offered load (``200``, ``max`` for unpaced), in order of shape and load."""
+    from arch_sim.fidelity import load_label, shape_label
+
+    threads = pd.to_numeric(df["threads"], errors="coerce") if "threads" in df.columns \
+        else pd.Series(np.nan, index=df.index)
+    shapes = [shape_label(a, t) for a, t in zip(df["arch"], threads, strict=True)]
+    order = df.assign(shape=shapes, load=df["target_rps"].map(load_label),
+                      _t=df["target_rps"].fillna(np.inf))
+    # the old design first (thread-per-request sorts after state-group), then by load
+    order = order.sort_values(["arch", "shape", "_t"], ascending=[False, True, True])
+    cols = [c for c in columns if c in df.columns]
+    return order.groupby(["shape", "load"], sort=False)[cols].mean(numeric_only=True)
+
+
+# -- replaying simulated rows -----------------------------------------------------------------
+
+COMPARED = ("rps", "reschedules_per_s", "reschedules_per_request", "cpu_switches_per_request",
+            "lat_p99_ms", "cpu_util")
 
 
 def params_from_meta(info: dict[str, Any]) -> Any:
@@ -248,24 +329,139 @@ def params_from_meta(info: dict[str, Any]) -> Any:
     return ModelParams(**{k: unjson(v) for k, v in contents.items()}, **sections)
 
 
+def _none(value: Any) -> Any:
+    """None for NaN / NA cells, the value otherwise (numpy scalars made plain)."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _params_resolver(folder: Path):
+    """row -> the ModelParams that produced it, for a sub-folder of a reproduction: the eras
+    (their presets), the sensitivity variants (linux-2.2-1999 changed as the variant says) and
+    the host model (the run's own ``host.toml``)."""
+    from arch_sim import eras
+    from arch_sim.models import load_preset
+
+    era_presets = dict(eras.ERAS)
+    variants = {label: change for label, _, change, _ in eras.VARIANTS}
+    cache: dict[tuple, Any] = {}
+
+    def resolve(row: pd.Series) -> Any:
+        era, variant = _none(row.get("era")), _none(row.get("variant"))
+        preset = str(row["preset"])
+        key = (era, variant, preset)
+        if key not in cache:
+            if variant is not None:
+                if variant not in variants:
+                    raise ValueError(f"unknown sensitivity variant {variant!r}")
+                base = load_preset("linux-2.2-1999")
+                cache[key] = variants[variant](base).replace(name=f"{base.name}: {variant}")
+            elif era is not None:
+                cache[key] = load_preset(era_presets.get(era, preset))
+            else:
+                local = [f / f"{preset}.toml" for f in (folder, folder.parent)]
+                found = [p for p in local if p.is_file()]
+                cache[key] = load_preset(found[0] if found else preset)
+        return cache[key]
+
+    return resolve
+
+
+def _job_from_row(row: pd.Series, params: Any) -> dict[str, Any]:
+    """The simulate_point keywords that made a simulated row (everything the row records)."""
+    threads = _none(row.get("threads")) if row["arch"] == "thread-per-request" else None
+    return {
+        "arch": row["arch"], "params": params, "target_rps": _none(row["target_rps"]),
+        "workload": _none(row.get("workload")), "connection": _none(row.get("connection_mode")),
+        "connections": None if _none(row.get("connections")) is None else int(
+            row["connections"]),
+        "requests": int(row["requests"]), "warmup": int(row["warmup"]),
+        "seed": int(row["seed"]), "rep": int(row["rep"]),
+        "cpus": None if _none(row.get("cpus")) is None else int(row["cpus"]),
+        "threads": None if threads is None else int(threads),
+        "file_sizes": _none(row.get("file_sizes")),
+    }
+
+
+def _pick(frame: pd.DataFrame, points: int, group: list[str]) -> pd.DataFrame:
+    """Up to *points* load points (repetition 0) of each group, spread over its loads."""
+    chosen = []
+    rep0 = frame[frame["rep"] == 0]
+    for _, sub in rep0.groupby(group, sort=False, dropna=False):
+        sub = sub.assign(_order=sub["target_rps"].fillna(np.inf)).sort_values("_order")
+        picks = np.unique(np.linspace(0, len(sub) - 1, min(points, len(sub))).round())
+        chosen.append(sub.iloc[[int(i) for i in picks]].drop(columns="_order"))
+    return pd.concat(chosen) if chosen else rep0.iloc[0:0]
+
+
+def _compare(item: dict[str, Any], committed: Any, now: dict[str, Any]) -> dict[str, Any]:
+    same = True
+    for col in COMPARED:
+        if col not in now or col not in committed:
+            continue
+        a, b = float(committed[col]), float(now[col])
+        item[f"{col} (committed)"] = a
+        item[f"{col} (now)"] = b
+        same &= bool(np.isclose(a, b, rtol=1e-9, atol=0.0) or (np.isnan(a) and np.isnan(b)))
+    item["same"] = same
+    item["wall_s"] = now.get("wall_s", math.nan)
+    return item
+
+
 def replay(sim_dir: str | os.PathLike[str], points: int = 2,
            archs: Iterable[str] | None = None) -> pd.DataFrame:
-    """Re-simulate *points* load points (per arch, repetition 0) of a simulate run folder from
-    its meta.json (same preset, arguments and seeds) and put each beside the committed row.
+    """Re-simulate *points* load points (per series, repetition 0) of a folder of simulated
+    rows and put each beside the committed row.
+
+    *sim_dir* is an ``arch-sim simulate`` run folder (replayed from its meta.json: the recorded
+    preset, arguments and seeds) or a sub-folder of a reproduction: ``simulated-eras``,
+    ``sensitivity`` or ``simulated-host``, replayed from what each row records (architecture,
+    shape, load, workload, connections, CPUs, file sizes, requests, warm-up, seed) with the
+    preset that produced it: the era's preset, the sensitivity variant of linux-2.2-1999, or
+    the run's ``host.toml``.  The shipped presets are read as they are now (a reproduction
+    records their names, not their contents).
 
     ``same`` is True where every compared column agrees to 1e-9 (relative): the figures are
-    computed, not drawn.  A difference means the models changed since the run was made.
+    computed, not drawn.  A difference means the models - or, for the eras and the sensitivity
+    variants, the shipped presets - changed since the run was made.
     """
-    from arch_sim.simulate import plan, run_jobs
+    from arch_sim.simulate import run_jobs
 
     sim_dir = Path(sim_dir)
     info = meta(sim_dir)
-    if info.get("kind") != "simulate" or "args" not in info:
-        raise ValueError(f"{sim_dir} has no meta.json of an `arch-sim simulate` run")
+    wanted = set(archs) if archs is not None else None
+    if info.get("kind") == "simulate" and "args" in info:
+        return _replay_simulate(sim_dir, info, points, wanted)
+    reference = schema.load(sim_dir)
+    reference = reference[reference["source"] == "simulated"]
+    if wanted is not None:
+        reference = reference[reference["arch"].isin(wanted)]
+    if reference.empty:
+        raise ValueError(f"{sim_dir} has no simulated rows to replay")
+    group = [c for c in ("era", "variant", "preset", "regime", "arch", "threads", "workload",
+                         "connection_mode") if c in reference.columns]
+    chosen = _pick(reference, points, group)
+    resolve = _params_resolver(sim_dir)
+    jobs = [_job_from_row(row, resolve(row)) for _, row in chosen.iterrows()]
+    rows = run_jobs(jobs, workers=1, progress=False)
+    out = []
+    for (_, ref), job, new in zip(chosen.iterrows(), jobs, rows, strict=True):
+        item: dict[str, Any] = {c: ref[c] for c in ("era", "variant") if c in ref.index}
+        item.update({"preset": ref["preset"], "arch": job["arch"], "threads": job["threads"],
+                     "target_rps": job["target_rps"], "seed": job["seed"]})
+        out.append(_compare(item, ref, new))
+    return pd.DataFrame(out)
+
+
+def _replay_simulate(sim_dir: Path, info: dict[str, Any], points: int,
+                     wanted: set[str] | None) -> pd.DataFrame:
+    """:func:`replay` of an ``arch-sim simulate`` folder, planned from its meta.json."""
+    from arch_sim.simulate import plan, run_jobs
+
     params = params_from_meta(info)
     reference = schema.load(sim_dir)
     jobs = [j for j in plan(argparse.Namespace(**info["args"]), params) if j["rep"] == 0]
-    wanted = set(archs) if archs is not None else None
     chosen = []
     for arch in dict.fromkeys(j["arch"] for j in jobs):
         if wanted is not None and arch not in wanted:
@@ -282,15 +478,6 @@ def replay(sim_dir: str | os.PathLike[str], points: int = 2,
             np.isclose(ref["target_rps"], load)]
         if ref.empty:
             continue
-        ref_row = ref.iloc[0]
         item: dict[str, Any] = {"arch": job["arch"], "target_rps": load, "seed": job["seed"]}
-        same = True
-        for col in COMPARED:
-            a, b = float(ref_row[col]), float(new[col])
-            item[f"{col} (committed)"] = a
-            item[f"{col} (now)"] = b
-            same &= bool(np.isclose(a, b, rtol=1e-9, atol=0.0) or (np.isnan(a) and np.isnan(b)))
-        item["same"] = same
-        item["wall_s"] = new.get("wall_s", math.nan)
-        out.append(item)
+        out.append(_compare(item, ref.iloc[0], new))
     return pd.DataFrame(out)

@@ -165,13 +165,42 @@ def test_overlay_host_puts_measured_points_over_the_model(tmp_path, frame):
     assert [p.name for p in written] == ["overlay_host.png", "overlay_host.svg"]
 
 
-def test_then_and_now_draws_one_line_per_arch_and_preset(frame):
-    from arch_sim.plots import then_and_now
+def test_seed_regime_figure_shows_both_counts_per_shape_and_the_seed_sentences():
+    import pandas as pd
 
-    sim = frame[frame.source == "simulated"]
-    fig = then_and_now(sim.assign(preset="host"), sim.assign(preset="linux-2.2-1999"))
+    from arch_sim.plots_seed import seed_regime
+
+    rows = []
+    for arch, threads in (("thread-per-request", 0), ("thread-per-request", 64),
+                          ("state-group", None)):
+        for target, rps in ((200.0, 195.0), (float("nan"), 5000.0)):
+            rows.append({"source": "measured", "arch": arch, "threads": threads,
+                         "target_rps": target, "rps": rps, "reschedules_per_s": rps * 3,
+                         "reschedules_per_request": 3.0, "cpu_switches_per_s": rps * 4,
+                         "cpu_switches_per_request": 4.0, "connections": 64})
+    fig = seed_regime(pd.DataFrame(rows))
+    left, right = fig.axes[:2]
     names = labels(fig)
-    assert len(names) == 2 * 4  # two panels x (2 archs x 2 presets)
-    assert any("[host]" in n for n in names) and any("[linux-2.2-1999]" in n for n in names)
-    styles = {line.get_linestyle() for line in fig.axes[0].get_lines()}
-    assert len(styles) == 2  # one line style per preset
+    assert sum("thread per connection" in n for n in names) == 4  # 2 counts x 2 panels
+    assert sum("pool of 64" in n for n in names) == 4
+    assert any("vmstat" in n for n in names) and any("server's own" in n for n in names)
+    texts = " ".join(t.get_text() for ax in (left, right) for t in ax.texts)
+    assert "15000 reschedules per second" in texts and "2,000 requests/s" in texts
+
+
+def test_eras_and_sensitivity_figures_draw_a_bar_per_row():
+    import pandas as pd
+
+    from arch_sim.plots_seed import eras, sensitivity
+
+    table = pd.DataFrame([{"era": e, "old_shape": "pool of 10", "old_resched_per_request": 2.0,
+                           "new_resched_per_request": 1.0, "old_over_new_throughput": 0.9}
+                          for e in ("Linux 2.2", "Linux 2.4")])
+    fig = eras(table)
+    assert len(fig.axes[0].patches) == 4 and len(fig.axes[1].patches) == 2
+    sens = pd.DataFrame([{"variant": v, "change": "x", "count": c, "old_peak_per_s": 12000.0,
+                          "old_holds": True, "new_worst_per_request": 0.0, "new_holds": True}
+                         for v in ("as written", "1 CPU") for c in ("server", "cpu")])
+    fig = sensitivity(sens)
+    assert len(fig.axes[0].patches) == 4 + 1  # a bar per variant and count, and the band
+    assert "holds" in " ".join(t.get_text() for t in fig.axes[0].texts)
