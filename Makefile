@@ -39,9 +39,17 @@ test: $(STAMP) wrk
 reproduce: $(STAMP) wrk
 	$(VENV)/bin/arch-sim reproduce $(if $(FULL),,--quick) $(if $(OUT),--out $(OUT),)
 
-lab: $(STAMP)
+# JupyterLab is an extra: installed once (stamp file), again only when pyproject.toml changes.
+# Options for jupyter go in LAB_ARGS, e.g. make lab LAB_ARGS="--ip 0.0.0.0 --no-browser".
+LAB_STAMP := $(VENV)/.installed-lab
+LAB_ARGS  ?=
+
+$(LAB_STAMP): $(STAMP) pyproject.toml
 	$(PY) -m pip install -q -e '.[dev,lab]'
-	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+	@touch $(LAB_STAMP)
+
+lab: $(LAB_STAMP)
+	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -2,7 +2,9 @@
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only wires them up.  A subcommand whose module is not built yet
-says so and exits 2 - never a fake result.
+says so and exits 2 - never a fake result.  A bad value exits 2 with one line naming the fix:
+argparse's errors via :class:`~arch_sim.argtypes.OneLineParser`, a command's own checks via
+:class:`~arch_sim.argtypes.UsageError` (see :mod:`arch_sim.argtypes`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+
+from arch_sim.argtypes import OneLineParser, UsageError, report
 
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -39,7 +43,7 @@ def _load(name: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="arch-sim",
         description="kHTTPd's old vs new web-server architecture: measured, simulated, explained.",
     )
@@ -62,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return NOT_YET
     try:
         return int(module.run(args) or 0)
+    except UsageError as exc:
+        return report(args.command, str(exc))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

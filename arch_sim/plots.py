@@ -14,13 +14,14 @@ One line per (source, arch) - plus preset, CPUs or workload when those vary - av
 repetitions, with a 95% confidence band (simulated) or error bars (measured).  Simulated rows
 are lines, measured rows are points joined by thin lines, peers (nginx, ...) are grey.
 
-``arch-sim plot RUN_DIR [RUN_DIR...] [--out DIR]`` draws all three for one or more run folders.
+``arch-sim plot RUN_DIR [RUN_DIR...] [--out DIR]`` draws all three for one or more run folders
+or CSV files - one's own measurements too, with only the minimal columns
+(:func:`arch_sim.schema.complete`).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from arch_sim import ARCHS, claims, runinfo, schema
+from arch_sim.argtypes import UsageError, check_out_dir
 from arch_sim.stats import summarize
 
 #: The seed's two claims (arch_sim.claims).
@@ -297,8 +299,13 @@ def draw_all(df: pd.DataFrame, out_dir: str | Path, claims: bool | None = None) 
         "throughput_and_latency": throughput_and_latency(df),
     }
     paths: list[Path] = []
-    for name, fig in figures.items():
-        paths += save(fig, out_dir, name)
+    try:
+        for name, fig in figures.items():
+            paths += save(fig, out_dir, name)
+    except BaseException:  # no half set of figures: take back the ones this call wrote
+        for path in paths:
+            path.unlink(missing_ok=True)
+        raise
     return paths
 
 
@@ -315,16 +322,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Load every input and check the output folder first; a bad one exits 2, drawing none."""
     frames = []
     for path in args.run_dirs:
         try:
             frames.append(schema.load(path))
         except (FileNotFoundError, schema.SchemaError) as exc:
-            print(f"arch-sim plot: {exc}", file=sys.stderr)
-            return 1
+            raise UsageError(str(exc)) from None
     df = pd.concat(frames, ignore_index=True)
+    drawable = df[np.isfinite(pd.to_numeric(df["rps"], errors="coerce"))
+                  & np.isfinite(pd.to_numeric(df["reschedules_per_s"], errors="coerce"))]
+    if drawable.empty:
+        raise UsageError("nothing to plot: no row has both rps and reschedules_per_s (or "
+                         "reschedules_per_request) values; fill them in")
     first = args.run_dirs[0]
     out = args.out or (first if first.is_dir() else first.parent)
+    check_out_dir(out)
     claims = {"auto": None, "yes": True, "no": False}[args.claims]
     for path in draw_all(df, out, claims=claims):
         print(path)

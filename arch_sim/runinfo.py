@@ -6,12 +6,14 @@ import datetime as _dt
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -98,4 +100,41 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def staged_dir(final: str | os.PathLike[str], last: str = "meta.json") -> Iterator[Path]:
+    """Yield a hidden temporary folder beside *final* to write a run into; *final* then
+    appears complete or not at all.
+
+    On success the temporary folder is renamed to *final* - or, when *final* already exists,
+    its files are moved in one by one (*last* at the end, so a finished meta.json marks a
+    finished set).  On any failure (an exception, Ctrl-C) it is removed, together with any
+    parent folders made for it here, so no run folder is left holding only meta.json.  Only a
+    killed process leaves the ``.NAME.partial-*`` folder behind.
+    """
+    final = Path(final)
+    made = [p for p in final.parents if not p.exists()]  # deepest first
+    for parent in reversed(made):
+        parent.mkdir()
+    stage: Path | None = None
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+        os.chmod(stage, 0o755)  # mkdtemp makes it private; a result is for everyone to read
+        yield stage
+        if not final.exists():
+            os.rename(stage, final)
+        else:
+            for entry in sorted(stage.iterdir(), key=lambda p: (p.name == last, p.name)):
+                os.replace(entry, final / entry.name)
+            stage.rmdir()
+    except BaseException:
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+        for parent in made:  # deepest first; only if still empty
+            try:
+                parent.rmdir()
+            except OSError:
+                break
         raise

@@ -2,11 +2,16 @@
 
 Rows are tidy: one per (source, arch, load point, repetition).  Plots and notebooks read only
 these columns, so a simulated curve overlays a measured one.
+
+A CSV of one's own measurements needs only ``arch``, a load (``target_rps`` or ``rps``) and a
+reschedule count (``reschedules_per_s`` or ``reschedules_per_request``): :func:`load` fills
+the rest (:func:`complete`), printing one warning line per column it had to guess.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +56,18 @@ KNOWN_EXTRAS: dict[str, str] = {
 
 SOURCES = ("measured", "simulated")
 
+#: A minimal CSV (one's own measurements) needs ``arch`` and one column of each pair.
+LOAD_COLUMNS = ("target_rps", "rps")
+RESCHEDULE_COLUMNS = ("reschedules_per_s", "reschedules_per_request")
+#: (per second, per request) pairs: either one gives the other through ``rps``
+PER_REQUEST_PAIRS = (("reschedules_per_s", "reschedules_per_request"),
+                     ("cpu_switches_per_s", "cpu_switches_per_request"))
+#: columns that must hold numbers when present
+NUMERIC = ("cpus", "connections", "target_rps", "rps", "reschedules_per_s", "voluntary_per_s",
+           "involuntary_per_s", "reschedules_per_request", "lat_p50_ms", "lat_p99_ms",
+           "cpu_util", "sched_overhead_frac", "errors", "rep", "seed", "duration_s",
+           "cpu_switches_per_s", "cpu_switches_per_request", "cpu_switches_idle_per_s")
+
 
 class SchemaError(ValueError):
     """Rows that do not follow the shared results schema."""
@@ -63,8 +80,74 @@ def validate(df: pd.DataFrame) -> pd.DataFrame:
         raise SchemaError(f"missing columns: {', '.join(missing)}")
     bad = set(df["source"].dropna()) - set(SOURCES)
     if bad:
-        raise SchemaError(f"unknown source values: {sorted(bad)}")
+        raise SchemaError(f"unknown source values: {sorted(bad)}; use "
+                          f"{' or '.join(SOURCES)}")
     return df
+
+
+def _stderr_warning(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def complete(df: pd.DataFrame, name: str = "rows",
+             warn: Callable[[str], None] | None = _stderr_warning) -> pd.DataFrame:
+    """Fill the schema columns a minimal CSV leaves out; *df* itself is not changed.
+
+    Needs ``arch``, ``target_rps`` or ``rps``, and ``reschedules_per_s`` or
+    ``reschedules_per_request`` (else :class:`SchemaError` naming what is missing).  Guessed,
+    each with one ``warn`` line: ``source`` = measured; ``rps`` = ``target_rps`` (every
+    offered request served) or ``target_rps`` = ``rps`` (each row its own load point - never
+    one unpaced "max" point for all); a per-second count from per-request x ``rps``, or back.
+    Other absent columns stay empty.  A frame that has every schema column is returned as is.
+    """
+    if all(c in df.columns for c in COLUMNS):
+        return df
+    say = warn or (lambda message: None)
+    have = set(df.columns)
+    if "arch" not in have:
+        raise SchemaError(f"{name}: no 'arch' column: add one naming the server of each row "
+                          "(thread-per-request, state-group, or your own server's name)")
+    if not have & set(LOAD_COLUMNS):
+        raise SchemaError(f"{name}: no load column: add target_rps (offered requests/s) or rps "
+                          "(achieved requests/s)")
+    if not have & set(RESCHEDULE_COLUMNS):
+        raise SchemaError(f"{name}: no reschedule column: add reschedules_per_s or "
+                          "reschedules_per_request")
+    df = df.copy()
+    for col in (c for c in NUMERIC if c in have):
+        numbers = pd.to_numeric(df[col], errors="coerce")
+        bad = df[col][numbers.isna() & df[col].notna()]
+        if not bad.empty:
+            raise SchemaError(f"{name}: column {col} holds {bad.iloc[0]!r}, not a number; "
+                              "leave a cell empty for 'unknown'")
+        df[col] = numbers.astype(float)
+    achieved = df["rps"] if "rps" in have else df["target_rps"]  # what rps will hold
+    if not achieved.notna().any():
+        raise SchemaError(f"{name}: the load column has no values: fill rps or target_rps")
+    if "source" not in have:
+        df["source"] = "measured"
+        say(f"{name}: no 'source' column: every row taken as measured")
+    if "rps" not in have:
+        df["rps"] = df["target_rps"]
+        say(f"{name}: no 'rps' column: achieved requests/s taken as target_rps (every offered "
+            "request served)")
+    elif "target_rps" not in have:
+        # each row keeps its own load; all-NaN target_rps would merge them into one "max"
+        df["target_rps"] = df["rps"]
+        say(f"{name}: no 'target_rps' column: offered load taken as rps, so each distinct rps "
+            "is a load point of its own")
+    rps = df["rps"].where(df["rps"] > 0)  # a rate per request needs requests
+    for per_s, per_request in PER_REQUEST_PAIRS:
+        if per_s in have and per_request not in have:
+            df[per_request] = df[per_s] / rps
+            say(f"{name}: no '{per_request}' column: computed as {per_s} / rps")
+        elif per_request in have and per_s not in have:
+            df[per_s] = df[per_request] * df["rps"]
+            say(f"{name}: no '{per_s}' column: computed as {per_request} x rps")
+    for col in COLUMNS:  # the rest stay empty: NaN where a number belongs
+        if col not in df.columns:
+            df[col] = float("nan") if col in NUMERIC else pd.NA
+    return df[list(COLUMNS) + [c for c in df.columns if c not in COLUMNS]]
 
 
 def to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -77,19 +160,33 @@ def to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return df[list(COLUMNS) + extras]
 
 
-def load(path: str | Path) -> pd.DataFrame:
-    """Load a results CSV, or every ``*.csv`` of the schema in a run folder, as one frame."""
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise SchemaError(f"{path}: not a results CSV ({exc})") from None
+
+
+def load(path: str | Path,
+         warn: Callable[[str], None] | None = _stderr_warning) -> pd.DataFrame:
+    """Load a results CSV, or every ``*.csv`` of the schema in a run folder, as one frame.
+
+    A CSV of one's own measurements may hold only the minimal columns (see :func:`complete`);
+    ``warn`` gets one line per column guessed (default: printed to stderr; None: silent).
+    """
     path = Path(path)
     if path.is_dir():
         frames = [
-            pd.read_csv(p)
+            complete(_read_csv(p), str(p), warn)
             for p in sorted(path.glob("*.csv"))
             if p.name in ("measurements.csv", "simulated.csv")
         ]
         if not frames:
             raise FileNotFoundError(f"no measurements.csv or simulated.csv in {path}")
         return validate(pd.concat(frames, ignore_index=True))
-    return validate(pd.read_csv(path))
+    if not path.exists():
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    return validate(complete(_read_csv(path), str(path), warn))
 
 
 def write_parquet_beside(csv: str | Path) -> Path | None:

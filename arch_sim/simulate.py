@@ -1,6 +1,7 @@
 """``arch-sim simulate``: sweep the SimPy models over load, with repetitions, into a run folder.
 
     arch-sim simulate --preset linux-2.2-1999 --load-range 100:20000:25 --reps 5 --out runs/sim
+    arch-sim simulate --quick          # a short sweep: 6 loads, 3 repetitions, 3,000 requests
 
 Every (arch, load, repetition) is one :func:`arch_sim.models.simulate_point` run with its own
 seed, derived from ``--seed``, the load and the repetition (the same for both archs: common
@@ -9,7 +10,8 @@ tcp://HOST:8786``, to the workers of a Dask cluster (``pip install 'arch-sim[das
 workers need arch-sim installed too); rows come back in a fixed order, so a parallel or
 distributed sweep writes the same ``simulated.csv`` as a serial one, and the same arguments
 write it again bit for bit.  The folder gets ``simulated.csv``, ``meta.json`` and the
-figures of ``arch-sim plot``.
+figures of ``arch-sim plot``; they are written into a hidden folder beside it and moved in at
+the end (:func:`arch_sim.runinfo.staged_dir`), so a sweep that fails leaves no folder behind.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import os
 import platform
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import UTC, datetime
@@ -33,8 +36,19 @@ import pandas as pd
 from tqdm import tqdm
 
 from arch_sim import ARCHS, claims, runinfo, schema
+from arch_sim.argtypes import (
+    LIST_HELP,
+    ListAction,
+    UsageError,
+    check_out_dir,
+    non_negative_int,
+    one_of,
+    positive_float,
+    positive_int,
+)
 from arch_sim.models import ModelParams, load_preset, point_seed, preset_names, simulate_point
-from arch_sim.models.workload import CONNECTION_MODES
+from arch_sim.models.params import preset_path
+from arch_sim.models.workload import CONNECTION_MODES, FileSizes
 from arch_sim.plots import draw_all
 from arch_sim.stats import summarize
 
@@ -44,6 +58,10 @@ DEFAULT_LOAD_RANGE = "100:20000:25"
 #: seconds to wait for a Dask scheduler before giving up
 DASK_CONNECT_TIMEOUT_S = 5.0
 DASK_INSTALL_HINT = "pip install 'arch-sim[dask]'"
+DEFAULT_REPS = 5
+DEFAULT_REQUESTS = 20000
+#: ``--quick``: a short sweep (each value still overridable by its own option)
+QUICK = {"points": 6, "reps": 3, "requests": 3000}
 
 
 # -- what to run ------------------------------------------------------------------------------
@@ -62,13 +80,56 @@ def parse_load_range(text: str) -> list[float]:
     return [float(x) for x in np.linspace(start_f, stop_f, count)]
 
 
-def default_load_range(params: ModelParams) -> str:
-    """``100:TOP:25`` with TOP the smaller of 20,000 requests/s and what the preset's shared
-    link can carry (beyond it open arrivals only pile up - and the simulation slows down)."""
+def default_load_range(params: ModelParams, points: int = 25) -> str:
+    """``100:TOP:POINTS`` with TOP the smaller of 20,000 requests/s and what the preset's
+    shared link can carry (beyond it open arrivals only pile up - and the simulation slows
+    down)."""
     from arch_sim.eras import OVERLOAD_LIMIT, link_capacity_rps
 
     top = min(20000.0, OVERLOAD_LIMIT * link_capacity_rps(params))
-    return f"100:{max(top, 200.0):.0f}:25"
+    return f"100:{max(top, 200.0):.0f}:{points}"
+
+
+def file_sizes(text: str) -> str:
+    """``--file-sizes``: checked by the model's own parser, so a typo fails before the sweep."""
+    try:
+        FileSizes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def resolve_defaults(args: argparse.Namespace, params: ModelParams) -> None:
+    """Fill ``--reps``, ``--requests`` and (``--quick``, open workload) ``--load-range`` in
+    *args* when not given, so meta.json records the values the sweep used and
+    :func:`plan` replays it from them alone."""
+    quick = bool(getattr(args, "quick", False))
+    if args.reps is None:
+        args.reps = QUICK["reps"] if quick else DEFAULT_REPS
+    if args.requests is None:
+        args.requests = QUICK["requests"] if quick else DEFAULT_REQUESTS
+    workload = args.workload or params.workload.kind
+    if quick and not args.loads and not args.load_range and workload != "closed":
+        args.load_range = default_load_range(params, QUICK["points"])
+
+
+def load_preset_checked(name_or_path: str) -> ModelParams:
+    """:func:`load_preset`, with a file that is not TOML - or an empty one, which TOML reads
+    as a preset of nothing but defaults - named in the error."""
+    fix = (f"give a preset name ({', '.join(preset_names())}) or a .toml file like "
+           "arch_sim/models/presets/host.toml")
+    try:
+        path = preset_path(name_or_path)  # an unknown name: ValueError naming the presets
+    except FileNotFoundError as exc:
+        raise UsageError(f"--preset: {exc}; {fix}") from None
+    try:
+        with path.open("rb") as f:
+            empty = not tomllib.load(f)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--preset {path}: not a TOML preset file ({exc}); {fix}") from None
+    if empty:
+        raise UsageError(f"--preset {path}: the file holds no settings; {fix}")
+    return load_preset(path)
 
 
 def plan(args: argparse.Namespace, params: ModelParams) -> list[dict[str, Any]]:
@@ -107,7 +168,8 @@ def plan(args: argparse.Namespace, params: ModelParams) -> list[dict[str, Any]]:
 def run_id_for(args: argparse.Namespace, params: ModelParams) -> str:
     """A run id derived from everything that determines the rows (so reruns match)."""
     config = {k: v for k, v in _jsonable_args(args).items()
-              if k not in ("out", "jobs", "quiet", "dask")}  # how it runs, not what
+              # how it runs, not what (--quick only fills reps, requests and load_range)
+              if k not in ("out", "jobs", "quiet", "dask", "quick")}
     config["preset"] = {k: v for k, v in params.to_dict().items() if k != "source"}
     digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
     return f"sim-{params.name}-{digest}"
@@ -267,36 +329,44 @@ def _jsonable_args(args: argparse.Namespace) -> dict[str, Any]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="linux-2.2-1999",
                         help=f"preset name ({', '.join(preset_names())}) or path to a TOML file")
-    parser.add_argument("--arch", nargs="+", choices=ARCHS, default=list(ARCHS),
-                        help="architectures to simulate (default: both)")
+    parser.add_argument("--arch", action=ListAction, item=one_of(ARCHS), default=list(ARCHS),
+                        metavar="ARCH", help=f"architectures to simulate: {', '.join(ARCHS)} "
+                        f"(default: both), {LIST_HELP}")
     loads = parser.add_mutually_exclusive_group()
-    loads.add_argument("--loads", nargs="+", type=float, metavar="RPS",
-                       help="offered loads in requests/s")
+    loads.add_argument("--loads", action=ListAction, item=positive_float, metavar="RPS",
+                       help=f"offered loads in requests/s, {LIST_HELP} (e.g. 100,200 500)")
     loads.add_argument("--load-range", metavar="START:STOP:N",
                        help=f"N evenly spaced loads (default {DEFAULT_LOAD_RANGE}, or up to "
                             "what the preset's link carries; closed workload default: one "
                             "unpaced point)")
-    parser.add_argument("--cpus", type=int, default=None, help="CPUs (default: the preset's)")
+    parser.add_argument("--cpus", type=positive_int, default=None,
+                        help="CPUs (default: the preset's)")
     parser.add_argument("--workload", choices=("open", "closed"), default=None,
                         help="open: Poisson arrivals, one request per connection; closed: "
                              "wrk-like connections with think time (default: the preset's)")
     parser.add_argument("--connection", choices=CONNECTION_MODES, default=None,
                         help="closed workload: keep-alive, or close (a new connection per "
                              "request, HTTP/1.0) (default: the preset's)")
-    parser.add_argument("--connections", type=int, default=None,
+    parser.add_argument("--connections", type=positive_int, default=None,
                         help="closed workload: connections (default: the preset's, 64)")
-    parser.add_argument("--reps", type=int, default=5, help="repetitions per load (95%% CIs)")
-    parser.add_argument("--requests", type=int, default=20000,
-                        help="measured requests per run (after the warm-up)")
-    parser.add_argument("--warmup", type=int, default=None,
+    parser.add_argument("--reps", type=positive_int, default=None,
+                        help=f"repetitions per load, for 95%% CIs (default {DEFAULT_REPS})")
+    parser.add_argument("--requests", type=positive_int, default=None,
+                        help="measured requests per run, after the warm-up "
+                             f"(default {DEFAULT_REQUESTS})")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a short sweep: {QUICK['points']} loads, {QUICK['reps']} "
+                             f"repetitions, {QUICK['requests']} requests per run (options "
+                             "given beside it win)")
+    parser.add_argument("--warmup", type=non_negative_int, default=None,
                         help="warm-up requests discarded first (default: a tenth, >= 200)")
     parser.add_argument("--seed", type=int, default=1, help="base seed of the sweep")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=non_negative_int, default=None,
                         help="thread-per-request: pool size, 0 = thread per connection "
                              "(default: the preset's)")
-    parser.add_argument("--file-sizes", default=None,
+    parser.add_argument("--file-sizes", type=file_sizes, default=None,
                         help="specweb99, fixed:KB or exp:KB (default: the preset's)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+    parser.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1,
                         help="parallel processes (default: all CPUs; 1 = serial)")
     parser.add_argument("--dask", metavar="SCHEDULER_ADDRESS", default=None,
                         help="run the points on a Dask cluster, e.g. tcp://HOST:8786 "
@@ -308,35 +378,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check every input (exit 2 with one line, nothing written), then sweep."""
     try:
-        params = load_preset(args.preset)
+        params = load_preset_checked(args.preset)
+        resolve_defaults(args, params)
         jobs = plan(args, params)
     except (ValueError, FileNotFoundError, argparse.ArgumentTypeError) as exc:
-        print(f"arch-sim simulate: {exc}", file=sys.stderr)
-        return 2
-    if args.reps < 1 or args.requests < 1:
-        print("arch-sim simulate: --reps and --requests must be at least 1", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
+    started = datetime.now(UTC)
+    out = args.out or Path("results") / f"simulate-{params.name}-{started:%Y%m%dT%H%M%SZ}"
+    check_out_dir(out)
     dask = getattr(args, "dask", None)
     client = None
     if dask:
         try:
             client = connect_dask(dask)
         except DaskError as exc:
-            print(f"arch-sim simulate: {exc}", file=sys.stderr)
-            return 2
+            raise UsageError(str(exc)) from None
     try:
-        return _run(args, params, jobs, client)
+        return _run(args, params, jobs, client, out, started)
     finally:
         if client is not None:
             client.close()
 
 
 def _run(args: argparse.Namespace, params: ModelParams, jobs: list[dict[str, Any]],
-         client: Any) -> int:
-    started = datetime.now(UTC)
-    out = args.out or Path("results") / f"simulate-{params.name}-{started:%Y%m%dT%H%M%SZ}"
-    out.mkdir(parents=True, exist_ok=True)
+         client: Any, out: Path, started: datetime) -> int:
+    with runinfo.staged_dir(out) as stage:
+        figures, csv, df = _sweep(args, params, jobs, client, stage, started)
+    if not args.quiet:
+        print_summary(df)
+        print(f"wrote {out / csv.name} ({len(df)} rows), meta.json and {len(figures)} figure "
+              f"files to {out}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace, params: ModelParams, jobs: list[dict[str, Any]],
+           client: Any, out: Path, started: datetime) -> tuple[list[Path], Path, pd.DataFrame]:
+    """Run the sweep and write its files into *out* (the staging folder)."""
     run_id = run_id_for(args, params)
     meta: dict[str, Any] = {
         "kind": "simulate",
@@ -373,11 +452,7 @@ def _run(args: argparse.Namespace, params: ModelParams, jobs: list[dict[str, Any
         "complete": True,
     })
     runinfo.write_json_atomic(out / "meta.json", meta)
-    if not args.quiet:
-        print_summary(df)
-        print(f"wrote {csv} ({len(df)} rows), meta.json and {len(figures)} figure files "
-              f"to {out}")
-    return 0
+    return figures, csv, df
 
 
 def _speed(rows: Sequence[dict[str, Any]], wall: float) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import pytest
 from conftest import have_module, need_wrk
 
 from arch_sim import cli, schema
+from arch_sim.argtypes import UsageError
 from arch_sim.harness.bench import parse_loads
 from arch_sim.harness.wrk import lua_script
 
@@ -22,9 +23,10 @@ pytestmark = pytest.mark.real
 
 def test_parse_loads():
     assert parse_loads("100, 2000,max") == [100.0, 2000.0, None]
-    with pytest.raises(SystemExit, match="not a number"):
+    assert parse_loads(["100,2000", "max"]) == [100.0, 2000.0, None]  # as argparse gives them
+    with pytest.raises(UsageError, match="not a number"):
         parse_loads("100,lots")
-    with pytest.raises(SystemExit, match="positive"):
+    with pytest.raises(UsageError, match="positive"):
         parse_loads("0")
 
 

@@ -142,8 +142,82 @@ def test_plot_command_overlays_run_folders(tmp_path, frame):
 
 
 def test_plot_command_names_a_missing_folder(tmp_path, capsys):
-    assert main(["plot", str(tmp_path)]) == 1
+    assert main(["plot", str(tmp_path)]) == 2  # a bad input, like every other (issue 16)
     assert "simulated.csv" in capsys.readouterr().err
+
+
+# -- one's own measurements: a minimal CSV (README, Commands) ---------------------------------
+
+MINIMAL = ("arch,rps,reschedules_per_request\n"
+           "thread-per-request,1000,1.5\nthread-per-request,2000,1.4\n"
+           "state-group,1000,0.3\nstate-group,2000,0.1\n")
+
+
+def test_a_minimal_csv_plots_beside_our_rows(tmp_path, frame, capsys):
+    mine = tmp_path / "mine.csv"
+    mine.write_text(MINIMAL)
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    frame[frame.source == "simulated"].to_csv(ours / "simulated.csv", index=False)
+    out = tmp_path / "figs"
+    assert main(["plot", str(mine), str(ours), "--out", str(out)]) == 0
+    for name in FIGURES:
+        assert (out / f"{name}.png").stat().st_size > 1000
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 3  # one per guessed column: source, target_rps, reschedules_per_s
+    df = schema.load(mine, warn=None)
+    fig = reschedules_vs_load(df)
+    assert sum(n.startswith("measured:") for n in labels(fig)) == 2
+    # each row keeps its own load point: 4 rows, 4 points (not one "max" point per arch)
+    assert sum(len(points) for _, points in series(df, "reschedules_per_s")) == 4
+
+
+def test_a_minimal_csv_gets_the_derived_columns_with_one_warning_each(tmp_path):
+    mine = tmp_path / "mine.csv"
+    mine.write_text(MINIMAL)
+    said: list[str] = []
+    df = schema.load(mine, warn=said.append)
+    assert list(df.columns[:len(schema.COLUMNS)]) == list(schema.COLUMNS)
+    assert set(df["source"]) == {"measured"}
+    assert list(df["target_rps"]) == list(df["rps"]) == [1000.0, 2000.0, 1000.0, 2000.0]
+    assert list(df["reschedules_per_s"]) == pytest.approx([1500.0, 2800.0, 300.0, 200.0])
+    assert len(said) == 3
+    assert [w for w in said if "'source'" in w and "measured" in w]
+    assert [w for w in said if "'target_rps'" in w and "rps" in w]
+    assert [w for w in said if "'reschedules_per_s'" in w and "x rps" in w]
+    # the other way round: offered load and per-second counts -> rps and per-request counts
+    other = tmp_path / "other.csv"
+    other.write_text("arch,target_rps,reschedules_per_s,cpu_switches_per_s,source\n"
+                     "nginx,500,250,1000,measured\n")
+    said.clear()
+    row = schema.load(other, warn=said.append).iloc[0]
+    assert row["rps"] == 500.0 and row["reschedules_per_request"] == 0.5
+    assert row["cpu_switches_per_request"] == 2.0
+    assert len(said) == 3  # rps, reschedules_per_request, cpu_switches_per_request
+    # a complete results file is read as before: nothing guessed
+    full = tmp_path / "full.csv"
+    schema.to_frame(rows("measured", "nginx", 0.5, reps=1)).to_csv(full, index=False)
+    said.clear()
+    schema.load(full, warn=said.append)
+    assert said == []
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("arch,reschedules_per_s\nnginx,100\n", "no load column: add target_rps"),
+    ("arch,rps\nnginx,100\n", "no reschedule column: add reschedules_per_s"),
+    ("rps,reschedules_per_s\n100,100\n", "no 'arch' column"),
+    ("arch,rps,reschedules_per_s\nnginx,fast,100\n", "column rps holds 'fast'"),
+    ("arch,rps,reschedules_per_s\nnginx,,100\n", "the load column has no values"),
+])
+def test_a_csv_without_what_a_plot_needs_is_a_clear_error(tmp_path, capsys, text, message):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(text)
+    with pytest.raises(schema.SchemaError, match=message):
+        schema.load(bad)
+    assert main(["plot", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and str(bad) in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
 
 
 def test_overlay_host_puts_measured_points_over_the_model(tmp_path, frame):

@@ -13,12 +13,22 @@ import math
 import os
 import sys
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from .. import ARCHS
+from ..argtypes import (
+    LIST_HELP,
+    ListAction,
+    UsageError,
+    check_out_dir,
+    non_negative_int,
+    positive_int,
+    split_list,
+)
 from ..regimes import regime_of
 from ..runinfo import git_commit, host_info, new_run_id, now_iso, write_json_atomic
 from ..schema import RowWriter, write_parquet_beside
@@ -42,23 +52,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", action="append", choices=ARCHS, help="our servers (default: both)")
     p.add_argument("--peer", action="append", choices=PEERS, default=[], help="peer servers")
     p.add_argument(
-        "--loads", default=None, help=f"offered req/s, 'max' = unpaced ({DEFAULT_LOADS})"
+        "--loads", action=ListAction, item=load_item, default=None, metavar="RPS",
+        help=f"offered req/s, 'max' = unpaced, {LIST_HELP}: 100,200 500 (default "
+        f"{DEFAULT_LOADS})",
     )
-    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--connections", type=positive_int, default=64)
     p.add_argument("--connection", choices=("keep-alive", "close"), default="keep-alive")
     p.add_argument("--duration", type=float, default=None, help="seconds per window (5)")
     p.add_argument("--warmup", type=float, default=None, help="warm-up seconds per point (2)")
-    p.add_argument("--reps", type=int, default=None, help="measured windows per point (3)")
+    p.add_argument("--reps", type=positive_int, default=None,
+                   help="measured windows per point (3)")
     p.add_argument("--file-set", choices=fileset.FILE_SETS, default="specweb99")
     p.add_argument(
         "--threads",
-        default="64",
-        help="thread-per-request shape(s), comma-separated: N = dispatcher + pool of N threads "
+        action=ListAction,
+        item=non_negative_int,
+        default=[64],
+        metavar="N",
+        help="thread-per-request shape(s): N = dispatcher + pool of N threads "
         "(default 64, every request a hand-off); 0 = one thread per connection; '0,64' "
-        "measures both",
+        f"measures both ({LIST_HELP}: 0,64 or 0 64)",
     )
-    p.add_argument("--server-cpus", default="0", help="CPUs for the server (0)")
-    p.add_argument("--client-cpus", default="1", help="CPUs for wrk (1)")
+    p.add_argument("--server-cpus", action=ListAction, item=non_negative_int, default=[0],
+                   metavar="CPU", help=f"CPUs for the server (0), {LIST_HELP}: 0,1 or 0 1")
+    p.add_argument("--client-cpus", action=ListAction, item=non_negative_int, default=[1],
+                   metavar="CPU", help=f"CPUs for wrk (1), {LIST_HELP}")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default=None, help="run folder (default results/bench-<time>)")
     p.add_argument("--quick", action="store_true", help="3 points, 2 s, 1 rep: under 2 minutes")
@@ -77,43 +95,65 @@ class Plan:
     out: Path
 
 
-def parse_cpus(text: str) -> list[int]:
-    try:
-        cpus = sorted({int(c) for c in text.split(",") if c.strip()})
-    except ValueError:
-        raise SystemExit(f"error: CPU list {text!r} is not like '0' or '0,1'") from None
+# The parse_* functions take a list as the command line gives it: one string ('0,64'), or
+# several ('0', '64'), or values already converted by the option's ListAction.  A bad value
+# raises UsageError, which `arch-sim` prints as one line and exits 2 with.
+
+def _items(values: str | int | float | None | Iterable[object]) -> list[object]:
+    if values is None or isinstance(values, str | int | float):
+        values = [values]
+    return [v for value in values for v in
+            (split_list(value) if isinstance(value, str) else [value])]
+
+
+def parse_cpus(values: str | int | Iterable[object], flag: str = "CPU list") -> list[int]:
+    """``--server-cpus``/``--client-cpus``: '0,1' or ['0', '1'] -> [0, 1], all usable here."""
     usable = sorted(os.sched_getaffinity(0))
+    try:
+        cpus = sorted({int(str(c)) for c in _items(values)})
+    except ValueError:
+        raise UsageError(f"{flag} {values!r}: give CPU numbers like 0 or 0,1 "
+                         f"(usable here: {usable})") from None
     bad = [c for c in cpus if c not in usable]
     if bad or not cpus:
-        raise SystemExit(f"error: CPUs {bad or text} not available here; usable: {usable}")
+        raise UsageError(f"{flag}: CPUs {bad or values} are not available here; "
+                         f"choose from {usable}")
     return cpus
 
 
-def parse_threads(text: str | int) -> list[int]:
+def parse_threads(values: str | int | Iterable[object]) -> list[int]:
     """``--threads``: '64', '0' or '0,64' -> [64], [0], [0, 64]."""
     try:
-        shapes = [int(t) for t in str(text).split(",") if t.strip()]
+        shapes = [int(str(t)) for t in _items(values)]
     except ValueError:
-        raise SystemExit(f"error: --threads {text!r} is not like '64', '0' or '0,64'") from None
+        raise UsageError(f"--threads {values!r}: give thread counts >= 0 like 64, 0 or "
+                         "0,64") from None
     if not shapes or any(t < 0 for t in shapes):
-        raise SystemExit(f"error: --threads {text!r}: give thread counts >= 0, e.g. '0,64'")
+        raise UsageError(f"--threads {values!r}: give thread counts >= 0 like 64, 0 or 0,64")
     return list(dict.fromkeys(shapes))
 
 
-def parse_loads(text: str) -> list[float | None]:
-    loads: list[float | None] = []
-    for item in text.split(","):
-        item = item.strip().lower()
-        if item == "max":
-            loads.append(None)
-            continue
-        try:
-            value = float(item)
-        except ValueError:
-            raise SystemExit(f"error: load {item!r} is not a number or 'max'") from None
-        if value <= 0:
-            raise SystemExit(f"error: load {item!r} must be positive")
-        loads.append(value)
+def load_item(text: str) -> float | None:
+    """One ``--loads`` value: a positive number of requests/s, or 'max' (unpaced) -> None."""
+    item = text.strip().lower()
+    if item == "max":
+        return None
+    try:
+        value = float(item)
+    except ValueError:
+        raise UsageError(f"load {text!r} is not a number or 'max'; give e.g. "
+                         "--loads 200,2000,max") from None
+    if not value > 0 or value == float("inf"):
+        raise UsageError(f"load {text!r} must be positive; give e.g. --loads 200,2000,max")
+    return value
+
+
+def parse_loads(values: str | Iterable[object]) -> list[float | None]:
+    """``--loads``: '100,200,max' or ['100', '200 ...'] -> [100.0, 200.0, None]."""
+    loads = [v if v is None or isinstance(v, float) else load_item(str(v))
+             for v in _items(values)]
+    if not loads:
+        raise UsageError("--loads: give at least one load, e.g. --loads 200,2000,max")
     return loads
 
 
@@ -138,23 +178,24 @@ def make_plan(args: argparse.Namespace) -> Plan:
             names.append((name, None))
     return Plan(
         names=names,
-        loads=parse_loads(pick("loads", DEFAULT_LOADS)),
+        loads=parse_loads(pick("loads", DEFAULT_LOADS)),  # a list from ListAction, or a str
         reps=max(1, int(pick("reps", 3))),
         duration=max(1.0, float(pick("duration", 5.0))),
         warmup=max(0.0, float(pick("warmup", 2.0))),
-        server_cpus=parse_cpus(args.server_cpus),
-        client_cpus=parse_cpus(args.client_cpus),
+        server_cpus=parse_cpus(args.server_cpus, "--server-cpus"),
+        client_cpus=parse_cpus(args.client_cpus, "--client-cpus"),
         out=out,
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    plan = make_plan(args)  # bad values: UsageError, before anything is written
+    check_out_dir(plan.out)
     try:
         find_wrk()
     except WrkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    plan = make_plan(args)
     previous = plan.out / "measurements.csv"
     if previous.exists() and previous.stat().st_size > 0:
         print(f"error: {plan.out} already holds a run ({previous.name}); choose another --out "

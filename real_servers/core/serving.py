@@ -18,12 +18,25 @@ DEFAULT_SEND_TIMEOUT = 30.0
 DEFAULT_DRAIN_TIMEOUT = 3.0
 
 
+def port_number(text: str) -> int:
+    """``--port``: 0..65535, checked here so 80801 is an argparse error, not bind()'s
+    OverflowError traceback."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a port from 1 to 65535 (0 = any free)")
+    return port
+
+
 def common_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The knobs both servers take (they echo kHTTPd's sysctls)."""
     parser.add_argument("--root", required=True, help="document root (kHTTPd: documentroot)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
-        "--port", type=int, default=8080, help="port, 0 = pick a free one (kHTTPd: serverport)"
+        "--port", type=port_number, default=8080,
+        help="port, 0 = pick a free one (kHTTPd: serverport)",
     )
     parser.add_argument(
         "--max-connections",
