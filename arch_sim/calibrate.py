@@ -10,7 +10,9 @@ Three measurements, kept raw in ``<preset>.calibration.json`` beside the preset:
    (``PACED_RPS``), where the CPU idles between requests and each costs more (cold caches);
    then each unpaced with a new connection per request (the seed's HTTP/1.0 regime, both
    thread-per-request shapes), which prices a connection of its own;
-4. how fast an idle CPU's caches go cold (``cold_cache``: short work after 0.3-10 ms of sleep).
+4. how fast an idle CPU's caches go cold (``cold_cache``: short work after 0.3-10 ms of sleep);
+5. what waking a sleeping thread costs the waker (``futex_wake_us``: a ``Lock.release()`` with a
+   thread asleep on it, on the servers' CPU).
 
 Without wrk, (3) is skipped and the preset keeps its server costs from the placeholder.
 """
@@ -27,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from . import ARCHS
-from .hostbench import context_switch_us, wakeup_latency_us
+from .hostbench import context_switch_us, futex_wake_us, wakeup_latency_us
 from .models.calibration import cold_cache, cpu_time_cv
 from .runinfo import host_info, now_iso, write_json_atomic
 
@@ -63,6 +65,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     print("calibrate: wake-up latency (write from one CPU, reader blocked on another)...")
     wakeup = wakeup_latency_us(waker_cpu=client_cpus[0], sleeper_cpu=server_cpus[0])
     print(f"  median {wakeup['median_us']:.1f} us, p99 {wakeup['p99_us']:.1f} us", flush=True)
+    print("calibrate: a futex wake's cost to the waker (Lock.release, same CPU)...", flush=True)
+    futex = futex_wake_us(cpu=server_cpus[0])
+    print(f"  {futex['wake_us']:.2f} us", flush=True)
     print("calibrate: CPU-time jitter of fixed work...", flush=True)
     jitter = cpu_time_cv(cpu=server_cpus[0])
     print("calibrate: how fast an idle CPU's caches go cold...", flush=True)
@@ -84,6 +89,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "close": found.get("close", {}),
         "cpu_jitter": jitter,
         "cold_cache": cold,
+        "futex": futex,
         "servers_skipped": skipped,
         "server_cpus": server_cpus,
         "client_cpus": client_cpus,

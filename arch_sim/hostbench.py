@@ -5,6 +5,8 @@
   one process alone (no switch) are timed too and subtracted, as lmbench does.
 - :func:`wakeup_latency_us`: a process blocked in ``read`` is woken by a write from another CPU
   carrying the writer's clock; the reader's clock on waking minus that is the wake-up latency.
+- :func:`futex_wake_us`: what waking a thread costs the waker: a Python thread's CPU time in a
+  ``Lock.release()`` another thread (same CPU) sleeps on, less a release nobody waits for.
 """
 
 from __future__ import annotations
@@ -129,3 +131,57 @@ def wakeup_latency_us(samples: int = 2_000, waker_cpu: int = 1, sleeper_cpu: int
         "waker_cpu": waker_cpu,
         "sleeper_cpu": sleeper_cpu,
     }
+
+
+def futex_wake_us(samples: int = 2_000, cpu: int = 0) -> dict:
+    """CPU time a Python thread spends releasing a lock another thread sleeps on (microseconds).
+
+    CPython's ``threading.Lock`` is a POSIX semaphore: ``release()`` is ``sem_post``, which
+    enters the kernel (``futex(FUTEX_WAKE)``: try_to_wake_up, enqueue, the wake-up preemption
+    check) only when a thread is blocked on it.  Both threads are pinned to ``cpu``, as the
+    servers' threads are; the releaser's own CPU time (``thread_time``) is read around each
+    release, with the waiter asleep in ``acquire()``, and around a release nobody waits for;
+    the difference of the medians is the wake-up's cost to the waker.
+    Returns ``{"wake_us", "release_woke_us", "release_idle_us", "samples", "cpu"}``.
+    """
+    import threading
+
+    old = os.sched_getaffinity(0)
+    lock = threading.Lock()
+    lock.acquire()
+    asleep = threading.Semaphore(0)
+    done = False
+
+    def waiter() -> None:
+        os.sched_setaffinity(0, {cpu})
+        while True:
+            asleep.release()
+            lock.acquire()  # blocks in sem_wait: the futex the release below wakes
+            if done:
+                return
+
+    woke, idle = [], []
+    _pin(cpu)
+    t = threading.Thread(target=waiter, daemon=True)
+    t.start()
+    try:
+        spare = threading.Lock()
+        for _ in range(samples):
+            asleep.acquire()
+            time.sleep(0.0002)  # the waiter runs on and blocks in acquire()
+            t0 = time.thread_time_ns()
+            lock.release()
+            woke.append((time.thread_time_ns() - t0) / 1e3)
+            spare.acquire()
+            t0 = time.thread_time_ns()
+            spare.release()  # nobody waits: no system call
+            idle.append((time.thread_time_ns() - t0) / 1e3)
+        asleep.acquire()  # the waiter is back in acquire(): let it out
+        done = True
+        lock.release()
+        t.join(timeout=1.0)
+    finally:
+        os.sched_setaffinity(0, old)
+    woke_us, idle_us = statistics.median(woke), statistics.median(idle)
+    return {"wake_us": max(0.0, woke_us - idle_us), "release_woke_us": woke_us,
+            "release_idle_us": idle_us, "samples": samples, "cpu": cpu}

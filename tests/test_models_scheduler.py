@@ -186,3 +186,31 @@ def test_busy_time_of_a_burst_across_a_snapshot_is_split():
     env.process(run())
     env.run(until=0.25)
     assert sched.counters()["busy_time"] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("wake_us", [0.0, 3.0])
+def test_a_futex_wake_costs_the_waker_wake_us_before_the_wakee_is_runnable(wake_us):
+    """wake_from(): the waker spends ``wake_us`` of CPU in the system call first; the woken
+    task only becomes runnable after it (and with two CPUs starts on the idle one then)."""
+    env = simpy.Environment()
+    sched = Scheduler(env, 2, SchedulerParams(wake_us=wake_us))
+    waker, sleeper = Task("waker"), Task("sleeper")
+    seen = {}
+
+    def sleeping():
+        yield sched.start(sleeper)
+        yield sched.block(sleeper)
+        seen["woke_at"] = env.now
+
+    def waking():
+        yield sched.start(waker)
+        yield from sched.run(waker, 10 * US)
+        yield from sched.wake_from(waker, sleeper)
+        seen["back_at"] = env.now
+
+    env.process(sleeping())
+    env.process(waking())
+    env.run()
+    assert seen["woke_at"] == pytest.approx(10 * US + wake_us * US)
+    assert seen["back_at"] == pytest.approx(10 * US + wake_us * US)
+    assert sched.busy_time == pytest.approx((10.0 + wake_us) * US)

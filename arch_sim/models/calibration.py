@@ -17,6 +17,7 @@ The measurements it reads (``arch_sim.calibrate`` collects them)::
      "client": {"cpu_us_per_request"},     # wrk's own CPU per request at saturation
      "cpu_jitter": {"cv"},                 # cpu_time_cv(): run-to-run CPU time variation
      "cold_cache": {"decay_ms"},           # cold_cache(): how fast an idle CPU goes cold
+     "futex": {"wake_us", ...},            # futex_wake_us(): a wake-up's cost to its waker
      # and, per server, "paced": {"target_rps", "cpu_us_per_request", ...}: the same bench at
      # a paced load, where the CPU idles between requests (solves cold_refill_us)
      "close": {"state-group" | "thread-per-request" | "thread-per-connection":
@@ -55,6 +56,7 @@ FILE_SIZES = {"specweb99": "specweb99", "1k": "fixed:1"}
 #: (2-vCPU Firecracker VM, Linux 6.18, Python 3.11) with the tools in this module / hostbench.
 FALLBACK_CLIENT_US = 12.0  # wrk -t1 CPU per request at saturation: 9.9 (state-group), 14.4 (pool)
 FALLBACK_CPU_CV = 0.27  # cpu_time_cv(): same Python work, 1 ms apart
+FALLBACK_WAKE_US = 1.8  # futex_wake_us(): 1.79-1.84 us over three runs on the development host
 FALLBACK_COLD_DECAY_MS = 5.0  # cold_cache(): 4-8 ms over repeated runs on the development host
 
 #: Share of the thread-per-request server's CPU per request spent by its dispatcher thread:
@@ -106,6 +108,8 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
     client = (m.get("client") or {}).get("cpu_us_per_request")
     cv = (m.get("cpu_jitter") or {}).get("cv")
     decay = (m.get("cold_cache") or {}).get("decay_ms")
+    futex = m.get("futex") or {}
+    wake_us = futex.get("wake_us")
     decay_ms = float(decay) if decay is not None else FALLBACK_COLD_DECAY_MS
     paced = {a: servers[a]["paced"] for a in measured_archs if servers[a].get("paced")}
     refill = previous_cold_refill_us()  # per arch; solved below from the paced benches
@@ -180,6 +184,14 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
             f"wakeup_latency_us = {float(wake['median_us']):.1f}   # {tag}: median time from "
             "a pipe write on one CPU to the blocked reader running on the other "
             f"(p99 {float(wake['p99_us']):.1f} us)",
+            f"wake_us = {float(wake_us if wake_us is not None else FALLBACK_WAKE_US):.2f}"
+            "             # "
+            + (f"{tag}: a Python thread's CPU time in a Lock.release() that wakes a thread "
+               f"asleep on it on the same CPU ({float(futex['release_woke_us']):.2f} us), less "
+               f"a release nobody waits for ({float(futex['release_idle_us']):.2f} us): the "
+               "futex wake (hostbench.futex_wake_us)" if wake_us is not None else
+               "not measured by this calibrate run: hostbench.futex_wake_us() on the "
+               "development host"),
             f"cpu_time_cv = {cv if cv is not None else FALLBACK_CPU_CV:.3f}      # "
             + (f"{tag}: run-to-run variation of the CPU time of the same Python work, "
                "1 ms apart (calibration.cpu_time_cv)" if cv is not None else

@@ -12,9 +12,10 @@ it back afterwards.  Modelled on CPython 3.11's ``Python/ceval_gil.h``:
 * the running thread checks ``gil_drop_request`` between bytecodes and drops the GIL if set.
 
 The mutex and the condition variable are futexes: waiting on them is a voluntary switch, and
-signalling one wakes a thread - which, if the kernel lets it preempt the signaller (see the
-``eevdf`` policy in scheduler.py), runs at once and finds the GIL (or the mutex) still held, so
-it sleeps again.  That is where a Python thread hand-off gets its extra reschedules.
+signalling one wakes a thread (a futex wake: the signaller pays ``SchedulerParams.wake_us`` of
+CPU before the woken thread is runnable) - which, if the kernel lets it preempt the signaller
+(see the ``eevdf`` policy in scheduler.py), runs at once and finds the GIL (or the mutex) still
+held, so it sleeps again.  That is where a Python thread hand-off gets its extra reschedules.
 
 ``gil->mutex`` is a glibc mutex, a futex with three states (nptl's ``lll_lock``): 0 free, 1 held,
 2 held and maybe waited for.  ``lock`` takes a free mutex as 1; otherwise it swaps in 2 and sleeps
@@ -111,10 +112,9 @@ class Gil(NoGil):
 
     def _unlock_mutex(self, task: Task, checkpoint: bool = True) -> Steps:
         contended, self.mutex_state, self.mutex = self.mutex_state == 2, 0, None
-        if contended and self.mutex_waiters:  # futex_wake(1)
-            self.sched.wake(self.mutex_waiters.popleft())
-            if checkpoint:  # the futex wake's return to user space
-                yield from self.sched.checkpoint(task)
+        if contended and self.mutex_waiters:  # futex_wake(1); its return to user space is
+            # a preemption point unless a wait follows at once (``checkpoint`` False)
+            yield from self.sched.wake_from(task, self.mutex_waiters.popleft(), checkpoint)
 
     # -- take_gil / drop_gil --------------------------------------------------------------------
 
@@ -141,7 +141,7 @@ class Gil(NoGil):
             self.last_holder = task
             self.switch_number += 1
         if self.switch_waiters:  # COND_SIGNAL(switch_cond): a forced dropper may go on
-            self.sched.wake(self.switch_waiters.popleft())
+            yield from self.sched.wake_from(task, self.switch_waiters.popleft(), False)
         yield from self._unlock_mutex(task)
 
     def _timeout(self, task: Task, gen: int) -> None:
@@ -157,8 +157,7 @@ class Gil(NoGil):
         if self.waiters:  # COND_SIGNAL(gil->cond), still holding the mutex
             waiter = self.waiters.popleft()
             self._wait_gen[waiter] = self._wait_gen.get(waiter, 0) + 1
-            self.sched.wake(waiter)
-            yield from self.sched.checkpoint(task)
+            yield from self.sched.wake_from(task, waiter)
         yield from self._unlock_mutex(task)
         if self.drop_request and self.last_holder is task:
             # FORCE_SWITCHING: wait until another thread has taken the GIL

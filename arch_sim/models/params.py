@@ -48,6 +48,11 @@ class SchedulerParams:
     """A task woken while every CPU is busy sets need_resched on one of them."""
     wakeup_latency_us: float = 0.0
     """Delay (not CPU time) before a task woken onto an idle CPU starts running."""
+    wake_us: float = 0.0
+    """CPU a thread spends in a system call that wakes another thread of its process (a futex
+    wake: try_to_wake_up, enqueue, the wake-up preemption check), before the woken thread is
+    runnable and the call returns [PY-lock-sem].  Charged where the model's Python servers
+    release a lock someone sleeps on (Scheduler.wake_from); 0: waking costs nothing."""
     cpu_time_cv: float = 0.0
     """Run-to-run variation of CPU time: each burst of work takes its nominal time times a
     lognormal factor with mean 1 and this coefficient of variation (caches, interrupts)."""

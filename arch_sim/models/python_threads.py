@@ -145,11 +145,10 @@ class PythonThreads(ThreadPerRequest):
                 if self.stack:  # wake the most recently idle thread: release its lock
                     thread = self.stack.pop()
                     thread.req = req
-                    if thread.asleep:
+                    if thread.asleep:  # its lock's release: a futex wake
                         thread.asleep = False
                         self.pool_wakeups += 1
-                        sched.wake(thread.task)
-                        yield from sched.checkpoint(task)  # the futex wake's return
+                        yield from sched.wake_from(task, thread.task)
                 else:
                     self.backlog.append(req)
 
@@ -237,9 +236,8 @@ class PythonThreads(ThreadPerRequest):
         if starter is not None:  # self._started.set(): release the acceptor's lock
             starter.started = True
             waiter, starter.waiter = starter.waiter, None
-            if waiter is not None:
-                self.sched.wake(waiter)
-                yield from self.sched.checkpoint(task)  # the futex wake's return
+            if waiter is not None:  # a futex wake
+                yield from self.sched.wake_from(task, waiter)
         yield from self.py_serve(task, req)
         yield from gil.drop(task)
         self.sched.exit(task)

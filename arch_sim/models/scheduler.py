@@ -44,6 +44,7 @@ A task uses the scheduler in three ways::
     yield from sched.run(task, seconds)   # compute (on a CPU; may be preempted before)
     yield sched.block(task)               # sleep until someone calls sched.wake(task)
     sched.wake(task)                      # make a blocked task runnable
+    yield from sched.wake_from(task, other)   # ... from a system call of a running task
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ class Scheduler:
         self._per_runnable = params.per_runnable_us * US
         self._refill = params.cache_refill_us * US
         self._wake_latency = params.wakeup_latency_us * US
+        self._wake_cost = params.wake_us * US
         self._cold_decay = max(params.cold_decay_ms * 1e-3, 1e-12)
         self._proc_task: dict[Any, Task] = {}  # SimPy process -> the task whose code it runs
         self.policy = make_policy(self)
@@ -181,6 +183,11 @@ class Scheduler:
             cpu.need_resched = False
             if not self.policy.keeps_cpu(task, cpu):
                 yield self._preempt(task)
+        yield from self._burst(task, seconds)
+
+    def _burst(self, task: Task, seconds: float) -> Generator[simpy.Event, Any, None]:
+        """``seconds`` of CPU on the task's CPU, with no preemption point before them."""
+        cpu = task.cpu
         if self._jitter and seconds > 0.0:  # the same work does not always take as long
             sigma = self._jitter
             seconds *= self.rng.lognormvariate(-0.5 * sigma * sigma, sigma)
@@ -230,6 +237,20 @@ class Scheduler:
             waker = self._proc_task.get(self.env.active_process)
         self._make_runnable(task, task.event, waker=waker)
         return True
+
+    def wake_from(self, task: Task, other: Task,
+                  checkpoint: bool = True) -> Generator[simpy.Event, Any, None]:
+        """``task`` wakes ``other`` with a system call (a futex wake): the call's CPU
+        (``wake_us``) comes first - try_to_wake_up() runs inside it - then ``other`` is
+        runnable, and (``checkpoint``) the return to user space is where a preemption the
+        wake-up asked for takes effect."""
+        if self._wake_cost > 0.0:  # in the kernel: no preemption point before it
+            if self.policy.needs_waker:
+                self._proc_task[self.env.active_process] = task
+            yield from self._burst(task, self._wake_cost)
+        self.wake(other, waker=task)
+        if checkpoint:
+            yield from self.checkpoint(task)
 
     def exit(self, task: Task) -> None:
         """The task ends: its CPU switches to the next task (do_exit -> schedule()).
