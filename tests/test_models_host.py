@@ -186,7 +186,8 @@ def test_saturated_pool_hands_off_once_and_convoys_stay_short():
     per unlock gave 2.1."""
     row = simulate_point("thread-per-request", HOST, None, workload="closed", requests=3000,
                          seed=7)
-    assert 0.5 < row["pool_wakeups_per_request"] <= 1.01
+    # (at most one per request; the window's edges can add a couple of percent)
+    assert 0.5 < row["pool_wakeups_per_request"] <= 1.03
     assert row["gil_waits_per_request"] == pytest.approx(
         row["gil_cond_waits_per_request"] + row["gil_mutex_waits_per_request"])
     assert 0.2 < row["gil_mutex_waits_per_request"] < 1.5
