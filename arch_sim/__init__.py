@@ -3,8 +3,12 @@ simulated and explained."""
 
 __version__ = "0.1.0"
 
-#: The request lifecycle, in the order the state-group worker services its groups.  The same
-#: names label the real server's state modules, the SimPy model's groups and the plots.
-STATES: tuple[str, ...] = ("accept", "wait_headers", "send_data", "userspace", "logging")
+from real_servers.core.lifecycle import NAMES as STATES  # noqa: E402  (the one definition)
+
+#: The request lifecycle (``STATES``), in the order the state-group worker services its groups,
+#: is defined once in real_servers/core/lifecycle.py: the real server's state modules, the
+#: SimPy model's stages, the harness's per-state columns and the plots all use it.
 
 ARCHS: tuple[str, ...] = ("thread-per-request", "state-group")
+
+__all__ = ["ARCHS", "STATES", "__version__"]

@@ -5,7 +5,9 @@
   seed's two sentences drawn where they make their claims;
 * :func:`eras` - old vs new across kernel eras (:func:`arch_sim.eras.era_table`);
 * :func:`sensitivity` - the 1999 model with one assumption changed at a time, against the
-  claims (:func:`arch_sim.eras.sensitivity_table`).
+  claims (:func:`arch_sim.eras.sensitivity_table`);
+* :func:`per_state` - the state-group server's work by lifecycle state (requests each state
+  moved, per request), measured and modelled, in each workload.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from matplotlib.figure import Figure
 
 from arch_sim import claims
 from arch_sim.plots import _new_figure, annotate_claims, series
+from real_servers.core.lifecycle import NAMES, moved_column
+
+STATE_COLORS = ("tab:purple", "tab:blue", "tab:green", "tab:olive", "tab:gray")
 
 SHAPE_COLORS = {"thread per connection": "tab:red", "pool": "tab:orange",
                 "state-group": "tab:blue"}
@@ -138,4 +143,41 @@ def sensitivity(table: pd.DataFrame) -> Figure:
     right.set_xlabel("new design: worst reschedules per request above 2,000 requests/s (log)")
     right.set_title("'schedules hardly at all' above 2,000 requests/s", fontsize=9)
     fig.suptitle("The linux-2.2-1999 model with one assumption changed at a time")
+    return fig
+
+
+def per_state(measured: pd.DataFrame, simulated: pd.DataFrame) -> Figure:
+    """One panel per workload: requests moved out of each lifecycle state per request against
+    achieved load - measured points (the server's /server-status), modelled lines."""
+    regimes = [r for r in ("today", "seed")
+               if "regime" in measured.columns and (measured["regime"] == r).any()]
+    fig, axes = _new_figure(ncols=max(1, len(regimes)))
+    frames = {"measured": measured, "simulated": simulated}
+    for ax, regime in zip(axes, regimes, strict=False):
+        for i, name in enumerate(NAMES):
+            column = moved_column(i)
+            for source, df in frames.items():
+                if df is None or column not in df.columns:
+                    continue
+                sub = df[(df["arch"] == "state-group") & (df["regime"] == regime)]
+                sub = sub.dropna(subset=[column])
+                if sub.empty:
+                    continue
+                pts = sub.groupby(sub["target_rps"].fillna(-1.0))[["rps", column]].mean()
+                pts = pts.sort_values("rps")
+                if source == "measured":
+                    ax.plot(pts["rps"], pts[column], "o", color=STATE_COLORS[i], ms=5,
+                            label=f"{name} (measured)")
+                else:
+                    ax.plot(pts["rps"], pts[column], "-", color=STATE_COLORS[i], lw=1.8,
+                            label=f"{name} (model)")
+        ax.set_xscale("log")
+        ax.set_xlabel("achieved requests/s (log scale)")
+        ax.set_ylabel("requests moved out of the state, per request")
+        ax.set_title(f"state-group, {regime}")
+        ax.grid(True, alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=5, fontsize=8)
+    fig.suptitle("Work by lifecycle state: the real server's counters and the model's stages")
     return fig

@@ -237,6 +237,7 @@ FIGURES = [
     ("seed_regime", "the seed's regime measured here, both counts, with the seed's sentences"),
     ("overlay_seed", "seed regime: measured points against the host model"),
     ("overlay_today", "today's regime (keep-alive): measured points against the host model"),
+    ("states", "the state-group server's work by lifecycle state, measured and modelled"),
     ("eras", "old vs new across kernel eras and on this host"),
     ("sensitivity", "the 1999 model with one assumption changed at a time"),
 ]

@@ -10,7 +10,7 @@ thread-per-request shapes).  One folder holds everything::
     OUT/simulated-eras/                    the 1999 machine under Linux 2.2, 2.4 and 2.6
     OUT/sensitivity/                       linux-2.2-1999 with one assumption changed each
     OUT/fidelity.csv, eras.csv, sensitivity.csv
-    OUT/seed_regime, overlay_today, overlay_seed, eras, sensitivity (.png, .svg)
+    OUT/seed_regime, overlay_today, overlay_seed, states, eras, sensitivity (.png, .svg)
     OUT/REPORT.md, OUT/meta.json
 
 Without wrk the real sweeps (and what needs them) are skipped, and the report says how to get
@@ -216,6 +216,9 @@ class Reproduction:
             if sim_host is not None:
                 model = sim_host[sim_host["regime"] == regime]
                 save(overlay_host(rows, model), self.out, f"overlay_{regime}")
+        if measured and sim_host is not None:
+            rows = pd.concat(measured.values(), ignore_index=True)
+            save(plots_seed.per_state(rows, sim_host), self.out, "states")
         save(plots_seed.eras(era_table), self.out, "eras")
         save(plots_seed.sensitivity(sens_table), self.out, "sensitivity")
 

@@ -48,6 +48,7 @@ class Delta:
     server_requests: int | None
     sleeps: int | None
     extra: dict = field(default_factory=dict)
+    moved: dict[str, int] | None = None  # per lifecycle state: requests moved out of it
 
     @property
     def reschedules(self) -> float | None:
@@ -117,7 +118,26 @@ def delta(before: Snapshot, after: Snapshot) -> Delta:
         proc_cpu_s=after.proc_cpu_s - before.proc_cpu_s,
         server_requests=diff("requests"),
         sleeps=_sleeps(b, a) if have else None,
+        moved=_moved(b, a) if have else None,
     )
+
+
+def _moved(before: dict, after: dict) -> dict[str, int] | None:
+    """Requests each state moved, summed over the state-group workers (None for others)."""
+    def total(status: dict) -> dict[str, int] | None:
+        workers = status.get("workers")
+        if not workers or "per_state" not in workers[0]:
+            return None
+        out: dict[str, int] = {}
+        for w in workers:
+            for name, cell in w["per_state"].items():
+                out[name] = out.get(name, 0) + int(cell.get("moved", 0))
+        return out
+
+    b, a = total(before), total(after)
+    if b is None or a is None:
+        return None
+    return {name: max(0, a[name] - b.get(name, 0)) for name in a}
 
 
 def _sleeps(before: dict, after: dict) -> int | None:

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from real_servers.core.lifecycle import NAMES, moved_column
+
 from .counters import Delta, PerfCounter, delta, snapshot
 from .wrk import WrkResult, run_wrk
 
@@ -34,6 +36,7 @@ EXTRA_COLUMNS = (
     "file_set",
     "server_cpus",
     "client_cpus",
+    *(moved_column(i) for i in range(len(NAMES))),  # per lifecycle state (state-group)
 )
 PERF_SETTLE_S = 0.15  # perf needs a moment to attach before the window opens
 
@@ -162,5 +165,7 @@ def row(
         "cpu_us_per_request": 1e6 * cpu_s / reqs,
         "client_cpu_us_per_request": 1e6 * result.cpu_s / reqs,
         "sleeps_per_request": d.sleeps / reqs if d.sleeps is not None else math.nan,
+        **{moved_column(i): (d.moved.get(name, 0) / reqs if d.moved is not None else math.nan)
+           for i, name in enumerate(NAMES)},
         **fixed,
     }

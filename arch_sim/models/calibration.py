@@ -47,6 +47,7 @@ import time
 from typing import Any
 
 from arch_sim.models.params import from_dict
+from real_servers.stategroup.config import DEFAULT_SEND_CHUNK
 
 #: SPECweb99 class mix mean reply (KB), as the harness's file set and the model's draw it
 MEAN_REPLY_KB = {"specweb99": 14.675, "1k": 1.0}
@@ -65,6 +66,8 @@ FALLBACK_COLD_DECAY_MS = 5.0  # cold_cache(): 4-8 ms over repeated runs on the d
 DISPATCHER_SHARE = 0.11
 #: Split of a request's own CPU (pool thread, or state-group states) over the lifecycle.
 STATE_SHARES = {"parse": 0.40, "send": 0.45, "log": 0.15}
+#: What the measured state-group server sends to one connection per pass (its default)
+SEND_CHUNK_KB = DEFAULT_SEND_CHUNK / 1024
 #: Loopback send: each byte is copied once into the socket buffer (~10 GB/s memcpy).
 SEND_US_PER_KB = 0.1
 #: State-group: fixed cost of a pass over the five state modules (five Python calls and an
@@ -235,8 +238,9 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
             "readiness_events = true    # real_servers/stategroup: a connection waits parked "
             "until epoll reports it readable (edge-triggered), not looked at every pass",
             "cohort_factor = 1.0        # not measured for Python: no cohort effect assumed",
-            "max_send_kb_per_pass = 16.0  # real_servers/stategroup send_data: at most 16 KB "
-            "per connection per pass, as kHTTPd",
+            f"max_send_kb_per_pass = {SEND_CHUNK_KB:.1f}  # the state-group server's "
+            "--send-chunk default (real_servers/stategroup/config.py): at most that much per "
+            "connection per pass (kHTTPd: 16 KB)",
             "sleep_timeout_jiffies = 0.0  # the real worker blocks in epoll_wait with no "
             "timeout when a pass moved nothing (no jiffy tick, unlike kHTTPd)",
             "userspace_frac = 0.0       # static files only",

@@ -26,6 +26,7 @@ from arch_sim.models.state_group import StateGroup
 from arch_sim.models.thread_per_request import make as make_thread_per_request
 from arch_sim.models.workload import Recorder, Workload, make_clients
 from arch_sim.regimes import regime_of
+from real_servers.core.lifecycle import moved_column
 
 MODELS = {"thread-per-request": make_thread_per_request, "state-group": StateGroup}
 assert tuple(MODELS) == ARCHS
@@ -165,9 +166,10 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
     if arch == "state-group":
         row["sleeps_per_request"] = delta["sleeps"] / done
         row["passes_per_request"] = delta["passes"] / done
-        for state in STATES:
-            batches = delta[f"batches_{state}"]
-            row[f"batch_{state}"] = delta[f"moved_{state}"] / batches if batches else math.nan
+        for i, state in enumerate(STATES):
+            batches, moved = delta[f"batches_{state}"], delta[f"moved_{state}"]
+            row[f"batch_{state}"] = moved / batches if batches else math.nan
+            row[moved_column(i)] = moved / done  # as the real server's /server-status counts
     return row
 
 

@@ -1,7 +1,7 @@
 """kHTTPd >= 0.1.3, the new design: one thread per CPU that services requests grouped by state.
 
 Each worker is pinned to its CPU and loops over passes.  A pass runs every state group in the
-lifecycle order (``arch_sim.STATES``) as a batch:
+lifecycle order (real_servers/core/lifecycle.py, the one definition) as a batch:
 
     accept        take every pending connection off the shared listen queue
     wait_headers  parse the requests whose bytes have arrived (peek at the others)
@@ -18,7 +18,9 @@ Within a batch the first item pays the full cost of its state and the following 
 ``cohort_factor`` of it (the same code and data are still in the cache).
 
 A pass is computed on a virtual clock from its start, then its CPU time is used as one burst:
-one SimPy timeout per pass, however many requests it moved.
+one SimPy timeout per pass, however many requests it moved.  Each state is one stage method of
+the worker (:data:`STAGES`), as each is one module of the real server: a stage can be replaced
+without touching the others.
 """
 
 from __future__ import annotations
@@ -28,11 +30,19 @@ from collections import deque
 
 import simpy
 
-from arch_sim import STATES
 from arch_sim.models.params import ModelParams
 from arch_sim.models.scheduler import US, Scheduler, Task
 from arch_sim.models.userspace import UserspaceServer
 from arch_sim.models.workload import KB, Recorder, Request
+from real_servers.core.lifecycle import (
+    ACCEPT,
+    LOGGING,
+    NAMES,
+    SEND_DATA,
+    USERSPACE,
+    WAIT_HEADERS,
+    may_move,
+)
 
 
 class Worker:
@@ -49,8 +59,8 @@ class Worker:
         self.generation = 0  # which sleep a timer belongs to
         self.passes = 0
         self.sleeps = 0
-        self.moved = dict.fromkeys(STATES, 0)  # items moved per state
-        self.batches = dict.fromkeys(STATES, 0)  # non-empty batches per state
+        self.moved = [0] * len(NAMES)  # items moved out of each state
+        self.batches = [0] * len(NAMES)  # non-empty batches per state
 
     # -- the main loop ---------------------------------------------------------------------
 
@@ -72,92 +82,112 @@ class Worker:
                 self.model.userspace.submit(req)
 
     def one_pass(self, t: float):
-        """One pass over all state groups starting at time t: (moved, cpu time, done, handed)."""
-        m = self.model
-        start = t
-        t += m.pass_cost
-        moved = 0
-        finished: list[tuple[Request, float]] = []
-        handed: list[Request] = []
-        logging_batch: list[Request] = []
-        cohort = m.cohort
+        """One pass over all state groups starting at time t: (moved, cpu time, done, handed).
 
-        # accept: every connection waiting in the shared listen queue
-        backlog = m.backlog
-        if backlog:
-            k = 0
-            while backlog:
-                req = backlog.popleft()
-                t += m.accept_cost * (cohort if k else 1.0)
-                k += 1
-                req.conn.owner = self  # its request's arrival wakes this worker
-                self.wait_headers.append(req)
-            self._batch("accept", k)
-            moved += k
-
-        # wait_headers: parse what has arrived, peek at the rest
-        if self.wait_headers:
-            waiting: list[Request] = []
-            k = 0
-            for req in self.wait_headers:
-                if req.data_at <= t:
-                    t += m.parse_cost * (cohort if k else 1.0)
-                    k += 1
-                    if req.userspace:
-                        handed.append(req)
-                    else:
-                        self.send_data.append(req)
-                else:
-                    if not (m.readiness and req.looked):  # epoll: only the first try costs
-                        t += m.poll_cost
-                        req.looked = True
-                    waiting.append(req)
-            self.wait_headers = waiting
-            self._batch("wait_headers", k)
-            moved += k
-
-        # send_data: up to max_send bytes to every connection with room in its buffer
-        if self.send_data:
-            sending: list[Request] = []
-            k = 0
-            for req in self.send_data:
-                conn = req.conn
-                n = min(conn.writable(t, req.left), m.max_send)
-                if n <= 0.0:
-                    t += m.poll_cost
-                    sending.append(req)
-                    continue
-                t += m.send_cost * (cohort if k else 1.0) + m.byte_cost * n
-                k += 1
-                conn.write(n, t)
-                req.left -= n
-                if req.left > 0.0:
-                    sending.append(req)
-                else:
-                    logging_batch.append(req)
-                    finished.append((req, conn.drained_at(t) + m.one_way))
-            self.send_data = sending
-            self._batch("send_data", k)
-            moved += k
-
-        # userspace: hand the connection over (the user-space server starts after the pass)
-        if handed:
-            t += m.handoff_cost * (1.0 + cohort * (len(handed) - 1))
-            self._batch("userspace", len(handed))
-            moved += len(handed)
-            logging_batch.extend(handed)
-
-        # logging: log line, close
-        if logging_batch:
-            for k, req in enumerate(logging_batch):
-                t += (m.log_cost + (m.close_cost if req.new_conn else 0.0)) * (cohort if k else 1.0)
-            self._batch("logging", len(logging_batch))
-            moved += len(logging_batch)
-
+        The stages run in the lifecycle's order, one method per state (:data:`STAGES`), each
+        servicing its group as a batch and handing requests on along the lifecycle's moves.
+        """
+        p = Pass(t + self.model.pass_cost)
+        for stage in STAGES:
+            stage(self, p)
         self.passes += 1
-        return moved, t - start, finished, handed
+        return p.moved, p.t - t, p.finished, p.handed
 
-    def _batch(self, state: str, k: int) -> None:
+    def accept(self, p: Pass) -> None:
+        """accept: every connection waiting in the shared listen queue -> wait_headers."""
+        m, backlog = self.model, self.model.backlog
+        if not backlog:
+            return
+        k, t, cohort = 0, p.t, m.cohort
+        while backlog:
+            req = backlog.popleft()
+            t += m.accept_cost * (cohort if k else 1.0)
+            k += 1
+            req.conn.owner = self  # its request's arrival wakes this worker
+            self.wait_headers.append(req)
+        p.t = t
+        self._batch(ACCEPT, k)
+        p.moved += k
+
+    def decode(self, p: Pass) -> None:
+        """wait_headers: parse what has arrived (-> send_data, or userspace), peek at the rest."""
+        if not self.wait_headers:
+            return
+        m, cohort = self.model, self.model.cohort
+        waiting: list[Request] = []
+        k, t = 0, p.t
+        for req in self.wait_headers:
+            if req.data_at <= t:
+                t += m.parse_cost * (cohort if k else 1.0)
+                k += 1
+                if req.userspace:
+                    p.handed.append(req)
+                else:
+                    self.send_data.append(req)
+            else:
+                if not (m.readiness and req.looked):  # epoll: only the first try costs
+                    t += m.poll_cost
+                    req.looked = True
+                waiting.append(req)
+        p.t = t
+        self.wait_headers = waiting
+        self._batch(WAIT_HEADERS, k)
+        p.moved += k
+
+    def send(self, p: Pass) -> None:
+        """send_data: up to max_send bytes to every connection with room in its buffer; a
+        finished reply -> logging."""
+        if not self.send_data:
+            return
+        m, cohort = self.model, self.model.cohort
+        sending: list[Request] = []
+        k, t = 0, p.t
+        for req in self.send_data:
+            conn = req.conn
+            n = min(conn.writable(t, req.left), m.max_send)
+            if n <= 0.0:
+                t += m.poll_cost
+                sending.append(req)
+                continue
+            t += m.send_cost * (cohort if k else 1.0) + m.byte_cost * n
+            k += 1
+            conn.write(n, t)
+            req.left -= n
+            if req.left > 0.0:
+                sending.append(req)
+            else:
+                p.logging.append(req)
+                p.finished.append((req, conn.drained_at(t) + m.one_way))
+        p.t = t
+        self.send_data = sending
+        self._batch(SEND_DATA, k)
+        p.moved += k
+
+    def userspace(self, p: Pass) -> None:
+        """userspace: hand the connection over (the user-space server starts after the pass)
+        -> logging."""
+        handed = p.handed
+        if not handed:
+            return
+        m = self.model
+        p.t += m.handoff_cost * (1.0 + m.cohort * (len(handed) - 1))
+        self._batch(USERSPACE, len(handed))
+        p.moved += len(handed)
+        p.logging.extend(handed)
+
+    def log(self, p: Pass) -> None:
+        """logging: log line, close (a keep-alive connection's next request is a new one)."""
+        batch = p.logging
+        if not batch:
+            return
+        m, cohort, t = self.model, self.model.cohort, p.t
+        for k, req in enumerate(batch):
+            t += (m.log_cost + (m.close_cost if req.new_conn else 0.0)) * (cohort if k else 1.0)
+        p.t = t
+        self._batch(LOGGING, len(batch))
+        p.moved += len(batch)
+
+    def _batch(self, state: int, k: int) -> None:
         if k:
             self.moved[state] += k
             self.batches[state] += 1
@@ -206,6 +236,27 @@ class Worker:
     def _timer(self, generation: int) -> None:
         if self.sleeping and generation == self.generation:
             self.kick()
+
+
+class Pass:
+    """One pass's running totals: its clock, what moved, what finished, what was handed on."""
+
+    __slots__ = ("t", "moved", "finished", "handed", "logging")
+
+    def __init__(self, t: float) -> None:
+        self.t = t  # the pass's own clock: when its next piece of work would end
+        self.moved = 0
+        self.finished: list[tuple[Request, float]] = []  # (request, when its reply is in)
+        self.handed: list[Request] = []  # to the user-space server
+        self.logging: list[Request] = []  # replies done (or handed over): to log and close
+
+
+#: the stages of a pass, one per lifecycle state, in the lifecycle's order; each hands requests
+#: on only along the lifecycle's moves (checked once, here)
+STAGES = (Worker.accept, Worker.decode, Worker.send, Worker.userspace, Worker.log)
+_STAGE_MOVES = ((ACCEPT, WAIT_HEADERS), (WAIT_HEADERS, SEND_DATA), (WAIT_HEADERS, USERSPACE),
+                (SEND_DATA, LOGGING), (USERSPACE, LOGGING))
+assert len(STAGES) == len(NAMES) and all(may_move(a, b) for a, b in _STAGE_MOVES)
 
 
 class StateGroup:
@@ -271,7 +322,7 @@ class StateGroup:
             "passes": sum(w.passes for w in self.workers),
             "sleeps": sum(w.sleeps for w in self.workers),
         }
-        for state in STATES:
-            out[f"moved_{state}"] = sum(w.moved[state] for w in self.workers)
-            out[f"batches_{state}"] = sum(w.batches[state] for w in self.workers)
+        for i, name in enumerate(NAMES):
+            out[f"moved_{name}"] = sum(w.moved[i] for w in self.workers)
+            out[f"batches_{name}"] = sum(w.batches[i] for w in self.workers)
         return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 from ..core import Request, RequestParser, Response
-from .lifecycle import KEEP, WAIT_HEADERS
+from .lifecycle import ACCEPT, KEEP
 
 
 class Conn:
@@ -29,7 +29,7 @@ class Conn:
         self.fd = sock.fileno()
         self.parser = RequestParser()
         self.loopback = loopback
-        self.state = WAIT_HEADERS
+        self.state = ACCEPT  # the accept state moves it on
         self.wait = 0  # epoll events that requeue it while parked; 0 = queued
         self.readable = True  # a fresh connection may already hold its request
         self.writable = True

@@ -1,22 +1,27 @@
-"""The lifecycle of a request, as kHTTPd's Architecture page draws it, and the epoll masks.
+"""The worker's side of the lifecycle: the states (from real_servers.core.lifecycle, the one
+definition), the epoll masks and how logging ends a connection.
 
 A connection is always in exactly one state.  It is either *queued* (in its state's queue, to be
 serviced in the next pass) or *parked* (waiting for an epoll event; ``conn.wait`` holds the
-events that queue it again).  States are small integers so the hot path indexes lists.
+events that queue it again).  It changes state only through ``Worker.move``, which checks the
+transition table.
 """
 
 from __future__ import annotations
 
 import select
 
-ACCEPT = 0
-WAIT_HEADERS = 1  # "decode header"
-SEND_DATA = 2
-USERSPACE = 3
-LOGGING = 4  # logging and cleanup
-
-#: pass order (kHTTPd's MainDaemon: accept, wait for headers, send data, user space, logging)
-NAMES: tuple[str, ...] = ("accept", "wait_headers", "send_data", "userspace", "logging")
+from ..core.lifecycle import (  # noqa: F401  (re-exported for the state modules)
+    ACCEPT,
+    CLOSED,
+    LOGGING,
+    NAMES,
+    SEND_DATA,
+    TRANSITIONS,
+    USERSPACE,
+    WAIT_HEADERS,
+    may_move,
+)
 
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT

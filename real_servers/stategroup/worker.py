@@ -55,6 +55,7 @@ from .lifecycle import (
     SHUT,
     WAIT_HEADERS,
     WRITE,
+    may_move,
 )
 from .status import collect
 
@@ -65,6 +66,10 @@ _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 MAX_WARNINGS = 50
 ACCESS_LOG_TAIL = 10  # access-log entries shown in /server-status
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+class LifecycleError(RuntimeError):
+    """A state tried a move the request lifecycle does not have (a bug in that state)."""
 
 
 class Worker:
@@ -226,19 +231,30 @@ class Worker:
                 moved += 1
         return moved
 
+    def move(self, conn: Conn, state: int, queue: bool = True) -> None:
+        """The one place a connection changes state: the lifecycle's table must allow the
+        move (``LifecycleError`` otherwise - a bug, which costs that connection only); with
+        ``queue`` it joins the state's batch for the next pass, else it stays parked.  A state
+        keeping a connection (the same state again) is not a move."""
+        src = conn.state
+        if state != src and not may_move(src, state):
+            raise LifecycleError(f"{NAMES[src]} -> {NAMES[state] if state >= 0 else 'closed'} "
+                                 "is not a move of the request lifecycle")
+        conn.state = state
+        if queue:
+            self.queues[state].append(conn)
+
     def answer(self, conn: Conn, response: Response, ending: int = KEEP) -> None:
         """Hand *conn* to send_data with *response*."""
         conn.response = response
         conn.ending = ending
-        conn.state = SEND_DATA
-        self.queues[SEND_DATA].append(conn)
+        self.move(conn, SEND_DATA)
 
     def end(self, conn: Conn, ending: int) -> None:
         """Hand *conn* to logging, which logs its request and ends it as *ending* says."""
         conn.wait = 0
         conn.ending = ending
-        conn.state = LOGGING
-        self.queues[LOGGING].append(conn)
+        self.move(conn, LOGGING)
 
     def add(self, conn: Conn) -> None:
         """Register a new connection (edge-triggered, both directions, once)."""
@@ -365,6 +381,10 @@ class Worker:
         that request is answered, not dropped."""
         self.draining = True
         self.drain_end = self.now + self.config.drain_timeout
+        for module in self.states:  # each state's own part of the drain, if it has one
+            stop = getattr(module, "stop", None)
+            if stop is not None:
+                stop(self)
         self.min_deadline = min(self.min_deadline, self.drain_end)
         self.accept_ready = True  # accept the backlog once more, then close the listener
         for conn in self.conns.values():

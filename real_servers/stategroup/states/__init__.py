@@ -1,18 +1,21 @@
 """The states of a request, one module each (kHTTPd: accept.c, waitheaders.c, datasending.c,
 userspace.c, logging.c).
 
-Every state module has the same interface to the worker loop:
+Every state module has the same interface to the worker loop (:class:`State`, in the spirit of
+kHTTPd's prototypes.h: one function per state):
 
 - ``run(worker) -> int``: service this state's queue, ``worker.queues[<state>]``, as one batch
   and return how many requests changed state (or made progress, so the loop polls again);
-- optionally ``setup(worker)``: create the state's own data on the worker once.
+- optionally ``setup(worker)``: create the state's own data on the worker once;
+- optionally ``stop(worker)``: the worker begins to drain (SIGTERM).
 
-A state hands a connection to another through the worker - ``worker.answer(conn, response)``
-queues it for send_data, ``worker.end(conn, ending)`` for logging, or it sets ``conn.state`` and
-appends it to that state's queue - or parks it (``conn.wait = <epoll events>``) until epoll
-wakes it.  ``worker.service(state, handle)`` runs a handler over the state's batch.  A state
-never calls another state, so any one can be replaced (``--state NAME=MODULE``) without
-touching the others.
+A state hands a connection to another only through ``worker.move(conn, state)`` - which checks
+the lifecycle's transition table (real_servers/core/lifecycle.py) - or its shorthands
+``worker.answer(conn, response)`` (to send_data) and ``worker.end(conn, ending)`` (to logging);
+or it parks it (``conn.wait = <epoll events>``) until epoll wakes it.
+``worker.service(state, handle)`` runs a handler over the state's batch.  A state never calls
+another state, so any one can be replaced (``--state NAME=MODULE``) without touching the
+others.
 """
 
 from __future__ import annotations
@@ -22,8 +25,18 @@ import importlib.util
 import os
 from collections.abc import Mapping
 from types import ModuleType
+from typing import Any, Protocol, runtime_checkable
 
 from ..lifecycle import NAMES
+
+
+@runtime_checkable
+class State(Protocol):
+    """What the worker loop calls on a state (``setup`` and ``stop`` are optional)."""
+
+    def run(self, worker: Any) -> int:
+        """Service the state's batch; the number of requests that moved."""
+        ...
 
 
 def load(overrides: Mapping[str, object] | None = None) -> list:

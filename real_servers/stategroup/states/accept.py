@@ -51,4 +51,4 @@ def _admit(worker, sock: socket.socket, peer: object) -> None:
     else:
         conn.in_header = True  # the header timeout runs from the connect
         worker.set_deadline(conn, worker.config.header_timeout)
-        worker.queues[WAIT_HEADERS].append(conn)
+        worker.move(conn, WAIT_HEADERS)

@@ -86,14 +86,13 @@ def _end(worker, conn) -> None:
 
 
 def _keep_alive(worker, conn) -> None:
-    conn.state = WAIT_HEADERS
     deadline = worker.now + worker.config.keepalive_timeout
     conn.deadline = deadline
     if deadline < worker.min_deadline:
         worker.min_deadline = deadline
-    if conn.readable or conn.parser.buffered:
-        worker.queues[WAIT_HEADERS].append(conn)  # a pipelined request is waiting
-    else:
+    waiting = conn.readable or conn.parser.buffered  # a pipelined request is waiting
+    worker.move(conn, WAIT_HEADERS, queue=waiting)
+    if not waiting:
         conn.wait = READ
 
 
@@ -108,8 +107,7 @@ def _shutdown(worker, conn, ending: int) -> None:
     if drained == EOF or (drained == NOTHING and ending == GRACEFUL):
         worker.close(conn)  # nothing unread: closing now sends no reset
         return
-    conn.lingering = True
-    conn.state = LOGGING
+    conn.lingering = True  # still in logging, parked until the client's EOF
     worker.set_deadline(conn, LINGER_S)
     conn.wait = READ
 

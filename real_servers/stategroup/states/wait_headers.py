@@ -54,8 +54,7 @@ def _route(worker, conn, request: Request) -> int:
     if worker.userspace_addr is not None and (
         request.query is not None or request.method not in STATIC_METHODS
     ):
-        conn.state = USERSPACE
-        worker.queues[USERSPACE].append(conn)
+        worker.move(conn, USERSPACE)
         return 1
     if worker.draining:
         request.keep_alive = False  # answer with Connection: close
