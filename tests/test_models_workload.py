@@ -23,7 +23,7 @@ from arch_sim.models.workload import KB, Connection, FileSizes
 # -- file sizes ------------------------------------------------------------------------------
 
 
-def test_specweb99_class_mix():
+def test_specweb99_class_mix(tmp_path):
     sizes = FileSizes("specweb99")
     rng = random.Random(5)
     draws = [sizes.draw(rng) for _ in range(40000)]
@@ -32,8 +32,15 @@ def test_specweb99_class_mix():
         for lo, hi in ((0, KB), (KB, 10 * KB), (10 * KB, 100 * KB), (100 * KB, 1000 * KB))
     ]
     assert shares == pytest.approx([0.35, 0.50, 0.14, 0.01], abs=0.01)
-    # 0.35 * 0.5 + 0.5 * 5 + 0.14 * 50 + 0.01 * 500 KB
-    assert sizes.mean_bytes() == pytest.approx(14.675 * KB)
+    # 0.35 * 0.5 + 0.5 * 5 + 0.14 * 50 + 0.01 * 500 KB, with class 0's base 102 bytes
+    assert sizes.mean_bytes() == pytest.approx(14.675 * KB, rel=1e-4)
+    # the very files the harness generates for the real servers
+    from arch_sim.harness.fileset import generate
+
+    files = generate(tmp_path / "www", "specweb99")
+    assert sorted(files.sizes) == sorted({int(d) for d in draws})
+    assert sum(w * s for w, s in zip(files.weights, files.sizes, strict=True)) == \
+        pytest.approx(sizes.mean_bytes())
 
 
 def test_fixed_and_exponential_sizes():

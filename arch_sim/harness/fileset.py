@@ -1,8 +1,6 @@
-"""Document roots for load: a SPECweb99-like class mix, or a single 1 KB file.
+"""Document roots for load: the SPECweb99 file set (arch_sim.specweb99), or a single 1 KB file.
 
-SPECweb99's static set has four classes - 0.1-0.9 KB (35% of requests), 1-9 KB (50%),
-10-90 KB (14%), 100-900 KB (1%) - each with nine files.  We generate one directory of that shape
-with a fixed seed, so every run serves the same bytes.
+One directory of that shape is generated with a fixed seed, so every run serves the same bytes.
 """
 
 from __future__ import annotations
@@ -13,14 +11,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-#: (class name, base size in bytes, share of requests)
-SPECWEB99_CLASSES: tuple[tuple[str, int, float], ...] = (
-    ("class0", 102, 0.35),
-    ("class1", 1024, 0.50),
-    ("class2", 10 * 1024, 0.14),
-    ("class3", 100 * 1024, 0.01),
-)
-FILES_PER_CLASS = 9
+from .. import specweb99
+
 FILE_SETS = ("specweb99", "1k")
 MANIFEST = "fileset.json"
 
@@ -34,11 +26,6 @@ class FileSet:
     urls: tuple[str, ...]
     weights: tuple[float, ...]
     sizes: tuple[int, ...]
-
-    def mean_size(self) -> float:
-        return sum(w * s for w, s in zip(self.weights, self.sizes, strict=True)) / sum(
-            self.weights
-        )
 
 
 def generate(root: str | os.PathLike[str], name: str = "specweb99", seed: int = 1999) -> FileSet:
@@ -69,8 +56,4 @@ def generate(root: str | os.PathLike[str], name: str = "specweb99", seed: int = 
 def _specs(name: str) -> list[tuple[str, int, float]]:
     if name == "1k":
         return [("file_1k.bin", 1024, 1.0)]
-    specs = []
-    for cls, base, share in SPECWEB99_CLASSES:
-        for i in range(1, FILES_PER_CLASS + 1):
-            specs.append((f"{cls}/{cls}_{i}.bin", base * i, share / FILES_PER_CLASS))
-    return specs
+    return specweb99.files()

@@ -46,11 +46,12 @@ import statistics
 import time
 from typing import Any
 
+from arch_sim import specweb99
 from arch_sim.models.params import from_dict
 from real_servers.stategroup.config import DEFAULT_SEND_CHUNK
 
 #: SPECweb99 class mix mean reply (KB), as the harness's file set and the model's draw it
-MEAN_REPLY_KB = {"specweb99": 14.675, "1k": 1.0}
+MEAN_REPLY_KB = {"specweb99": specweb99.mean_bytes() / 1024, "1k": 1.0}
 FILE_SIZES = {"specweb99": "specweb99", "1k": "fixed:1"}
 
 #: Fallbacks for measurements calibrate may not provide, measured once on the development host
@@ -116,7 +117,7 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
     decay_ms = float(decay) if decay is not None else FALLBACK_COLD_DECAY_MS
     paced = {a: servers[a]["paced"] for a in measured_archs if servers[a].get("paced")}
     refill = previous_cold_refill_us()  # per arch; solved below from the paced benches
-    mean_kb = MEAN_REPLY_KB.get(file_set, 14.675)
+    mean_kb = MEAN_REPLY_KB.get(file_set, MEAN_REPLY_KB["specweb99"])
 
     costs = previous_server_costs()
     close = m.get("close") or {}

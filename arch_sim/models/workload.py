@@ -39,22 +39,13 @@ from typing import Any
 import numpy as np
 import simpy
 
+from arch_sim import specweb99
 from arch_sim.models.params import NetworkParams
 
 KB = 1024.0
 US = 1e-6
 #: how a closed workload's clients use connections: HTTP/1.1 keep-alive, or one per request
 CONNECTION_MODES = ("keep-alive", "close")
-
-#: SPECweb99 static file classes: (share of requests, file sizes in KB) [WL-specweb99].
-#: Within a class each of the nine files is equally likely here (SPECweb99 itself weights them).
-SPECWEB99_CLASSES: tuple[tuple[float, tuple[float, ...]], ...] = (
-    (0.35, tuple(0.1 * i for i in range(1, 10))),
-    (0.50, tuple(1.0 * i for i in range(1, 10))),
-    (0.14, tuple(10.0 * i for i in range(1, 10))),
-    (0.01, tuple(100.0 * i for i in range(1, 10))),
-)
-
 
 class FileSizes:
     """Draws reply sizes in bytes: ``specweb99``, ``fixed:KB`` or ``exp:KB``."""
@@ -63,9 +54,10 @@ class FileSizes:
         self.spec = spec
         kind, _, arg = spec.partition(":")
         self.kind = kind
-        if kind == "specweb99":
-            self._cum = list(np.cumsum([share for share, _ in SPECWEB99_CLASSES]))
-            self._sizes = [[kb * KB for kb in sizes] for _, sizes in SPECWEB99_CLASSES]
+        if kind == "specweb99":  # the class mix, the same files the real servers serve
+            self._cum = list(np.cumsum([share for _, _, share in specweb99.CLASSES]))
+            self._sizes = [[float(base * i) for i in range(1, specweb99.FILES_PER_CLASS + 1)]
+                           for _, base, _ in specweb99.CLASSES]
         elif kind in ("fixed", "exp"):
             try:
                 self.kb = float(arg)
@@ -89,7 +81,7 @@ class FileSizes:
     def mean_bytes(self) -> float:
         """Expected reply size in bytes."""
         if self.kind == "specweb99":
-            return sum(share * sum(s) / len(s) * KB for share, s in SPECWEB99_CLASSES)
+            return specweb99.mean_bytes()
         return self.kb * KB
 
 
