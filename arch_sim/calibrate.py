@@ -31,7 +31,7 @@ import pandas as pd
 from . import ARCHS
 from .hostbench import context_switch_us, futex_wake_us, wakeup_latency_us
 from .models.calibration import cold_cache, cpu_time_cv
-from .runinfo import host_info, now_iso, write_json_atomic
+from .runinfo import host_info, now_iso, write_atomic, write_json_atomic
 
 DEFAULT_OUT = Path(__file__).parent / "models" / "presets" / "host.toml"
 THREADS = 64  # the thread-per-request pool `arch-sim bench` runs by default
@@ -190,9 +190,7 @@ def write_preset(measurements: dict[str, Any], out: Path) -> Path:
 
     text = host_preset_text(measurements)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    write_atomic(out, lambda tmp: tmp.write_text(text))
     write_json_atomic(calibration_path(out), measurements)
     return out
 

@@ -26,20 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("arch_sim.reproduce", "the main job: calibrate, measure, simulate, report"),
 }
 
-NOT_YET = 2
-
-
 def _load(name: str):
-    module_name = COMMANDS[name][0]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            return None
-        raise
-    if not hasattr(module, "run") or not hasattr(module, "add_arguments"):
-        return None
-    return module
+    return importlib.import_module(COMMANDS[name][0])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,20 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        module = _load(name)
-        if module is not None:
-            module.add_arguments(p)
-        else:
-            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        _load(name).add_arguments(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module = _load(args.command)
-    if module is None:
-        print(f"arch-sim {args.command}: not yet available in this version", file=sys.stderr)
-        return NOT_YET
     try:
         return int(module.run(args) or 0)
     except UsageError as exc:

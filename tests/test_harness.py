@@ -223,3 +223,15 @@ def test_missing_peer_binary_names_the_package(monkeypatch, tmp_path):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(ServerError, match="apt-get install -y nginx-light"):
         peers.start_peer("nginx", tmp_path, None, tmp_path)
+
+
+def test_one_cpu_list_grammar_for_the_harness_and_the_servers():
+    from arch_sim.harness import bench
+    from real_servers.core.serving import cpu_list
+    from real_servers.stategroup.config import parse_cpus as server_cpus
+
+    assert cpu_list("0,2-3") == (0, 2, 3) and cpu_list("1") == (1,)
+    assert server_cpus("0-1") == (0, 1)
+    assert bench.parse_cpus("0-1") == [0, 1] and bench.parse_cpus(["0", "1"]) == [0, 1]
+    with pytest.raises(ValueError):
+        cpu_list("a-b")

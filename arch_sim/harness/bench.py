@@ -19,6 +19,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from real_servers.core.serving import cpu_list
+
 from .. import ARCHS
 from ..argtypes import (
     LIST_HELP,
@@ -107,10 +109,11 @@ def _items(values: str | int | float | None | Iterable[object]) -> list[object]:
 
 
 def parse_cpus(values: str | int | Iterable[object], flag: str = "CPU list") -> list[int]:
-    """``--server-cpus``/``--client-cpus``: '0,1' or ['0', '1'] -> [0, 1], all usable here."""
+    """``--server-cpus``/``--client-cpus``: the servers' CPU-list grammar ('0,1', '0-3', or a
+    list of such) -> sorted CPU numbers, all usable here."""
     usable = sorted(os.sched_getaffinity(0))
     try:
-        cpus = sorted({int(str(c)) for c in _items(values)})
+        cpus = sorted({c for item in _items(values) for c in cpu_list(str(item))})
     except ValueError:
         raise UsageError(f"{flag} {values!r}: give CPU numbers like 0 or 0,1 "
                          f"(usable here: {usable})") from None

@@ -18,6 +18,19 @@ DEFAULT_SEND_TIMEOUT = 30.0
 DEFAULT_DRAIN_TIMEOUT = 3.0
 
 
+def cpu_list(text: str) -> tuple[int, ...]:
+    """The one CPU-list grammar: ``"0,2-3"`` -> ``(0, 2, 3)`` (ValueError if it is not one)."""
+    cpus: set[int] = set()
+    for part in str(text).split(","):
+        if not part.strip():
+            continue
+        lo, sep, hi = part.strip().partition("-")
+        cpus.update(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    if not cpus:
+        raise ValueError(f"empty CPU list {text!r}")
+    return tuple(sorted(cpus))
+
+
 def port_number(text: str) -> int:
     """``--port``: 0..65535, checked here so 80801 is an argparse error, not bind()'s
     OverflowError traceback."""
@@ -150,11 +163,6 @@ def announce_ready(sock: socket.socket) -> None:
     if ":" in host:
         host = f"[{host}]"
     print(f"READY http://{host}:{port}", flush=True)
-
-
-def tune(conn: socket.socket) -> None:
-    """Per-connection options: no Nagle (a head and body written apart must not stall)."""
-    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def pending(sock: socket.socket) -> bool:

@@ -15,6 +15,7 @@ from ..core.serving import (
     DEFAULT_SEND_TIMEOUT,
     check_limits,
     common_arguments,
+    cpu_list,
 )
 from .lifecycle import NAMES
 
@@ -83,14 +84,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
 
 
 def parse_cpus(text: str) -> tuple[int, ...]:
-    """``"0,2-3"`` -> ``(0, 2, 3)``."""
-    cpus: set[int] = set()
+    """``--cpus``: the core's CPU-list grammar (``"0,2-3"`` -> ``(0, 2, 3)``)."""
     try:
-        for part in text.split(","):
-            lo, sep, hi = part.strip().partition("-")
-            cpus.update(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+        return cpu_list(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"bad CPU list {text!r}; use e.g. 0,1 or 0-3") from None
-    if not cpus:
-        raise argparse.ArgumentTypeError("empty CPU list")
-    return tuple(sorted(cpus))
