@@ -201,3 +201,14 @@ def test_host_rows_repeat_exactly():
     wall = ("wall_s", "sim_requests_per_wall_s")
     assert {k: v for k, v in a.items() if k not in wall} == \
         {k: v for k, v in b.items() if k not in wall}
+
+
+def test_back_to_back_accepts_spare_the_thread_start_ping_pong():
+    """Thread.start()'s CPU falls where perf saw it (python_threads.THREAD_START_SPLIT): an
+    acceptor that accepts the next pending connection at once blocks in start() owing more
+    than the new thread runs before set(), so that wake-up does not preempt; as the load
+    rises, more accepts are back to back and a connection costs fewer switches."""
+    kw = dict(workload="closed", connection="close", requests=2500, seed=1, threads=0)
+    low = simulate_point("thread-per-request", HOST, 200.0, **kw)
+    high = simulate_point("thread-per-request", HOST, 3000.0, **kw)
+    assert high["reschedules_per_request"] < 0.85 * low["reschedules_per_request"]

@@ -22,6 +22,15 @@ extra voluntary switches a Python hand-off costs.  Two shapes, as in the real se
   Condition's lock, a new waiter lock), so it blocks having overrun the new thread, which was
   placed at its vruntime: it stays queued (DELAY_DEQUEUE), and once the new thread has run
   longer than that overrun, waking the acceptor preempts it (see the ``eevdf`` policy).
+  Whether it does turns on where the set-up's CPU falls around clone() and set(): measured on
+  the real server (perf, 6.18 VM, 200 and 1000 req/s: ``THREAD_START_SPLIT``), the tail after
+  clone() is short (5-8 us) and the new thread runs 26-36 us before set().  An acceptor that
+  slept in poll() blocks there owing almost nothing - the new thread's wake-up preempts it,
+  and the GIL hand-offs that follow ping-pong (2.3-2.6 preemptions per new thread, measured).
+  An acceptor that found the next connection already pending has run its whole accept and
+  set-up while the previous new thread waited in the run queue: it blocks owing half of that,
+  more than the new thread runs before set(), and is woken without preempting (0.6-0.8).  More
+  such back-to-back accepts as the load rises: fewer switches per request.
 
 (``threads = N`` without a dispatcher: N Python threads in accept() on the shared listener.)
 """
@@ -37,6 +46,16 @@ from arch_sim.models.params import ModelParams
 from arch_sim.models.scheduler import US, Scheduler, Task
 from arch_sim.models.thread_per_request import PoolThread, ThreadPerRequest
 from arch_sim.models.workload import Recorder, Request
+
+#: where ``thread_create_us`` falls, as shares: the acceptor's Connection(), Thread() and the
+#: start up to clone(); its Thread.start() tail after clone() up to the waiter lock's blocking
+#: acquire; the new thread up to ``_started.set()`` (its first futex); the new thread from set()
+#: to its first recv().  Medians of those four stretches (no switch inside) in perf traces of
+#: per_connection.py pinned to CPU 0 at 1000 req/s on the 6.18 VM: 53, 6, 28 and 13 us
+#: (sys_exit of accept4 -> sys_enter of clone3; clone3's return -> futex; the child's clone3
+#: return -> its first futex; that futex's return -> recvfrom).  At 200 req/s, colder: 92, 8, 36,
+#: 17 us - the same shares within 6 points [MEAS-thread-start-split].
+THREAD_START_SPLIT = (0.54, 0.06, 0.27, 0.13)
 
 
 class Starter:
@@ -205,11 +224,8 @@ class PythonThreads(ThreadPerRequest):
                 continue
             req = self.backlog.popleft()
             yield from gil.call(task, self.accept_cost)  # accept4()
-            # the acceptor's half of the thread set-up, split evenly around clone() (measured
-            # with bpftrace on the 6.18 VM: medians of 28-49 us of acceptor CPU from
-            # wake_up_new_task() to its futex wait at 200 and 1000 req/s; a quarter of the
-            # calibrated thread_create_us, 127 us, is 32 us)
-            yield from gil.py(task, self.create_cost / 4)  # Connection(), Thread(), clone()
+            before, after, _, _ = THREAD_START_SPLIT  # (measured shares, see above)
+            yield from gil.py(task, self.create_cost * before)  # Connection(), Thread(), clone()
             child = self.task(f"request/{req.id}")
             starter = Starter()
             started = sched.start(child, parent=task)  # clone(): the new thread is runnable
@@ -218,7 +234,7 @@ class PythonThreads(ThreadPerRequest):
             # Thread.start() after _start_new_thread(): self._started.wait() - Event.wait()
             # takes the Condition's lock, Condition.wait() allocates a waiter lock, takes it
             # and releases the Condition - until the second acquire of the waiter lock blocks
-            yield from gil.py(task, self.create_cost / 4)
+            yield from gil.py(task, self.create_cost * after)
             if not starter.started:  # the waiter lock's acquire blocks, GIL dropped
                 yield from gil.drop(task)
                 if not starter.started:
@@ -232,12 +248,14 @@ class PythonThreads(ThreadPerRequest):
         gil = self.gil
         yield started
         yield from gil.take(task)
-        yield from gil.py(task, self.create_cost / 2)  # _bootstrap_inner
+        _, _, to_set, to_recv = THREAD_START_SPLIT
+        yield from gil.py(task, self.create_cost * to_set)  # _bootstrap_inner up to set()
         if starter is not None:  # self._started.set(): release the acceptor's lock
             starter.started = True
             waiter, starter.waiter = starter.waiter, None
             if waiter is not None:  # a futex wake
                 yield from self.sched.wake_from(task, waiter)
+        yield from gil.py(task, self.create_cost * to_recv)  # set()'s return, run(), _serve()
         yield from self.py_serve(task, req)
         yield from gil.drop(task)
         self.sched.exit(task)
