@@ -204,7 +204,14 @@ class _Sink:
         self.on_complete = None
 
     def arrive(self, req) -> bool:
+        req.id = len(self.requests)  # as the Recorder numbers what it admits
         return True
+
+    def sent(self, req, t: float) -> None:
+        req.arrived = t
+
+    def data_ready(self, req) -> None:
+        pass
 
     def submit(self, req) -> None:
         self.arrivals.append(round(self.env.now * 1e3, 6))
@@ -243,3 +250,23 @@ def test_wrk_loop_fires_a_due_timer_when_it_next_wakes():
     clients.reply_received(a2, env.now)
     env.run(until=6e-3)
     assert sink.arrivals[3:] == [5.1]
+
+
+def test_a_client_reconnects_only_after_handling_the_reply():
+    """wrk closes and reopens the connection on its one thread after reading the reply (woken
+    first if idle): the server sees the next connection wake + connect CPU after the reply."""
+    import simpy
+
+    from arch_sim.models.workload import ClosedClients, Workload
+
+    env = simpy.Environment()
+    sink = _Sink(env)
+    work = Workload(kind="closed", target_rps=None, connections=1, file_sizes="fixed:1",
+                    connection="close", client_connect_us=30.0, client_wake_us=40.0)
+    clients = ClosedClients(env, work, NetworkParams(), random.Random(1), sink, sink)
+    env.run(until=1e-3)
+    first = sink.requests[0]
+    assert sink.arrivals == [0.0]  # the first connection at once
+    clients.reply_received(first, env.now)  # its reply at 1 ms
+    env.run(until=2e-3)
+    assert sink.arrivals[1:] == [pytest.approx(1.0 + 0.040 + 0.030)]

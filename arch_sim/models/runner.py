@@ -80,7 +80,9 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
         userspace_frac=params.server.userspace_frac,
         think_tick_ms=(params.workload.think_tick_ms if think_tick_ms is None
                        else float(think_tick_ms)),
-        client_us=params.workload.client_us + (params.workload.client_close_us if close else 0),
+        client_us=params.workload.client_us,
+        client_connect_us=params.workload.client_close_us if close else 0.0,
+        client_wake_us=params.scheduler.wakeup_latency_us if close else 0.0,
         connection=connection,
     )
     if warmup is None:

@@ -217,6 +217,8 @@ class Workload:
     userspace_frac: float = 0.0
     think_tick_ms: float = 0.0  # closed only: think times in whole ticks, one client loop
     client_us: float = 0.0  # closed only: the client's CPU per request (one request at a time)
+    client_connect_us: float = 0.0  # close only: the client's CPU to close and reconnect
+    client_wake_us: float = 0.0  # close only: how long a reply takes to wake an idle client
     connection: str = "keep-alive"  # closed only: keep-alive | close (a connection per request)
 
     def __post_init__(self) -> None:
@@ -426,6 +428,8 @@ class ClosedClients(Clients):
         self._order = itertools.count()
         self._naps = 0  # the loop's sleeps so far (a timeout belongs to one of them)
         self.client_cost = workload.client_us * US
+        self.connect_cost = workload.client_connect_us * US
+        self.client_wake = workload.client_wake_us * US
         self.client_free = 0.0  # when the client's thread is done with its last request
         recorder.on_complete = self.reply_received
         self._slot_of: dict[Request, Slot] = {}  # requests in flight -> their connection
@@ -470,7 +474,23 @@ class ClosedClients(Clients):
 
     def _reply_in(self, slot: Slot) -> None:
         if self.close:
-            self._connect(slot)
+            # wrk handles the reply on its one thread - woken first if it was idle - closes the
+            # connection and opens the next (wrk.c response_complete -> reconnect_socket): the
+            # server sees the new connection only after that [WRK-close]
+            now = self.env.now
+            woken = now + self.client_wake if self.client_free <= now else now
+            self.client_free = max(woken, self.client_free) + self.connect_cost
+            timer = self.env.timeout(self.client_free - now)
+            timer.callbacks.append(lambda _ev, slot=slot: self._reconnected(slot))
+            return
+        self._next(slot)
+
+    def _reconnected(self, slot: Slot) -> None:
+        self._connect(slot)
+        self._next(slot)
+
+    def _next(self, slot: Slot) -> None:
+        """Think, then send the next request on ``slot``."""
         if self.loop:
             self._add_timer(slot)
             self._loop_runs()
