@@ -111,9 +111,11 @@ class ServerParams:
     poll_item_us: float = 0.0
     """State-group: cost of looking at a request that cannot move yet."""
     readiness_events: bool = False
-    """State-group: the worker is told which sockets became ready (epoll) and looks at a
-    waiting connection again only then; False: it looks at every waiting request on every
-    pass, as kHTTPd's WaitForHeaders peeks at each one [KH-waitheaders]."""
+    """State-group: the worker waits in epoll - it is told which sockets became ready and
+    looks at a waiting connection again only then, and an event that came while it finished an
+    empty pass makes its wait return at once.  False: kHTTPd - it peeks at every waiting request
+    on every pass [KH-waitheaders], and sleeps with interruptible_sleep_on_timeout(), which
+    loses a wake-up that comes before the sleep [KH-sleep]."""
     cohort_factor: float = 1.0
     """State-group: cost of the 2nd, 3rd... item of a batch relative to the first (warm cache)."""
     max_send_kb_per_pass: float = math.inf

@@ -56,6 +56,8 @@ class Worker:
         self.wait_headers: list[Request] = []
         self.send_data: list[Request] = []
         self.sleeping = False
+        self.passing = False  # running an empty pass, about to sleep
+        self.early = False  # an event came during that pass
         self.generation = 0  # which sleep a timer belongs to
         self.passes = 0
         self.sleeps = 0
@@ -197,19 +199,32 @@ class Worker:
     def sleep(self, pass_cost: float):
         """Nothing moved: sleep until an arrival, a socket event or the jiffy timeout.
 
-        The empty pass's CPU time (``pass_cost``) is used up before the CPU is given away;
-        anything that arrives meanwhile wakes us again (one more reschedule, as in kHTTPd).
+        The empty pass's CPU time (``pass_cost``) is used up first.  An event that comes
+        meanwhile meets a worker that is not asleep yet, and what becomes of it depends on how
+        the worker waits:
+
+        * readiness events (``readiness_events``: the real server's ``epoll_wait``) - the event
+          is pending when the worker asks, so the call returns at once: no sleep, another pass;
+        * kHTTPd's ``interruptible_sleep_on_timeout()`` - the wake-up finds the task still
+          running and is lost; the worker sleeps until the next event or the jiffy timeout
+          (docs/SOURCES.md [KH-sleep]).
         """
         m = self.model
         sched, env = m.sched, m.env
-        asleep_at = env.now + self.task.lead + pass_cost
+        self.early = False
+        self.passing = True  # kick() meanwhile only notes the event
+        yield from sched.run(self.task, pass_cost)
+        self.passing = False
+        if m.readiness and self.early:
+            return
+        asleep_at = env.now
         wake_at = self.next_socket_event()
         if m.tick:  # interruptible_sleep_on_timeout(): until the next timer tick(s)
             wake_at = min(wake_at, (math.floor(asleep_at / m.tick + 1e-9) + m.jiffies) * m.tick)
         self.sleeping = True
         self.sleeps += 1
         m.sleepers.append(self)
-        woken = sched.block(self.task, after=pass_cost)
+        woken = sched.block(self.task)
         if wake_at < math.inf:
             generation = self.generation
             timer = env.timeout(max(0.0, wake_at - env.now))
@@ -227,11 +242,14 @@ class Worker:
         return t
 
     def kick(self) -> None:
-        """Work arrived for this worker: wake it if it sleeps (a busy one finds it next pass)."""
+        """Work arrived for this worker: wake it if it sleeps (a busy one finds it next pass;
+        one finishing an empty pass notes it - see :meth:`sleep`)."""
         if self.sleeping:
             self.sleeping = False
             self.model.sleepers.remove(self)
             self.model.sched.wake(self.task)
+        elif self.passing:
+            self.early = True
 
     def _timer(self, generation: int) -> None:
         if self.sleeping and generation == self.generation:
@@ -302,6 +320,11 @@ class StateGroup:
             self.backlog.append(req)
             if self.sleepers:
                 self.sleepers[0].kick()  # wake-one, longest sleeper first
+            else:  # nobody asleep: a worker finishing an empty pass may be about to
+                for worker in self.workers:
+                    if worker.passing:
+                        worker.kick()
+                        break
             return
         conn = req.conn
         if conn.owner is None:  # connections spread over the workers as they are opened
