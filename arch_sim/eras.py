@@ -74,7 +74,7 @@ def run(jobs: list[dict], column: str, workers: int, progress: bool) -> pd.DataF
     """Run labelled jobs (:func:`era_jobs`, :func:`sensitivity_jobs`): schema rows with the
     label in ``column``."""
     from arch_sim import schema
-    from arch_sim.simulate import WALL_FIELDS, run_jobs
+    from arch_sim.sweep import WALL_FIELDS, run_jobs
 
     labels = [j.pop("label") for j in jobs]
     rows = run_jobs(jobs, workers=workers, progress=progress)

@@ -195,7 +195,7 @@ def sweep(params: ModelParams | str, loads: Iterable[float | None],
     """Simulate *archs* at every load; schema rows with ``preset`` = *label* (or the preset's
     name).  Keyword arguments as :func:`jobs` (workload, connection, connections, requests,
     reps, seed, cpus, threads).  ``workers`` > 1 runs the points in a process pool."""
-    from arch_sim.simulate import run_jobs
+    from arch_sim.sweep import run_jobs
 
     params = load_preset(params)
     rows = run_jobs(jobs(params, list(loads), archs, **kwargs), workers=workers, progress=False)

@@ -121,7 +121,7 @@ def simulate_like(measured: pd.DataFrame, params: ModelParams | str, reps: int =
     """
     import os
 
-    from arch_sim.simulate import WALL_FIELDS, run_jobs
+    from arch_sim.sweep import WALL_FIELDS, run_jobs
 
     plan = plan_like(measured, params, reps, requests, seed)
     if not plan:

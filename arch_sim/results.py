@@ -426,7 +426,7 @@ def replay(sim_dir: str | os.PathLike[str], points: int = 2,
     computed, not drawn.  A difference means the models - or, for the eras and the sensitivity
     variants, the shipped presets - changed since the run was made.
     """
-    from arch_sim.simulate import run_jobs
+    from arch_sim.sweep import run_jobs
 
     sim_dir = Path(sim_dir)
     info = meta(sim_dir)
@@ -457,7 +457,8 @@ def replay(sim_dir: str | os.PathLike[str], points: int = 2,
 def _replay_simulate(sim_dir: Path, info: dict[str, Any], points: int,
                      wanted: set[str] | None) -> pd.DataFrame:
     """:func:`replay` of an ``arch-sim simulate`` folder, planned from its meta.json."""
-    from arch_sim.simulate import plan, run_jobs
+    from arch_sim.simulate import plan
+    from arch_sim.sweep import run_jobs
 
     params = params_from_meta(info)
     reference = schema.load(sim_dir)

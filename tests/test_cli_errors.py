@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from arch_sim import cli, schema, simulate
+from arch_sim import cli, schema, simulate, sweep
 from arch_sim.harness import bench
 from arch_sim.plots import FIGURES
 
@@ -94,9 +94,9 @@ def test_a_sweep_that_fails_midway_leaves_no_folder(tmp_path, monkeypatch, failu
         calls.append(job)
         if len(calls) == 2:
             raise failure("the model broke")
-        return simulate.simulate_point(**job)
+        return sweep.simulate_point(**job)
 
-    monkeypatch.setattr(simulate, "_job", flaky)
+    monkeypatch.setattr(sweep, "_job", flaky)
     out = tmp_path / "results" / "run"
     argv = ["simulate", *TINY, "--loads", "500", "900", "--out", str(out)]
     if failure is KeyboardInterrupt:
@@ -112,7 +112,7 @@ def test_a_failed_sweep_into_an_existing_folder_leaves_it_as_it_was(tmp_path, mo
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    monkeypatch.setattr(simulate, "_job", lambda job: 1 / 0)
+    monkeypatch.setattr(sweep, "_job", lambda job: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         cli.main(["simulate", *TINY, "--out", str(out)])
     assert tree(tmp_path) == ["run", "run/notes.txt"]

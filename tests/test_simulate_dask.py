@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from arch_sim import simulate
+from arch_sim import simulate, sweep
 from arch_sim.cli import main
 
 SMALL = ["--loads", "800", "3000", "--reps", "2", "--requests", "1500", "--quiet", "--no-figures"]
@@ -45,7 +45,7 @@ def test_dask_sweep_writes_the_rows_of_the_local_run(tmp_path, cluster):
     a = pd.read_csv(local / "simulated.csv")
     b = pd.read_csv(dask / "simulated.csv")
     assert len(a) == 2 * 2 * 2  # archs x loads x reps
-    assert not set(simulate.WALL_FIELDS) & set(a.columns)
+    assert not set(sweep.WALL_FIELDS) & set(a.columns)
     pd.testing.assert_frame_equal(a, b)
     assert (local / "simulated.csv").read_bytes() == (dask / "simulated.csv").read_bytes()
     meta_local = json.loads((local / "meta.json").read_text())
@@ -67,18 +67,18 @@ def test_run_jobs_on_a_client_keeps_job_order(cluster):
     jobs = simulate.plan(args, params)
     seen: list[int] = []
     with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
-        rows = simulate.run_jobs(jobs, progress=False, dask=client,
+        rows = sweep.run_jobs(jobs, progress=False, dask=client,
                                  on_row=lambda i, row: seen.append(i))
         assert client.status == "running"  # a client we were given stays open
     assert sorted(seen) == [0, 1, 2]
-    local = simulate.run_jobs(jobs, workers=1, progress=False)
-    pd.testing.assert_frame_equal(pd.DataFrame(rows).drop(columns=list(simulate.WALL_FIELDS)),
-                                  pd.DataFrame(local).drop(columns=list(simulate.WALL_FIELDS)))
+    local = sweep.run_jobs(jobs, workers=1, progress=False)
+    pd.testing.assert_frame_equal(pd.DataFrame(rows).drop(columns=list(sweep.WALL_FIELDS)),
+                                  pd.DataFrame(local).drop(columns=list(sweep.WALL_FIELDS)))
 
 
 def test_unreachable_scheduler_is_a_clear_error_not_a_hang(tmp_path, monkeypatch, capsys):
     _distributed()
-    monkeypatch.setattr(simulate, "DASK_CONNECT_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(sweep, "DASK_CONNECT_TIMEOUT_S", 2.0)
     out = tmp_path / "run"
     started = time.monotonic()
     # port 9 (discard) on loopback: nothing listens, the connection is refused
@@ -87,8 +87,8 @@ def test_unreachable_scheduler_is_a_clear_error_not_a_hang(tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err
     assert not out.exists()  # nothing written for a sweep that never started
-    with pytest.raises(simulate.DaskError, match="cannot reach"):
-        simulate.run_jobs([], progress=False, dask="tcp://127.0.0.1:9")
+    with pytest.raises(sweep.DaskError, match="cannot reach"):
+        sweep.run_jobs([], progress=False, dask="tcp://127.0.0.1:9")
 
 
 def test_missing_dask_names_the_extra(tmp_path, monkeypatch, capsys):
@@ -96,8 +96,8 @@ def test_missing_dask_names_the_extra(tmp_path, monkeypatch, capsys):
     assert main(["simulate", *SMALL, "--dask", "tcp://127.0.0.1:8786",
                  "--out", str(tmp_path / "run")]) == 2
     assert "pip install 'arch-sim[dask]'" in capsys.readouterr().err
-    with pytest.raises(simulate.DaskError, match=r"arch-sim\[dask\]"):
-        simulate.connect_dask("tcp://127.0.0.1:8786")
+    with pytest.raises(sweep.DaskError, match=r"arch-sim\[dask\]"):
+        sweep.connect_dask("tcp://127.0.0.1:8786")
 
 
 def test_simulate_does_not_import_dask_without_dask(tmp_path):
