@@ -1,4 +1,4 @@
-"""The `arch-sim` command line: serve | bench | simulate | calibrate | plot | reproduce.
+"""The `arch-sim` command line: serve | bench | simulate | calibrate | plot | redraw | reproduce.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only wires them up.  A subcommand whose module is not built yet
@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("arch_sim.simulate", "run the SimPy models over a load sweep"),
     "calibrate": ("arch_sim.calibrate", "measure this host and write the `host` model preset"),
     "plot": ("arch_sim.plots", "draw the figures of one or more run folders"),
+    "redraw": ("arch_sim.redraw", "redraw every figure of results folders from their CSVs"),
     "reproduce": ("arch_sim.reproduce", "the main job: calibrate, measure, simulate, report"),
 }
 

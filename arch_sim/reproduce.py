@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import cli, eras, schema
+from . import cli, eras, plotstyle, schema
 from .regimes import REGIMES
 from .runinfo import git_commit, host_info, new_run_id, now_iso, write_atomic, write_json_atomic
 
@@ -52,6 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server-cpus", default="0")
     p.add_argument("--client-cpus", default="1")
     p.add_argument("--seed", type=int, default=1)
+    plotstyle.add_style_argument(p)
 
 
 class Reproduction:
@@ -141,7 +142,7 @@ class Reproduction:
                 "--client-cpus", self.args.client_cpus, "--seed", str(self.args.seed),
                 "--connection", REGIMES[regime].connection, "--file-set",
                 REGIMES[regime].file_set, "--threads", BENCH_THREADS[regime],
-                "--loads", BENCH_LOADS[(regime, self.mode)]]
+                "--loads", BENCH_LOADS[(regime, self.mode)], "--style", self.args.style]
         if self.args.quick:
             argv.append("--quick")
         if cli.main(argv) != 0:
@@ -207,20 +208,11 @@ class Reproduction:
         return table
 
     def figures(self, measured, sim_host, era_table, sens_table) -> None:
-        from . import plots_seed
-        from .plots import overlay_host, save
+        from .plots import save_all
+        from .redraw import reproduce_figures
 
-        if "seed" in measured:
-            save(plots_seed.seed_regime(measured["seed"]), self.out, "seed_regime")
-        for regime, rows in measured.items():
-            if sim_host is not None:
-                model = sim_host[sim_host["regime"] == regime]
-                save(overlay_host(rows, model), self.out, f"overlay_{regime}")
-        if measured and sim_host is not None:
-            rows = pd.concat(measured.values(), ignore_index=True)
-            save(plots_seed.per_state(rows, sim_host), self.out, "states")
-        save(plots_seed.eras(era_table), self.out, "eras")
-        save(plots_seed.sensitivity(sens_table), self.out, "sensitivity")
+        save_all(reproduce_figures(measured, sim_host, era_table, sens_table,
+                                   style=self.args.style), self.out)
 
     def report(self, calibration, measured, table, era_rows, era_table, sens_table) -> None:
         from .report import render

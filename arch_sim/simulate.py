@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from arch_sim import ARCHS, claims, runinfo, schema
+from arch_sim import ARCHS, claims, plotstyle, runinfo, schema
 from arch_sim.argtypes import (
     LIST_HELP,
     ListAction,
@@ -288,6 +288,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="run folder (default: results/simulate-<preset>-<UTC time>)")
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
+    plotstyle.add_style_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
@@ -354,7 +355,8 @@ def _sweep(args: argparse.Namespace, params: ModelParams, jobs: list[dict[str, A
         row["run_id"] = run_id
     df = schema.to_frame([{k: v for k, v in r.items() if k not in WALL_FIELDS} for r in rows])
     csv = write_results(df, out)
-    figures = [] if args.no_figures else draw_all(df, out, claims=params.name == "linux-2.2-1999")
+    figures = [] if args.no_figures else draw_all(df, out, claims=params.name == "linux-2.2-1999",
+                                                      style=args.style)
 
     meta.update({
         "seeds": [{"arch": j["arch"], "target_rps": j["target_rps"], "rep": j["rep"],

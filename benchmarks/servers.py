@@ -88,27 +88,10 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def figure(table: pd.DataFrame, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from arch_sim.plots import save
+    from arch_sim.plots_peers import cpu_per_request
 
-    groups = list(table.groupby("file_set", sort=False))
-    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.5), squeeze=False)
-    for ax, (file_set, sub) in zip(axes[0], groups, strict=True):
-        ax.barh(sub["label"], sub["cpu_us_per_request"], xerr=sub["cpu_us_sd"].fillna(0),
-                color=["#1f77b4", "#d62728", "#ff9896", "#555555", "#aaaaaa"][: len(sub)])
-        for y, (v, ratio) in enumerate(zip(sub["cpu_us_per_request"], sub["cpu_vs_nginx"],
-                                           strict=True)):
-            ax.text(v, y, f"  {v:.1f} us ({ratio:.1f}x nginx)", va="center", fontsize=8)
-        ax.set_title(f"{file_set}: server CPU per request at saturation")
-        ax.set_xlabel("CPU microseconds per request (user + system)")
-        ax.invert_yaxis()
-        ax.set_xlim(0, sub["cpu_us_per_request"].max() * 1.6)
-    fig.tight_layout()
-    save(fig, out, "cpu_per_request")
+    save(cpu_per_request(table), out, "cpu_per_request")
 
 
 def main(argv: list[str] | None = None) -> int:

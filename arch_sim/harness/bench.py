@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from real_servers.core.serving import cpu_list
 
-from .. import ARCHS
+from .. import ARCHS, plotstyle
 from ..argtypes import (
     LIST_HELP,
     ListAction,
@@ -83,6 +83,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="run folder (default results/bench-<time>)")
     p.add_argument("--quick", action="store_true", help="3 points, 2 s, 1 rep: under 2 minutes")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    plotstyle.add_style_argument(p)
 
 
 @dataclass
@@ -341,7 +342,7 @@ class Bench:
         if csv.exists():
             write_parquet_beside(csv)  # when pyarrow is installed
             if not self.args.no_plots:
-                _plot(self.plan.out)
+                _plot(self.plan.out, self.args.style)
         _print_table(csv)
         if error:
             print(f"\nerror: the sweep stopped early - {error}\n"
@@ -356,13 +357,13 @@ def _fmt_load(target_rps: float | None) -> str:
     return "max" if target_rps is None else f"{target_rps:g}/s"
 
 
-def _plot(run_dir: Path) -> None:
+def _plot(run_dir: Path, style: str) -> None:
     from .. import schema
     from ..plots import draw_all
 
     df = schema.load(run_dir)
     if not df.empty:
-        draw_all(df, run_dir)
+        draw_all(df, run_dir, style=style)
 
 
 def _print_table(csv: Path) -> None:
