@@ -463,13 +463,14 @@ def parse_prediction(value: Any) -> float | None:
 
 
 def reveal(prediction: Any, answer: float, what: str = "answer", rel_tol: float = 0.25,
-           abs_tol: float = 0.05) -> str:
+           abs_tol: float = 0.05, name: str = "my_prediction") -> str:
     """The computed *answer* beside the learner's *prediction*; returns (and prints) the text.
 
     The answer stays hidden until there is a prediction (a number, or a string such as
     ``"40%"``: :func:`parse_prediction`), unless ``REVEAL=1`` is set.  A prediction is
     "close" within *rel_tol* of the answer - or within *abs_tol* of it when the answer is
-    that small (a relative error to 0 would be infinite)."""
+    that small (a relative error to 0 would be infinite).  *name* is the variable the hidden
+    answer's message asks the learner to set."""
     show_all = reveal_all()
     try:
         guess = parse_prediction(prediction)
@@ -478,7 +479,7 @@ def reveal(prediction: Any, answer: float, what: str = "answer", rel_tol: float 
         guess, problem = None, str(exc)
     if guess is None and not show_all:
         why = problem or "you made no prediction"
-        text = (f"{what}: hidden - {why}. Set my_prediction above and re-run this cell "
+        text = (f"{what}: hidden - {why}. Set {name} above and re-run this cell "
                 f"(or set {REVEAL_ENV}=1 to see every answer).")
         print(text)
         return text

@@ -111,7 +111,8 @@ def check(seed: int, number: int, *predictions: Any, host: str | None = None) ->
         raise ValueError(f"exercise {number} takes {len(ex.asks)} prediction(s): "
                          + ", ".join(lessons.prediction_name(a) for a in ex.asks))
     values = lessons.answers(seed, number, host)
-    lines = [explore.reveal(guess, value, ex.label(ask), ask.rel_tol, ask.abs_tol)
+    lines = [explore.reveal(guess, value, ex.label(ask), ask.rel_tol, ask.abs_tol,
+                            lessons.prediction_name(ask))
              for ask, guess, value in zip(ex.asks, predictions, values, strict=True)]
     if any(" hidden - " in line for line in lines):
         return lines

@@ -138,6 +138,10 @@ def test_check_prints_the_explanation_only_with_the_answer(monkeypatch, capsys):
     assert ex.explanation in shown and "hidden" not in shown
     with pytest.raises(ValueError, match="my_prediction_a, my_prediction_b"):
         lab.check(2, 4, 1.0)
+    lab.check(2, 4, None, "0.3")  # each part hidden on its own, naming its variable
+    out = capsys.readouterr().out
+    assert "Set my_prediction_a above" in out and "4b: sleeps per request: hidden" not in out
+    assert lessons.exercise(2, 4).explanation not in out
 
 
 # -- the notebook -----------------------------------------------------------------------------
@@ -165,6 +169,7 @@ def test_run_all_shows_no_answer_before_a_prediction(monkeypatch, capsys):
     answers = [c for c in cells if "answer" in c.metadata.get("tags", [])]
     for cell in answers:
         assert "hidden - you made no prediction" in output_text(cell), output_text(cell)
+        assert "Set my_prediction" in output_text(cell)
     everything = "\n".join(output_text(c) for c in cells)
     for line in key:
         assert line not in everything
