@@ -365,10 +365,14 @@ def test_schedule_cost_grows_with_the_run_queue_only_on_2_2():
         explore.schedule_cost_us("linux-2.6-o1", 1000))
 
 
-def test_reveal_compares_a_prediction(capsys):
+def test_reveal_compares_a_prediction(capsys, monkeypatch):
+    monkeypatch.delenv(explore.REVEAL_ENV, raising=False)
     assert "no prediction" in explore.reveal(None, 3.0)
     assert "close" in explore.reveal(3.1, 3.0)
     assert "too low" in explore.reveal(1.0, 3.0)
+    assert "12,345" not in explore.reveal(None, 12345.0)  # hidden until a prediction
+    assert "12,345" in explore.reveal(12000, 12345.0)
+    monkeypatch.setenv(explore.REVEAL_ENV, "1")
     assert "12,345" in explore.reveal(None, 12345.0)
     assert not math.isnan(explore.simulated_requests_per_s(pd.DataFrame(
         {"requests": [10], "warmup": [2], "wall_s": [0.5]})))
