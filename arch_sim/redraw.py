@@ -121,7 +121,8 @@ def note_redraw(folder: Path, style: str) -> bool:
         return False
     git = runinfo.git_commit()
     code = git.get("commit") or "unknown"
-    if git.get("dirty"):
+    # the figures just written are uncommitted changes too; only changes to code count
+    if any(not str(f).startswith("results/") for f in git.get("changed", [])):
         code += " (with uncommitted changes)"
     note = f"{NOTE_PREFIX} (style {style}) on {runinfo.now_iso()[:10]}, code at commit {code}"
     meta["notes"] = [n for n in meta["notes"] if not str(n).startswith(NOTE_PREFIX)] + [note]
