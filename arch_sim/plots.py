@@ -84,9 +84,15 @@ def annotate_claims(ax: Axes, per_request: bool = False) -> None:
     note = {"textcoords": "offset points", "fontsize": "x-small", "zorder": 1,
             "in_layout": False,
             "bbox": {"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8}}
+    # the note reads rightwards from the 2,000 line, or leftwards when the line is so near the
+    # right edge that the note would run out of the axes (into the legend beside them)
+    at = ax.transAxes.inverted().transform(ax.transData.transform((SEED_NEW_HARDLY_ABOVE_RPS,
+                                                                   ax.get_ylim()[0])))[0]
+    leftwards = at > 0.7
     ax.annotate("seed, new design:\n'schedules hardly at all'\nabove 2,000 requests/s",
                 xy=(SEED_NEW_HARDLY_ABOVE_RPS, 0.97), xycoords=("data", "axes fraction"),
-                xytext=(4, 0), va="top", color="tab:blue", **note)
+                xytext=(-4 if leftwards else 4, 0), ha="right" if leftwards else "left",
+                va="top", color="tab:blue", **note)
     if not per_request:
         ax.axhline(SEED_OLD_RESCHEDULES_PER_S, color="tab:red", ls=":", lw=1)
         ax.annotate("seed, old design: '15000 reschedules\nper second was no exception'",
