@@ -207,6 +207,7 @@ def finish(fig: Figure) -> Figure:
     width = fig.get_size_inches()[0]
     for ax in fig.axes:
         plain_ticks(ax)
+        clip_stray_max(ax)
         for name in ("x", "y"):
             size = FontProperties(size=rc[f"{name}tick.labelsize"]).get_size_in_points()
             ax.tick_params(axis=name, which="both", labelsize=size)
@@ -259,9 +260,27 @@ def draw_max(ax: Axes, x: Sequence[float], y: Sequence[float], color: str,
     if yerr is not None and np.nanmax(np.asarray(yerr, dtype=float), initial=0.0) > 0:
         container = ax.errorbar(x, y, yerr=yerr, capsize=2 * s, elinewidth=0.8 * s, **kwargs)
         container.lines[0].set_gid(MAX_GID)
+        for part in (*container.lines[1], *container.lines[2]):  # bars may reach past a limit
+            part.set_clip_on(True)
     else:
         (line,) = ax.plot(x, y, **kwargs)
         line.set_gid(MAX_GID)
+
+
+def clip_stray_max(ax: Axes) -> None:
+    """Clip the stars :func:`draw_max` left unclipped when a point lies outside the final view:
+    a 0 on a log axis (or a point past a limit set by hand) would otherwise be drawn at a huge
+    offset, and a tight bounding box or the constrained layout would try to take it in."""
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    for line in ax.get_lines():
+        if line.get_gid() != MAX_GID or line.get_clip_on():
+            continue
+        x = np.asarray(line.get_xdata(), dtype=float)
+        y = np.asarray(line.get_ydata(), dtype=float)
+        inside = ((x >= x0 - 1e-9 * abs(x0)) & (x <= x1 + 1e-9 * abs(x1))
+                  & (y >= y0 - 1e-9 * abs(y0)) & (y <= y1 + 1e-9 * abs(y1)))
+        if not inside.all():
+            line.set_clip_on(True)
 
 
 # -- legends ----------------------------------------------------------------------------------

@@ -162,6 +162,17 @@ def test_each_series_and_metric_has_its_own_style(frame):
     assert len({line.get_linestyle() for line in old}) == 2
 
 
+def test_a_max_point_off_the_axes_does_not_blow_up_the_figure(frame, tmp_path):
+    """A p50 of 0 at max on the log latency axis: clipped, not drawn at a huge offset that a
+    tight bounding box (notebooks) or the layout would try to take in."""
+    zero = frame.copy()
+    zero.loc[zero.target_rps.isna(), "lat_p50_ms"] = 0.0
+    fig = throughput_and_latency(zero)
+    fig.savefig(tmp_path / "f.png", dpi=100, bbox_inches="tight")
+    width, height = png_size(tmp_path / "f.png")
+    assert width <= 1400 and height <= 700  # the figure is 13 x 5.4 inches
+
+
 # -- legends and ticks ------------------------------------------------------------------------
 
 def test_legends_sit_outside_the_data_with_short_labels(frame):
