@@ -28,6 +28,7 @@ from typing import Any
 
 from arch_sim import explore
 from arch_sim.models import ModelParams, load_preset, simulate_point
+from arch_sim.reveal import format_number
 
 #: the pinned presets (packaged, committed): the 1999 machine and the calibrated host
 OLD, HOST = "linux-2.2-1999", "host"
@@ -349,5 +350,5 @@ def key_lines(seed: int, host: str = HOST) -> list[str]:
     out = []
     for ex in scenario(seed, host):
         for ask, value in zip(ex.asks, answers(seed, ex.number, host), strict=True):
-            out.append(f"{ex.label(ask)}: {explore._number(value)}")
+            out.append(f"{ex.label(ask)}: {format_number(value)}")
     return out
