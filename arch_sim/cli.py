@@ -1,4 +1,4 @@
-"""The `arch-sim` command line: serve | bench | simulate | calibrate | plot | reproduce.
+"""The `arch-sim` command line: serve | bench | simulate | calibrate | plot | reproduce | timeline.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only wires them up.  A subcommand whose module is not built yet
@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("arch_sim.calibrate", "measure this host and write the `host` model preset"),
     "plot": ("arch_sim.plots", "draw the figures of one or more run folders"),
     "reproduce": ("arch_sim.reproduce", "the main job: calibrate, measure, simulate, report"),
+    "timeline": ("arch_sim.timeline", "one hand-off under four schedulers; schedule()'s cost"),
 }
 
 def _load(name: str):
