@@ -125,37 +125,33 @@ def test_eevdf_preempts_at_wake_up_only_with_wakeup_preemption(runs):
     assert off.worker_runs_at - ended.end < 0.01 * MS
 
 
-def test_run_to_parity_protects_an_eligible_running_task():
-    """One CPU: the waker is eligible and inside its slice when it wakes a sleeper placed with
-    an earlier deadline; RUN_TO_PARITY keeps it running, without it the sleeper preempts."""
-    def one_cpu(rtp: bool) -> list[str]:
-        params = SchedulerParams(policy="eevdf", timeslice_ms=1.4, hz=250,
-                                 eevdf_run_to_parity=rtp)
-        env = simpy.Environment()
-        sched = Scheduler(env, 1, params)
-        sched.observer = trace = SwitchTrace()
-        waker, sleeper = Task("waker"), Task("sleeper")
+@pytest.mark.parametrize(("wakeup", "rtp", "preempts"),
+                         [(True, True, False), (True, False, True), (False, False, False)])
+def test_run_to_parity_protects_an_eligible_running_task(wakeup, rtp, preempts):
+    """check_preempt_wakeup_fair() as the mechanism says: a woken task with the earliest
+    eligible deadline preempts a running task that is eligible and inside its slice only
+    without RUN_TO_PARITY - and never without WAKEUP_PREEMPTION."""
+    params = SchedulerParams(policy="eevdf", timeslice_ms=1.4, hz=250,
+                             eevdf_wakeup_preemption=wakeup, eevdf_run_to_parity=rtp)
+    env = simpy.Environment()
+    sched = Scheduler(env, 1, params)
+    running, ahead, woken = Task("running"), Task("ahead"), Task("woken")
 
-        def run_sleeper():
-            yield sched.start(sleeper)
-            yield sched.block(sleeper)  # at once: it keeps a full slice's deadline ahead
-            yield from sched.run(sleeper, 0.5 * MS)
-            yield sched.block(sleeper)
+    def start(task):
+        yield sched.start(task)
 
-        def run_waker():
-            yield sched.start(waker)
-            yield from sched.run(waker, 0.1 * MS)
-            yield from sched.wake_from(waker, sleeper)
-            yield from sched.run(waker, 0.5 * MS)
-            yield sched.block(waker)
-
-        env.process(run_sleeper())
-        env.process(run_waker())
-        env.run(until=3 * MS)
-        return [r.why for r in trace.finish(env.now, cpus=1) if r.task == "waker"]
-
-    assert one_cpu(True) == ["blocked"]
-    assert one_cpu(False) == ["wakeup", "blocked"]
+    for task in (running, ahead, woken):
+        env.process(start(task))
+    env.run(until=1e-9)
+    (cpu,) = sched.cpus
+    assert cpu.current is running
+    cpu.need_resched = False
+    # V = (1.0 + 3.0 + 0.5) / 3 = 1.5 ms: "running" (v 1.0) and "woken" (v 0.5) are eligible,
+    # "ahead" (v 3.0) is not; "woken" has the earliest deadline, "running" is inside its slice
+    for task, v, deadline in ((running, 1.0, 2.4), (ahead, 3.0, 4.4), (woken, 0.5, 1.9)):
+        task.v, task.deadline, task.vstart = v * MS, deadline * MS, env.now
+    victim = sched.policy.wake_victim(woken, running)
+    assert (victim is cpu) == preempts
 
 
 # -- the cost of schedule() -------------------------------------------------------------------
