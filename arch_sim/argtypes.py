@@ -148,3 +148,21 @@ def report(command: str, message: str, file: Any = None) -> int:
     """Print the one-line error of ``arch-sim COMMAND`` and return its exit code, 2."""
     print(f"arch-sim {command}: error: {message}", file=file or sys.stderr)
     return 2
+
+
+def options(add_arguments: Callable[[argparse.ArgumentParser], None],
+            **values: Any) -> argparse.Namespace:
+    """A command's options as its parser's defaults with *values* set: how one command runs
+    another (``bench.run(options(bench.add_arguments, out=..., loads="100,max"))``) without
+    spelling a command line.  Values take the forms the option's ``type``/``ListAction``
+    produce (or a string the command's own parse_* accepts); a name the command does not have
+    is a TypeError, so a renamed option cannot be set silently."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    args = parser.parse_args([])
+    unknown = sorted(set(values) - set(vars(args)))
+    if unknown:
+        raise TypeError(f"no option {', '.join(unknown)} (has: {', '.join(sorted(vars(args)))})")
+    for name, value in values.items():
+        setattr(args, name, value)
+    return args

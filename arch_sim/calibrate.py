@@ -29,8 +29,8 @@ from typing import Any
 import pandas as pd
 
 from . import ARCHS
-from .hostbench import context_switch_us, futex_wake_us, wakeup_latency_us
-from .models.calibration import cold_cache, cpu_time_cv
+from .argtypes import options
+from .hostbench import cold_cache, context_switch_us, cpu_time_cv, futex_wake_us, wakeup_latency_us
 from .runinfo import host_info, now_iso, write_atomic, write_json_atomic
 
 DEFAULT_OUT = Path(__file__).parent / "models" / "presets" / "host.toml"
@@ -112,15 +112,11 @@ def _servers_at_saturation(args: argparse.Namespace) -> tuple[dict, str | None]:
         return {}, str(exc)
     print("calibrate: each real server at saturation (wrk unpaced)...", flush=True)
     with tempfile.TemporaryDirectory(prefix="arch-sim-calibrate-") as tmp:
-        parser = argparse.ArgumentParser()
-        bench.add_arguments(parser)
-        bench_args = parser.parse_args([
-            "--loads", f"{PACED_RPS},max", "--duration", str(args.duration), "--warmup", "1",
-            "--reps", "1",
-            "--server-cpus", args.server_cpus, "--client-cpus", args.client_cpus,
-            "--file-set", args.file_set, "--connections", str(args.connections),
-            "--threads", str(THREADS), "--out", str(Path(tmp) / "run"), "--no-plots",
-        ])
+        bench_args = options(bench.add_arguments, loads=f"{PACED_RPS},max",
+                             duration=args.duration, warmup=1.0, reps=1,
+                             server_cpus=args.server_cpus, client_cpus=args.client_cpus,
+                             file_set=args.file_set, connections=args.connections,
+                             threads=[THREADS], out=str(Path(tmp) / "run"), no_plots=True)
         code = bench.Bench(bench.make_plan(bench_args), bench_args).run()
         if code != 0:
             return {}, f"the saturation run failed (exit {code}); see the messages above"
@@ -160,15 +156,11 @@ def _close_at_saturation(args: argparse.Namespace) -> dict[str, Any]:
     print("calibrate: each real server at saturation with a connection per request...",
           flush=True)
     with tempfile.TemporaryDirectory(prefix="arch-sim-calibrate-") as tmp:
-        parser = argparse.ArgumentParser()
-        bench.add_arguments(parser)
-        bench_args = parser.parse_args([
-            "--loads", "max", "--duration", str(args.duration), "--warmup", "1", "--reps", "1",
-            "--server-cpus", args.server_cpus, "--client-cpus", args.client_cpus,
-            "--file-set", args.file_set, "--connections", str(args.connections),
-            "--connection", "close", "--threads", f"0,{THREADS}",
-            "--out", str(Path(tmp) / "run"), "--no-plots",
-        ])
+        bench_args = options(bench.add_arguments, loads="max", duration=args.duration,
+                             warmup=1.0, reps=1, server_cpus=args.server_cpus,
+                             client_cpus=args.client_cpus, file_set=args.file_set,
+                             connections=args.connections, connection="close",
+                             threads=[0, THREADS], out=str(Path(tmp) / "run"), no_plots=True)
         if bench.Bench(bench.make_plan(bench_args), bench_args).run() != 0:
             return {}
         df = pd.read_csv(Path(tmp) / "run" / "measurements.csv")

@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from arch_sim import ARCHS, schema
-from arch_sim.models import ModelParams, load_preset, point_seed
+from arch_sim.models import ModelParams, load_preset
 
 #: knob -> (section of ModelParams or None for top level, field, what it means)
 KNOBS: dict[str, tuple[str | None, str, str]] = {
@@ -173,20 +173,11 @@ def jobs(params: ModelParams | str, loads: Iterable[float | None],
 
     *workload* (``open`` / ``closed``) and *connection* (closed: ``keep-alive`` / ``close``)
     default to the preset's (``workload.kind``, ``workload.connection``)."""
-    params = load_preset(params)
-    workload = params.workload.kind if workload is None else workload
-    conns = params.workload.connections if connections is None else connections
-    out = []
-    for arch in archs:
-        for load in loads:
-            for rep in range(reps):
-                out.append({
-                    "arch": arch, "params": params, "target_rps": load, "workload": workload,
-                    "connection": connection, "connections": conns, "requests": requests,
-                    "rep": rep, "cpus": cpus, "threads": threads,
-                    "seed": point_seed(seed, load, rep, conns if workload == "closed" else None),
-                })
-    return out
+    from arch_sim.sweep import plan
+
+    return plan(load_preset(params), loads, archs, workload=workload, connection=connection,
+                connections=connections, requests=requests, reps=reps, seed=seed, cpus=cpus,
+                threads=threads)
 
 
 def sweep(params: ModelParams | str, loads: Iterable[float | None],

@@ -7,10 +7,13 @@
   carrying the writer's clock; the reader's clock on waking minus that is the wake-up latency.
 - :func:`futex_wake_us`: what waking a thread costs the waker: a Python thread's CPU time in a
   ``Lock.release()`` another thread (same CPU) sleeps on, less a release nobody waits for.
+- :func:`cpu_time_cv`: run-to-run variation of the CPU time of one fixed piece of work.
+- :func:`cold_cache`: how fast an idle CPU's caches go cold (:func:`fit_cold_decay` fits it).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import struct
@@ -185,3 +188,105 @@ def futex_wake_us(samples: int = 2_000, cpu: int = 0) -> dict:
     woke_us, idle_us = statistics.median(woke), statistics.median(idle)
     return {"wake_us": max(0.0, woke_us - idle_us), "release_woke_us": woke_us,
             "release_idle_us": idle_us, "samples": samples, "cpu": cpu}
+
+
+def cpu_time_cv(samples: int = 1500, gap_s: float = 0.001, cpu: int | None = None) -> dict:
+    """Run-to-run variation of the CPU time of one fixed piece of Python work.
+
+    The work (~50 us: dict stores, bytes, json.dumps) runs ``samples`` times, ``gap_s`` apart
+    (the CPU idles in between, as a server's between requests); its thread CPU time is read
+    around each run.  Returns ``{"cv", "mean_us", "median_us", "samples", "gap_s"}``.  Pin with
+    ``cpu`` to measure one CPU.
+    """
+    import json
+    import os
+
+    old = os.sched_getaffinity(0) if cpu is not None else None
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    try:
+        def work() -> int:
+            d: dict[int, bytes] = {}
+            for i in range(300):
+                d[i % 37] = str(i).encode() + b"x"
+            return len(json.dumps(list(d)))
+
+        times = []
+        for _ in range(samples):
+            if gap_s:
+                time.sleep(gap_s)
+            t0 = time.thread_time_ns()
+            work()
+            times.append((time.thread_time_ns() - t0) / 1e3)
+    finally:
+        if old is not None:
+            os.sched_setaffinity(0, old)
+    mean = statistics.fmean(times)
+    return {"cv": statistics.pstdev(times) / mean, "mean_us": mean,
+            "median_us": statistics.median(times), "samples": samples, "gap_s": gap_s}
+
+
+def cold_cache(gaps_ms: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0), rounds: int = 100,
+               cpu: int | None = None) -> dict:
+    """How fast an idle CPU's caches go cold: the extra CPU time of a short piece of server-like
+    work (a 2 KB send and recv on a socket pair, a little Python) run right after the thread
+    slept ``gap`` ms (0.3-30), over the same work run back to back.
+
+    The extra grows with the gap as ``refill * (1 - exp(-gap / decay))``; ``decay_ms`` is fitted
+    (least squares over a log grid).  The ``refill_us`` here is this small work's own; a server's
+    request touches more code, so the preset solves its refill from the servers themselves.
+    Returns ``{"decay_ms", "refill_us", "warm_us", "gaps_ms", "extra_us", "rounds"}``.
+    """
+    import json
+    import os
+    import socket
+
+    old = os.sched_getaffinity(0) if cpu is not None else None
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    a, b = socket.socketpair()
+    blob = os.urandom(2048)
+
+    def work() -> int:
+        a.send(blob)
+        b.recv(65536)
+        return len(json.dumps({i: str(i) for i in range(20)}))
+
+    def timed() -> float:
+        t0 = time.thread_time_ns()
+        work()
+        return (time.thread_time_ns() - t0) / 1e3
+
+    try:
+        for _ in range(200):
+            work()
+        warm = statistics.median(timed() for _ in range(rounds * 2))
+        extra = []
+        for gap in gaps_ms:
+            samples = []
+            for _ in range(rounds):
+                time.sleep(gap / 1e3)
+                samples.append(timed())
+            extra.append(max(0.0, statistics.median(samples) - warm))
+    finally:
+        a.close()
+        b.close()
+        if old is not None:
+            os.sched_setaffinity(0, old)
+    decay, refill = fit_cold_decay(gaps_ms, extra)
+    return {"decay_ms": decay, "refill_us": refill, "warm_us": warm, "gaps_ms": list(gaps_ms),
+            "extra_us": extra, "rounds": rounds}
+
+
+def fit_cold_decay(gaps_ms, extra_us) -> tuple[float, float]:
+    """Least-squares fit of ``extra = refill * (1 - exp(-gap / decay))``: (decay_ms, refill)."""
+    best = (math.inf, 0.1, 0.0)
+    for i in range(91):  # decay from 0.1 ms to 100 ms, 30 steps per decade
+        decay = 0.1 * 10 ** (i / 30)
+        shape = [-math.expm1(-g / decay) for g in gaps_ms]
+        norm = sum(x * x for x in shape)
+        refill = sum(x * e for x, e in zip(shape, extra_us, strict=True)) / norm if norm else 0.0
+        err = sum((refill * x - e) ** 2 for x, e in zip(shape, extra_us, strict=True))
+        if err < best[0]:
+            best = (err, decay, refill)
+    return best[1], best[2]

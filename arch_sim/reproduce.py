@@ -28,7 +28,8 @@ from typing import Any
 
 import pandas as pd
 
-from . import cli, eras, schema
+from . import eras, schema
+from .argtypes import options
 from .regimes import REGIMES
 from .runinfo import git_commit, host_info, new_run_id, now_iso, write_atomic, write_json_atomic
 
@@ -123,12 +124,9 @@ class Reproduction:
         from .calibrate import add_arguments as calibrate_arguments
         from .calibrate import measure, write_preset
 
-        parser = argparse.ArgumentParser()
-        calibrate_arguments(parser)
-        cal_args = parser.parse_args(["--server-cpus", self.args.server_cpus,
-                                      "--client-cpus", self.args.client_cpus,
-                                      "--duration", "2" if self.args.quick else "4"])
-        measurements = measure(cal_args)
+        measurements = measure(options(calibrate_arguments, server_cpus=self.args.server_cpus,
+                                       client_cpus=self.args.client_cpus,
+                                       duration=2.0 if self.args.quick else 4.0))
         write_preset(measurements, self.out / "host.toml")
         if measurements.get("servers_skipped"):
             why = measurements["servers_skipped"]
@@ -137,14 +135,14 @@ class Reproduction:
 
     def measure(self, regime: str) -> pd.DataFrame:
         folder = self.out / f"measured-{regime}"
-        argv = ["bench", "--out", str(folder), "--server-cpus", self.args.server_cpus,
-                "--client-cpus", self.args.client_cpus, "--seed", str(self.args.seed),
-                "--connection", REGIMES[regime].connection, "--file-set",
-                REGIMES[regime].file_set, "--threads", BENCH_THREADS[regime],
-                "--loads", BENCH_LOADS[(regime, self.mode)]]
-        if self.args.quick:
-            argv.append("--quick")
-        if cli.main(argv) != 0:
+        from .harness import bench
+
+        args = options(bench.add_arguments, out=str(folder), server_cpus=self.args.server_cpus,
+                       client_cpus=self.args.client_cpus, seed=self.args.seed,
+                       connection=REGIMES[regime].connection,
+                       file_set=REGIMES[regime].file_set, threads=BENCH_THREADS[regime],
+                       loads=BENCH_LOADS[(regime, self.mode)], quick=self.args.quick)
+        if bench.run(args) != 0:
             raise RuntimeError(f"the real sweep failed; see {folder}")
         return schema.load(folder)
 

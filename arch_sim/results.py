@@ -457,7 +457,7 @@ def replay(sim_dir: str | os.PathLike[str], points: int = 2,
 def _replay_simulate(sim_dir: Path, info: dict[str, Any], points: int,
                      wanted: set[str] | None) -> pd.DataFrame:
     """:func:`replay` of an ``arch-sim simulate`` folder, planned from its meta.json."""
-    from arch_sim.simulate import plan
+    from arch_sim.sweep import plan_options as plan
     from arch_sim.sweep import run_jobs
 
     params = params_from_meta(info)

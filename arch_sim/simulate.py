@@ -44,7 +44,7 @@ from arch_sim.argtypes import (
     positive_float,
     positive_int,
 )
-from arch_sim.models import ModelParams, load_preset, point_seed, preset_names
+from arch_sim.models import ModelParams, load_preset, preset_names
 from arch_sim.models.params import preset_path
 from arch_sim.models.workload import CONNECTION_MODES, FileSizes
 from arch_sim.plots import draw_all
@@ -55,11 +55,13 @@ from arch_sim.sweep import (  # noqa: F401  (DaskError, DASK_*: the command's ow
     WALL_FIELDS,
     DaskError,
     connect_dask,
+    default_load_range,
     executor_name,
+    parse_load_range,
+    plan_options,
     run_jobs,
 )
 
-#: fields of simulate_point's row that depend on the wall clock (kept out of the CSV)
 DEFAULT_LOAD_RANGE = "100:20000:25"
 DEFAULT_REPS = 5
 DEFAULT_REQUESTS = 20000
@@ -68,30 +70,6 @@ QUICK = {"points": 6, "reps": 3, "requests": 3000}
 
 
 # -- what to run ------------------------------------------------------------------------------
-
-def parse_load_range(text: str) -> list[float]:
-    """``START:STOP:N`` -> N evenly spaced loads from START to STOP (requests/s)."""
-    try:
-        start, stop, n = text.split(":")
-        start_f, stop_f, count = float(start), float(stop), int(n)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--load-range {text!r}: expected START:STOP:N, e.g. 100:20000:25") from None
-    if count < 1 or start_f <= 0 or stop_f < start_f:
-        raise argparse.ArgumentTypeError(
-            f"--load-range {text!r}: need 0 < START <= STOP and N >= 1")
-    return [float(x) for x in np.linspace(start_f, stop_f, count)]
-
-
-def default_load_range(params: ModelParams, points: int = 25) -> str:
-    """``100:TOP:POINTS`` with TOP the smaller of 20,000 requests/s and what the preset's
-    shared link can carry (beyond it open arrivals only pile up - and the simulation slows
-    down)."""
-    from arch_sim.eras import OVERLOAD_LIMIT, link_capacity_rps
-
-    top = min(20000.0, OVERLOAD_LIMIT * link_capacity_rps(params))
-    return f"100:{max(top, 200.0):.0f}:{points}"
-
 
 def file_sizes(text: str) -> str:
     """``--file-sizes``: checked by the model's own parser, so a typo fails before the sweep."""
@@ -105,7 +83,7 @@ def file_sizes(text: str) -> str:
 def resolve_defaults(args: argparse.Namespace, params: ModelParams) -> None:
     """Fill ``--reps``, ``--requests`` and (``--quick``, open workload) ``--load-range`` in
     *args* when not given, so meta.json records the values the sweep used and
-    :func:`plan` replays it from them alone."""
+    :func:`~arch_sim.sweep.plan_options` replays it from them alone."""
     quick = bool(getattr(args, "quick", False))
     if args.reps is None:
         args.reps = QUICK["reps"] if quick else DEFAULT_REPS
@@ -133,39 +111,6 @@ def load_preset_checked(name_or_path: str) -> ModelParams:
     if empty:
         raise UsageError(f"--preset {path}: the file holds no settings; {fix}")
     return load_preset(path)
-
-
-def plan(args: argparse.Namespace, params: ModelParams) -> list[dict[str, Any]]:
-    """The sweep as a list of simulate_point keyword sets, in output order."""
-    workload = args.workload or params.workload.kind
-    if args.loads:
-        loads: list[float | None] = [float(x) for x in args.loads]
-    elif workload == "closed" and not args.load_range:
-        loads = [None]  # unpaced: no think time, as wrk without pacing
-    else:
-        loads = parse_load_range(args.load_range or default_load_range(params))
-    connections = args.connections or params.workload.connections
-    jobs = []
-    for arch in args.arch:
-        for load in loads:
-            for rep in range(args.reps):
-                jobs.append({
-                    "arch": arch,
-                    "params": params,
-                    "target_rps": load,
-                    "workload": workload,
-                    "connection": args.connection,
-                    "connections": connections,
-                    "requests": args.requests,
-                    "warmup": args.warmup,
-                    "seed": point_seed(args.seed, load, rep,
-                                       connections if workload == "closed" else None),
-                    "rep": rep,
-                    "cpus": args.cpus,
-                    "threads": args.threads,
-                    "file_sizes": args.file_sizes,
-                })
-    return jobs
 
 
 def run_id_for(args: argparse.Namespace, params: ModelParams) -> str:
@@ -296,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         params = load_preset_checked(args.preset)
         resolve_defaults(args, params)
-        jobs = plan(args, params)
+        jobs = plan_options(args, params)
     except (ValueError, FileNotFoundError, argparse.ArgumentTypeError) as exc:
         raise UsageError(str(exc)) from None
     started = datetime.now(UTC)

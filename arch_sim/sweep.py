@@ -2,25 +2,88 @@
 cluster - and get the rows back in job order, the same whatever ran them.
 
 Library code (``arch-sim simulate``, the fidelity and eras runs of ``arch-sim reproduce``,
-the notebooks) runs its sweeps through :func:`run_jobs`.
+the notebooks) plans its sweeps with :func:`plan` and runs them through :func:`run_jobs`.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
-from arch_sim.models import simulate_point
+from arch_sim.models import ModelParams, point_seed, simulate_point
 
 #: fields of simulate_point's row that depend on the wall clock (kept out of the CSVs)
 WALL_FIELDS = ("wall_s", "sim_requests_per_wall_s")
 #: seconds to wait for a Dask scheduler before giving up
 DASK_CONNECT_TIMEOUT_S = 5.0
 DASK_INSTALL_HINT = "pip install 'arch-sim[dask]'"
+
+
+def plan(params: ModelParams, loads: Iterable[float | None], archs: Sequence[str], *,
+         workload: str | None = None, connection: str | None = None,
+         connections: int | None = None, requests: int = 20000, reps: int = 1, seed: int = 1,
+         **fixed: Any) -> list[dict[str, Any]]:
+    """A sweep as :func:`~arch_sim.models.simulate_point` keyword sets, arch by load by rep.
+
+    Every architecture gets the same seed at a point (common random numbers: the same arrivals
+    and file draws, so a difference between them is the architecture's).  *workload* and the
+    number of *connections* default to the preset's; *fixed* (``warmup``, ``cpus``,
+    ``threads``, ``file_sizes``...) goes to every job as given."""
+    workload = params.workload.kind if workload is None else workload
+    conns = params.workload.connections if connections is None else connections
+    loads = list(loads)
+    return [{"arch": arch, "params": params, "target_rps": load, "workload": workload,
+             "connection": connection, "connections": conns, "requests": requests,
+             "seed": point_seed(seed, load, rep, conns if workload == "closed" else None),
+             "rep": rep, **fixed}
+            for arch in archs for load in loads for rep in range(reps)]
+
+
+def parse_load_range(text: str) -> list[float]:
+    """``START:STOP:N`` -> N evenly spaced loads from START to STOP (requests/s)."""
+    try:
+        start, stop, n = text.split(":")
+        start_f, stop_f, count = float(start), float(stop), int(n)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--load-range {text!r}: expected START:STOP:N, e.g. 100:20000:25") from None
+    if count < 1 or start_f <= 0 or stop_f < start_f:
+        raise argparse.ArgumentTypeError(
+            f"--load-range {text!r}: need 0 < START <= STOP and N >= 1")
+    return [float(x) for x in np.linspace(start_f, stop_f, count)]
+
+
+def default_load_range(params: ModelParams, points: int = 25) -> str:
+    """``100:TOP:POINTS`` with TOP the smaller of 20,000 requests/s and what the preset's
+    shared link can carry (beyond it open arrivals only pile up - and the simulation slows
+    down)."""
+    from arch_sim.eras import OVERLOAD_LIMIT, link_capacity_rps
+
+    top = min(20000.0, OVERLOAD_LIMIT * link_capacity_rps(params))
+    return f"100:{max(top, 200.0):.0f}:{points}"
+
+
+def plan_options(args: argparse.Namespace, params: ModelParams) -> list[dict[str, Any]]:
+    """The jobs of ``arch-sim simulate`` with these options (its meta.json's ``args``), in
+    output order: the loads (``--loads``, ``--load-range`` or the preset's default range; a
+    closed workload without either runs unpaced), then :func:`plan`."""
+    workload = args.workload or params.workload.kind
+    if args.loads:
+        loads: list[float | None] = [float(x) for x in args.loads]
+    elif workload == "closed" and not args.load_range:
+        loads = [None]  # unpaced: no think time, as wrk without pacing
+    else:
+        loads = parse_load_range(args.load_range or default_load_range(params))
+    return plan(params, loads, args.arch, workload=workload, connection=args.connection,
+               connections=args.connections or None, requests=args.requests,
+               reps=args.reps, seed=args.seed, warmup=args.warmup, cpus=args.cpus,
+               threads=args.threads, file_sizes=args.file_sizes)
 
 
 def _job(job: dict[str, Any]) -> dict[str, Any]:

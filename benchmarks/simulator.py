@@ -5,8 +5,7 @@
 For each preset and architecture, the offered rate that loads one simulated CPU to 50% (open
 Poisson workload), ``--seeds`` runs of ``--requests`` requests each; the best run counts (the
 machine is shared: a slower run measured the neighbours).  Prints a table and, with ``--out``,
-writes it as JSON with the host it ran on.  Issue 9's floor: state-group >= 30,000 and
-thread-per-request >= 15,000 simulated requests per wall-second.
+writes it as JSON with the host it ran on.
 """
 
 from __future__ import annotations

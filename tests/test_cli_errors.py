@@ -299,3 +299,13 @@ def test_serve_port_zero_still_means_any_free_port(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_one_command_runs_another_by_option_names_not_a_command_line():
+    from arch_sim.argtypes import options
+
+    args = options(bench.add_arguments, loads="100,max", quick=True)
+    assert args.loads == "100,max" and args.quick and args.connections == 64
+    assert bench.make_plan(args).loads == [100.0, None]
+    with pytest.raises(TypeError, match="no option lods"):
+        options(bench.add_arguments, lods="100")

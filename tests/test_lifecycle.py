@@ -13,8 +13,9 @@ import pytest
 from arch_sim import STATES
 from real_servers.core import DocumentRoot, RequestParser, Responder
 from real_servers.core import lifecycle as lc
+from real_servers.stategroup import lifecycle as sg
 from real_servers.stategroup.states import logging as logging_state
-from real_servers.stategroup.states import wait_headers
+from real_servers.stategroup.states import send_data, wait_headers
 from real_servers.stategroup.worker import LifecycleError, Worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,3 +145,21 @@ def test_logging_keeps_a_connection_alive_by_moving_it_back(tmp_path):
     conn2 = _conn(lc.LOGGING, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # pipelined
     logging_state._keep_alive(worker, conn2)
     assert worker.queues[lc.WAIT_HEADERS] == [conn2]
+
+
+def test_a_deadline_is_the_state_s_to_handle_not_the_worker_s(tmp_path):
+    worker = _worker(tmp_path)
+    trickled = _conn(lc.WAIT_HEADERS, b"GET /index.html HT")  # a header that stopped coming
+    wait_headers.expire(worker, trickled)
+    assert trickled.state == lc.SEND_DATA and trickled.response.status == 408
+    idle = _conn(lc.WAIT_HEADERS)  # a keep-alive connection nobody used
+    wait_headers.expire(worker, idle)
+    assert idle.state == lc.LOGGING and idle.ending == sg.ABORT
+    stalled = _conn(lc.SEND_DATA)  # a client that stopped reading its response
+    send_data.expire(worker, stalled)
+    assert stalled.state == lc.LOGGING and stalled.ending == sg.CUT
+    # a state without the hook: the worker ends the connection
+    bare = SimpleNamespace(_expire_hooks=[None] * len(lc.NAMES), end=worker.end)
+    gone = _conn(lc.LOGGING)
+    Worker._expire(bare, gone)
+    assert gone.ending == sg.ABORT

@@ -8,12 +8,9 @@ import tomllib
 
 import pytest
 
+from arch_sim.hostbench import fit_cold_decay
 from arch_sim.models import load_preset, simulate_point
-from arch_sim.models.calibration import (
-    fit_cold_decay,
-    host_preset_text,
-    model_cpu_us_per_request,
-)
+from arch_sim.models.calibration import host_preset_text, model_cpu_us_per_request
 from arch_sim.models.params import from_dict
 
 MEASUREMENTS = {

@@ -64,7 +64,7 @@ def test_run_jobs_on_a_client_keeps_job_order(cluster):
         connections=None,
         arch=["state-group"], reps=1, requests=600, warmup=None, seed=3, cpus=None,
         threads=None, file_sizes=None)
-    jobs = simulate.plan(args, params)
+    jobs = sweep.plan_options(args, params)
     seen: list[int] = []
     with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
         rows = sweep.run_jobs(jobs, progress=False, dask=client,

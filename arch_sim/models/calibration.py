@@ -42,12 +42,23 @@ from __future__ import annotations
 
 import math
 import re
-import statistics
 import time
 from typing import Any
 
 from arch_sim import specweb99
+from arch_sim.models.connection_costs import previous_connection_costs
 from arch_sim.models.params import from_dict
+from arch_sim.models.request_costs import (
+    DISPATCHER_SHARE,
+    SEND_US_PER_KB,
+    STATE_SHARES,
+    model_cpu_us_per_request,
+    previous_cold_refill_us,
+    previous_server_costs,
+    scale_costs,
+    solve_refill,
+    split_costs,
+)
 from real_servers.stategroup.config import DEFAULT_SEND_CHUNK
 
 #: SPECweb99 class mix mean reply (KB), as the harness's file set and the model's draw it
@@ -61,16 +72,8 @@ FALLBACK_CPU_CV = 0.27  # cpu_time_cv(): same Python work, 1 ms apart
 FALLBACK_WAKE_US = 1.8  # futex_wake_us(): 1.79-1.84 us over three runs on the development host
 FALLBACK_COLD_DECAY_MS = 5.0  # cold_cache(): 4-8 ms over repeated runs on the development host
 
-#: Share of the thread-per-request server's CPU per request spent by its dispatcher thread:
-#: measured once with ``perf sched`` on the development host at saturation (dispatcher 3.8 us,
-#: pool threads 30.0 us per request).
-DISPATCHER_SHARE = 0.11
-#: Split of a request's own CPU (pool thread, or state-group states) over the lifecycle.
-STATE_SHARES = {"parse": 0.40, "send": 0.45, "log": 0.15}
 #: What the measured state-group server sends to one connection per pass (its default)
 SEND_CHUNK_KB = DEFAULT_SEND_CHUNK / 1024
-#: Loopback send: each byte is copied once into the socket buffer (~10 GB/s memcpy).
-SEND_US_PER_KB = 0.1
 #: State-group: fixed cost of a pass over the five state modules (five Python calls and an
 #: epoll.poll(0)), charged per pass rather than per request.
 PASS_US = 2.0
@@ -124,7 +127,7 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
     conn = previous_connection_costs()
     client_close = close.get("client_close_us")
     for arch in measured_archs:
-        costs[arch] = _split(float(servers[arch]["cpu_us_per_request"])
+        costs[arch] = split_costs(float(servers[arch]["cpu_us_per_request"])
                              - float(servers[arch].get("reschedules_per_request", 0.0))
                              * switch_us, arch, mean_kb)
 
@@ -198,12 +201,12 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
                "development host"),
             f"cpu_time_cv = {cv if cv is not None else FALLBACK_CPU_CV:.3f}      # "
             + (f"{tag}: run-to-run variation of the CPU time of the same Python work, "
-               "1 ms apart (calibration.cpu_time_cv)" if cv is not None else
+               "1 ms apart (hostbench.cpu_time_cv)" if cv is not None else
                "not measured by this calibrate run: cpu_time_cv() on the development host "
                "(same Python work, 1 ms apart); it decides EEVDF's close calls"),
             f"cold_decay_ms = {decay_ms:.2f}       # "
             + (f"{tag}: extra CPU of the same short socket + Python work after the CPU "
-               "idled 0.3-30 ms, fitted to 1 - exp(-idle / decay) (calibration.cold_cache)"
+               "idled 0.3-30 ms, fitted to 1 - exp(-idle / decay) (hostbench.cold_cache)"
                if decay is not None else
                "not measured by this calibrate run: cold_cache() on the development host "
                "(4-8 ms)"),
@@ -352,7 +355,7 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
                     got = model_cpu_us_per_request(arch, params)
                     worst = max(worst, abs(got - want) / want)
                     if got > 0:
-                        scaled[arch] = _scale(costs[arch], want, got, arch, params)
+                        scaled[arch] = scale_costs(costs[arch], want, got, arch, params)
                 if worst <= 0.02:
                     break
                 costs.update(scaled)
@@ -360,7 +363,7 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
             if paced:
                 params = from_dict(_toml(text), source="calibration")
                 for arch, row in paced.items():
-                    refill[arch] = _solve_refill(arch, params, row, connections)
+                    refill[arch] = solve_refill(arch, params, row, connections)
                 text = render(costs)
         if any(k in close for k in ("state-group", "thread-per-request",
                                     "thread-per-connection")):
@@ -371,129 +374,6 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
                 conn[arch].update(values)
             text = render(costs)
     return text
-
-
-#: connection costs when neither a measurement nor a previous host preset has them
-DEFAULT_CONNECTION_COSTS = {
-    "thread-per-request": {"accept_us": 20.0, "close_us": 15.0, "thread_create_us": 30.0},
-    "state-group": {"accept_us": 20.0, "close_us": 15.0},
-    "client_close_us": 0.0,
-}
-
-
-def previous_connection_costs() -> dict[str, Any]:
-    """accept_us, close_us (per arch), thread_create_us and client_close_us of the current
-    ``host`` preset, or :data:`DEFAULT_CONNECTION_COSTS`."""
-    out: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v)
-                           for k, v in DEFAULT_CONNECTION_COSTS.items()}
-    try:
-        from arch_sim.models.params import load_preset
-
-        previous = load_preset("host")
-    except (OSError, ValueError):
-        return out
-    for arch in ("thread-per-request", "state-group"):
-        server = previous.for_arch(arch).server
-        for key in out[arch]:
-            out[arch][key] = float(getattr(server, key))
-    out["client_close_us"] = float(previous.workload.client_close_us)
-    return out
-
-
-def _solve_refill(arch: str, params, paced: dict[str, Any], connections: int) -> float:
-    """The ``cold_refill_us`` with which the model, paced like the bench, spends the measured
-    CPU per request there (the model's CPU per request grows linearly with it)."""
-    want = float(paced["cpu_us_per_request"])
-    rate = float(paced["target_rps"])
-
-    def cpu(refill_us: float) -> float:
-        by_arch = {**params.server_by_arch,
-                   arch: {**params.server_by_arch.get(arch, {}), "cold_refill_us": refill_us}}
-        p = params.replace(server_by_arch=by_arch)
-        return model_cpu_us_per_request(arch, p, target_rps=rate, connections=connections)
-
-    lo, hi = 0.0, 100.0
-    cpu_lo, cpu_hi = cpu(lo), cpu(hi)
-    for _ in range(2):  # secant steps on a (nearly) straight line
-        slope = (cpu_hi - cpu_lo) / (hi - lo)
-        if slope <= 0:
-            return lo
-        guess = max(0.0, hi + (want - cpu_hi) / slope)
-        lo, cpu_lo, hi, cpu_hi = hi, cpu_hi, guess, cpu(guess)
-    return hi
-
-
-def previous_cold_refill_us() -> dict[str, float]:
-    """Each architecture's ``cold_refill_us`` in the current ``host`` preset (0 if none)."""
-    refill = {"thread-per-request": 0.0, "state-group": 0.0}
-    try:
-        from arch_sim.models.params import load_preset
-
-        previous = load_preset("host")
-    except (OSError, ValueError):
-        return refill
-    for arch in refill:
-        refill[arch] = float(previous.for_arch(arch).server.cold_refill_us)
-    return refill
-
-
-#: per-request costs when neither a measurement nor a previous host preset has them
-#: (host_preset_text on the development host's reference sweep)
-DEFAULT_COSTS = {
-    "thread-per-request": {"dispatch_us": 2.4, "parse_us": 7.9, "send_us": 7.5, "log_us": 3.0},
-    "state-group": {"parse_us": 4.8, "send_us": 4.1, "log_us": 1.8},
-}
-
-
-def previous_server_costs() -> dict[str, dict[str, float]]:
-    """The per-arch costs of the current ``host`` preset (what calibrate keeps when it cannot
-    run the servers), or :data:`DEFAULT_COSTS`."""
-    costs = {arch: dict(values) for arch, values in DEFAULT_COSTS.items()}
-    try:
-        from arch_sim.models.params import load_preset
-
-        previous = load_preset("host").server_by_arch
-    except (OSError, ValueError):
-        return costs
-    for arch, values in costs.items():
-        for key in values:
-            if key in previous.get(arch, {}):
-                values[key] = float(previous[arch][key])
-    return costs
-
-
-def model_cpu_us_per_request(arch: str, params, requests: int = 3000, seed: int = 1,
-                             target_rps: float | None = None,
-                             connections: int | None = None) -> float:
-    """The model's CPU per request (us) with its preset's connections, unpaced (or paced at
-    ``target_rps``, as the bench's wrk connections with exponential think times)."""
-    from arch_sim.models.runner import simulate_point
-
-    row = simulate_point(arch, params, target_rps, workload="closed", requests=requests,
-                         seed=seed, connections=connections)
-    return row["cpu_util"] * row["cpus"] * 1e6 / row["rps"]
-
-
-def _split(budget_us: float, arch: str, mean_kb: float) -> dict[str, float]:
-    budget = max(budget_us, 1.0)
-    out: dict[str, float] = {}
-    if arch == "thread-per-request":
-        out["dispatch_us"] = DISPATCHER_SHARE * budget
-        budget -= out["dispatch_us"]
-    out["parse_us"] = STATE_SHARES["parse"] * budget
-    out["send_us"] = max(0.5, STATE_SHARES["send"] * budget - SEND_US_PER_KB * mean_kb)
-    out["log_us"] = STATE_SHARES["log"] * budget
-    return out
-
-
-def _scale(costs: dict[str, float], want: float, got: float, arch: str,
-           params) -> dict[str, float]:
-    """Shift the per-request costs by the difference between measured and modelled CPU."""
-    total = sum(costs.values())
-    if total <= 0:
-        return costs
-    factor = max(0.05, (total + (want - got)) / total)
-    return {k: v * factor for k, v in costs.items()}
 
 
 def _kernel_version(release: str) -> tuple[int, int]:
@@ -509,105 +389,3 @@ def _toml(text: str) -> dict[str, Any]:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-
-
-def cpu_time_cv(samples: int = 1500, gap_s: float = 0.001, cpu: int | None = None) -> dict:
-    """Run-to-run variation of the CPU time of one fixed piece of Python work.
-
-    The work (~50 us: dict stores, bytes, json.dumps) runs ``samples`` times, ``gap_s`` apart
-    (the CPU idles in between, as a server's between requests); its thread CPU time is read
-    around each run.  Returns ``{"cv", "mean_us", "median_us", "samples", "gap_s"}``.  Pin with
-    ``cpu`` to measure one CPU.
-    """
-    import json
-    import os
-
-    old = os.sched_getaffinity(0) if cpu is not None else None
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
-    try:
-        def work() -> int:
-            d: dict[int, bytes] = {}
-            for i in range(300):
-                d[i % 37] = str(i).encode() + b"x"
-            return len(json.dumps(list(d)))
-
-        times = []
-        for _ in range(samples):
-            if gap_s:
-                time.sleep(gap_s)
-            t0 = time.thread_time_ns()
-            work()
-            times.append((time.thread_time_ns() - t0) / 1e3)
-    finally:
-        if old is not None:
-            os.sched_setaffinity(0, old)
-    mean = statistics.fmean(times)
-    return {"cv": statistics.pstdev(times) / mean, "mean_us": mean,
-            "median_us": statistics.median(times), "samples": samples, "gap_s": gap_s}
-
-
-def cold_cache(gaps_ms: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0), rounds: int = 100,
-               cpu: int | None = None) -> dict:
-    """How fast an idle CPU's caches go cold: the extra CPU time of a short piece of server-like
-    work (a 2 KB send and recv on a socket pair, a little Python) run right after the thread
-    slept ``gap`` ms (0.3-30), over the same work run back to back.
-
-    The extra grows with the gap as ``refill * (1 - exp(-gap / decay))``; ``decay_ms`` is fitted
-    (least squares over a log grid).  The ``refill_us`` here is this small work's own; a server's
-    request touches more code, so the preset solves its refill from the servers themselves.
-    Returns ``{"decay_ms", "refill_us", "warm_us", "gaps_ms", "extra_us", "rounds"}``.
-    """
-    import json
-    import os
-    import socket
-
-    old = os.sched_getaffinity(0) if cpu is not None else None
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
-    a, b = socket.socketpair()
-    blob = os.urandom(2048)
-
-    def work() -> int:
-        a.send(blob)
-        b.recv(65536)
-        return len(json.dumps({i: str(i) for i in range(20)}))
-
-    def timed() -> float:
-        t0 = time.thread_time_ns()
-        work()
-        return (time.thread_time_ns() - t0) / 1e3
-
-    try:
-        for _ in range(200):
-            work()
-        warm = statistics.median(timed() for _ in range(rounds * 2))
-        extra = []
-        for gap in gaps_ms:
-            samples = []
-            for _ in range(rounds):
-                time.sleep(gap / 1e3)
-                samples.append(timed())
-            extra.append(max(0.0, statistics.median(samples) - warm))
-    finally:
-        a.close()
-        b.close()
-        if old is not None:
-            os.sched_setaffinity(0, old)
-    decay, refill = fit_cold_decay(gaps_ms, extra)
-    return {"decay_ms": decay, "refill_us": refill, "warm_us": warm, "gaps_ms": list(gaps_ms),
-            "extra_us": extra, "rounds": rounds}
-
-
-def fit_cold_decay(gaps_ms, extra_us) -> tuple[float, float]:
-    """Least-squares fit of ``extra = refill * (1 - exp(-gap / decay))``: (decay_ms, refill)."""
-    best = (math.inf, FALLBACK_COLD_DECAY_MS, 0.0)
-    for i in range(91):  # decay from 0.1 ms to 100 ms, 30 steps per decade
-        decay = 0.1 * 10 ** (i / 30)
-        shape = [-math.expm1(-g / decay) for g in gaps_ms]
-        norm = sum(x * x for x in shape)
-        refill = sum(x * e for x, e in zip(shape, extra_us, strict=True)) / norm if norm else 0.0
-        err = sum((refill * x - e) ** 2 for x, e in zip(shape, extra_us, strict=True))
-        if err < best[0]:
-            best = (err, decay, refill)
-    return best[1], best[2]

@@ -105,3 +105,30 @@ def solve_connection_costs(params: ModelParams, close: dict[str, Any],
         out.setdefault("thread-per-request", {})["thread_create_us"] = solve(
             cpu_t, want, START_THREAD_US)
     return out
+
+
+#: connection costs when neither a measurement nor a previous host preset has them
+DEFAULT_CONNECTION_COSTS = {
+    "thread-per-request": {"accept_us": 20.0, "close_us": 15.0, "thread_create_us": 30.0},
+    "state-group": {"accept_us": 20.0, "close_us": 15.0},
+    "client_close_us": 0.0,
+}
+
+
+def previous_connection_costs() -> dict[str, Any]:
+    """accept_us, close_us (per arch), thread_create_us and client_close_us of the current
+    ``host`` preset, or :data:`DEFAULT_CONNECTION_COSTS`."""
+    out: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v)
+                           for k, v in DEFAULT_CONNECTION_COSTS.items()}
+    try:
+        from arch_sim.models.params import load_preset
+
+        previous = load_preset("host")
+    except (OSError, ValueError):
+        return out
+    for arch in ("thread-per-request", "state-group"):
+        server = previous.for_arch(arch).server
+        for key in out[arch]:
+            out[arch][key] = float(getattr(server, key))
+    out["client_close_us"] = float(previous.workload.client_close_us)
+    return out

@@ -24,8 +24,8 @@ A thread returning from a condition wait re-locks with 2 (``lll_cond_lock``: it 
 whether others still wait).  So a thread that took the mutex while a woken sleeper was still on
 its way wakes nobody when it unlocks: sleepers are woken one at a time, each by the unlock of the
 one woken before it - not one per unlock.  (The pool server at saturation makes 0.6-0.9 mutex
-wake-ups per request - ``benchmarks/gil_audit.py`` counts them; waking one per unlock, the model
-made 2.1.)
+wake-ups per request - ``benchmarks/gil_audit.py`` counts them; waking one per unlock would give
+2.1.)
 
 :class:`NoGil` has the same interface and does nothing (servers without an interpreter lock).
 """

@@ -34,7 +34,6 @@ from resource import RUSAGE_SELF, getrusage
 
 from ..core import DocumentRoot, Responder, Response
 from ..core.serving import listener as make_listener
-from ..core.serving import pending
 from ..core.status import status_access
 from . import board as b
 from . import states as state_modules
@@ -121,6 +120,7 @@ class Worker:
             setup = getattr(module, "setup", None)
             if setup is not None:
                 setup(self)
+        self._expire_hooks = [getattr(module, "expire", None) for module in self.states]
         self._announce()
 
     # -- the loop --------------------------------------------------------------------------
@@ -357,13 +357,14 @@ class Worker:
             self._expire(conn)
 
     def _expire(self, conn: Conn) -> None:
+        """A parked connection's deadline passed: its state decides (``expire``); a state
+        without the hook ends it (idle, a lingering close, a silent user-space server)."""
         conn.wait = 0
-        if conn.state == WAIT_HEADERS and conn.parser.buffered and not conn.parser.closed:
-            self.answer(conn, self.responder.error(408))  # a header trickled in too slowly
-        elif conn.state == SEND_DATA:
-            self.end(conn, CUT)  # past its response's deadline: a client that stopped reading
+        expire = self._expire_hooks[conn.state]
+        if expire is None:
+            self.end(conn, ABORT)
         else:
-            self.end(conn, ABORT)  # idle, a lingering close, a silent user-space server
+            expire(self, conn)
 
     def request_stop(self) -> None:
         """Begin draining at the next wake-up (safe from a signal handler or another thread)."""
@@ -374,11 +375,8 @@ class Worker:
             pass
 
     def _begin_drain(self) -> None:
-        """Stop accepting, close idle connections, let in-flight requests finish.
-
-        An idle connection is first looked at (a non-blocking peek): a request may have arrived
-        whose epoll event comes later in this batch, or after the wake-up that said "stop";
-        that request is answered, not dropped."""
+        """Stop accepting, let in-flight requests finish; each state's ``stop`` does its part
+        (wait_headers closes the idle connections)."""
         self.draining = True
         self.drain_end = self.now + self.config.drain_timeout
         for module in self.states:  # each state's own part of the drain, if it has one
@@ -387,14 +385,6 @@ class Worker:
                 stop(self)
         self.min_deadline = min(self.min_deadline, self.drain_end)
         self.accept_ready = True  # accept the backlog once more, then close the listener
-        for conn in self.conns.values():
-            if conn.wait and conn.state == WAIT_HEADERS and not conn.parser.buffered:
-                if pending(conn.sock):
-                    conn.wait = 0
-                    conn.readable = True
-                    self.queues[WAIT_HEADERS].append(conn)
-                else:
-                    self.end(conn, ABORT)
 
     # -- counters -----------------------------------------------------------------------------
     def _announce(self) -> None:

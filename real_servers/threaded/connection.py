@@ -9,14 +9,12 @@ import time
 from typing import Protocol
 
 from ..core import ParseError, RequestParser, Responder
+from ..core.closing import EOF, LINGER_S, done, drain
 from ..core.faults import report
 from ..core.status import is_loopback
 from .sending import SEND_POLL_S, Limits, send
 
 RECV_BYTES = 65536
-LINGER_S = 2.0  # a gracefully closing connection waits this long at most for the client's EOF
-DRAIN_READS = 4  # reads per lingering connection per sweep
-EOF, MORE, NOTHING = range(3)  # what draining a socket found
 
 
 class Connection:
@@ -123,11 +121,8 @@ def now() -> float:
 
 
 class Closing:
-    """Sockets being closed gracefully, as Apache's lingering close and the state-group
-    server's ``logging`` state do: our side is shut down (the client reads our FIN after the
-    response), and what the client still sends - the rest of a refused request, pipelined
-    requests - is read and dropped until its EOF or ``LINGER_S``.  Closing with unread bytes
-    would make the kernel send a reset, which can destroy a response the client has not read.
+    """Sockets being closed gracefully (``core/closing.py``): shut down on our side, drained
+    until the client's EOF or ``LINGER_S``.
 
     ``add`` may be called from any thread; one thread (the acceptor or the dispatcher) calls
     ``sweep`` regularly.  Nothing here blocks.
@@ -151,8 +146,7 @@ class Closing:
         except OSError:
             sock.close()
             return
-        found = drain(sock)
-        if found == EOF or (found == NOTHING and not wait_for_eof):
+        if done(drain(sock), wait_for_eof):
             sock.close()
             return
         with self._lock:
@@ -177,19 +171,3 @@ class Closing:
             socks, self._socks = list(self._socks), {}
         for sock in socks:
             sock.close()
-
-
-def drain(sock: socket.socket) -> int:
-    """Read and drop what the client sent, without blocking: EOF (or error), MORE, NOTHING."""
-    got = False
-    for _ in range(DRAIN_READS):
-        try:
-            data = sock.recv(RECV_BYTES, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return MORE if got else NOTHING
-        except OSError:
-            return EOF
-        if not data:
-            return EOF
-        got = True
-    return MORE

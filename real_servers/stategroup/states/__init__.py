@@ -7,7 +7,9 @@ kHTTPd's prototypes.h: one function per state):
 - ``run(worker) -> int``: service this state's queue, ``worker.queues[<state>]``, as one batch
   and return how many requests changed state (or made progress, so the loop polls again);
 - optionally ``setup(worker)``: create the state's own data on the worker once;
-- optionally ``stop(worker)``: the worker begins to drain (SIGTERM).
+- optionally ``stop(worker)``: the worker begins to drain (SIGTERM): the state's part of it;
+- optionally ``expire(worker, conn)``: a connection parked in this state passed its deadline
+  (without it the connection is ended, ``ABORT``).
 
 A state hands a connection to another only through ``worker.move(conn, state)`` - which checks
 the lifecycle's transition table (real_servers/core/lifecycle.py) - or its shorthands
@@ -32,7 +34,8 @@ from ..lifecycle import NAMES
 
 @runtime_checkable
 class State(Protocol):
-    """What the worker loop calls on a state (``setup`` and ``stop`` are optional)."""
+    """What the worker loop calls on a state (``setup``, ``stop`` and ``expire`` are
+    optional)."""
 
     def run(self, worker: Any) -> int:
         """Service the state's batch; the number of requests that moved."""

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import socket
 
+from ...core.closing import EMPTIED, EOF, LINGER_S, NOTHING, done, drain
 from ..lifecycle import ABORT, CUT, GRACEFUL, KEEP, LOGGING, READ, WAIT_HEADERS
 
 RING = 1024
-LINGER_S = 2.0
-DRAIN_READS = 4  # reads per lingering connection per pass
-EOF, MORE, NOTHING = range(3)  # what draining a connection found
 
 
 class AccessLog:
@@ -103,8 +101,7 @@ def _shutdown(worker, conn, ending: int) -> None:
     except OSError:
         worker.close(conn)
         return
-    drained = _drain(worker, conn)
-    if drained == EOF or (drained == NOTHING and ending == GRACEFUL):
+    if done(_drain(worker, conn), wait_for_eof=ending != GRACEFUL):
         worker.close(conn)  # nothing unread: closing now sends no reset
         return
     conn.lingering = True  # still in logging, parked until the client's EOF
@@ -120,17 +117,9 @@ def _linger(worker, conn) -> None:
 
 
 def _drain(worker, conn) -> int:
-    """Read and discard what the client sent: EOF (or error), MORE, or NOTHING unread."""
-    got = False
-    for _ in range(DRAIN_READS):
-        try:
-            n = conn.sock.recv_into(worker.rbuf)
-        except BlockingIOError:
-            conn.readable = False
-            return MORE if got else NOTHING
-        except OSError:
-            return EOF
-        if n == 0:
-            return EOF
-        got = True
-    return MORE
+    """:func:`drain` into the worker's read buffer, noting when the socket ran dry (epoll is
+    edge-triggered: it reports the socket again only when more arrives)."""
+    found = drain(conn.sock, worker.rbuf)
+    if found in (EMPTIED, NOTHING):
+        conn.readable = False
+    return found

@@ -27,6 +27,10 @@ def run(worker) -> int:
     return worker.service(SEND_DATA, _send)
 
 
+def expire(worker, conn) -> None:
+    worker.end(conn, CUT)  # past its response's deadline: a client that stopped reading
+
+
 def _send(worker, conn) -> int:
     try:
         if conn.pending is None and conn.file_fd < 0:  # a fresh response

@@ -6,11 +6,17 @@ serve (another method, a query string) moves to ``userspace`` when a user-space 
 configured; malformed bytes get the core's 4xx and a close.  A connection with no complete
 request parks until epoll reports more bytes; one request per connection per pass, so a
 pipelining client cannot hog a pass.
+
+A header block that is not complete by its deadline (``--header-timeout``) gets a 408; an idle
+keep-alive connection past its deadline is closed.  When the worker drains, the idle ones are
+closed at once - after a look (a non-blocking peek): a request may have arrived whose epoll
+event comes later in the batch, or after the wake-up that said "stop", and it is answered.
 """
 
 from __future__ import annotations
 
 from ...core import ParseError, Request
+from ...core.serving import pending
 from ..lifecycle import ABORT, READ, RECV_BYTES, USERSPACE, WAIT_HEADERS
 
 STATIC_METHODS = ("GET", "HEAD")
@@ -18,6 +24,24 @@ STATIC_METHODS = ("GET", "HEAD")
 
 def run(worker) -> int:
     return worker.service(WAIT_HEADERS, _decode)
+
+
+def expire(worker, conn) -> None:
+    if conn.parser.buffered and not conn.parser.closed:
+        worker.answer(conn, worker.responder.error(408))  # a header trickled in too slowly
+    else:
+        worker.end(conn, ABORT)  # an idle keep-alive connection
+
+
+def stop(worker) -> None:
+    for conn in list(worker.conns.values()):
+        if conn.wait and conn.state == WAIT_HEADERS and not conn.parser.buffered:
+            if pending(conn.sock):
+                conn.wait = 0
+                conn.readable = True
+                worker.queues[WAIT_HEADERS].append(conn)
+            else:
+                worker.end(conn, ABORT)
 
 
 def _decode(worker, conn) -> int:
