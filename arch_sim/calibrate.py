@@ -55,7 +55,7 @@ def calibration_path(preset: Path) -> Path:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run every measurement; returns the raw dict the preset is made from."""
-    from .harness.bench import parse_cpus
+    from .harness.plan import parse_cpus
 
     server_cpus = parse_cpus(args.server_cpus)
     client_cpus = parse_cpus(args.client_cpus)

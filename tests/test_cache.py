@@ -1,4 +1,4 @@
-"""One cache policy for every server (issue 19, item 4): keys are normalised paths, and the
+"""One cache policy for every server: keys are normalised paths, and the
 cache's memory - keys, heads and bodies together - stays under one cap per process.
 
 Over real sockets, every configuration: thousands of spellings of one file cache it once;
@@ -86,8 +86,8 @@ def sizes_root(tmp_path_factory):
 @pytest.mark.parametrize("config", SERVER_CONFIGS, ids=ALL_IDS)
 def test_spellings_of_one_file_are_cached_once(sizes_root, tmp_path, config):
     """1,500 spellings of one 64 KB file, then 20,000 HEADs on long distinct spellings (up to
-    4 KB each): the file is cached once, so memory hardly moves (it used to cache 1,500 copies,
-    +67 MB, and a key per spelling, uncounted: +78 MB)."""
+    4 KB each): the file is cached once, so memory hardly moves (a cache keyed by the raw path
+    would hold 1,500 copies, about 67 MB, and a key per spelling besides)."""
     body = (sizes_root / "one.bin").read_bytes()
     with start(config, sizes_root, tmp=tmp_path) as server:
         spread(server.url, [get("/page.html")] * 16)

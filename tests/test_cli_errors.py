@@ -1,4 +1,4 @@
-"""Bad command-line input (issue 16): one line naming the fix, exit code 2, nothing written.
+"""Bad command-line input: one line naming the fix, exit code 2, nothing written.
 
 Each case runs the real entry point (``arch_sim.cli.main``) - or, for ``serve``, which execs
 the server in its own place, a subprocess - and then checks that the folder it was pointed at
@@ -16,6 +16,7 @@ import pytest
 
 from arch_sim import cli, schema, simulate, sweep
 from arch_sim.harness import bench
+from arch_sim.harness import plan as bench_plan
 from arch_sim.plots import FIGURES
 
 #: the smallest sweep that still runs the model (used only where a case must get that far)
@@ -146,10 +147,10 @@ def test_loads_take_spaces_commas_or_both_on_every_command(loads):
     sim = parser.parse_args(["simulate", "--arch", "state-group,thread-per-request"])
     assert sim.arch == ["state-group", "thread-per-request"]
     ben = parser.parse_args(["bench", "--loads", *loads, "max"])
-    assert bench.parse_loads(ben.loads) == [100.0, 200.0, 500.0, None]
+    assert bench_plan.parse_loads(ben.loads) == [100.0, 200.0, 500.0, None]
     ben = parser.parse_args(["bench", "--threads", "0", "64", "--server-cpus", "0,0"])
-    assert bench.parse_threads(ben.threads) == [0, 64]
-    assert bench.parse_cpus(ben.server_cpus) == [0]
+    assert bench_plan.parse_threads(ben.threads) == [0, 64]
+    assert bench_plan.parse_cpus(ben.server_cpus) == [0]
 
 
 @pytest.mark.parametrize("command", ["simulate", "bench"])
@@ -184,8 +185,8 @@ def test_bench_refuses_bad_lists_in_one_line(tmp_path, capsys, argv, words):
 def test_bench_parse_functions_raise_usage_errors():
     from arch_sim.argtypes import UsageError
 
-    for parse, bad in ((bench.parse_loads, "1,x"), (bench.parse_threads, "-1"),
-                       (bench.parse_cpus, "999")):
+    for parse, bad in ((bench_plan.parse_loads, "1,x"), (bench_plan.parse_threads, "-1"),
+                       (bench_plan.parse_cpus, "999")):
         with pytest.raises(UsageError):
             parse(bad)
 

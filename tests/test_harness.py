@@ -15,7 +15,7 @@ from conftest import have_module, need_wrk
 
 from arch_sim import cli, schema
 from arch_sim.argtypes import UsageError
-from arch_sim.harness.bench import parse_loads
+from arch_sim.harness.plan import parse_loads
 from arch_sim.harness.wrk import lua_script
 
 pytestmark = pytest.mark.real
@@ -226,12 +226,12 @@ def test_missing_peer_binary_names_the_package(monkeypatch, tmp_path):
 
 
 def test_one_cpu_list_grammar_for_the_harness_and_the_servers():
-    from arch_sim.harness import bench
+    from arch_sim.harness import plan as bench_plan
     from real_servers.core.serving import cpu_list
     from real_servers.stategroup.config import parse_cpus as server_cpus
 
     assert cpu_list("0,2-3") == (0, 2, 3) and cpu_list("1") == (1,)
     assert server_cpus("0-1") == (0, 1)
-    assert bench.parse_cpus("0-1") == [0, 1] and bench.parse_cpus(["0", "1"]) == [0, 1]
+    assert bench_plan.parse_cpus("0-1") == [0, 1] and bench_plan.parse_cpus(["0", "1"]) == [0, 1]
     with pytest.raises(ValueError):
         cpu_list("a-b")

@@ -17,8 +17,9 @@ from arch_sim.models import (
     preset_names,
     simulate_point,
 )
+from arch_sim.models.network import KB, Connection
 from arch_sim.models.params import PRESET_DIR, NetworkParams
-from arch_sim.models.workload import KB, Connection, FileSizes
+from arch_sim.models.workload import FileSizes
 
 # -- file sizes ------------------------------------------------------------------------------
 

@@ -152,7 +152,7 @@ def test_slowloris_is_closed_after_header_timeout_and_starves_no_one(site, tmp_p
 @pytest.mark.parametrize("config", SERVER_CONFIGS, ids=ALL_IDS)
 def test_silent_connection_is_closed_after_header_timeout(site, tmp_path, config):
     """A client that connects and sends nothing owes its first header within --header-timeout
-    (not --keepalive-timeout: per-connection mode used to wait 75 s for it)."""
+    (not --keepalive-timeout, which only bounds the wait between requests)."""
     with start(config, site, "--header-timeout", "0.8", "--keepalive-timeout", "30",
                tmp=tmp_path) as server:
         started = time.monotonic()
@@ -216,8 +216,8 @@ def test_a_request_and_fin_arriving_together_are_answered_then_closed(site, tmp_
     """Accepted clients send a request (or part of one) and half-close while the server is
     stopped (SIGSTOP), so the data and the FIN are reported in one event when it resumes: each
     complete request is answered and every connection closed at once, not after a timeout.
-    (A state-group worker used to take the short read for a drained socket and miss the FIN,
-    whose edge had passed: the connection then sat until the keep-alive timeout.)"""
+    (A state-group worker that took the short read for a drained socket would miss the FIN,
+    whose edge has passed: the connection would sit until the keep-alive timeout.)"""
     with start(config, site, "--header-timeout", "20", "--keepalive-timeout", "20",
                tmp=tmp_path) as server:
         readers = [Reader(connect(server.url)) for _ in range(6)]

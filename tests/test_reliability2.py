@@ -1,5 +1,4 @@
-"""Reliability, round two (issue 19): each finding as a regression test over real sockets,
-against every server configuration.
+"""Reliability over real sockets, against every server configuration:
 
 1. a failure while serving a request costs that request only: a 500, never a dead thread
 2. a client that stops reading holds a thread or a connection no longer than --send-timeout
@@ -98,7 +97,8 @@ def www(tmp_path_factory) -> Path:
 def test_a_file_the_core_cannot_date_is_a_500_and_no_thread_dies(www, tmp_path, config):
     """70 requests (more than the pool's 4 threads) for files whose mtime has no HTTP date:
     each gets a 500 and a close; the server keeps its threads, /server-status answers and
-    SIGTERM ends it at once.  (Each used to kill a pool thread: no answer, a leaked socket.)"""
+    SIGTERM ends it at once.  (An exception escaping a pool thread would end that thread: no
+    answer, a leaked socket, one thread fewer.)"""
     if os.stat(www / "bad-date.txt").st_mtime != BAD_MTIME:
         pytest.skip("this file system cannot store the far-future mtime")
     server = start(config, www, *pool_of(config, 4), tmp=tmp_path)
@@ -232,7 +232,7 @@ def test_send_and_drain_timeouts_are_common_options():
 def test_a_file_the_server_may_not_open_is_403_before_any_byte(tmp_path, config):
     """Files world-readable by their mode bits whose owner (the server's user) may not read
     them: the kernel refuses the open.  The answer is a 403 and the connection goes on - not a
-    200 head followed by EOF (a large file used to be opened only after its head was sent).
+    200 head followed by EOF: the file is opened before its head is sent.
     The server runs as root without CAP_DAC_OVERRIDE, so the kernel checks modes for it."""
     if os.geteuid() != 0:
         pytest.skip("needs root (to run the server as root without CAP_DAC_OVERRIDE)")
@@ -277,9 +277,10 @@ def test_requests_that_arrived_before_sigterm_are_answered(site, tmp_path, confi
     """With the server stopped (SIGSTOP) and told to stop (SIGTERM, pending), requests arrive
     on idle keep-alive connections and on new connections still in the listen backlog; then
     SIGCONT.  Every one of them arrived before the server acted on SIGTERM: each gets its
-    response and then a clean EOF.  (They used to get EOF or a reset with no response.)  A
+    response and then a clean EOF, not an EOF or a reset with no response.  A
     state-group worker's wake-up pipe is made readable before the requests arrive, so its
-    epoll reports the stop first - the order that used to close those connections unanswered."""
+    epoll reports the stop first - the order in which a drain that closed every idle-looking
+    connection would leave those requests unanswered."""
     server = start(config, site, tmp=tmp_path)
     try:
         idle = kept_alive(server.url, 4)
@@ -366,7 +367,7 @@ def test_a_header_that_never_completes_gets_408(site, tmp_path, config, partial)
 
 def test_no_worker_keeps_the_start_up_pipe(site, tmp_path):
     """Every pipe a state-group worker holds is its own wake-up pipe (both ends); the read end
-    of the master's start-up pipe used to stay open in the first workers."""
+    of the master's start-up pipe is closed in every worker, the first ones included."""
     with servers.start("state-group", site, log_dir=tmp_path) as server:
         workers = [p for p in pids(server) if p != server.pid]
         assert workers

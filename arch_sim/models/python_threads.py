@@ -42,10 +42,11 @@ from collections import deque
 import simpy
 
 from arch_sim.models.gil import Gil, NoGil
+from arch_sim.models.network import Request
 from arch_sim.models.params import ModelParams
+from arch_sim.models.recorder import Recorder
 from arch_sim.models.scheduler import US, Scheduler, Task
 from arch_sim.models.thread_per_request import PoolThread, ThreadPerRequest
-from arch_sim.models.workload import Recorder, Request
 
 #: where ``thread_create_us`` falls, as shares: the acceptor's Connection(), Thread() and the
 #: start up to clone(); its Thread.start() tail after clone() up to the waiter lock's blocking

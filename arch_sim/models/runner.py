@@ -21,10 +21,11 @@ import simpy
 
 from arch_sim import ARCHS, STATES
 from arch_sim.models.params import ModelParams, load_preset
+from arch_sim.models.recorder import Recorder
 from arch_sim.models.scheduler import Scheduler
 from arch_sim.models.state_group import StateGroup
 from arch_sim.models.thread_per_request import make as make_thread_per_request
-from arch_sim.models.workload import Recorder, Workload, make_clients
+from arch_sim.models.workload import Workload, make_clients
 from arch_sim.regimes import regime_of
 from real_servers.core.lifecycle import moved_column
 
@@ -61,7 +62,7 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
     ``target_rps`` is the offered rate (open: Poisson arrivals; closed: think time
     connections / rate, or no think time when None).  Warm-up requests are discarded.
     The preset's server costs for ``arch`` (``[server.ARCH]``) apply.  ``recorder_factory``
-    builds the measurement (:class:`~arch_sim.models.workload.Recorder`'s arguments; the
+    builds the measurement (:class:`~arch_sim.models.recorder.Recorder`'s arguments; the
     validation module passes one that also samples the system).
     """
     if arch not in MODELS:

@@ -11,9 +11,10 @@ from collections import deque
 
 import simpy
 
+from arch_sim.models.network import Request
 from arch_sim.models.params import ModelParams
+from arch_sim.models.recorder import Recorder
 from arch_sim.models.scheduler import US, Scheduler, Task
-from arch_sim.models.workload import Recorder, Request
 
 
 class UserspaceServer:

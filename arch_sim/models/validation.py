@@ -4,9 +4,9 @@ A row's ``littles_L`` is the time average of the number in the system computed f
 arrival and completion times as its mean response time, so Little's law can never fail there.
 This module measures the model a second way, without changing the runner:
 
-* :class:`ProbedRecorder` is a :class:`~arch_sim.models.workload.Recorder` that also keeps
+* :class:`ProbedRecorder` is a :class:`~arch_sim.models.recorder.Recorder` that also keeps
 
-  - each accepted :class:`~arch_sim.models.workload.Request` (its size and arrival time: the
+  - each accepted :class:`~arch_sim.models.network.Request` (its size and arrival time: the
     random draws the clients made) and the simulated time at which the server let go of it
     (called :meth:`~Recorder.complete`, which takes it out of ``in_system``);
   - a *sampler*: a SimPy process of its own that looks at ``in_system`` at the instants of a
@@ -36,8 +36,9 @@ import numpy as np
 import simpy
 
 from arch_sim.models import runner
+from arch_sim.models.network import Request
 from arch_sim.models.params import ModelParams
-from arch_sim.models.workload import Recorder, Request
+from arch_sim.models.recorder import Recorder
 
 
 class ProbedRecorder(Recorder):

@@ -1,4 +1,4 @@
-"""Clients: who sends requests, when, for which files, and how fast they drain the replies.
+"""Clients: who sends requests, when, for which files.
 
 * **open** workload - new connections arrive as a Poisson process at the target rate, one
   request each (HTTP/1.0, as in kHTTPd's days).  Arrivals beyond ``max_connections`` are
@@ -10,18 +10,13 @@
   new connection right after each reply and thinks *after* it is established, as wrk does
   [WRK-close]: the server holds an accepted, idle connection for the think time.
 
-File sizes follow the SPECweb99 class mix (or a fixed or exponential size).  Each connection
-has a socket send buffer that its client drains at the client's bandwidth; every connection's
-bytes also cross the server's one network link (``server_mbit_s``, a FIFO line: the device
-queue [NET-qdisc]).  A server that writes faster than that blocks (thread) or moves on
-(state-group) until there is room.
+File sizes follow the SPECweb99 class mix (or a fixed or exponential size).  The wire - the
+server's link, each connection's send buffer - is :mod:`arch_sim.models.network`; the
+measurement window is :mod:`arch_sim.models.recorder`.
 
 A request's bytes reach the server at ``Request.data_at``; the clients tell the server when
 that happens (``server.data_ready(req)``), so a server waiting for them - a thread in recv(),
 a worker asleep - is woken by the arrival, not by a timer of its own.
-
-The :class:`Recorder` is the measurement: it numbers requests, opens the window after the
-warm-up requests, closes it after the measured ones and snapshots the counters at both ends.
 """
 
 from __future__ import annotations
@@ -31,8 +26,6 @@ import heapq
 import itertools
 import math
 import random
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,9 +33,10 @@ import numpy as np
 import simpy
 
 from arch_sim import specweb99
+from arch_sim.models.network import KB, Connection, Link, Request
 from arch_sim.models.params import NetworkParams
+from arch_sim.models.recorder import Recorder
 
-KB = 1024.0
 US = 1e-6
 #: how a closed workload's clients use connections: HTTP/1.1 keep-alive, or one per request
 CONNECTION_MODES = ("keep-alive", "close")
@@ -85,127 +79,6 @@ class FileSizes:
         return self.kb * KB
 
 
-class Link:
-    """The server's network interface: one line every connection's replies cross in the order
-    they were written (a FIFO device queue).  ``rate`` inf: no shared bottleneck."""
-
-    __slots__ = ("rate", "free_at")
-
-    def __init__(self, mbit_s: float = math.inf) -> None:
-        self.rate = mbit_s * 1e6 / 8.0  # bytes per second
-        self.free_at = 0.0  # when the line has sent everything queued on it
-
-    def transmit(self, nbytes: float, t: float) -> tuple[float, float]:
-        """Queue ``nbytes`` at time t: (when they start leaving, when the last one has left)."""
-        if self.rate == math.inf:
-            return t, t
-        start = max(t, self.free_at)
-        self.free_at = start + nbytes / self.rate
-        return start, self.free_at
-
-
-class Connection:
-    """A TCP connection: a send buffer, drained by the link and the client.
-
-    Each write is a chunk ``[begin, end, bytes]`` delivered to the client at an even pace
-    between ``begin`` and ``end``: it begins when the link starts sending it and the connection's
-    earlier chunks are through, and takes at least its bytes at the client's rate and the
-    link's (the link is free for the next chunk once it has sent this one).  The chunks are
-    kept analytically, so no simulation event is spent on draining.
-    """
-
-    __slots__ = ("rate", "sndbuf", "wake_free", "chunks", "link", "owner", "handler", "pending",
-                 "waiting", "accepted", "armed")
-
-    def __init__(self, net: NetworkParams, link: Link | None = None) -> None:
-        self.rate = net.client_mbit_s * 1e6 / 8.0  # bytes per second
-        self.sndbuf = net.sndbuf_kb * KB
-        self.wake_free = min(self.sndbuf * net.wake_free_frac, self.sndbuf)
-        self.chunks: deque[list[float]] = deque()  # [begin, end, bytes], oldest first
-        self.link = link if link is not None else Link()
-        self.owner: Any = None  # state-group worker owning it (keep-alive)
-        self.handler: Any = None  # thread serving it (thread per connection, keep-alive)
-        self.pending: deque[Request] = deque()  # keep-alive requests not yet picked up
-        self.waiting = False  # its thread sleeps in recv() (thread per connection, Python)
-        self.accepted = False  # (dispatcher) taken off the listen queue and registered
-        self.armed = False  # (dispatcher) registered in epoll, waiting for its request
-
-    def buffered(self, t: float) -> float:
-        """Bytes still in the send buffer at time t."""
-        chunks = self.chunks
-        while chunks and chunks[0][1] <= t:
-            chunks.popleft()
-        left = 0.0
-        for begin, end, nbytes in chunks:
-            if t <= begin:
-                left += nbytes
-            else:
-                left += nbytes * (end - t) / (end - begin)
-        return left
-
-    def free(self, t: float) -> float:
-        """Room in the send buffer at time t."""
-        return self.sndbuf - self.buffered(t)
-
-    def writable(self, t: float, left: float) -> float:
-        """Bytes a write at time t may put in the buffer: 0 unless the socket is writable.
-
-        As poll() and a blocking write() see it: writable once ``wake_free`` bytes (or all
-        that is left to send) are free.
-        """
-        room = self.free(t)
-        # a byte's tolerance: space_at() wakes a writer exactly when the room is there
-        return min(left, room) if room + 1.0 >= min(self.wake_free, left) else 0.0
-
-    def write(self, nbytes: float, t: float) -> None:
-        """The server put nbytes into the buffer at time t."""
-        if nbytes <= 0.0:
-            return
-        start, sent = self.link.transmit(nbytes, t)
-        chunks = self.chunks
-        begin = max(start, chunks[-1][1]) if chunks else start
-        end = max(begin + nbytes / self.rate, sent)
-        chunks.append([begin, end, nbytes])
-
-    def drained_at(self, t: float) -> float:
-        """When the client has read everything written up to time t."""
-        return max(t, self.chunks[-1][1]) if self.chunks else t
-
-    def space_at(self, t: float) -> float:
-        """When a writer blocked at time t is woken (``wake_free`` bytes free again)."""
-        excess = self.buffered(t) - (self.sndbuf - self.wake_free)
-        if excess <= 0.0:
-            return t
-        for begin, end, nbytes in self.chunks:  # oldest first: they drain one after another
-            start = max(t, begin)
-            here = nbytes * (end - start) / (end - begin) if end > begin else 0.0
-            if here >= excess:
-                return start + (end - start) * excess / here if here else start
-            excess -= here
-        return self.chunks[-1][1]
-
-
-class Request:
-    """One HTTP request, from its arrival at the server to its last byte at the client."""
-
-    __slots__ = ("id", "conn", "size", "left", "arrived", "data_at", "new_conn", "userspace",
-                 "in_window", "reader", "looked")
-
-    def __init__(self, conn: Connection, size: float, arrived: float, data_at: float,
-                 new_conn: bool, userspace: bool = False) -> None:
-        self.id = -1
-        self.conn = conn
-        self.size = size
-        self.left = size  # bytes not yet written
-        self.arrived = arrived
-        self.data_at = data_at  # when the request's bytes are at the server (inf: not sent)
-        self.new_conn = new_conn
-        self.userspace = userspace
-        self.in_window = False
-        self.reader: Any = None  # who waits for its bytes (a thread in recv(), a worker)
-        self.looked = False  # a state-group worker tried to read it before its bytes came
-
-
 @dataclass(frozen=True)
 class Workload:
     """What the clients do."""
@@ -231,108 +104,6 @@ class Workload:
             raise ValueError("an open workload needs a positive target rate")
         if self.kind == "closed" and self.connections < 1:
             raise ValueError("a closed workload needs at least one connection")
-
-
-class Recorder:
-    """Numbers requests, keeps the measurement window and the per-request times."""
-
-    def __init__(self, env: simpy.Environment, warmup: int, requests: int,
-                 max_connections: int, snapshot: Callable[[], dict[str, float]]) -> None:
-        self.env = env
-        self.warmup = warmup
-        self.requests = requests
-        self.max_connections = max_connections
-        self.snapshot = snapshot
-        self.offered = 0
-        self.arrived: list[float] = []
-        self.done: list[float] = []
-        self.window: list[bool] = []
-        self.in_system = 0
-        self.outstanding = 0  # window requests not yet complete
-        self.errors = 0  # refused window arrivals
-        self.t0: float | None = None
-        self.t1: float | None = None
-        self.snap0: dict[str, float] = {}
-        self.snap1: dict[str, float] = {}
-        self.finished = env.event()
-        self.on_complete: Callable[[Request, float], None] | None = None
-
-    def arrive(self, req: Request) -> bool:
-        """A request reaches the server; False if it is refused (too many connections)."""
-        i = self.offered
-        self.offered += 1
-        if i == self.warmup:
-            self.t0 = self.env.now
-            self.snap0 = self.snapshot()
-        elif i == self.warmup + self.requests:
-            self.t1 = self.env.now
-            self.snap1 = self.snapshot()
-            self._maybe_finish()
-        in_window = self.warmup <= i < self.warmup + self.requests
-        if self.in_system >= self.max_connections:
-            if in_window:
-                self.errors += 1
-            return False
-        req.id = len(self.arrived)
-        req.in_window = in_window
-        self.arrived.append(req.arrived)
-        self.done.append(math.nan)
-        self.window.append(in_window)
-        self.in_system += 1
-        if in_window:
-            self.outstanding += 1
-        return True
-
-    def sent(self, req: Request, t: float) -> None:
-        """The client sent the request at time t (after opening its connection earlier): its
-        response time counts from here, as wrk's latency does."""
-        req.arrived = t
-        if req.id >= 0:
-            self.arrived[req.id] = t
-
-    def complete(self, req: Request, t: float) -> None:
-        """The request's last byte reached the client at time t."""
-        self.done[req.id] = t
-        self.in_system -= 1
-        if req.in_window:
-            self.outstanding -= 1
-            self._maybe_finish()
-        if self.on_complete is not None:
-            self.on_complete(req, t)
-
-    def _maybe_finish(self) -> None:
-        if self.t1 is not None and self.outstanding == 0 and not self.finished.triggered:
-            self.finished.succeed()
-
-    def stats(self) -> dict[str, float]:
-        """Throughput, latency and Little's law over the window [t0, t1)."""
-        t0, t1 = self.t0, self.t1
-        span = t1 - t0
-        arrived = np.asarray(self.arrived)
-        done = np.asarray(self.done)
-        window = np.asarray(self.window, dtype=bool)
-        finished = ~np.isnan(done)
-        resp = done[window & finished] - arrived[window & finished]
-        completions = int(np.count_nonzero(finished & (done >= t0) & (done < t1)))
-        # time-average number in the system over the window (each request's overlap)
-        end = np.where(finished, done, self.env.now)
-        overlap = np.clip(np.minimum(end, t1) - np.maximum(arrived, t0), 0.0, None)
-        littles_L = float(overlap.sum() / span)
-        lam = float(np.count_nonzero(window) / span)
-        mean_w = float(resp.mean()) if resp.size else math.nan
-        return {
-            "duration_s": span,
-            "completions": completions,
-            "rps": completions / span,
-            "offered_rps": self.requests / span,
-            "errors": self.errors,
-            "mean_response_ms": mean_w * 1e3,
-            "lat_p50_ms": float(np.percentile(resp, 50)) * 1e3 if resp.size else math.nan,
-            "lat_p99_ms": float(np.percentile(resp, 99)) * 1e3 if resp.size else math.nan,
-            "littles_L": littles_L,
-            "littles_lambda_W": lam * mean_w,
-            "littles_rel_err": abs(littles_L - lam * mean_w) / littles_L if littles_L else 0.0,
-        }
 
 
 class Clients:

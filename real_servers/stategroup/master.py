@@ -10,6 +10,8 @@ stop.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 import resource
 import select
@@ -20,16 +22,18 @@ import time
 import traceback
 
 from ..core.serving import announce_ready, bind, check_root, raise_fd_limit
+from ..core.serving import listener as make_listener
 from ..core.status import status_access
 from . import board as b
 from . import states as state_modules
 from .config import Config
-from .worker import run_worker
+from .worker import Worker
 
 SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
 READY_TIMEOUT_S = 20.0
 QUICK_DEATH_S = 1.0  # workers dying this young twice in a row are restarted after BACKOFF_S
 BACKOFF_S = 0.5
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class Master:
@@ -231,3 +235,31 @@ def _kill(pid: int, sig: int) -> None:
 def _describe(status: int) -> str:
     code = os.waitstatus_to_exitcode(status)
     return f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+
+
+def run_worker(
+    config: Config, board: b.Board, index: int, cpu: int, master: int, ready_fd: int = -1
+) -> int:
+    """The body of a forked worker process: pin, listen, announce, serve."""
+    os.sched_setaffinity(0, {cpu})
+    sock = make_listener(config.host, config.port, reuseport=True)
+    worker = Worker(config, sock, board, index, cpu)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.request_stop())
+    _die_with(master)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    if ready_fd >= 0:
+        os.write(ready_fd, b"R")
+        os.close(ready_fd)
+    gc.freeze()  # the long-lived objects of start-up need no more scanning
+    return worker.serve()
+
+
+def _die_with(master: int) -> None:
+    """Get SIGTERM (so: drain and exit) when the master dies, even by SIGKILL."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: an orphaned worker then runs until it is stopped itself
+    if os.getppid() != master:  # the master died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)

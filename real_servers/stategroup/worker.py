@@ -18,22 +18,18 @@ with a reset.
 
 from __future__ import annotations
 
-import ctypes
-import gc
+import functools
 import math
 import os
 import select
-import signal
 import socket
 import struct
 import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from resource import RUSAGE_SELF, getrusage
 
 from ..core import DocumentRoot, Responder, Response
-from ..core.serving import listener as make_listener
 from ..core.status import status_access
 from . import board as b
 from . import states as state_modules
@@ -56,15 +52,12 @@ from .lifecycle import (
     WRITE,
     may_move,
 )
-from .status import collect
+from .status import PUBLISH_S, announce, document, publish
 
 MAX_EVENTS = 512
 SWEEP_S = 0.5  # timeouts are checked at most this often
-PUBLISH_S = 0.05  # a busy worker publishes its counters this often (an idle one before sleeping)
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 MAX_WARNINGS = 50
-ACCESS_LOG_TAIL = 10  # access-log entries shown in /server-status
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class LifecycleError(RuntimeError):
@@ -93,7 +86,7 @@ class Worker:
         self._write_states = self.board.writer(index, b.MOVED, 2 * len(NAMES))
         self.cpu = cpu
         docroot = DocumentRoot(config.root, cache_max_bytes=config.cache_max_bytes)
-        self.responder = Responder(docroot, status=self.server_status,
+        self.responder = Responder(docroot, status=functools.partial(document, self),
                                    access=status_access(config.status))
         port = config.userspace_port
         self.userspace_addr = ("127.0.0.1", port) if port else None
@@ -121,7 +114,7 @@ class Worker:
             if setup is not None:
                 setup(self)
         self._expire_hooks = [getattr(module, "expire", None) for module in self.states]
-        self._announce()
+        announce(self)
 
     # -- the loop --------------------------------------------------------------------------
     def serve(self) -> int:
@@ -141,13 +134,13 @@ class Worker:
             if moved:
                 self.busy_polls += 1
                 if self.now - self.published >= PUBLISH_S:
-                    self.publish()
+                    publish(self)
                 events = poll(0, MAX_EVENTS)
             else:
                 if self.draining and (not self.conns and self.listener is None):
                     break
                 self.sleeps += 1
-                self.publish()
+                publish(self)
                 events = poll(self._sleep_timeout(), MAX_EVENTS)
             self.now = now = monotonic()
             if events:
@@ -159,7 +152,7 @@ class Worker:
         for conn in list(self.conns.values()):
             if conn.state == SEND_DATA:
                 self.cut(conn)  # the drain is over: what is still being sent is cut
-        self.publish()
+        publish(self)
         return 0
 
     def _dispatch(self, events: list[tuple[int, int]]) -> None:
@@ -385,70 +378,3 @@ class Worker:
                 stop(self)
         self.min_deadline = min(self.min_deadline, self.drain_end)
         self.accept_ready = True  # accept the backlog once more, then close the listener
-
-    # -- counters -----------------------------------------------------------------------------
-    def _announce(self) -> None:
-        slot = self.slot
-        slot[b.PID] = os.getpid()
-        slot[b.CPU] = self.cpu
-        slot[b.ALIVE] = 1
-        self.publish(recount=True)
-
-    def publish(self, recount: bool = False) -> None:
-        """Write this worker's counters to its board slot (per-state counts every SWEEP_S)."""
-        ru = getrusage(RUSAGE_SELF)
-        self._write_counters(
-            self.requests, self.passes, self.sleeps, self.busy_polls,
-            ru.ru_nvcsw, ru.ru_nivcsw, int(ru.ru_utime * 1e6), int(ru.ru_stime * 1e6),
-        )
-        self.published = self.now
-        if recount or self.now - self.counted_at >= SWEEP_S:
-            self._count_states()
-            self._write_states(*self.moved, *self.in_state)
-
-    def _count_states(self) -> None:
-        counts = [0] * len(NAMES)
-        for conn in self.conns.values():
-            counts[conn.state] += 1
-        self.in_state = counts
-        self.counted_at = self.now
-
-    def server_status(self) -> dict:
-        """The ``/server-status`` document (every worker's counters, this one's fresh), with
-        the tail of this worker's access log."""
-        self.publish(recount=True)
-        document = collect(self.board)
-        document["cache"] = self.responder.docroot.cache_stats()  # this worker's
-        log = getattr(self, "access_log", None)  # kept by the logging state
-        if log is not None:
-            document["access_log"] = {"pid": os.getpid(), "logged": log.count,
-                                      "tail": log.tail(ACCESS_LOG_TAIL)}
-        return document
-
-
-def run_worker(
-    config: Config, board: b.Board, index: int, cpu: int, master: int, ready_fd: int = -1
-) -> int:
-    """The body of a forked worker process: pin, listen, announce, serve."""
-    os.sched_setaffinity(0, {cpu})
-    sock = make_listener(config.host, config.port, reuseport=True)
-    worker = Worker(config, sock, board, index, cpu)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: worker.request_stop())
-    _die_with(master)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    if ready_fd >= 0:
-        os.write(ready_fd, b"R")
-        os.close(ready_fd)
-    gc.freeze()  # the long-lived objects of start-up need no more scanning
-    return worker.serve()
-
-
-def _die_with(master: int) -> None:
-    """Get SIGTERM (so: drain and exit) when the master dies, even by SIGKILL."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass  # not Linux: an orphaned worker then runs until it is stopped itself
-    if os.getppid() != master:  # the master died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)

@@ -1,0 +1,138 @@
+"""The wire between the model's server and its clients: the server's one network link, each
+TCP connection's send buffer, and the requests that travel on them.
+
+Every connection's bytes cross the server's link (``server_mbit_s``, a FIFO line: the device
+queue [NET-qdisc]) and are drained by their client at the client's bandwidth; a server that
+writes faster than that blocks (thread) or moves on (state-group) until there is room.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+from arch_sim.models.params import NetworkParams
+
+KB = 1024.0
+
+
+class Link:
+    """The server's network interface: one line every connection's replies cross in the order
+    they were written (a FIFO device queue).  ``rate`` inf: no shared bottleneck."""
+
+    __slots__ = ("rate", "free_at")
+
+    def __init__(self, mbit_s: float = math.inf) -> None:
+        self.rate = mbit_s * 1e6 / 8.0  # bytes per second
+        self.free_at = 0.0  # when the line has sent everything queued on it
+
+    def transmit(self, nbytes: float, t: float) -> tuple[float, float]:
+        """Queue ``nbytes`` at time t: (when they start leaving, when the last one has left)."""
+        if self.rate == math.inf:
+            return t, t
+        start = max(t, self.free_at)
+        self.free_at = start + nbytes / self.rate
+        return start, self.free_at
+
+
+class Connection:
+    """A TCP connection: a send buffer, drained by the link and the client.
+
+    Each write is a chunk ``[begin, end, bytes]`` delivered to the client at an even pace
+    between ``begin`` and ``end``: it begins when the link starts sending it and the connection's
+    earlier chunks are through, and takes at least its bytes at the client's rate and the
+    link's (the link is free for the next chunk once it has sent this one).  The chunks are
+    kept analytically, so no simulation event is spent on draining.
+    """
+
+    __slots__ = ("rate", "sndbuf", "wake_free", "chunks", "link", "owner", "handler", "pending",
+                 "waiting", "accepted", "armed")
+
+    def __init__(self, net: NetworkParams, link: Link | None = None) -> None:
+        self.rate = net.client_mbit_s * 1e6 / 8.0  # bytes per second
+        self.sndbuf = net.sndbuf_kb * KB
+        self.wake_free = min(self.sndbuf * net.wake_free_frac, self.sndbuf)
+        self.chunks: deque[list[float]] = deque()  # [begin, end, bytes], oldest first
+        self.link = link if link is not None else Link()
+        self.owner: Any = None  # state-group worker owning it (keep-alive)
+        self.handler: Any = None  # thread serving it (thread per connection, keep-alive)
+        self.pending: deque[Request] = deque()  # keep-alive requests not yet picked up
+        self.waiting = False  # its thread sleeps in recv() (thread per connection, Python)
+        self.accepted = False  # (dispatcher) taken off the listen queue and registered
+        self.armed = False  # (dispatcher) registered in epoll, waiting for its request
+
+    def buffered(self, t: float) -> float:
+        """Bytes still in the send buffer at time t."""
+        chunks = self.chunks
+        while chunks and chunks[0][1] <= t:
+            chunks.popleft()
+        left = 0.0
+        for begin, end, nbytes in chunks:
+            if t <= begin:
+                left += nbytes
+            else:
+                left += nbytes * (end - t) / (end - begin)
+        return left
+
+    def free(self, t: float) -> float:
+        """Room in the send buffer at time t."""
+        return self.sndbuf - self.buffered(t)
+
+    def writable(self, t: float, left: float) -> float:
+        """Bytes a write at time t may put in the buffer: 0 unless the socket is writable.
+
+        As poll() and a blocking write() see it: writable once ``wake_free`` bytes (or all
+        that is left to send) are free.
+        """
+        room = self.free(t)
+        # a byte's tolerance: space_at() wakes a writer exactly when the room is there
+        return min(left, room) if room + 1.0 >= min(self.wake_free, left) else 0.0
+
+    def write(self, nbytes: float, t: float) -> None:
+        """The server put nbytes into the buffer at time t."""
+        if nbytes <= 0.0:
+            return
+        start, sent = self.link.transmit(nbytes, t)
+        chunks = self.chunks
+        begin = max(start, chunks[-1][1]) if chunks else start
+        end = max(begin + nbytes / self.rate, sent)
+        chunks.append([begin, end, nbytes])
+
+    def drained_at(self, t: float) -> float:
+        """When the client has read everything written up to time t."""
+        return max(t, self.chunks[-1][1]) if self.chunks else t
+
+    def space_at(self, t: float) -> float:
+        """When a writer blocked at time t is woken (``wake_free`` bytes free again)."""
+        excess = self.buffered(t) - (self.sndbuf - self.wake_free)
+        if excess <= 0.0:
+            return t
+        for begin, end, nbytes in self.chunks:  # oldest first: they drain one after another
+            start = max(t, begin)
+            here = nbytes * (end - start) / (end - begin) if end > begin else 0.0
+            if here >= excess:
+                return start + (end - start) * excess / here if here else start
+            excess -= here
+        return self.chunks[-1][1]
+
+
+class Request:
+    """One HTTP request, from its arrival at the server to its last byte at the client."""
+
+    __slots__ = ("id", "conn", "size", "left", "arrived", "data_at", "new_conn", "userspace",
+                 "in_window", "reader", "looked")
+
+    def __init__(self, conn: Connection, size: float, arrived: float, data_at: float,
+                 new_conn: bool, userspace: bool = False) -> None:
+        self.id = -1
+        self.conn = conn
+        self.size = size
+        self.left = size  # bytes not yet written
+        self.arrived = arrived
+        self.data_at = data_at  # when the request's bytes are at the server (inf: not sent)
+        self.new_conn = new_conn
+        self.userspace = userspace
+        self.in_window = False
+        self.reader: Any = None  # who waits for its bytes (a thread in recv(), a worker)
+        self.looked = False  # a state-group worker tried to read it before its bytes came
