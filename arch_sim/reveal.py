@@ -47,6 +47,17 @@ def parse_prediction(value: Any) -> float | None:
     return number
 
 
+def shown(prediction: Any) -> bool:
+    """Whether :func:`reveal` shows the answer for *prediction*: a readable prediction, or
+    ``REVEAL=1``."""
+    if reveal_all():
+        return True
+    try:
+        return parse_prediction(prediction) is not None
+    except ValueError:
+        return False
+
+
 def reveal(prediction: Any, answer: float, what: str = "answer", rel_tol: float = 0.25,
            abs_tol: float = 0.05, name: str = "my_prediction") -> str:
     """The computed *answer* beside the learner's *prediction*; returns (and prints) the text.

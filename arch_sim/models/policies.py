@@ -39,7 +39,8 @@ Four policies (``SchedulerParams.policy``, sources in docs/SOURCES.md):
 
 * ``eevdf`` - Linux >= 6.6 [EEVDF]: virtual runtime, lag kept across sleeps, virtual deadlines
   ``timeslice_ms`` apart, eligibility, RUN_TO_PARITY, DELAY_DEQUEUE, half a slice for a new task
-  (PLACE_DEADLINE_INITIAL).  See :class:`Eevdf`.
+  (PLACE_DEADLINE_INITIAL); WAKEUP_PREEMPTION and RUN_TO_PARITY can be switched off
+  [EEVDF-wakeup-preempt].  See :class:`Eevdf`.
 """
 
 from __future__ import annotations
@@ -290,12 +291,26 @@ class Eevdf(Policy):
     the woken task is the pick (so no "reschedule an ineligible waker" rule, 6.19's NEXT_BUDDY
     rework), and a lag-0 sleeper woken by an eligible, protected waker does not preempt it (so no
     next buddy: NEXT_BUDDY is off).
+
+    Two of the kernel's scheduler features (switchable at run time through debugfs) are knobs
+    here, both on by default as in the kernel [EEVDF-wakeup-preempt]:
+
+    * ``wakeup_preemption`` (WAKEUP_PREEMPTION): off, a wake-up never preempts -
+      check_preempt_wakeup_fair() returns before looking; the woken task waits until the
+      running one blocks or uses up its slice.
+    * ``run_to_parity`` (RUN_TO_PARITY): off, an eligible running task inside its slice is not
+      protected: a wake-up preempts it whenever pick_eevdf() would pick the woken task.
+
+    ``SchedulerParams.eevdf_wakeup_preemption`` and ``eevdf_run_to_parity`` set them.
     """
 
     name = "eevdf"
 
-    def __init__(self, sched: Scheduler) -> None:
+    def __init__(self, sched: Scheduler, wakeup_preemption: bool = True,
+                 run_to_parity: bool = True) -> None:
         super().__init__(sched)
+        self.wakeup_preemption = wakeup_preemption
+        self.run_to_parity = run_to_parity
         # lag is clamped to what a task could be owed over two slices (or one tick)
         self._lag_limit = max(2 * self._slice, 1.0 / sched.params.hz)
         self.queue: list[Task] = []  # every queued task (running, runnable, delayed)
@@ -456,13 +471,16 @@ class Eevdf(Policy):
         task before its deadline is protected (RUN_TO_PARITY); otherwise the woken task preempts
         if pick_eevdf() would now choose it.
         """
+        if not self.wakeup_preemption:
+            return None
         cpus = [task.pin] if task.pin is not None else self.sched.cpus
         for cpu in cpus:
             curr = cpu.current
             if curr is None or cpu.need_resched:
                 continue
             self._update_curr(curr)
-            if curr.v <= self._avg_v() + 1e-12 and curr.v < curr.deadline:
+            if (self.run_to_parity and curr.v <= self._avg_v() + 1e-12
+                    and curr.v < curr.deadline):
                 continue  # RUN_TO_PARITY: an eligible task runs on to its deadline
             if self._pick(cpu, include_running=True) is task:
                 return cpu
@@ -473,7 +491,8 @@ def make_policy(sched: Scheduler) -> Policy:
     """The policy object ``sched.params.policy`` names."""
     name = sched.params.policy
     if name == "eevdf":
-        return Eevdf(sched)
+        params = sched.params
+        return Eevdf(sched, params.eevdf_wakeup_preemption, params.eevdf_run_to_parity)
     if name in ("linux-2.2", "linux-2.4"):
         return Goodness(sched, name.split("-", 1)[1])
     if name == "fifo":
