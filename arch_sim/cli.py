@@ -1,5 +1,5 @@
 """The `arch-sim` command line: serve | bench | simulate | calibrate | plot | redraw | reproduce |
-lab.
+lab | timeline.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only wires them up.  A subcommand whose module is not built yet
@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "redraw": ("arch_sim.redraw", "redraw every figure of results folders from their CSVs"),
     "reproduce": ("arch_sim.reproduce", "the main job: calibrate, measure, simulate, report"),
     "lab": ("arch_sim.lab", "notebook 03's teaching mode: a student's answer key or handout"),
+    "timeline": ("arch_sim.timeline", "one hand-off under four schedulers; schedule()'s cost"),
 }
 
 def _load(name: str):

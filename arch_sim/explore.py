@@ -13,25 +13,31 @@ drawn by :mod:`arch_sim.plots` from the schema rows returned here.
 * :func:`sweep` - both designs over a list of loads: a schema DataFrame, labelled by ``preset``
 * :func:`vary` - one sweep per value of one knob, stacked (one line per value in the plots)
 * :func:`linux22_on` - today's machine (a host preset) with Linux 2.2's scheduler
-* :func:`live_point` - one measured window of a running real server, as a schema row
-* :func:`quiet_check` - an idle baseline and repeated spin calibrations before live counts
+* :func:`live_point` / :func:`quiet_check` - one measured window of a running real server, and
+  a check that the machine is quiet enough for one (:mod:`arch_sim.live`)
 * :func:`reveal` - an exercise's computed answer beside the learner's prediction, hidden until
-  there is one (or ``REVEAL=1``); the exercises themselves are in :mod:`arch_sim.lessons`
+  there is one or ``REVEAL=1`` (:mod:`arch_sim.reveal`)
 """
 
 from __future__ import annotations
 
 import math
 import os
-import statistics
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
 
 from arch_sim import ARCHS, schema
+from arch_sim.live import live_frame as live_frame
+from arch_sim.live import live_point as live_point
+from arch_sim.live import quiet_check as quiet_check
+from arch_sim.live import quiet_warnings as quiet_warnings
 from arch_sim.models import ModelParams, load_preset
+from arch_sim.reveal import REVEAL_ENV as REVEAL_ENV
+from arch_sim.reveal import parse_prediction as parse_prediction
+from arch_sim.reveal import reveal as reveal
+from arch_sim.reveal import reveal_all as reveal_all
 
 #: knob -> (section of ModelParams or None for top level, field, what it means)
 KNOBS: dict[str, tuple[str | None, str, str]] = {
@@ -302,200 +308,3 @@ def schedule_cost_us(params: ModelParams | str, runnable: int, switches: int = 2
     counts = spinners(params, runnable, switches * (sched_params.timeslice_ms * 1e-3 + burst),
                       burst)
     return counts["sched_time"] / max(counts["switches"], 1) * 1e6
-
-
-# -- live windows on the real servers ---------------------------------------------------------
-
-def live_point(server: Any, files: Any, rate: float | None, *, connections: int = 8,
-               duration: float = 3.0, client_cpus: Sequence[int] = (1,),
-               seed: int = 1) -> dict[str, Any]:
-    """One measured window of a running server (from :func:`arch_sim.harness.servers.start`)
-    under wrk, exactly as ``arch-sim bench`` measures it: one schema row.
-
-    *files* is the :class:`~arch_sim.harness.fileset.FileSet` it serves; *rate* None is
-    unpaced.  Besides the schema columns, a state-group server's worker counters over the
-    window are added: ``worker_requests``, ``worker_sleeps``, ``worker_passes`` and
-    ``passes_per_request``.
-    """
-    from arch_sim.harness.measure import Load, Target, measure, row
-    from arch_sim.harness.servers import SERVER_MODULES
-
-    snapshots: list[dict] = []
-
-    def status() -> dict:
-        snapshot = server.status()
-        snapshots.append(snapshot)
-        return snapshot
-
-    target = Target(server.arch, SERVER_MODULES.get(server.arch, server.arch), server.url,
-                    lambda: server.status()["pids"], status, server.check_alive)
-    load = Load(rate, connections, duration, True, files.urls, files.weights,
-                tuple(client_cpus), seed)
-    result, delta, perf, *cpu_count = measure(target, load, use_perf=False)
-    cpus = server.cpus or ()
-    fixed = {"preset": files.name, "cpus": max(len(cpus), 1), "rep": 0, "seed": seed,
-             "run_id": "live", "connection_mode": "keep-alive", "file_set": files.name,
-             "server_cpus": ",".join(map(str, cpus)),
-             "client_cpus": ",".join(map(str, client_cpus))}
-    out = row(target, load, result, delta, perf, max(len(cpus), 1), fixed, *cpu_count)
-    before, after = snapshots[-2], snapshots[-1]
-    if "workers" in after:
-        def total(snap: dict, key: str) -> int:
-            return sum(int(w.get(key, 0)) for w in snap["workers"])
-
-        reqs = total(after, "requests") - total(before, "requests")
-        out["worker_requests"] = reqs
-        out["worker_sleeps"] = total(after, "sleeps") - total(before, "sleeps")
-        out["worker_passes"] = total(after, "passes") - total(before, "passes")
-        out["passes_per_request"] = out["worker_passes"] / reqs if reqs else math.nan
-    return out
-
-
-def live_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """Rows from :func:`live_point` as a schema DataFrame (for :mod:`arch_sim.plots`)."""
-    return schema.validate(schema.to_frame(list(rows)))
-
-
-# -- a quiet machine before the live cells -----------------------------------------------------
-
-#: a machine is "quiet" when its 1-minute load average per CPU and the spread of repeated spin
-#: calibrations stay under these
-QUIET_LOAD_PER_CPU = 0.5
-QUIET_SPREAD = 0.10
-
-
-def quiet_warnings(load1: float, cpus: int, rates: Sequence[float],
-                   involuntary: int) -> list[str]:
-    """What makes a machine too noisy for live counts (empty list: quiet).
-
-    *load1* is the 1-minute load average (the idle baseline: runnable tasks on average),
-    *rates* the loop iterations per second of each repeated spin calibration (a busy neighbour
-    on the CPU makes them vary), *involuntary* the preemptions the spinning thread suffered (a
-    thread alone on its CPU suffers none)."""
-    out = []
-    if load1 / max(cpus, 1) > QUIET_LOAD_PER_CPU:
-        out.append(f"load average {load1:.2f} on {cpus} CPU(s): other work is running")
-    if len(rates) >= 2:
-        spread = (max(rates) - min(rates)) / max(statistics.fmean(rates), 1e-12)
-        if spread > QUIET_SPREAD:
-            out.append(f"spin calibrations vary by {spread:.0%} between repeats "
-                       f"(quiet: under {QUIET_SPREAD:.0%})")
-    if involuntary:
-        out.append(f"{involuntary} involuntary switch(es) while spinning alone: something else "
-                   "wants this CPU")
-    return out
-
-
-def quiet_check(repeats: int = 5, spin_s: float = 0.05) -> dict[str, Any]:
-    """Is this machine quiet enough for live counts?  Measures an idle baseline (the load
-    average), then *repeats* spin calibrations of *spin_s* each (loop iterations per second,
-    and this thread's involuntary switches meanwhile); prints the numbers and a warning if they
-    look noisy.  Returns them, with ``quiet`` and ``warnings``."""
-    import resource
-
-    who = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
-    load1 = os.getloadavg()[0]
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    before = resource.getrusage(who).ru_nivcsw
-    rates = []
-    for _ in range(repeats):
-        n, t0 = 0, time.perf_counter()
-        end = t0 + spin_s
-        while time.perf_counter() < end:
-            n += 1
-        rates.append(n / (time.perf_counter() - t0))
-    involuntary = resource.getrusage(who).ru_nivcsw - before
-    warnings = quiet_warnings(load1, cpus or 1, rates, involuntary)
-    print(f"idle baseline: load average {load1:.2f} on {cpus} CPU(s); {repeats} spin "
-          f"calibrations of {spin_s * 1e3:.0f} ms: {min(rates) / 1e6:.2f}-"
-          f"{max(rates) / 1e6:.2f} M loops/s, {involuntary} involuntary switch(es)")
-    if warnings:
-        print("WARNING - this machine is not quiet, live counts will be noisy: "
-              + "; ".join(warnings) + ". Close other programs and re-run this cell.")
-    else:
-        print("quiet enough for live counts")
-    return {"load1": load1, "cpus": cpus, "rates": rates, "involuntary": involuntary,
-            "quiet": not warnings, "warnings": warnings}
-
-
-# -- exercises --------------------------------------------------------------------------------
-
-#: set to 1 to show every answer even without a prediction (teachers, the answer key's tests)
-REVEAL_ENV = "REVEAL"
-
-
-def reveal_all() -> bool:
-    """True when the environment asks for every answer (``REVEAL=1``)."""
-    return os.environ.get(REVEAL_ENV, "").strip().lower() not in ("", "0", "false", "no")
-
-
-def parse_prediction(value: Any) -> float | None:
-    """A learner's prediction as a number: None stays None; ``12``, ``"12"``, ``"1,234"``,
-    ``" 0.4 "`` and ``"40%"`` (= 0.4) are read; anything else raises ValueError saying what to
-    write instead."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a number: write e.g. my_prediction = 12")
-    if isinstance(value, int | float):
-        return float(value)
-    text = str(value).strip().replace(",", "").replace("_", "")
-    scale = 1.0
-    if text.endswith("%"):
-        text, scale = text[:-1].strip(), 0.01
-    try:
-        number = float(text) * scale
-    except ValueError:
-        raise ValueError(f"could not read {value!r} as a number: write e.g. "
-                         "my_prediction = 12 (or 0.4, or \"40%\")") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{value!r} is not a finite number: write e.g. my_prediction = 12")
-    return number
-
-
-def reveal(prediction: Any, answer: float, what: str = "answer", rel_tol: float = 0.25,
-           abs_tol: float = 0.05, name: str = "my_prediction") -> str:
-    """The computed *answer* beside the learner's *prediction*; returns (and prints) the text.
-
-    The answer stays hidden until there is a prediction (a number, or a string such as
-    ``"40%"``: :func:`parse_prediction`), unless ``REVEAL=1`` is set.  A prediction is
-    "close" within *rel_tol* of the answer - or within *abs_tol* of it when the answer is
-    that small (a relative error to 0 would be infinite).  *name* is the variable the hidden
-    answer's message asks the learner to set."""
-    show_all = reveal_all()
-    try:
-        guess = parse_prediction(prediction)
-        problem = ""
-    except ValueError as exc:
-        guess, problem = None, str(exc)
-    if guess is None and not show_all:
-        why = problem or "you made no prediction"
-        text = (f"{what}: hidden - {why}. Set {name} above and re-run this cell "
-                f"(or set {REVEAL_ENV}=1 to see every answer).")
-        print(text)
-        return text
-    text = f"{what}: {_number(answer)}"
-    if guess is None:
-        text += f"  ({problem or 'no prediction made'})"
-    elif not math.isfinite(answer):
-        text += f"  - you predicted {_number(guess)}: the model gave no number to compare"
-    else:
-        diff = guess - answer
-        if abs(answer) <= abs_tol:
-            near, off = abs(diff) <= abs_tol, f"off by {_number(abs(diff))}"
-        else:
-            near = abs(diff) <= rel_tol * abs(answer)
-            off = f"off by {100 * abs(diff) / abs(answer):.0f}%"
-        verdict = "close" if near else ("too high" if diff > 0 else "too low")
-        text += f"  - you predicted {_number(guess)}: {verdict}"
-        if not near:
-            text += f" ({off})"
-    print(text)
-    return text
-
-
-def _number(x: float) -> str:
-    """1,234 for big numbers, 4 significant digits for small ones."""
-    if not math.isfinite(x):
-        return str(x)
-    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"

@@ -5,7 +5,7 @@
 
 In the notebook, :func:`show` poses exercise N of the student's seed (with its badge: *live
 machine* or *model*) and :func:`check` puts the computed answer beside the prediction - only
-once there is a prediction, or when ``REVEAL=1`` is set (:func:`arch_sim.explore.reveal`); the
+once there is a prediction, or when ``REVEAL=1`` is set (:func:`arch_sim.reveal.reveal`); the
 explanation is printed only with the answer.  Both take the exercise and its answers from
 :mod:`arch_sim.lessons`, as the answer key does, so the notebook and the key cannot disagree.
 
@@ -23,8 +23,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from arch_sim import explore, lessons
+from arch_sim import lessons
 from arch_sim.argtypes import UsageError, check_out_dir, non_negative_int
+from arch_sim.reveal import format_number, reveal
 
 #: where the notebook and the handout take the student's seed from, if not set in the notebook
 SEED_ENV = "STUDENT_SEED"
@@ -111,14 +112,14 @@ def check(seed: int, number: int, *predictions: Any, host: str | None = None) ->
         raise ValueError(f"exercise {number} takes {len(ex.asks)} prediction(s): "
                          + ", ".join(lessons.prediction_name(a) for a in ex.asks))
     values = lessons.answers(seed, number, host)
-    lines = [explore.reveal(guess, value, ex.label(ask), ask.rel_tol, ask.abs_tol,
+    lines = [reveal(guess, value, ex.label(ask), ask.rel_tol, ask.abs_tol,
                             lessons.prediction_name(ask))
              for ask, guess, value in zip(ex.asks, predictions, values, strict=True)]
     if any(" hidden - " in line for line in lines):
         return lines
     measured = lessons.measure(seed, number, host)
     if measured is not None:
-        print(f"measured on this machine just now: {explore._number(measured)}")
+        print(f"measured on this machine just now: {format_number(measured)}")
     print(ex.explanation)
     return lines
 

@@ -28,6 +28,8 @@ from typing import Any
 
 from arch_sim import explore
 from arch_sim.models import ModelParams, load_preset, simulate_point
+from arch_sim.reveal import format_number
+from real_servers.core.lifecycle import LOGGING, NAMES, SEND_DATA, WAIT_HEADERS
 
 #: the pinned presets (packaged, committed): the 1999 machine and the calibrated host
 OLD, HOST = "linux-2.2-1999", "host"
@@ -239,8 +241,8 @@ def _make5(rng: random.Random) -> Exercise:
 
 def _given5(ex: Exercise) -> dict[str, float]:
     row = _run5(ex, 1.0)
-    return {k: float(row[k]) for k in ("rps", "batch_wait_headers", "batch_send_data",
-                                       "batch_logging")}
+    batches = [f"batch_{NAMES[s]}" for s in (WAIT_HEADERS, SEND_DATA, LOGGING)]
+    return {k: float(row[k]) for k in ("rps", *batches)}
 
 
 def _solve5(ex: Exercise, host: str) -> list[float]:
@@ -349,5 +351,5 @@ def key_lines(seed: int, host: str = HOST) -> list[str]:
     out = []
     for ex in scenario(seed, host):
         for ask, value in zip(ex.asks, answers(seed, ex.number, host), strict=True):
-            out.append(f"{ex.label(ask)}: {explore._number(value)}")
+            out.append(f"{ex.label(ask)}: {format_number(value)}")
     return out

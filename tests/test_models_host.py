@@ -122,8 +122,10 @@ def test_cold_decay_fit_recovers_the_time_constant():
 
 
 def test_host_cache_refill_makes_idle_requests_dearer():
-    """The packaged host preset: a request at 200 req/s costs several times its saturation CPU
-    (measured: 196 vs 25-31 us), and more of them preempt their dispatcher."""
+    """The packaged host preset: a request at 200 req/s costs several times its CPU with warm
+    caches (the pool server measured 270 us at 200 req/s against 45 us at saturation in
+    results/reproduce-full-2026-11-29-b; the cost depends on how long the CPU idled, so the
+    ratio moves with each calibration), and more of them preempt their dispatcher."""
     kw = {"workload": "closed", "requests": 2000, "seed": 3}
     warm = HOST.replace(server_by_arch={
         arch: {**v, "cold_refill_us": 0.0} for arch, v in HOST.server_by_arch.items()})
@@ -131,7 +133,7 @@ def test_host_cache_refill_makes_idle_requests_dearer():
     warm_row = simulate_point("thread-per-request", warm, 200.0, **kw)
     cold_cpu = cold_row["cpu_util"] * 1e6 / cold_row["rps"]
     warm_cpu = warm_row["cpu_util"] * 1e6 / warm_row["rps"]
-    assert 3 * warm_cpu < cold_cpu < 12 * warm_cpu
+    assert 3 * warm_cpu < cold_cpu < 20 * warm_cpu
     assert cold_row["involuntary_per_s"] > 2 * warm_row["involuntary_per_s"]
 
 

@@ -29,6 +29,7 @@ NAMES = (
     "01_reproduce_old_vs_new.ipynb",
     "02_explore_tradeoffs.ipynb",
     "03_teach_os_scheduling.ipynb",
+    "04_scheduler_timeline.ipynb",
 )
 QUICK_LIMIT_S = 120.0  # the issue: QUICK=1 keeps each notebook under 2 minutes
 
@@ -115,7 +116,7 @@ def test_figures_come_from_arch_sim_plots_used_by_the_cli(name):
     code = code_of(name)
     assert not re.search(r"import matplotlib|pyplot|\bplt\.|\.subplots\(|Figure\(", code), (
         f"{name} draws a figure of its own; use arch_sim.plots")
-    used = set(re.findall(r"\bplots(?:_seed)?\.(\w+)\(", code))
+    used = set(re.findall(r"\bplots(?:_seed|_timeline)?\.(\w+)\(", code))
     named = set(re.findall(r'"(reschedules_vs_load|reschedules_per_request|'
                            r'throughput_and_latency)"', code))
     assert used | named, f"{name} draws nothing with arch_sim.plots"

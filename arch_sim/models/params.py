@@ -72,6 +72,15 @@ class SchedulerParams:
     deadlines ``timeslice_ms`` apart; a woken task preempts only when the running one is no
     longer eligible and the woken one has the earliest eligible deadline.
     """
+    eevdf_wakeup_preemption: bool = True
+    """``eevdf``: the kernel's WAKEUP_PREEMPTION scheduler feature (on by default).  Off, a woken
+    task never preempts: it waits until the running task blocks or its slice ends
+    [EEVDF-wakeup-preempt]."""
+    eevdf_run_to_parity: bool = True
+    """``eevdf``: the kernel's RUN_TO_PARITY scheduler feature (on by default): an eligible
+    running task is not preempted by a wake-up before its deadline.  Off, a wake-up preempts it
+    whenever the woken task is the eligible one with the earliest deadline
+    [EEVDF-wakeup-preempt]."""
     priority_ticks: int = 20
     """Linux 2.2/2.4: a task's priority and the counter it is refilled to, in timer ticks
     (DEF_PRIORITY)."""

@@ -38,6 +38,14 @@ the same code (``Task.code``) already paid since.  So the first thread of a busy
 runs slower than the ones after it - which decides who leaves that period owed time (lag), and
 so whose next wake-up preempts its waker.
 
+With an ``observer`` (e.g. :class:`arch_sim.models.trace.SwitchTrace`) the scheduler also reports
+every switch: ``observer.switched_in(cpu, task, start, cost)`` when ``schedule()`` hands a CPU to a
+task (``start``: when the switch begins; ``cost``: the scheduler time before the task's own work)
+and ``observer.switched_out(cpu, task, end, why)`` when it leaves (``why``: ``blocked``,
+``exited``, ``wakeup`` - need_resched, set by a wake-up (or a 2.2/2.4 fork), preempted it - or
+``slice``: its slice was used up), with the switch to
+the idle task as ``switched_in(cpu, None, ...)``.  Without one (the default) nothing is reported.
+
 A task uses the scheduler in three ways::
 
     yield sched.start(task)               # a new task (sched.start(child, parent) in a fork)
@@ -151,6 +159,7 @@ class Scheduler:
         self._cold_decay = max(params.cold_decay_ms * 1e-3, 1e-12)
         self._proc_task: dict[Any, Task] = {}  # SimPy process -> the task whose code it runs
         self.policy = make_policy(self)
+        self.observer: Any = None  # gets every switch when set (see the module docstring)
         # what the measurement window reads
         self.voluntary = 0
         self.involuntary = 0
@@ -180,9 +189,10 @@ class Scheduler:
         if self.policy.needs_waker:
             self._proc_task[self.env.active_process] = task
         if (cpu.need_resched or self.policy.slice_over(task, cpu)) and task.preemptible:
+            why = "wakeup" if cpu.need_resched else "slice"
             cpu.need_resched = False
             if not self.policy.keeps_cpu(task, cpu):
-                yield self._preempt(task)
+                yield self._preempt(task, why)
         yield from self._burst(task, seconds)
 
     def _burst(self, task: Task, seconds: float) -> Generator[simpy.Event, Any, None]:
@@ -314,17 +324,20 @@ class Scheduler:
             return bool(self.runqueue)
         return any(t.pin is None or t.pin is cpu for t in self.runqueue)
 
-    def _preempt(self, task: Task) -> simpy.Event:
+    def _preempt(self, task: Task, why: str) -> simpy.Event:
         event = self.env.event()
         task.event = event
         task.state = "runnable"
-        self._switch_out(task, voluntary=False, requeue=True)
+        self._switch_out(task, voluntary=False, requeue=True, why=why)
         return event
 
-    def _switch_out(self, task: Task, voluntary: bool, requeue: bool = False) -> None:
+    def _switch_out(self, task: Task, voluntary: bool, requeue: bool = False,
+                    why: str = "") -> None:
         cpu = task.cpu
         now = self.env.now
         self.policy.switched_out(task, requeue)
+        if self.observer is not None:  # the CPU is busy with the task's owed work until then
+            self.observer.switched_out(cpu, task, now + task.lead, why or task.state)
         if task.lead > 0.0:  # switched in, then out again before computing anything
             cpu.free_at = now + task.lead
             task.lead = 0.0
@@ -345,7 +358,10 @@ class Scheduler:
             self._dispatch(cpu, nxt, from_idle=False)
         else:  # switch to the idle task
             self.switches += 1
-            start = max(now, cpu.free_at) + cpu.extra_cost
+            start = max(now, cpu.free_at)
+            if self.observer is not None:
+                self.observer.switched_in(cpu, None, start, cpu.extra_cost + self._switch)
+            start += cpu.extra_cost
             cpu.extra_cost = 0.0
             cpu.free_at = start + self._switch
             cpu.idle_since = cpu.free_at
@@ -368,6 +384,8 @@ class Scheduler:
         self.sched_time += cost
         self.busy_time += cost
         task.lead = (start - now) + cost
+        if self.observer is not None:
+            self.observer.switched_in(cpu, task, start, cost)
         task.used = 0.0
         task.vstart = start
         task.cpu = cpu

@@ -1,0 +1,249 @@
+"""Linux >= 6.6's EEVDF scheduler as a policy (kernel/sched/fair.c); the hooks are described in
+:mod:`arch_sim.models.policies`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from arch_sim.models.policies import Policy
+
+if TYPE_CHECKING:
+    from arch_sim.models.scheduler import Cpu, Scheduler, Task
+
+
+class Eevdf(Policy):
+    """Linux >= 6.6: Earliest Eligible Virtual Deadline First (kernel/sched/fair.c) [EEVDF].
+
+    Every task has a virtual runtime ``v`` (CPU time received) and a virtual deadline
+    ``v + slice``; the average ``V`` of the queued tasks' ``v`` is the fair share.  A task's
+    *lag* ``V - v`` is what it is owed: it is *eligible* when the lag is not negative, and the
+    eligible task with the earliest deadline runs.  A sleeping task keeps its lag and is placed
+    back at ``V - lag`` when woken; a new task starts at ``V`` with half a slice to its deadline
+    (PLACE_DEADLINE_INITIAL); a task that goes to sleep owing time (negative lag) stays queued,
+    not runnable, until it is eligible again, and then leaves with lag 0 (DELAY_DEQUEUE,
+    DELAY_ZERO).  A woken task preempts the running one only if the running one is no longer
+    eligible and the woken one is the eligible task with the earliest deadline (RUN_TO_PARITY
+    protects an eligible running task until its deadline).  So whether a wake-up preempts
+    depends on history: a thread that waited in the run queue while others ran wakes up owed
+    time and takes the CPU from its waker at once; one that ran its fill does not.
+    (place_entity, pick_eevdf, check_preempt_wakeup_fair, dequeue_entity.)  One run queue for
+    all CPUs: exact for one CPU, an approximation for several (Linux has one per CPU).
+
+    **A running task's v is what update_curr() last charged** [EEVDF].  The kernel brings the
+    running task's vruntime up to date only at an update_curr(): the tick, an enqueue_entity() (a
+    sleeper, or a new task, joining its queue), a dequeue or preemption of it, and the wake-up
+    preemption check.  Waking a *delayed* sleeper is none of these: enqueue_task_fair() with
+    ENQUEUE_DELAYED goes straight to requeue_delayed_entity(), whose update_entity_lag() computes
+    the sleeper's lag against an avg_vruntime() that still holds the waker's vruntime from its
+    last update_curr() - typically from when it was picked.  Only if that lag is positive does
+    DELAY_ZERO drop it and place the sleeper afresh at the others' average (place_entity() with
+    no lag, a full slice); otherwise the sleeper keeps its vruntime and deadline.  Then
+    check_preempt_wakeup_fair() calls update_curr(): the waker's vruntime catches up, and a waker
+    that has run longer than the sleeper overran when it blocked is no longer eligible - so
+    RUN_TO_PARITY does not protect it, and the sleeper (now eligible) is picked.  That is how a
+    thread blocked in Thread.start() right after clone() preempts the new thread as soon as it
+    is told the thread runs (python_threads.py).
+
+    The wake-up check itself is 6.18's: update_curr(), then preempt if pick_eevdf() - which keeps
+    an eligible running task inside its protected slice - returns the woken task.  Checked on the
+    6.18.44 VM with bpftrace (se.vruntime, deadline, vlag/vprot, cfs_rq sums at sched_wakeup and
+    sched_switch): a futex wake-up from a waker that is not eligible does not reschedule it unless
+    the woken task is the pick (so no "reschedule an ineligible waker" rule, 6.19's NEXT_BUDDY
+    rework), and a lag-0 sleeper woken by an eligible, protected waker does not preempt it (so no
+    next buddy: NEXT_BUDDY is off).
+
+    Two of the kernel's scheduler features (switchable at run time through debugfs) are knobs
+    here, both on by default as in the kernel [EEVDF-wakeup-preempt]:
+
+    * ``wakeup_preemption`` (WAKEUP_PREEMPTION): off, a wake-up never preempts -
+      check_preempt_wakeup_fair() returns before looking; the woken task waits until the
+      running one blocks or uses up its slice.
+    * ``run_to_parity`` (RUN_TO_PARITY): off, an eligible running task inside its slice is not
+      protected: a wake-up preempts it whenever pick_eevdf() would pick the woken task.
+
+    ``SchedulerParams.eevdf_wakeup_preemption`` and ``eevdf_run_to_parity`` set them.
+    """
+
+    name = "eevdf"
+
+    def __init__(self, sched: Scheduler, wakeup_preemption: bool = True,
+                 run_to_parity: bool = True) -> None:
+        super().__init__(sched)
+        self.wakeup_preemption = wakeup_preemption
+        self.run_to_parity = run_to_parity
+        # lag is clamped to what a task could be owed over two slices (or one tick)
+        self._lag_limit = max(2 * self._slice, 1.0 / sched.params.hz)
+        self.queue: list[Task] = []  # every queued task (running, runnable, delayed)
+        self.zero_v = 0.0  # where a task woken onto an empty run queue starts
+        self.env = sched.env
+        self._hz = sched.params.hz
+
+    def _v(self, task: Task) -> float:
+        """A task's virtual runtime now (a running task's grows with the time it has run)."""
+        if task.cpu is not None:
+            return task.v + max(0.0, self.env.now - task.vstart)
+        return task.v
+
+    def _account(self, task: Task, until: float) -> None:
+        task.v += max(0.0, until - task.vstart)
+        task.vstart = until
+
+    def _update_curr(self, task: Task) -> None:
+        """update_curr(): charge a running task's CPU so far to its v."""
+        now = self.env.now
+        if task.cpu is not None and now > task.vstart:
+            task.v += now - task.vstart
+            task.vstart = now
+
+    def _charged_v(self, task: Task) -> float:
+        """The v the kernel holds for a task: for a running one, what the last update_curr()
+        charged - at the last timer tick (every 1/HZ) if one came since the model last did."""
+        if task.cpu is None:
+            return task.v
+        tick = math.floor(self.env.now * self._hz) / self._hz
+        return task.v + (tick - task.vstart) if tick > task.vstart else task.v
+
+    def _avg_v(self) -> float:
+        """V: the average virtual runtime of the queued tasks (the fair share so far)."""
+        queue = self.queue
+        if not queue:
+            return self.zero_v
+        now, total = self.env.now, 0.0  # (the sum of _v over the queue, inlined: a hot path)
+        for t in queue:
+            total += t.v + max(0.0, now - t.vstart) if t.cpu is not None else t.v
+        return total / len(queue)
+
+    def enqueue(self, task: Task, initial: bool) -> None:
+        """place_entity(): a woken task rejoins at V minus the lag it kept while asleep."""
+        if task.queued:  # asleep but still queued (delayed): requeue_delayed_entity()
+            task.delayed = False
+            # update_entity_lag() against V as the kernel has it: running tasks' v as last
+            # charged (no update_curr() on this path)
+            others = [self._charged_v(t) for t in self.queue if t is not task]
+            if others and task.v < (task.v + sum(others)) / (len(others) + 1):
+                # DELAY_ZERO: its positive lag is dropped; place_entity() with no lag puts it
+                # at the others' average, a full slice to its deadline
+                task.v = sum(others) / len(others)
+                task.deadline = task.v + self._slice
+            return
+        for t in self.queue:  # enqueue_entity(): update_curr() before place_entity()
+            if t.cpu is not None:
+                self._update_curr(t)
+        n = len(self.queue)
+        if n:
+            # the kept lag is scaled up by (n + 1) / n so that adding the task does not
+            # move V (kernel/sched/fair.c place_entity)
+            task.v = self._avg_v() - task.vlag * (n + 1) / n
+        else:
+            task.v = self.zero_v
+        # a new task joins halfway through a slice, as the others are on average
+        task.deadline = task.v + (self._slice / 2 if initial else self._slice)
+        task.queued = True
+        self.queue.append(task)
+
+    def switched_out(self, task: Task, requeue: bool) -> None:
+        """Charge its CPU time (including work still owed) to its v; a sleeper leaves."""
+        self._account(task, self.env.now + task.lead)
+        if not requeue:
+            self._dequeue(task)
+
+    def _dequeue(self, task: Task) -> None:
+        """A task goes to sleep (or exits): it keeps its lag, or stays queued if it owes."""
+        if not task.queued:
+            return
+        lag = self._avg_v() - task.v
+        if lag < 0.0 and task.state == "blocked":  # owes time: DELAY_DEQUEUE
+            task.delayed = True
+            return
+        self._remove(task, min(lag, self._lag_limit))
+
+    def _remove(self, task: Task, lag: float) -> None:
+        task.vlag = max(-self._lag_limit, lag)
+        task.queued = False
+        task.delayed = False
+        self.queue.remove(task)
+        if not self.queue:
+            self.zero_v = task.v
+
+    def slice_over(self, task: Task, cpu: Cpu) -> bool:
+        """update_deadline(): a task that used its slice gets the next deadline."""
+        if task.v + max(0.0, self.env.now - task.vstart) < task.deadline:
+            return False  # (the common case, tested before the call below)
+        v = self._v(task)
+        if v < task.deadline:
+            return False
+        task.deadline = v + self._slice
+        return True
+
+    def keeps_cpu(self, task: Task, cpu: Cpu) -> bool:
+        best = self._pick(cpu, include_running=True)
+        return best is None or best is task
+
+    def _pick(self, cpu: Cpu, include_running: bool) -> Task | None:
+        """pick_eevdf(): the eligible queued task with the earliest virtual deadline.
+
+        Candidates: runnable tasks ``cpu`` may run, delayed sleepers and, if
+        ``include_running``, the task running on ``cpu``.
+        """
+        limit = self._avg_v() + 1e-12  # eligible: v <= V
+        best = None
+        for t in self.queue:
+            if t.cpu is not None:
+                if not include_running or t.cpu is not cpu:
+                    continue
+                if self._v(t) > limit:
+                    continue
+            elif t.state == "runnable" and t.pin is not None and t.pin is not cpu:
+                continue
+            elif t.v > limit:  # not eligible (not running: its v is current)
+                continue
+            if best is None or t.deadline < best.deadline:
+                best = t
+        return best
+
+    def pick(self, cpu: Cpu) -> Task | None:
+        """schedule() on a CPU whose task stopped: the next task, or None (the CPU idles).
+
+        A delayed sleeper that comes out on top leaves the queue for good (lag 0) and the
+        pick is repeated; a CPU that idles with nobody else queued settles all their debts.
+        """
+        runqueue = self.sched.runqueue
+        while True:
+            t = self._pick(cpu, include_running=False)
+            if t is not None and t.delayed:
+                self._remove(t, 0.0)
+                continue
+            if t is None:  # nobody eligible that this CPU may run
+                runnable = [r for r in runqueue if r.pin is None or r.pin is cpu]
+                if not runnable:
+                    if not any(q.cpu is not None or q.state == "runnable" for q in self.queue):
+                        for q in list(self.queue):
+                            self._remove(q, 0.0)
+                    return None
+                t = min(runnable, key=lambda r: r.deadline)
+            runqueue.remove(t)
+            return t
+
+    def wake_victim(self, task: Task, waker: Task | None) -> Cpu | None:
+        """check_preempt_wakeup_fair(): the CPU whose task the woken one preempts, if any.
+
+        The running task's v is first brought up to date (update_curr()); an eligible running
+        task before its deadline is protected (RUN_TO_PARITY); otherwise the woken task preempts
+        if pick_eevdf() would now choose it.
+        """
+        if not self.wakeup_preemption:
+            return None
+        cpus = [task.pin] if task.pin is not None else self.sched.cpus
+        for cpu in cpus:
+            curr = cpu.current
+            if curr is None or cpu.need_resched:
+                continue
+            self._update_curr(curr)
+            if (self.run_to_parity and curr.v <= self._avg_v() + 1e-12
+                    and curr.v < curr.deadline):
+                continue  # RUN_TO_PARITY: an eligible task runs on to its deadline
+            if self._pick(cpu, include_running=True) is task:
+                return cpu
+        return None
