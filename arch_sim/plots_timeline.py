@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from arch_sim import plotstyle
 from arch_sim.timeline import MS, HandOff
 
 TASK_COLORS = {"waker": "tab:purple", "worker": "tab:orange", "hog": "0.6"}
@@ -42,16 +43,27 @@ BAR_HEIGHT = 0.6
 
 
 def _new_figure(height: float) -> Figure:
-    fig = Figure(figsize=(9.0, height), layout="constrained")
+    """A figure in the current style (:func:`arch_sim.plotstyle.use`): 9 inches wide and
+    *height* tall for paper, the style's own 16:9 size for slides."""
+    style = plotstyle.current()
+    size = (9.0, height) if style.name == plotstyle.DEFAULT_STYLE else style.size(1)
+    fig = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
-def gantt(runs: Mapping[str, HandOff], title: str | None = None) -> Figure:
+def gantt(runs: Mapping[str, HandOff], title: str | None = None,
+          style: str = plotstyle.DEFAULT_STYLE) -> Figure:
     """One panel per hand-off in ``runs`` (label -> :class:`~arch_sim.timeline.HandOff`), one
-    row per CPU (CPU 0 on top), time in ms."""
+    row per CPU (CPU 0 on top), time in ms.  *style*: ``"paper"`` or ``"slides"``
+    (:mod:`arch_sim.plotstyle`)."""
     if not runs:
         raise ValueError("nothing to draw: no hand-offs given")
+    with plotstyle.use(style):
+        return _gantt(runs, title)
+
+
+def _gantt(runs: Mapping[str, HandOff], title: str | None) -> Figure:
     fig = _new_figure(1.2 + 1.35 * len(runs))
     axes = fig.subplots(len(runs), 1, sharex=True, squeeze=False)[:, 0]
     seen_tasks: dict[str, str] = {}
@@ -72,7 +84,7 @@ def gantt(runs: Mapping[str, HandOff], title: str | None = None) -> Figure:
                                (y - BAR_HEIGHT / 2, BAR_HEIGHT), color="black")
             if width > 0.06 * run.end / MS:
                 ax.text((row.start + row.end) / 2 / MS, y, row.task, ha="center",
-                        va="center", fontsize=8)
+                        va="center", fontsize="small")
             if row.why in REASON_MARKERS:
                 marker, mcolor, _ = REASON_MARKERS[row.why]
                 seen_reasons.add(row.why)
@@ -83,7 +95,7 @@ def gantt(runs: Mapping[str, HandOff], title: str | None = None) -> Figure:
         ax.set_ylim(-0.6, run.cpus - 0.2)
         ax.set_xlim(0, run.end / MS)
         ax.set_title(f"{label}: the worker waited {run.wait / MS:.2f} ms for a CPU",
-                     fontsize=10, loc="left")
+                     fontsize="medium", loc="left")
         ax.grid(axis="x", alpha=0.3)
     axes[-1].set_xlabel("time (ms); dotted line: the waker wakes the worker")
     handles = [Patch(facecolor=c, label=t) for t, c in seen_tasks.items()]
@@ -92,17 +104,24 @@ def gantt(runs: Mapping[str, HandOff], title: str | None = None) -> Figure:
                        ls="none", label=REASON_MARKERS[r][2])
                 for r in REASON_MARKERS if r in seen_reasons]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4),
-               fontsize=8, frameon=False)
+               fontsize="small", frameon=False)
     if title:
         fig.suptitle(title)
     return fig
 
 
-def schedule_cost(costs: pd.DataFrame, title: str | None = None) -> Figure:
+def schedule_cost(costs: pd.DataFrame, title: str | None = None,
+                  style: str = plotstyle.DEFAULT_STYLE) -> Figure:
     """``costs`` from :func:`arch_sim.timeline.schedule_costs` (a row per runnable-task count,
-    a column per scheduler, us per ``schedule()``): one line per scheduler, log-log."""
+    a column per scheduler, us per ``schedule()``): one line per scheduler, log-log.  *style*:
+    ``"paper"`` or ``"slides"``."""
     if costs.empty:
         raise ValueError("nothing to draw: no schedule() costs given")
+    with plotstyle.use(style):
+        return _schedule_cost(costs, title)
+
+
+def _schedule_cost(costs: pd.DataFrame, title: str | None) -> Figure:
     fig = _new_figure(4.5)
     ax = fig.subplots()
     for i, column in enumerate(costs.columns):
@@ -113,6 +132,7 @@ def schedule_cost(costs: pd.DataFrame, title: str | None = None) -> Figure:
     ax.set_xlabel("runnable tasks on the CPU")
     ax.set_ylabel("CPU per schedule() (us, model)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title or "What one schedule() costs as the run queue grows", fontsize=10)
+    ax.legend(fontsize="small")
+    ax.set_title(title or "What one schedule() costs as the run queue grows")
+    plotstyle.plain_ticks(ax)  # 10, 100, 1,000 rather than 10^1, 10^2, 10^3
     return fig

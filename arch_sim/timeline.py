@@ -200,6 +200,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="2,10,100,1000", metavar="N[,N...]",
                         help="runnable-task counts for the schedule() cost (default: "
                              "%(default)s)")
+    from arch_sim.plotstyle import add_style_argument
+
+    add_style_argument(parser)
 
 
 def _sizes(text: str) -> list[int]:
@@ -224,8 +227,9 @@ def run(args: argparse.Namespace) -> int:
     runs = handoffs()
     costs = schedule_costs(sizes)
     out.mkdir(parents=True, exist_ok=True)
-    figures = {"handoff.png": plots_timeline.gantt(runs),
-               "schedule_cost.png": plots_timeline.schedule_cost(costs)}
+    style = getattr(args, "style", "paper")
+    figures = {"handoff.png": plots_timeline.gantt(runs, style=style),
+               "schedule_cost.png": plots_timeline.schedule_cost(costs, style=style)}
     for name, fig in figures.items():
         fig.savefig(Path(out) / name, dpi=120)
     pd.concat([run.frame().assign(scheduler=label) for label, run in runs.items()]).to_csv(

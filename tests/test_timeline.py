@@ -210,3 +210,35 @@ def test_timeline_command_writes_both_figures_and_the_trace(tmp_path, capsys):
     assert cli_main(["timeline", "--out", str(tmp_path / "x"), "--sizes", "1,two"]) == 2
     assert "--sizes" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_timeline_figures_take_the_slides_style(runs):
+    """``style="slides"``: 16:9 and the slide font sizes, for the Gantt chart and the cost
+    curve alike (the paper style keeps its own sizes)."""
+    import pandas as pd
+
+    from arch_sim import plotstyle
+
+    costs = pd.DataFrame({"a": [1.0, 2.0]}, index=pd.Index([2, 10], name="runnable tasks"))
+    slides = plotstyle.STYLES["slides"]
+    for fig in (plots_timeline.gantt(runs, style="slides"),
+                plots_timeline.schedule_cost(costs, style="slides")):
+        width, height = fig.get_size_inches()
+        assert width / height == pytest.approx(16 / 9, rel=0.01)
+        label = fig.get_axes()[-1].xaxis.get_label()
+        assert label.get_fontsize() >= slides.rc["axes.labelsize"] - 0.5
+    paper = plots_timeline.schedule_cost(costs)
+    assert paper.get_axes()[0].xaxis.get_label().get_fontsize() < slides.rc["axes.labelsize"]
+
+
+def test_schedule_cost_ticks_are_plain_numbers():
+    """Log axes labelled 2, 10, 100, 1,000 - never 10^2 or 4x10^0."""
+    import pandas as pd
+
+    costs = pd.DataFrame({"a": [2.0, 30.0, 230.0]}, index=pd.Index([2, 100, 1000]))
+    fig = plots_timeline.schedule_cost(costs)
+    fig.canvas.draw()
+    (ax,) = fig.get_axes()
+    labels = [t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels() if t.get_text()]
+    assert labels and not any("^" in t or "times" in t for t in labels), labels
+    assert "1,000" in labels
