@@ -42,7 +42,7 @@ from collections import deque
 import simpy
 
 from arch_sim.models.gil import Gil, NoGil
-from arch_sim.models.network import Request
+from arch_sim.models.network import Connection, Request
 from arch_sim.models.params import ModelParams
 from arch_sim.models.recorder import Recorder
 from arch_sim.models.scheduler import US, Scheduler, Task
@@ -124,14 +124,9 @@ class PythonThreads(ThreadPerRequest):
             self.dispatcher_wakeups += 1
             self.sched.wake(self.dispatcher_task)
 
-    def _keepalive_request(self, req: Request) -> None:
-        conn = req.conn
-        conn.pending.append(req)
-        if conn.handler is None:
-            conn.handler = self.task(f"conn/{self.created}")
-            self.created += 1
-            self.env.process(self.connection_thread(conn.handler, conn))
-        elif conn.waiting:  # it sleeps in recv() (not on the GIL)
+    def _wake_handler(self, conn: Connection) -> None:
+        """Only a thread asleep in recv() is woken; one waiting for the GIL is the GIL's."""
+        if conn.waiting:
             conn.waiting = False
             self.sched.wake(conn.handler)
 

@@ -36,7 +36,7 @@ from collections import deque
 
 import simpy
 
-from arch_sim.models.network import Request
+from arch_sim.models.network import Connection, Request
 from arch_sim.models.params import ModelParams
 from arch_sim.models.recorder import Recorder
 from arch_sim.models.scheduler import US, Scheduler, Task
@@ -144,7 +144,12 @@ class ThreadPerRequest:
             self.created += 1
             self.env.process(self.connection_thread(conn.handler, conn))
         else:
-            self.sched.wake(conn.handler)  # no-op unless it sleeps in recv()
+            self._wake_handler(conn)
+
+    def _wake_handler(self, conn: Connection) -> None:
+        """A request arrived on a connection whose thread exists: wake it if it sleeps in
+        recv() (the scheduler's wake is a no-op for a running thread)."""
+        self.sched.wake(conn.handler)
 
     # -- the threads ---------------------------------------------------------------------
 
