@@ -86,18 +86,18 @@ def _regime_table(df: pd.DataFrame) -> list[str]:
 def _misses(table: pd.DataFrame, measured: pd.DataFrame, simulated: pd.DataFrame) -> list[str]:
     """Each point outside the tolerance, with what the model gets wrong there: the share of
     voluntary vs involuntary switches (server count) or the idle background (CPU count)."""
+    def point(frame: pd.DataFrame, r: pd.Series) -> pd.DataFrame:
+        """The rows of *frame* at the table row's regime, server shape and load."""
+        pick = (frame["arch"] == r["arch"]) & (frame["regime"] == r["regime"])
+        if not pd.isna(r["threads"]):
+            pick &= pd.to_numeric(frame["threads"], errors="coerce") == r["threads"]
+        pick &= frame["target_rps"].isna() if r["load"] == "max" else \
+            frame["target_rps"] == float(r["load"])
+        return frame[pick]
+
     out = []
     for _, r in table[~table["within"]].iterrows():
-        pick = (measured["arch"] == r["arch"]) & (measured["regime"] == r["regime"])
-        spick = (simulated["arch"] == r["arch"]) & (simulated["regime"] == r["regime"])
-        if not pd.isna(r["threads"]):
-            pick &= pd.to_numeric(measured["threads"], errors="coerce") == r["threads"]
-            spick &= pd.to_numeric(simulated["threads"], errors="coerce") == r["threads"]
-        load = measured["target_rps"].isna() if r["load"] == "max" else \
-            measured["target_rps"] == float(r["load"])
-        sload = simulated["target_rps"].isna() if r["load"] == "max" else \
-            simulated["target_rps"] == float(r["load"])
-        m, s = measured[pick & load], simulated[spick & sload]
+        m, s = point(measured, r), point(simulated, r)
         direction = "high" if r["diff"] > 0 else "low"
         why = ""
         if r["count"] == "server" and len(m) and len(s):

@@ -46,7 +46,6 @@ def publish(worker: Any, recount: bool = False) -> None:
         counts = [0] * len(NAMES)
         for conn in worker.conns.values():
             counts[conn.state] += 1
-        worker.in_state = counts
         worker.counted_at = worker.now
         worker._write_states(*worker.moved, *counts)
 

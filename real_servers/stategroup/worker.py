@@ -99,7 +99,6 @@ class Worker:
         self.queues: list[list] = [[] for _ in NAMES]
         self.states = state_modules.load({**config.states, **(states or {})})
         self.moved = [0] * len(NAMES)  # per state, in total
-        self.in_state = [0] * len(NAMES)  # connections per state at the last count
         self.requests = self.passes = self.sleeps = self.busy_polls = self.open_count = 0
         self.rbuf = bytearray(RECV_BYTES)  # scratch for reads whose bytes are discarded
         self.now = self.last_sweep = self.published = self.counted_at = time.monotonic()
