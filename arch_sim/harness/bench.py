@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .. import ARCHS, plotstyle
+from .. import ALL_ARCHS, plotstyle
 from ..argtypes import (
     LIST_HELP,
     ListAction,
@@ -31,7 +31,7 @@ from ..schema import RowWriter, write_parquet_beside
 from . import fileset, servers
 from .counters import PerfCounter, idle_cpu_switches
 from .measure import EXTRA_COLUMNS, Load, Target, drive, measure, row
-from .peers import PEERS, nginx_version, process_tree, start_peer
+from .peers import PEERS, nginx_version, peer_target, start_peer
 from .plan import DEFAULT_LOADS, Plan, load_item, make_plan
 from .servers import ServerError
 from .wrk import WrkError, find_wrk, wrk_version
@@ -44,7 +44,8 @@ CLOSE_NOTE = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", action="append", choices=ARCHS, help="our servers (default: both)")
+    p.add_argument("--arch", action="append", choices=ALL_ARCHS,
+                   help="our servers (default: the seed's two, thread-per-request and state-group)")
     p.add_argument("--peer", action="append", choices=PEERS, default=[], help="peer servers")
     p.add_argument(
         "--loads", action=ListAction, item=load_item, default=None, metavar="RPS",
@@ -153,22 +154,15 @@ class Bench:
 
     def _start(self, name: str, threads: int | None, files, logs: Path):
         cpus = self.plan.server_cpus
-        if name in ARCHS:
-            args = ["--threads", str(threads)] if name == "thread-per-request" else [
-                "--cpus", ",".join(map(str, cpus))]
+        if name in ALL_ARCHS:
+            args = servers.arch_args(name, threads, cpus)
             proc = servers.start(name, files.root, cpus=cpus, args=args, log_dir=logs)
             label = f"{servers.SERVER_MODULES[name]} {' '.join(args)}"
             status = proc.status
             pids = lambda: status()["pids"]  # noqa: E731
-        else:
-            proc = start_peer(name, files.root, cpus, logs)
-            if name == "nginx":
-                label, status = f"nginx {nginx_version()}", lambda: None
-                pids = lambda: process_tree(proc.pid)  # noqa: E731
-            else:
-                label, status = "http.server.ThreadingHTTPServer (HTTP/1.1)", proc.status
-                pids = lambda: status()["pids"]  # noqa: E731
-        return proc, Target(name, label, proc.url, pids, status, proc.check_alive)
+            return proc, Target(name, label, proc.url, pids, status, proc.check_alive)
+        proc = start_peer(name, files.root, cpus, logs)
+        return proc, peer_target(name, proc)
 
     def _load(self, files, target_rps: float | None, rep: int) -> Load:
         return Load(

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from .measure import Target
 from .servers import ServerError, ServerProcess, launch
 
 PEERS = ("nginx", "python-http-server")
@@ -102,6 +103,15 @@ def _start_nginx(
     conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, root=Path(root).resolve()))
     cmd = [binary, "-c", str(conf), "-p", str(tmp), "-e", str(tmp / "error.log")]
     return launch("nginx", cmd, cpus=cpus, log_dir=log_dir, ready=f"127.0.0.1:{port}")
+
+
+def peer_target(name: str, proc: ServerProcess) -> Target:
+    """What the harness measures of a running peer: its label, counters and pids."""
+    if name == "nginx":
+        return Target(name, f"nginx {nginx_version()}", proc.url,
+                      lambda: process_tree(proc.pid), lambda: None, proc.check_alive)
+    return Target(name, "http.server.ThreadingHTTPServer (HTTP/1.1)", proc.url,
+                  lambda: proc.status()["pids"], proc.status, proc.check_alive)
 
 
 def process_tree(pid: int) -> list[int]:

@@ -105,6 +105,14 @@ class ServerProcess:
         self.stop()
 
 
+def arch_args(arch: str, threads: int | None, cpus: Sequence[int]) -> list[str]:
+    """The command-line options `arch-sim bench` gives our server *arch*: its shape (the
+    thread-per-request pool size) or the CPUs it spreads over."""
+    if arch == "thread-per-request":
+        return ["--threads", str(threads)]
+    return ["--cpus", ",".join(map(str, cpus))]
+
+
 def start(
     arch: str,
     root: str | os.PathLike[str],
