@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from arch_sim import ARCHS, schema
+from arch_sim import ALL_ARCHS, schema
 from arch_sim.claims import COUNTS
 from arch_sim.models import ModelParams, load_preset, point_seed
 from arch_sim.regimes import REGIMES, add_regime
@@ -82,7 +82,7 @@ def plan_like(measured: pd.DataFrame, params: ModelParams | str, reps: int = 3,
     """The simulate_point keyword sets that mirror the measured sweep's load points."""
     params = load_preset(params)
     rows = measured[measured["source"] == "measured"] if "source" in measured else measured
-    rows = add_regime(rows[rows["arch"].isin(ARCHS)])
+    rows = add_regime(rows[rows["arch"].isin(ALL_ARCHS)])
     jobs: list[dict[str, Any]] = []
     seen: set[tuple] = set()
     for _, r in rows.iterrows():
@@ -138,7 +138,7 @@ def _points(df: pd.DataFrame, column: str) -> dict[tuple, dict[str, float]]:
     out: dict[tuple, dict[str, float]] = {}
     if column not in df.columns:
         return out
-    df = add_regime(df[df["arch"].isin(ARCHS)] if "arch" in df else df)
+    df = add_regime(df[df["arch"].isin(ALL_ARCHS)] if "arch" in df else df)
     shapes = [threads_of(r) for _, r in df.iterrows()]
     df = df.assign(_load=df["target_rps"].map(load_label),
                    _threads=[-1 if t is None else t for t in shapes])
@@ -198,7 +198,7 @@ def fidelity(measured: pd.DataFrame, simulated: pd.DataFrame,
     order = df.assign(
         _r=df["regime"].map({r: i for i, r in enumerate(REGIMES)}).fillna(9),
         _c=df["count"].map({c: i for i, c in enumerate(COUNTS)}),
-        _a=df["arch"].map({a: i for i, a in enumerate(ARCHS)}),
+        _a=df["arch"].map({a: i for i, a in enumerate(ALL_ARCHS)}),
         _s=df["threads"].fillna(-1), _t=df["target_rps"].fillna(np.inf))
     order = order.sort_values(["_r", "_c", "_a", "_s", "_t"])
     return order.drop(columns=["_r", "_c", "_a", "_s", "_t"]).reset_index(drop=True)

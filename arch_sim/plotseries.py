@@ -18,13 +18,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from arch_sim import ARCHS, plotstyle
+from arch_sim import ALL_ARCHS, plotstyle
 from arch_sim.plotstyle import MAX_LABEL, Keys, draw_max, split_max
 from arch_sim.schema import SchemaError
 from arch_sim.stats import summarize
 
-ARCH_COLORS = {"thread-per-request": "tab:red", "state-group": "tab:blue"}
-ARCH_NAMES = {"thread-per-request": "thread-per-request (old)", "state-group": "state-group (new)"}
+ARCH_COLORS = {"thread-per-request": "tab:red", "state-group": "tab:blue",
+               "prefork": "tab:orange", "staged": "tab:green"}
+ARCH_NAMES = {"thread-per-request": "thread-per-request (old)", "state-group": "state-group (new)",
+              "prefork": "prefork (processes)", "staged": "staged (SEDA)"}
 SOURCE_NAMES = {"simulated": "model (95% CI band)", "measured": "measured (95% CI)"}
 PEER_COLORS = ("0.3", "0.6", "0.1", "0.75")
 PEER_MARKERS = ("s", "^", "D", "v")
@@ -174,8 +176,8 @@ def axis_labels(ax: Axes, xlabel: str, ylabel: str) -> None:
 
 
 def order(df: pd.DataFrame) -> pd.DataFrame:
-    """Our two architectures first (in lifecycle order), peers after."""
-    rank = {a: i for i, a in enumerate(ARCHS)}
+    """Our architectures first (the seed's two, then the others), peers after."""
+    rank = {a: i for i, a in enumerate(ALL_ARCHS)}
     ranked = df.assign(_rank=df["arch"].map(rank).fillna(len(rank)))
     return ranked.sort_values(["_rank", "source"], kind="stable").drop(columns="_rank")
 

@@ -1,0 +1,70 @@
+"""Measured beside modelled, for every architecture of a bench run: what
+``arch-sim simulate --like RUN_DIR`` adds to a simulate run.
+
+:func:`measured_rows` reads a bench run (or several: a keep-alive one and a
+connection-per-request one); :func:`arch_sim.fidelity.simulate_like` plans the model's runs at
+exactly its load points, for each of our architectures in it (peers have no model); and
+:func:`write_comparison` writes, beside the simulate run's own files:
+
+* ``architectures.png`` / ``.svg`` - reschedules, CPU and p99 latency per request against
+  load, every server measured and each of ours modelled (:mod:`arch_sim.plots_archs`);
+* ``architectures.csv`` / ``architectures.md`` - the same numbers as a table;
+* ``fidelity.csv`` / ``fidelity.md`` - the reproduce report's rule at every measured point of
+  our servers: ``|ln(simulated / measured)| <= ln 1.10`` or within 0.01 reschedules per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from arch_sim import ALL_ARCHS, runinfo, schema
+from arch_sim.argtypes import UsageError
+from arch_sim.fidelity import fidelity, fidelity_markdown, headline
+from arch_sim.plots import save_all
+from arch_sim.plots_archs import architectures, architectures_table, table_markdown
+
+
+def measured_rows(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """The measured rows of one or more bench runs; a folder without them is a UsageError."""
+    frames = []
+    for path in run_dirs:
+        try:
+            df = schema.load(path)
+        except (FileNotFoundError, schema.SchemaError) as exc:
+            raise UsageError(f"--like {path}: {exc}") from None
+        df = df[df["source"] == "measured"]
+        if df.empty:
+            raise UsageError(f"--like {path}: no measured rows there; give an `arch-sim bench` "
+                             "run folder")
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def modelled_archs(measured: pd.DataFrame) -> list[str]:
+    """Our architectures among the measured servers, in arch-sim's order (peers: none)."""
+    present = set(measured["arch"].astype(str))
+    return [a for a in ALL_ARCHS if a in present]
+
+
+def write_comparison(measured: pd.DataFrame, simulated: pd.DataFrame, out: Path,
+                     style: str = "paper", figures: bool = True) -> list[Path]:
+    """Write the figure, the table and the fidelity check of measured vs modelled into *out*."""
+    both = pd.concat([measured, simulated], ignore_index=True)
+    written: list[Path] = []
+    if figures:
+        written += save_all({"architectures": architectures(both, style=style)}, out)
+    table = architectures_table(both)
+    csv, md = out / "architectures.csv", out / "architectures.md"
+    runinfo.write_atomic(csv, lambda tmp: table.to_csv(tmp, index=False))
+    runinfo.write_atomic(md, lambda tmp: tmp.write_text(table_markdown(table)))
+    written += [csv, md]
+    check = fidelity(measured, simulated)
+    fcsv, fmd = out / "fidelity.csv", out / "fidelity.md"
+    runinfo.write_atomic(fcsv, lambda tmp: check.to_csv(tmp, index=False))
+    runinfo.write_atomic(fmd, lambda tmp: tmp.write_text(
+        f"Fidelity: {headline(check)}\n\n{fidelity_markdown(check)}\n"))
+    written += [fcsv, fmd]
+    return written
