@@ -124,3 +124,18 @@ def test_measured_rows_and_modelled_archs(both, tmp_path):
     with pytest.raises(UsageError, match="no measured rows"):
         measured_rows([sim_only])
     assert not math.isnan(float(measured["rps"].iloc[0]))
+
+
+def test_verdict_names_the_best_design_per_condition(both):
+    from arch_sim.choose import verdict
+
+    df = with_cpu_per_request(both[both["source"] == "simulated"]).assign(
+        preset=lambda d: "mode=" + d["connection_mode"])
+    df.loc[df["arch"] == "staged", "lat_p99_ms"] = 9.0  # prefork answers faster
+    df.loc[(df["arch"] == "prefork") & df["target_rps"].isna(), "rps"] = 30000.0
+    table = verdict(df, at=1000)
+    assert list(table.index) == ["mode=keep-alive", "mode=close"]
+    row = table.loc["mode=close"]
+    assert row["most req/s (max)"] == "prefork (30,000)"
+    assert row["fewest reschedules/request @ 1000"] == "staged (1.05)"
+    assert row["lowest p99 @ 1000"] == "prefork (2)"
