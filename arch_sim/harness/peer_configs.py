@@ -148,7 +148,7 @@ def apache_version() -> str:
 
 def lighttpd_version() -> str:
     try:
-        return _version([lighttpd_binary(), "-v"], "")
+        return _version([lighttpd_binary(), "-v"], "").split(" - ")[0]
     except ServerError:
         return "unavailable"
 
