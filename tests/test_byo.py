@@ -120,7 +120,11 @@ def test_proc_cpu_time_keeps_a_child_reaped_in_the_window(tmp_path):
 
 
 # -- the command line -------------------------------------------------------------------------
-def _bench_error(argv: list[str], tmp_path, capsys) -> str:
+def _bench_error(argv: list[str], tmp_path, capsys, monkeypatch) -> str:
+    def no_sweep(*args):  # a command let through must fail here, not start a sweep
+        raise AssertionError("the bad command was accepted and a sweep was started")
+
+    monkeypatch.setattr(bench.Bench, "__init__", no_sweep)
     out = tmp_path / "run"
     assert cli.main(["bench", *argv, "--out", str(out)]) == 2
     assert not out.exists(), "nothing may be written before the command is judged"
@@ -143,11 +147,11 @@ PY_SERVER = f"{sys.executable} -m http.server {{port}} --bind 127.0.0.1 --direct
     (["--server-cmd", "no-such-program-xyz {port}", "--server-name", "mine"], "not found"),
     (["--server-cmd", PY_SERVER, "--server-name", "bad name"], "letters"),
 ])
-def test_bad_server_commands_are_one_line_errors(argv, message, tmp_path, capsys):
-    assert message in _bench_error(argv, tmp_path, capsys)
+def test_bad_server_commands_are_one_line_errors(argv, message, tmp_path, capsys, monkeypatch):
+    assert message in _bench_error(argv, tmp_path, capsys, monkeypatch)
 
 
-def test_server_config_file(tmp_path, capsys):
+def test_server_config_file(tmp_path, capsys, monkeypatch):
     good = tmp_path / "servers.toml"
     good.write_text(f'[[server]]\nname = "py"\ncmd = "{PY_SERVER}"\n')
     found = byo.parse_servers(["x {port}".replace("x", sys.executable)], ["first"], good)
@@ -155,9 +159,9 @@ def test_server_config_file(tmp_path, capsys):
     assert found[1].argv[-1] == "{root}"
     bad = tmp_path / "bad.toml"
     bad.write_text('[[server]]\nname = "py"\ncmd = "python3 -m http.server"\n')
-    assert "{port}" in _bench_error(["--server-config", str(bad)], tmp_path, capsys)
+    assert "{port}" in _bench_error(["--server-config", str(bad)], tmp_path, capsys, monkeypatch)
     bad.write_text("[[server]\n")
-    assert "TOML" in _bench_error(["--server-config", str(bad)], tmp_path, capsys)
+    assert "TOML" in _bench_error(["--server-config", str(bad)], tmp_path, capsys, monkeypatch)
     with pytest.raises(UsageError, match="cannot read"):
         byo.parse_servers(None, None, tmp_path / "missing.toml")
 
