@@ -236,3 +236,21 @@ def test_bring_your_own_servers_run_through_the_sweep(tmp_path):
     left = [p for p in psutil.Process().children(recursive=True)
             if "http.server" in " ".join(p.cmdline()) or "nginx" in " ".join(p.cmdline())]
     assert not left, left
+
+
+def test_without_perf_meta_says_which_servers_lose_exited_tasks(tmp_path, monkeypatch):
+    from arch_sim.harness import counters
+    from arch_sim.harness.counters import Delta
+    from arch_sim.harness.measure import _reschedules
+
+    monkeypatch.setattr(counters.PerfCounter, "available",
+                        staticmethod(lambda: (False, "perf not installed")))
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--arch", "state-group", "--peer", "lighttpd", "--server-cmd",
+                              PY_SERVER, "--server-name", "mine", "--out", str(tmp_path / "r")])
+    notes = bench.Bench(bench.make_plan(args), args).meta["notes"]
+    assert len(notes) == 1 and notes[0].startswith("lighttpd, mine: no /server-status and no perf")
+    # and the rows' count: perf when it ran, else the live threads' /proc counts
+    d = Delta(None, None, 7, 0, None, None, 0.0, None, None)
+    assert _reschedules(d, 11) == ("perf", 11) and _reschedules(d, None) == ("proc", 7)

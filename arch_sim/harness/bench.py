@@ -226,11 +226,21 @@ class Bench:
             "args": {k: v for k, v in vars(self.args).items() if k != "func"},
             "perf": {"used": self.perf_ok, "reason": self.perf_reason},
             "file_set": {"name": self.args.file_set, "seed": 1999},
-            "notes": [CLOSE_NOTE] if self.args.connection == "close" else [],
+            "notes": self._notes(),
             "started": now_iso(),
             "ended": None,
             "complete": False,
         }
+
+    def _notes(self) -> list[str]:
+        notes = [CLOSE_NOTE] if self.args.connection == "close" else []
+        counted_by_tree = [n for n, _ in self.plan.names
+                           if n in self.plan.byo or (n in PEERS and n != "python-http-server")]
+        if counted_by_tree and not self.perf_ok:
+            notes.append(f"{', '.join(counted_by_tree)}: no /server-status and no perf "
+                         f"({self.perf_reason}), so their reschedules are their live threads' "
+                         "/proc counts; a process or thread that exits in a window is lost")
+        return notes
 
     def _finish(self, error: str | None) -> int:
         self.meta.update(ended=now_iso(), complete=error is None, error=error)
