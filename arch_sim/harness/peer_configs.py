@@ -24,6 +24,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -195,7 +196,38 @@ def start_apache(mpm: str, root: str | Path, cpus: Iterable[int] | None,
     conf = tmp / "httpd.conf"
     conf.write_text(apache_config(mpm, tmp, port, root))
     cmd = [binary, "-d", str(tmp), "-f", str(conf), "-DFOREGROUND"]
-    return launch(peer, cmd, cpus=cpus, log_dir=log_dir, ready=f"127.0.0.1:{port}")
+    server = launch(peer, cmd, cpus=cpus, log_dir=log_dir, ready=f"127.0.0.1:{port}")
+    try:
+        _wait_for_pool(server, mpm)
+    except BaseException:
+        server.stop(timeout=2)
+        raise
+    return server
+
+
+def _wait_for_pool(server: ServerProcess, mpm: str, timeout: float = 20.0) -> None:
+    """Return once Apache's whole pool runs: its port accepts as soon as it listens, while the
+    parent is still forking children (prefork) or a child still starting threads (worker)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    have = 0
+    while time.monotonic() < deadline:
+        server.check_alive()
+        try:
+            children = psutil.Process(server.pid).children()
+            if mpm == "prefork":
+                have = len(children)
+            else:  # the worker threads plus the listener and the child's main thread
+                have = max((c.num_threads() - 2 for c in children), default=0)
+        except psutil.NoSuchProcess:
+            pass
+        if have >= APACHE_PROCESSES:
+            return
+        time.sleep(0.05)
+    raise ServerError(f"apache-{mpm} started {have} of its {APACHE_PROCESSES} "
+                      f"{'processes' if mpm == 'prefork' else 'threads'} in {timeout:.0f} s; "
+                      f"log {server.log_path} and {Path(server.log_path).parent}")
 
 
 def lighttpd_config(port: int, root: str | Path) -> str:
