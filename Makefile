@@ -15,11 +15,23 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# wrk drives the real servers; nginx-light is the peer server; curl is used by the tests.
-# As root we install what is missing with apt-get; otherwise we say how.
-TOOLS := wrk:wrk nginx:nginx-light curl:curl
+# wrk drives the real servers; nginx-light, apache2 and lighttpd are the peer servers; curl is
+# used by the tests.  As root we install what is missing with apt-get; otherwise we say how.
+# The web servers' packages start a system service on port 80 when installed: their maintainer
+# scripts start it through invoke-rc.d or deb-systemd-invoke, which first ask the policy script
+# $(POLICY_RC) and skip the start when it exits 101 ("action forbidden").  Nothing here uses
+# those services (the harness starts each peer itself, from its own config, on a free port), so
+# while installing we put such a script in place, unless the machine has one already, and
+# remove it afterwards: no service binds port 80 even briefly and none has to be stopped, and
+# two packages never fight over the port, whether or not systemd runs (containers have none).
+TOOLS := wrk:wrk nginx:nginx-light apache2:apache2 lighttpd:lighttpd curl:curl
+POLICY_RC ?= /usr/sbin/policy-rc.d
 wrk:
-	@for pair in $(TOOLS); do \
+	@if [ "$$(id -u)" = 0 ] && [ ! -e $(POLICY_RC) ]; then \
+	  printf '#!/bin/sh\n# make wrk (arch-sim): no service starts while tools install\nexit 101\n' \
+	    > $(POLICY_RC) && chmod 755 $(POLICY_RC) && trap 'rm -f $(POLICY_RC)' EXIT INT TERM; \
+	fi; \
+	for pair in $(TOOLS); do \
 	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] && continue; \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

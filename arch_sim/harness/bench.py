@@ -28,10 +28,10 @@ from ..argtypes import (
 from ..regimes import regime_of
 from ..runinfo import git_commit, host_info, now_iso, write_json_atomic
 from ..schema import RowWriter, write_parquet_beside
-from . import fileset, servers
+from . import byo, fileset, servers
 from .counters import PerfCounter, idle_cpu_switches
 from .measure import EXTRA_COLUMNS, Load, Target, drive, measure, row
-from .peers import PEERS, nginx_version, peer_target, start_peer
+from .peers import PEERS, peer_target, peer_version, start_peer
 from .plan import DEFAULT_LOADS, Plan, load_item, make_plan
 from .servers import ServerError
 from .wrk import WrkError, find_wrk, wrk_version
@@ -47,6 +47,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", action="append", choices=ALL_ARCHS,
                    help="our servers (default: the seed's two, thread-per-request and state-group)")
     p.add_argument("--peer", action="append", choices=PEERS, default=[], help="peer servers")
+    p.add_argument(
+        "--server-cmd", action="append", default=None, metavar="CMD",
+        help="bring your own server: a command with {port} (a free port on 127.0.0.1), "
+        "{root} (the document root) and {tmp} (a scratch folder) filled in; repeatable, "
+        "each paired in order with a --server-name",
+    )
+    p.add_argument("--server-name", action="append", default=None, metavar="NAME",
+                   help="the rows' arch label for the --server-cmd in the same position")
+    p.add_argument("--server-config", default=None, metavar="FILE",
+                   help="bring-your-own servers from a TOML file: [[server]] name=..., cmd=...")
     p.add_argument(
         "--loads", action=ListAction, item=load_item, default=None, metavar="RPS",
         help=f"offered req/s, 'max' = unpaced, {LIST_HELP}: 100,200 500 (default "
@@ -161,6 +171,10 @@ class Bench:
             status = proc.status
             pids = lambda: status()["pids"]  # noqa: E731
             return proc, Target(name, label, proc.url, pids, status, proc.check_alive)
+        if name in self.plan.byo:
+            server = self.plan.byo[name]
+            proc = byo.start(server, files.root, cpus, logs)
+            return proc, byo.target(server, proc)
         proc = start_peer(name, files.root, cpus, logs)
         return proc, peer_target(name, proc)
 
@@ -199,7 +213,9 @@ class Bench:
             **host_info(),
             "git": git_commit(),
             "wrk": wrk_version(),
-            "nginx": nginx_version() if ("nginx", None) in plan.names else None,
+            "nginx": peer_version("nginx") if ("nginx", None) in plan.names else None,
+            "peers": {n: peer_version(n) for n, _ in plan.names if n in PEERS},
+            "byo_servers": [s.record() for s in plan.byo.values()],
             "pinning": {"server_cpus": plan.server_cpus, "client_cpus": plan.client_cpus},
             "servers": [n if t is None else f"{n} --threads {t}" for n, t in plan.names],
             "regime": regime_of(self.args.connection),
@@ -210,11 +226,21 @@ class Bench:
             "args": {k: v for k, v in vars(self.args).items() if k != "func"},
             "perf": {"used": self.perf_ok, "reason": self.perf_reason},
             "file_set": {"name": self.args.file_set, "seed": 1999},
-            "notes": [CLOSE_NOTE] if self.args.connection == "close" else [],
+            "notes": self._notes(),
             "started": now_iso(),
             "ended": None,
             "complete": False,
         }
+
+    def _notes(self) -> list[str]:
+        notes = [CLOSE_NOTE] if self.args.connection == "close" else []
+        counted_by_tree = [n for n, _ in self.plan.names
+                           if n in self.plan.byo or (n in PEERS and n != "python-http-server")]
+        if counted_by_tree and not self.perf_ok:
+            notes.append(f"{', '.join(counted_by_tree)}: no /server-status and no perf "
+                         f"({self.perf_reason}), so their reschedules are their live threads' "
+                         "/proc counts; a process or thread that exits in a window is lost")
+        return notes
 
     def _finish(self, error: str | None) -> int:
         self.meta.update(ended=now_iso(), complete=error is None, error=error)

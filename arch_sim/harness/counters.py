@@ -2,7 +2,11 @@
 
 - ``/server-status``  the server's own getrusage (keeps exited threads' counts) - primary
 - ``/proc/PID/task/*/status``  per-thread counts of live threads (an exited thread's are lost)
-- ``perf stat -e context-switches``  the kernel's count for the pids (follows new threads)
+- ``perf stat -e context-switches -p PIDS``  the kernel's count for the pids, inherited: every
+  process and thread they start later is counted too, and when one exits its count is added to
+  its parent's counter, so a server that forks and reaps workers during the window loses none
+  (docs/SOURCES.md [CS-perf-inherit]).  The primary count for a server without a
+  ``/server-status`` (peers, bring-your-own servers).
 - ``perf stat -a -C CPUS -e context-switches``  every switch on the server's CPUs, to and from
   the idle task included: what the seed's author most likely read (``vmstat``'s ``cs``,
   docs/SOURCES.md [CS-vmstat] [CS-perf]) - without wrk, which runs on another CPU, as the
@@ -75,7 +79,10 @@ def proc_switches(pids: Iterable[int]) -> tuple[int, int]:
 
 
 def proc_cpu_seconds(pids: Iterable[int]) -> float:
-    """utime + stime of each process (the thread group, exited threads included)."""
+    """utime + stime of each process (the thread group, exited threads included) plus cutime +
+    cstime, its reaped children's.  Summed over the same pids before and after a window, a
+    child that exits and is reaped in between moves its time from its own fields to its
+    parent's c-fields, so the difference keeps the time it ran in the window."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for pid in pids:
@@ -83,7 +90,8 @@ def proc_cpu_seconds(pids: Iterable[int]) -> float:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / tick
+        # proc(5): fields 14-17 (utime stime cutime cstime) are 11-14 after the ')'
+        total += sum(int(f) for f in fields[11:15]) / tick
     return total
 
 
@@ -161,7 +169,15 @@ def _tasks(pid: int) -> list[Path]:
 
 class PerfCounter:
     """``perf stat -e context-switches`` for one window (if permitted): attached to ``pids``,
-    or counting every switch on ``cpus`` (``-a -C``)."""
+    or counting every switch on ``cpus`` (``-a -C``).
+
+    Attached to pids, perf opens one counter per thread with ``inherit`` set (perf stat's
+    default; ``--no-inherit`` would clear it): a task the counted ones fork or clone later gets
+    a child counter, and when it exits the kernel adds its count into the parent counter
+    (perf_event_exit_task), so the total holds every switch of the whole tree in the window,
+    exited processes and threads included - tests/test_byo.py checks it with a forked pair that
+    ping-pongs over pipes and exits inside the window.
+    """
 
     def __init__(self, pids: Iterable[int] = (), cpus: Iterable[int] | None = None) -> None:
         self.pids = list(pids)

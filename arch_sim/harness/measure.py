@@ -109,6 +109,21 @@ def measure(target: Target, load: Load, use_perf: bool, server_cpus: Sequence[in
     return result, delta(before, after), perf_count, CpuCount(cpu_count, idle_per_s)
 
 
+def _reschedules(d: Delta, perf_count: int | None) -> tuple[str, float]:
+    """(source, count) of a server's reschedules in the window.
+
+    A server with ``/server-status`` reports its own getrusage (exited threads included).  One
+    without (peers, bring-your-own servers) is counted by perf attached to its process tree,
+    which keeps processes and threads that start or exit in the window; without perf, by its
+    live threads' /proc counts, which lose a task that exits in the window.
+    """
+    if d.reschedules is not None:
+        return "getrusage", d.reschedules
+    if perf_count is not None:
+        return "perf", perf_count
+    return "proc", d.proc_reschedules
+
+
 def row(
     target: Target,
     load: Load,
@@ -125,11 +140,8 @@ def row(
     cpu = cpu or CpuCount(None, None)
     idle = cpu.idle_per_s if cpu.idle_per_s is not None else math.nan
     cpu_per_s = cpu.count / secs if cpu.count is not None else math.nan
-    if d.reschedules is not None:
-        source, vol, invol = "getrusage", d.voluntary, d.involuntary
-    else:  # peers without /server-status (nginx): live threads' /proc counts
-        source, vol, invol = "proc", None, None
-    total = d.reschedules if d.reschedules is not None else d.proc_reschedules
+    source, total = _reschedules(d, perf_count)
+    vol, invol = (d.voluntary, d.involuntary) if source == "getrusage" else (None, None)
     cpu_s = (d.cpu_user_s + d.cpu_system_s) if d.cpu_user_s is not None else d.proc_cpu_s
     return {
         "source": "measured",

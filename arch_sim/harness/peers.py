@@ -1,8 +1,14 @@
-"""Well-known servers run through the same sweep as ours: nginx and the stdlib's server.
+"""Well-known servers run through the same sweep as ours: nginx, Apache (prefork and worker
+MPMs), lighttpd and the stdlib's server.
 
 - ``nginx``: Debian's nginx-light, generated config, one worker, pinned like ours, same root,
-  keep-alive, sendfile, no access log.  No ``/server-status``: its reschedules come from
-  ``/proc/PID/task/*/status`` (its worker is long-lived, so nothing is lost) and perf.
+  keep-alive, sendfile, no access log.
+- ``apache-prefork``, ``apache-worker``, ``lighttpd``: the same, configured and started by
+  :mod:`arch_sim.harness.peer_configs`.
+- These four have no ``/server-status``: their reschedules come from ``perf stat`` attached to
+  their processes, which follows processes and threads started later and keeps the counts of
+  those that exit (:class:`arch_sim.harness.counters.PerfCounter`), else from the live threads'
+  ``/proc/PID/task/*/status``.
 - ``python-http-server``: ``http.server.ThreadingHTTPServer`` speaking HTTP/1.1 with
   ``SimpleHTTPRequestHandler`` (access log silenced, as nginx's is), run by
   :mod:`arch_sim.harness.pyhttp`, which adds only a ``/server-status`` with getrusage.
@@ -18,10 +24,11 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from . import peer_configs
 from .measure import Target
 from .servers import ServerError, ServerProcess, launch
 
-PEERS = ("nginx", "python-http-server")
+PEERS = ("nginx", "apache-prefork", "apache-worker", "lighttpd", "python-http-server")
 
 NGINX_CONF = """\
 worker_processes 1;
@@ -86,6 +93,11 @@ def start_peer(
     Path(log_dir).mkdir(parents=True, exist_ok=True)
     if name == "nginx":
         return _start_nginx(root, cpus, log_dir)
+    if name in ("apache-prefork", "apache-worker"):
+        return peer_configs.start_apache(name.removeprefix("apache-"), root, cpus, log_dir,
+                                         free_port())
+    if name == "lighttpd":
+        return peer_configs.start_lighttpd(root, cpus, log_dir, free_port())
     if name == "python-http-server":
         cmd = [sys.executable, "-m", "arch_sim.harness.pyhttp", "--root", str(root), "--port", "0"]
         return launch(name, cmd, cpus=cpus, log_dir=log_dir)
@@ -105,17 +117,45 @@ def _start_nginx(
     return launch("nginx", cmd, cpus=cpus, log_dir=log_dir, ready=f"127.0.0.1:{port}")
 
 
+def peer_version(name: str) -> str:
+    """The version string a peer's binary reports (for meta.json and the rows' label)."""
+    if name == "nginx":
+        return nginx_version()
+    if name.startswith("apache-"):
+        return peer_configs.apache_version()
+    if name == "lighttpd":
+        return peer_configs.lighttpd_version()
+    return f"Python {sys.version.split()[0]} http.server"
+
+
+def peer_label(name: str) -> str:
+    """What ran, for the rows' ``server`` column."""
+    if name.startswith("apache-"):
+        mpm = name.removeprefix("apache-")
+        unit = "processes" if mpm == "prefork" else "threads"
+        return (f"{peer_version(name)} mpm_{mpm} "
+                f"({peer_configs.APACHE_PROCESSES} {unit})")
+    if name == "nginx":
+        return f"nginx {nginx_version()}"
+    return peer_version(name)
+
+
 def peer_target(name: str, proc: ServerProcess) -> Target:
     """What the harness measures of a running peer: its label, counters and pids."""
-    if name == "nginx":
-        return Target(name, f"nginx {nginx_version()}", proc.url,
-                      lambda: process_tree(proc.pid), lambda: None, proc.check_alive)
+    if name != "python-http-server":  # no /server-status: counted from its process tree
+        return tree_target(name, peer_label(name), proc)
     return Target(name, "http.server.ThreadingHTTPServer (HTTP/1.1)", proc.url,
                   lambda: proc.status()["pids"], proc.status, proc.check_alive)
 
 
+def tree_target(name: str, label: str, proc: ServerProcess) -> Target:
+    """A server known only by its pid: counted over its process tree (perf, /proc)."""
+    return Target(name, label, proc.url, lambda: process_tree(proc.pid), lambda: None,
+                  proc.check_alive)
+
+
 def process_tree(pid: int) -> list[int]:
-    """*pid* and all its descendants (nginx's master and workers)."""
+    """*pid* and all its descendants (a master and its workers)."""
     import psutil
 
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from real_servers.core.serving import cpu_list
@@ -19,6 +19,7 @@ from real_servers.core.serving import cpu_list
 from .. import ARCHS
 from ..argtypes import UsageError, split_list
 from ..runinfo import new_run_id
+from .byo import ByoServer, parse_servers
 
 DEFAULT_LOADS = "100,200,500,1000,2000,5000,10000,max"
 QUICK = {"loads": "200,2000,max", "duration": 2.0, "warmup": 1.0, "reps": 1}
@@ -34,6 +35,7 @@ class Plan:
     server_cpus: list[int]
     client_cpus: list[int]
     out: Path
+    byo: dict[str, ByoServer] = field(default_factory=dict)  # bring-your-own, by name
 
 
 def _items(values: str | int | float | None | Iterable[object]) -> list[object]:
@@ -108,8 +110,11 @@ def make_plan(args: argparse.Namespace) -> Plan:
         return _pick(args, name, default)
 
     out = Path(args.out or f"results/{new_run_id('bench')}")
+    byo = parse_servers(getattr(args, "server_cmd", None), getattr(args, "server_name", None),
+                        getattr(args, "server_config", None))
     names: list[tuple[str, int | None]] = []
-    for name in dict.fromkeys((args.arch or list(ARCHS)) + list(args.peer)):
+    for name in dict.fromkeys((args.arch or list(ARCHS)) + list(args.peer)
+                              + [s.name for s in byo]):
         if name == "thread-per-request":
             names += [(name, t) for t in parse_threads(args.threads)]
         else:
@@ -123,4 +128,5 @@ def make_plan(args: argparse.Namespace) -> Plan:
         server_cpus=parse_cpus(args.server_cpus, "--server-cpus"),
         client_cpus=parse_cpus(args.client_cpus, "--client-cpus"),
         out=out,
+        byo={s.name: s for s in byo},
     )
