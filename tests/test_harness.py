@@ -219,6 +219,49 @@ def test_peers_run_through_the_same_sweep(tmp_path, monkeypatch):
     assert (df["reschedules_per_s"] > 0).all()
 
 
+def test_both_workloads_in_one_run(tmp_path):
+    """--connection keep-alive,close sweeps every server once per mode, rows labelled."""
+    need_wrk()
+    import argparse
+
+    from arch_sim.harness import bench
+    from arch_sim.harness.peers import nginx_binary
+    from arch_sim.harness.servers import ServerError
+
+    try:
+        nginx_binary()
+    except ServerError as exc:
+        if os.geteuid() == 0:
+            pytest.fail(f"nginx is missing although we are root: {exc}")
+        pytest.skip(str(exc))
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--peer", "nginx", "--connection", "keep-alive,close", "--loads",
+                              "300", "--duration", "1", "--warmup", "0", "--reps", "1",
+                              "--out", str(tmp_path / "run"), "--no-plots"])
+    plan = bench.make_plan(args)
+    assert plan.modes == ["keep-alive", "close"]
+    plan.names = [("nginx", None)]
+    assert bench.Bench(plan, args).run() == 0
+    df = schema.load(tmp_path / "run")
+    assert list(zip(df["connection_mode"], df["regime"], strict=True)) == [
+        ("keep-alive", "today"), ("close", "seed")]
+    assert (df["errors"] == 0).all() and (df["rps"] > 0).all()
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert meta["connection_modes"] == ["keep-alive", "close"]
+    assert meta["regime"] == ["today", "seed"]
+
+
+@pytest.mark.parametrize("mode", ["keepalive", "close,sometimes"])
+def test_a_bad_connection_mode_is_one_line_and_exit_2(mode, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["bench", "--connection", mode, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--connection" in err and len(err.splitlines()) == 1
+    assert "keep-alive,close" in err
+    assert not out.exists()
+
+
 def test_missing_peer_binary_names_the_package(monkeypatch, tmp_path):
     import shutil
 

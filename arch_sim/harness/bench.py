@@ -9,6 +9,7 @@ goes, so a crash keeps what finished) with ``meta.json`` beside it.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import sys
@@ -63,7 +64,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         f"{DEFAULT_LOADS})",
     )
     p.add_argument("--connections", type=positive_int, default=64)
-    p.add_argument("--connection", choices=("keep-alive", "close"), default="keep-alive")
+    p.add_argument(
+        "--connection", action=ListAction, item=str, default=None, metavar="MODE",
+        help="keep-alive (HTTP/1.1, the default), close (a new connection per request: "
+        f"HTTP/1.0, the seed's regime) or keep-alive,close for both in one run ({LIST_HELP})")
     p.add_argument("--duration", type=float, default=None, help="seconds per window (5)")
     p.add_argument("--warmup", type=float, default=None, help="warm-up seconds per point (2)")
     p.add_argument("--reps", type=positive_int, default=None,
@@ -103,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {plan.out} already holds a run ({previous.name}); choose another --out "
               "or remove that folder", file=sys.stderr)
         return 2
-    if args.connection == "close":
+    if "close" in plan.modes:
         print(f"note: {CLOSE_NOTE}")
     return Bench(plan, args).run()
 
@@ -115,6 +119,7 @@ class Bench:
         self.plan = plan
         self.args = args
         self.run_id = plan.out.name
+        self.mode = plan.modes[0]  # the connection mode being swept
         self.perf_ok, self.perf_reason = PerfCounter.available()
         self.meta = self._meta()
 
@@ -126,15 +131,15 @@ class Bench:
         with tempfile.TemporaryDirectory(prefix="arch-sim-root-") as tmp:
             os.chmod(tmp, 0o755)  # nginx's workers drop root and must still read the files
             files = fileset.generate(Path(tmp) / "www", self.args.file_set)
-            total = len(plan.names) * len(plan.loads) * plan.reps
+            total = len(plan.modes) * len(plan.names) * len(plan.loads) * plan.reps
             with RowWriter(plan.out / "measurements.csv", EXTRA_COLUMNS) as out, tqdm(
                 total=total, desc="bench", unit="pt", dynamic_ncols=True
             ) as bar:
-                for name, threads in plan.names:
+                for self.mode, (name, threads) in itertools.product(plan.modes, plan.names):
                     try:
                         self._sweep_server(name, threads, files, out, bar)
                     except (ServerError, WrkError) as exc:
-                        error = f"{name}: {exc}"
+                        error = f"{name} ({self.mode}): {exc}"
                         break
         return self._finish(error)
 
@@ -143,6 +148,8 @@ class Bench:
         logs = self.plan.out / "logs"
         proc, target = self._start(name, threads, files, logs)
         label = name if threads is None else f"{name} --threads {threads}"
+        if len(self.plan.modes) > 1:
+            label = f"{label}, {self.mode}"
         cpus = self.plan.server_cpus
         try:
             drive(target, self._load(files, None, 0), duration=1)  # prime caches
@@ -183,7 +190,7 @@ class Bench:
             target_rps=target_rps,
             connections=self.args.connections,
             duration=self.plan.duration,
-            keep_alive=self.args.connection == "keep-alive",
+            keep_alive=self.mode == "keep-alive",
             paths=files.urls,
             weights=files.weights,
             client_cpus=self.plan.client_cpus,
@@ -197,8 +204,8 @@ class Bench:
             "rep": rep,
             "seed": load.seed,
             "run_id": self.run_id,
-            "connection_mode": self.args.connection,
-            "regime": regime_of(self.args.connection),
+            "connection_mode": self.mode,
+            "regime": regime_of(self.mode),
             "file_set": self.args.file_set,
             "server_cpus": ",".join(map(str, self.plan.server_cpus)),
             "client_cpus": ",".join(map(str, self.plan.client_cpus)),
@@ -218,7 +225,10 @@ class Bench:
             "byo_servers": [s.record() for s in plan.byo.values()],
             "pinning": {"server_cpus": plan.server_cpus, "client_cpus": plan.client_cpus},
             "servers": [n if t is None else f"{n} --threads {t}" for n, t in plan.names],
-            "regime": regime_of(self.args.connection),
+            # one regime, or both (keep-alive first) when --connection gives both modes
+            "regime": (regime_of(plan.modes[0]) if len(plan.modes) == 1
+                       else [regime_of(m) for m in plan.modes]),
+            "connection_modes": plan.modes,
             "loads": ["max" if x is None else x for x in plan.loads],
             "reps": plan.reps,
             "duration_s": plan.duration,
@@ -233,7 +243,7 @@ class Bench:
         }
 
     def _notes(self) -> list[str]:
-        notes = [CLOSE_NOTE] if self.args.connection == "close" else []
+        notes = [CLOSE_NOTE] if "close" in self.plan.modes else []
         counted_by_tree = [n for n, _ in self.plan.names
                            if n in self.plan.byo or (n in PEERS and n != "python-http-server")]
         if counted_by_tree and not self.perf_ok:
@@ -285,6 +295,8 @@ def _print_table(csv: Path) -> None:
             "cpu_us_per_request", "lat_p99_ms", "errors"]
     cols = [c for c in cols if c in df.columns]
     keys = ["arch", "threads", "target_rps"] if "threads" in df.columns else ["arch", "target_rps"]
+    if "connection_mode" in df.columns and df["connection_mode"].nunique() > 1:
+        keys.insert(0, "connection_mode")
     table = df.groupby(keys, dropna=False)[cols].mean().reset_index()
     table["target_rps"] = table["target_rps"].map(lambda v: "max" if math.isnan(v) else f"{v:g}")
     print()

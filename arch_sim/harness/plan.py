@@ -35,6 +35,8 @@ class Plan:
     server_cpus: list[int]
     client_cpus: list[int]
     out: Path
+    #: how wrk uses connections, one sweep of every server each: keep-alive, close or both
+    modes: list[str] = field(default_factory=lambda: ["keep-alive"])
     byo: dict[str, ByoServer] = field(default_factory=dict)  # bring-your-own, by name
 
 
@@ -71,6 +73,19 @@ def parse_threads(values: str | int | Iterable[object]) -> list[int]:
     if not shapes or any(t < 0 for t in shapes):
         raise UsageError(f"--threads {values!r}: give thread counts >= 0 like 64, 0 or 0,64")
     return list(dict.fromkeys(shapes))
+
+
+CONNECTION_MODES = ("keep-alive", "close")
+
+
+def parse_modes(values: str | Iterable[object]) -> list[str]:
+    """``--connection``: 'keep-alive', 'close' or 'keep-alive,close' -> the modes, in order."""
+    modes = [str(v).strip().lower() for v in _items(values)]
+    bad = [m for m in modes if m not in CONNECTION_MODES]
+    if bad or not modes:
+        raise UsageError(f"--connection {values!r}: give keep-alive, close or keep-alive,close "
+                         "(both workloads, one after the other)")
+    return list(dict.fromkeys(modes))
 
 
 def load_item(text: str) -> float | None:
@@ -129,4 +144,5 @@ def make_plan(args: argparse.Namespace) -> Plan:
         client_cpus=parse_cpus(args.client_cpus, "--client-cpus"),
         out=out,
         byo={s.name: s for s in byo},
+        modes=parse_modes(getattr(args, "connection", None) or "keep-alive"),
     )
