@@ -28,6 +28,11 @@ ARCH_COLORS = {"thread-per-request": "tab:red", "state-group": "tab:blue",
 ARCH_NAMES = {"thread-per-request": "thread-per-request (old)", "state-group": "state-group (new)",
               "prefork": "prefork (processes)", "staged": "staged (SEDA)"}
 SOURCE_NAMES = {"simulated": "model (95% CI band)", "measured": "measured (95% CI)"}
+#: the peers arch-sim starts itself, each its own muted colour (the seed's "Apache-like" old
+#: design in browns, its Zeus/thttpd-like new one's relatives in purple and dark grey)
+NAMED_PEER_COLORS = {"nginx": "0.25", "lighttpd": "tab:purple", "apache-prefork": "tab:brown",
+                     "apache-worker": "#c49c94", "python-http-server": "tab:olive"}
+#: any other peer (a server the user brought): greys
 PEER_COLORS = ("0.3", "0.6", "0.1", "0.75")
 PEER_MARKERS = ("s", "^", "D", "v")
 LINESTYLES = ("-", "--", ":", "-.")
@@ -108,7 +113,8 @@ class Styler:
             color, marker = ARCH_COLORS[arch], VARIANT_MARKERS[i % len(VARIANT_MARKERS)]
         else:
             j = self.peers.setdefault(arch, len(self.peers))
-            color, marker = PEER_COLORS[j % len(PEER_COLORS)], PEER_MARKERS[j % len(PEER_MARKERS)]
+            color = NAMED_PEER_COLORS.get(arch, PEER_COLORS[j % len(PEER_COLORS)])
+            marker = PEER_MARKERS[j % len(PEER_MARKERS)]
         style = {"color": color, "marker": marker, "ls": LINESTYLES[i % len(LINESTYLES)]}
         self.designs.setdefault(design_label(key), style)
         self.sources.add(str(key["source"]))
