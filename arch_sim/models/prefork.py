@@ -1,5 +1,8 @@
 """Apache 1.3's prefork design (``real_servers.prefork``): N single-threaded worker processes.
 
+(Apache's own pool grows and shrinks between its spare-server limits [APACHE-13-pool]; the
+real server and this model keep ``workers`` processes, 64 by default.)
+
 A master process opens the listening socket and forks the workers; each worker's life is
 
     accept        block in accept() on the shared listener until a connection is there

@@ -14,9 +14,9 @@ the next item off its queue, does its state's work and puts the item on the next
                   (keep-alive: its next request comes through wait_headers again)
 
 So every hand-off between states is a thread wake-up when the next stage's threads sleep: a
-put onto a queue where one waits wakes it (``queue.Queue``'s condition variable: a futex wake,
-which costs the putter ``SchedulerParams.wake_us`` and may preempt it), epoll_wait returns
-when a connection becomes readable.  A woken thread blocks again when its queue is empty - a
+put onto a queue where one waits wakes it (``queue.Queue``'s condition variable [PY-queue]: a
+futex wake, which costs the putter ``SchedulerParams.wake_us`` and may preempt it), epoll_wait
+returns when a connection becomes readable.  A woken thread blocks again when its queue is empty - a
 voluntary reschedule per hand-off at low load.  A thread that finds its queue non-empty takes
 the next item without sleeping, so under load the stages run in batches and the wake-ups per
 request fall (``wakeups_<state>``).
