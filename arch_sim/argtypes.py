@@ -58,9 +58,13 @@ class ListAction(argparse.Action):
     """
 
     def __init__(self, option_strings: Sequence[str], dest: str,
-                 item: Callable[[str], Any] = str, **kwargs: Any) -> None:
+                 item: Callable[[str], Any] = str, extend: bool = False,
+                 **kwargs: Any) -> None:
         kwargs.setdefault("nargs", "+")
         self.item = item
+        # extend: a repeated option adds to the list (``--arch a --arch b``), where by default
+        # the last one given wins
+        self.extend = extend
         super().__init__(option_strings, dest, **kwargs)
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
@@ -72,6 +76,9 @@ class ListAction(argparse.Action):
             converted = [self.item(x) for x in items]
         except (ValueError, argparse.ArgumentTypeError, UsageError) as exc:
             raise argparse.ArgumentError(self, str(exc)) from None
+        current = getattr(namespace, self.dest, None)
+        if self.extend and isinstance(current, list) and current is not self.default:
+            converted = list(dict.fromkeys(current + converted))
         setattr(namespace, self.dest, converted)
 
 

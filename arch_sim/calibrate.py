@@ -15,6 +15,12 @@ Three measurements, kept raw in ``<preset>.calibration.json`` beside the preset:
    thread asleep on it, on the servers' CPU).
 
 Without wrk, (3) is skipped and the preset keeps its server costs from the placeholder.
+
+(3) runs every architecture of ``ALL_ARCHS`` that has a real server module
+(``arch_sim.harness.servers.SERVER_MODULES``).  ``--arch NAME`` (repeatable) re-measures only
+those architectures' servers: the other measurements are read back from the preset's
+``calibration.json``, only the named architectures' are replaced, and the preset is written
+again with every other value exactly as it was.
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ from typing import Any
 
 import pandas as pd
 
-from . import ARCHS
-from .argtypes import options
+from . import ALL_ARCHS
+from .argtypes import UsageError, options
 from .hostbench import cold_cache, context_switch_us, cpu_time_cv, futex_wake_us, wakeup_latency_us
 from .runinfo import host_info, now_iso, write_atomic, write_json_atomic
 
@@ -47,6 +53,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--file-set", default="specweb99", choices=("specweb99", "1k"))
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--no-servers", action="store_true", help="skip the real-server measurements")
+    p.add_argument("--arch", action="append", choices=ALL_ARCHS, default=None,
+                   help="re-measure only this architecture's server (repeatable); the preset's "
+                        "other values stay as they were (needs its calibration.json)")
+
+
+def server_archs() -> list[str]:
+    """The architectures calibrate measures: those of ALL_ARCHS with a real server module."""
+    from .harness.servers import SERVER_MODULES
+
+    return [a for a in ALL_ARCHS if a in SERVER_MODULES]
 
 
 def calibration_path(preset: Path) -> Path:
@@ -99,10 +115,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _servers_at_saturation(args: argparse.Namespace) -> tuple[dict, str | None]:
-    """Both real servers unpaced for one window each: CPU and reschedules per request, and
-    wrk's own CPU per request (the client's cost, which the model's closed workload needs);
-    then paced at ``PACED_RPS`` (what a request costs when the CPU idles in between)."""
+def _servers_at_saturation(args: argparse.Namespace,
+                           archs: list[str] | None = None) -> tuple[dict, str | None]:
+    """Each real server (``archs``, default :func:`server_archs`) unpaced for one window:
+    CPU and reschedules per request, and wrk's own CPU per request (the client's cost, which
+    the model's closed workload needs); then paced at ``PACED_RPS`` (what a request costs when
+    the CPU idles in between)."""
     from .harness import bench
     from .harness.wrk import WrkError, find_wrk
 
@@ -110,9 +128,10 @@ def _servers_at_saturation(args: argparse.Namespace) -> tuple[dict, str | None]:
         find_wrk()
     except WrkError as exc:
         return {}, str(exc)
+    archs = server_archs() if archs is None else archs
     print("calibrate: each real server at saturation (wrk unpaced)...", flush=True)
     with tempfile.TemporaryDirectory(prefix="arch-sim-calibrate-") as tmp:
-        bench_args = options(bench.add_arguments, loads=f"{PACED_RPS},max",
+        bench_args = options(bench.add_arguments, arch=list(archs), loads=f"{PACED_RPS},max",
                              duration=args.duration, warmup=1.0, reps=1,
                              server_cpus=args.server_cpus, client_cpus=args.client_cpus,
                              file_set=args.file_set, connections=args.connections,
@@ -121,11 +140,11 @@ def _servers_at_saturation(args: argparse.Namespace) -> tuple[dict, str | None]:
         if code != 0:
             return {}, f"the saturation run failed (exit {code}); see the messages above"
         df = pd.read_csv(Path(tmp) / "run" / "measurements.csv")
-    close = _close_at_saturation(args)
+    close = _close_at_saturation(args, archs)
     servers = {}
     unpaced = df[df["target_rps"].isna()]
     client = float(unpaced["client_cpu_us_per_request"].min())  # wrk's, with the faster server
-    for arch in ARCHS:
+    for arch in archs:
         row = unpaced[unpaced["arch"] == arch].iloc[0]
         servers[arch] = {
             "cpu_us_per_request": float(row["cpu_us_per_request"]),
@@ -148,15 +167,16 @@ def _servers_at_saturation(args: argparse.Namespace) -> tuple[dict, str | None]:
     return {"servers": servers, "client": {"cpu_us_per_request": client}, "close": close}, None
 
 
-def _close_at_saturation(args: argparse.Namespace) -> dict[str, Any]:
-    """Every server unpaced with a connection per request (HTTP/1.0): CPU per request, and
-    wrk's own CPU per request where it was busiest."""
+def _close_at_saturation(args: argparse.Namespace, archs: list[str]) -> dict[str, Any]:
+    """Every server (``archs``) unpaced with a connection per request (HTTP/1.0): CPU per
+    request, and wrk's own CPU per request where it was busiest."""
     from .harness import bench
 
     print("calibrate: each real server at saturation with a connection per request...",
           flush=True)
     with tempfile.TemporaryDirectory(prefix="arch-sim-calibrate-") as tmp:
-        bench_args = options(bench.add_arguments, loads="max", duration=args.duration,
+        bench_args = options(bench.add_arguments, arch=list(archs), loads="max",
+                             duration=args.duration,
                              warmup=1.0, reps=1, server_cpus=args.server_cpus,
                              client_cpus=args.client_cpus, file_set=args.file_set,
                              connections=args.connections, connection="close",
@@ -176,11 +196,54 @@ def _close_at_saturation(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def write_preset(measurements: dict[str, Any], out: Path) -> Path:
-    """Write the preset TOML (atomically) and its raw measurements beside it."""
+def remeasure(args: argparse.Namespace) -> dict[str, Any]:
+    """``--arch``: the preset's calibration.json with only the named architectures' server
+    measurements replaced by new ones (saturation, paced, connection per request).  wrk's own
+    costs and every host measurement stay as they were."""
+    path = calibration_path(args.out)
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--arch re-measures some servers of an existing calibration, but "
+                         f"{path} cannot be read ({exc}); run arch-sim calibrate without --arch "
+                         "first") from None
+    archs = list(dict.fromkeys(args.arch))
+    missing = [a for a in archs if a not in server_archs()]
+    if missing:
+        raise UsageError(f"--arch {missing[0]}: no real server module for it in "
+                         "arch_sim.harness.servers.SERVER_MODULES, so nothing to measure")
+    found, skipped = _servers_at_saturation(args, archs)
+    if skipped:
+        raise UsageError(f"--arch: the servers could not be measured ({skipped})")
+    return merge_measurements(previous, found, archs)
+
+
+def merge_measurements(previous: dict[str, Any], found: dict[str, Any],
+                       archs: list[str]) -> dict[str, Any]:
+    """``previous`` (a calibration.json) with ``archs``' server measurements taken from
+    ``found`` (what :func:`_servers_at_saturation` returned) and nothing else changed."""
+    out = json.loads(json.dumps(previous))  # a deep copy
+    servers = out.setdefault("servers", {})
+    close = out.setdefault("close", {})
+    for arch in archs:
+        if arch in found.get("servers", {}):
+            servers[arch] = found["servers"][arch]
+        names = [arch] + (["thread-per-connection"] if arch == "thread-per-request" else [])
+        for name in names:
+            if name in found.get("close", {}):
+                close[name] = found["close"][name]
+    out["remeasured"] = {**out.get("remeasured", {}), **{a: now_iso() for a in archs}}
+    return out
+
+
+def write_preset(measurements: dict[str, Any], out: Path,
+                 only: list[str] | None = None) -> Path:
+    """Write the preset TOML (atomically) and its raw measurements beside it; ``only``:
+    re-solve only these architectures' costs, keep the others' from the preset at ``out``."""
     from .models.calibration import host_preset_text
 
-    text = host_preset_text(measurements)
+    previous = out if only is not None and out.is_file() else "host"
+    text = host_preset_text(measurements, only=only, previous=previous)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, lambda tmp: tmp.write_text(text))
     write_json_atomic(calibration_path(out), measurements)
@@ -188,6 +251,12 @@ def write_preset(measurements: dict[str, Any], out: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.arch:
+        measurements = remeasure(args)
+        out = write_preset(measurements, args.out, only=list(dict.fromkeys(args.arch)))
+        print(f"wrote {out} and {calibration_path(out).name} (re-measured: "
+              f"{', '.join(dict.fromkeys(args.arch))})")
+        return 0
     measurements = measure(args)
     out = write_preset(measurements, args.out)
     if measurements["servers_skipped"]:

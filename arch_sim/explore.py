@@ -10,7 +10,7 @@ drawn by :mod:`arch_sim.plots` from the schema rows returned here.
     (30, 'linux-2.2-1999 switch_us=30')
 
 * :func:`tweak` / :func:`knobs_table` - the knobs a researcher turns, by short name
-* :func:`sweep` - both designs over a list of loads: a schema DataFrame, labelled by ``preset``
+* :func:`sweep` - the designs over a list of loads: a schema DataFrame, labelled by ``preset``
 * :func:`vary` - one sweep per value of one knob, stacked (one line per value in the plots)
 * :func:`linux22_on` - today's machine (a host preset) with Linux 2.2's scheduler
 * :func:`live_point` / :func:`quiet_check` - one measured window of a running real server, and
@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from arch_sim import ARCHS, schema
+from arch_sim import ALL_ARCHS, ARCHS, schema
 from arch_sim.live import live_frame as live_frame
 from arch_sim.live import live_point as live_point
 from arch_sim.live import quiet_check as quiet_check
@@ -64,6 +64,11 @@ KNOBS: dict[str, tuple[str | None, str, str]] = {
     "cpus": (None, "cpus", "CPUs (state-group: one worker per CPU)"),
     "threads": ("server", "threads",
                 "thread-per-request: pool size, 0 = one thread per connection"),
+    "workers": ("server", "workers", "prefork: worker processes, each blocked in accept()"),
+    "stage_threads": ("server", "stage_threads",
+                      "staged: threads per stage, e.g. 'send_data=8' (the others: defaults)"),
+    "mm_switch_us": ("scheduler", "mm_switch_us",
+                     "extra cost of a switch into another process's address space (us)"),
     "gil": ("server", "gil",
             "CPython's interpreter lock: one thread at a time runs Python code"),
     "cohort_factor": ("server", "cohort_factor",
@@ -162,7 +167,7 @@ def knobs_table(params: ModelParams | str) -> pd.DataFrame:
     rows = []
     for knob in KNOBS:
         row = {"knob": knob, "value": knob_value(params, knob)}
-        for arch in ARCHS:  # a preset may give each design its own server costs
+        for arch in ALL_ARCHS:  # a preset may give each design its own server costs
             value = knob_value(params, knob, arch)
             if value != row["value"]:
                 row[f"value ({arch})"] = value
@@ -177,28 +182,37 @@ def jobs(params: ModelParams | str, loads: Iterable[float | None],
          archs: Sequence[str] = ARCHS, *, workload: str | None = None,
          connection: str | None = None, connections: int | None = None, requests: int = 4000,
          reps: int = 1, seed: int = 1, cpus: int | None = None,
-         threads: int | None = None) -> list[dict[str, Any]]:
+         threads: int | None = None, workers: int | None = None,
+         stage_threads: str | None = None) -> list[dict[str, Any]]:
     """The :func:`~arch_sim.models.simulate_point` keyword sets of a sweep, as
-    ``arch-sim simulate`` plans them (same seeds for both archs: common random numbers).
+    ``arch-sim simulate`` plans them (same seeds for every arch: common random numbers).
 
-    *workload* (``open`` / ``closed``) and *connection* (closed: ``keep-alive`` / ``close``)
-    default to the preset's (``workload.kind``, ``workload.connection``)."""
+    *archs* may be any of ``ALL_ARCHS`` (prefork and staged too).  *workload* (``open`` /
+    ``closed``) and *connection* (closed: ``keep-alive`` / ``close``) default to the preset's
+    (``workload.kind``, ``workload.connection``); *threads*, *workers* and *stage_threads* set
+    the shape of thread-per-request, prefork and staged (default: the preset's)."""
     from arch_sim.sweep import plan
 
+    shapes = {k: v for k, v in (("workers", workers), ("stage_threads", stage_threads))
+              if v is not None}
     return plan(load_preset(params), loads, archs, workload=workload, connection=connection,
                 connections=connections, requests=requests, reps=reps, seed=seed, cpus=cpus,
-                threads=threads)
+                threads=threads, **shapes)
 
 
 def sweep(params: ModelParams | str, loads: Iterable[float | None],
           archs: Sequence[str] = ARCHS, *, label: str | None = None, workers: int = 1,
-          **kwargs: Any) -> pd.DataFrame:
-    """Simulate *archs* at every load; schema rows with ``preset`` = *label* (or the preset's
-    name).  Keyword arguments as :func:`jobs` (workload, connection, connections, requests,
-    reps, seed, cpus, threads).  ``workers`` > 1 runs the points in a process pool."""
+          prefork_workers: int | None = None, **kwargs: Any) -> pd.DataFrame:
+    """Simulate *archs* (any of ``ALL_ARCHS``) at every load; schema rows with ``preset`` =
+    *label* (or the preset's name).  Keyword arguments as :func:`jobs` (workload, connection,
+    connections, requests, reps, seed, cpus, threads, stage_threads); ``prefork_workers`` is
+    prefork's worker processes (``jobs``' *workers*).  ``workers`` > 1 runs the points in a
+    process pool."""
     from arch_sim.sweep import run_jobs
 
     params = load_preset(params)
+    if prefork_workers is not None:
+        kwargs["workers"] = prefork_workers
     rows = run_jobs(jobs(params, list(loads), archs, **kwargs), workers=workers, progress=False)
     df = schema.to_frame(rows)
     df["preset"] = label or params.name

@@ -87,7 +87,11 @@ def _params_resolver(folder: Path):
 def _job_from_row(row: pd.Series, params: Any) -> dict[str, Any]:
     """The simulate_point keywords that made a simulated row (everything the row records)."""
     threads = _none(row.get("threads")) if row["arch"] == "thread-per-request" else None
-    return {
+    shapes = {k: _none(row.get(k)) for k in ("workers", "stage_threads")
+              if _none(row.get(k)) is not None}
+    if "workers" in shapes:
+        shapes["workers"] = int(shapes["workers"])
+    return {**shapes,
         "arch": row["arch"], "params": params, "target_rps": _none(row["target_rps"]),
         "workload": _none(row.get("workload")), "connection": _none(row.get("connection_mode")),
         "connections": None if _none(row.get("connections")) is None else int(

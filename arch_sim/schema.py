@@ -54,6 +54,25 @@ KNOWN_EXTRAS: dict[str, str] = {
     "cpu_switches_per_request": "(cpu_switches_per_s - cpu_switches_idle_per_s) / rps",
 }
 
+#: Columns only some simulated rows carry: what one model counts that the others have no
+#: counterpart of (``<state>`` is a lifecycle state of real_servers/core/lifecycle.py).
+MODEL_EXTRAS: dict[str, str] = {
+    "workers": "prefork: worker processes (each holds one connection at a time)",
+    "stage_threads": "staged: threads per stage's pool, as real_servers.staged --stage-threads",
+    "gil_waits_per_request": "thread-per-request, prefork, staged: times a thread found the GIL "
+                             "(or its mutex) held and slept (prefork: always 0, no shared GIL)",
+    "pool_wakeups_per_request": "thread-per-request, prefork: threads / processes woken to take "
+                                "a connection",
+    "spurious_wakeups_per_request": "thread-per-request, prefork: ... that found none "
+                                    "(accept() waking every sleeper: the thundering herd)",
+    "wakeups_per_request": "staged: stage threads woken by a hand-off (a put onto a queue they "
+                           "slept on, epoll_wait returning), over every stage",
+    "wakeups_<state>_per_request": "staged: the same for one stage's pool (accept, "
+                                   "wait_headers, send_data, logging)",
+    "moved_<state>_per_request": "state-group, staged: items moved out of that state per "
+                                 "request (staged: one out of each state a request crosses)",
+}
+
 SOURCES = ("measured", "simulated")
 
 #: A minimal CSV (one's own measurements) needs ``arch`` and one column of each pair.

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from arch_sim import ARCHS, claims, plotstyle, runinfo, schema
+from arch_sim import ALL_ARCHS, ARCHS, claims, plotstyle, runinfo, schema
 from arch_sim.argtypes import (
     LIST_HELP,
     ListAction,
@@ -45,7 +45,9 @@ from arch_sim.argtypes import (
     positive_int,
 )
 from arch_sim.models import ModelParams, load_preset, preset_names
-from arch_sim.models.params import preset_path
+from arch_sim.models.params import DEFAULT_STAGE_THREADS, preset_path
+from arch_sim.models.prefork import check_workload
+from arch_sim.models.staged import parse_stage_threads
 from arch_sim.models.workload import CONNECTION_MODES, FileSizes
 from arch_sim.plots import draw_all
 from arch_sim.stats import summarize
@@ -78,6 +80,26 @@ def file_sizes(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def stage_threads(text: str) -> str:
+    """``--stage-threads``: checked by the staged model's own parser before the sweep."""
+    try:
+        parse_stage_threads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def check_shapes(args: argparse.Namespace, params: ModelParams) -> None:
+    """A design's shape that cannot serve the workload (prefork: fewer workers than
+    keep-alive connections) is a ValueError naming the fix, before anything runs."""
+    if "prefork" in args.arch:
+        mine = params.for_arch("prefork")
+        check_workload(mine.server.workers if args.workers is None else args.workers,
+                       args.workload or mine.workload.kind,
+                       args.connection or mine.workload.connection,
+                       args.connections or mine.workload.connections)
 
 
 def resolve_defaults(args: argparse.Namespace, params: ModelParams) -> None:
@@ -188,9 +210,11 @@ def _jsonable_args(args: argparse.Namespace) -> dict[str, Any]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="linux-2.2-1999",
                         help=f"preset name ({', '.join(preset_names())}) or path to a TOML file")
-    parser.add_argument("--arch", action=ListAction, item=one_of(ARCHS), default=list(ARCHS),
-                        metavar="ARCH", help=f"architectures to simulate: {', '.join(ARCHS)} "
-                        f"(default: both), {LIST_HELP}")
+    parser.add_argument("--arch", action=ListAction, item=one_of(ALL_ARCHS), extend=True,
+                        default=list(ARCHS), metavar="ARCH",
+                        help=f"architectures to simulate: {', '.join(ALL_ARCHS)} (default: the "
+                        f"seed's two, {' and '.join(ARCHS)}), {LIST_HELP}, or the option "
+                        "repeated")
     loads = parser.add_mutually_exclusive_group()
     loads.add_argument("--loads", action=ListAction, item=positive_float, metavar="RPS",
                        help=f"offered loads in requests/s, {LIST_HELP} (e.g. 100,200 500)")
@@ -223,6 +247,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=non_negative_int, default=None,
                         help="thread-per-request: pool size, 0 = thread per connection "
                              "(default: the preset's)")
+    parser.add_argument("--workers", type=positive_int, default=None,
+                        help="prefork: worker processes (default: the preset's, 64)")
+    parser.add_argument("--stage-threads", type=stage_threads, default=None,
+                        metavar="STATE=N,...",
+                        help="staged: threads per stage, e.g. send_data=8 (default: the "
+                             f"preset's, {DEFAULT_STAGE_THREADS})")
     parser.add_argument("--file-sizes", type=file_sizes, default=None,
                         help="specweb99, fixed:KB or exp:KB (default: the preset's)")
     parser.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1,
@@ -242,6 +272,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         params = load_preset_checked(args.preset)
         resolve_defaults(args, params)
+        check_shapes(args, params)
         jobs = plan_options(args, params)
     except (ValueError, FileNotFoundError, argparse.ArgumentTypeError) as exc:
         raise UsageError(str(exc)) from None
@@ -319,7 +350,7 @@ def _sweep(args: argparse.Namespace, params: ModelParams, jobs: list[dict[str, A
 def _speed(rows: Sequence[dict[str, Any]], wall: float) -> dict[str, Any]:
     """Simulated requests per wall-second, per arch (CPU time of the runs, not the sweep)."""
     speed: dict[str, Any] = {"sweep_wall_s": wall}
-    for arch in ARCHS:
+    for arch in ALL_ARCHS:
         mine = [r for r in rows if r["arch"] == arch]
         if mine:
             sim = sum(r["sim_requests_per_wall_s"] * r["wall_s"] for r in mine)

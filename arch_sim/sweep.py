@@ -83,7 +83,9 @@ def plan_options(args: argparse.Namespace, params: ModelParams) -> list[dict[str
     return plan(params, loads, args.arch, workload=workload, connection=args.connection,
                connections=args.connections or None, requests=args.requests,
                reps=args.reps, seed=args.seed, warmup=args.warmup, cpus=args.cpus,
-               threads=args.threads, file_sizes=args.file_sizes)
+               threads=args.threads, file_sizes=args.file_sizes,
+               **{k: getattr(args, k) for k in ("workers", "stage_threads")
+                  if getattr(args, k, None) is not None})
 
 
 def _job(job: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ The measurements it reads (``arch_sim.calibrate`` collects them)::
      "wakeup": {"median_us", "p99_us"},                             # cross-CPU wake-up
      "servers": {"thread-per-request": {"cpu_us_per_request", "reschedules_per_request",
                                         "rps", "threads"},
-                 "state-group": {...}},                            # saturation bench
+                 "state-group": {...}, "prefork": {...}, "staged": {...}},  # saturation
      "server_cpus": [0], "client_cpus": [1], "file_set": "specweb99", "connections": 64,
      # optional - measured when calibrate provides them, else the fallbacks below:
      "client": {"cpu_us_per_request"},     # wrk's own CPU per request at saturation
@@ -20,7 +20,8 @@ The measurements it reads (``arch_sim.calibrate`` collects them)::
      "futex": {"wake_us", ...},            # futex_wake_us(): a wake-up's cost to its waker
      # and, per server, "paced": {"target_rps", "cpu_us_per_request", ...}: the same bench at
      # a paced load, where the CPU idles between requests (solves cold_refill_us)
-     "close": {"state-group" | "thread-per-request" | "thread-per-connection":
+     "close": {"state-group" | "thread-per-request" | "thread-per-connection" | "prefork"
+               | "staged":
                    {"cpu_us_per_request", ...},      # unpaced, a connection per request
                "client_close_us"},                   # wrk's extra CPU per request for that
     }
@@ -43,9 +44,12 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from arch_sim import specweb99
+from arch_sim import ALL_ARCHS, specweb99
+from arch_sim.models.calibration_more import more_sections
 from arch_sim.models.connection_costs import previous_connection_costs
 from arch_sim.models.params import from_dict
 from arch_sim.models.request_costs import (
@@ -80,7 +84,8 @@ PASS_US = 2.0
 
 
 def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
-                     solve: bool = True, placeholder: bool = False) -> str:
+                     solve: bool = True, placeholder: bool = False,
+                     only: Iterable[str] | None = None, previous: str | Path = "host") -> str:
     """The TOML text of a preset for the host ``measurements`` describe.
 
     With ``solve`` (default) the per-request server costs are adjusted with a few short unpaced
@@ -88,6 +93,12 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
     each architecture (to within 2%); without, they are set analytically (measured CPU minus
     the measured switches times the switch cost).  ``placeholder`` marks a preset shipped for
     another machine than the one it was measured on.
+
+    ``only``: solve these architectures' costs alone (``arch-sim calibrate --arch``); every
+    other architecture keeps its costs from the ``previous`` preset exactly as they were
+    (their comments still name the measurements in ``measurements``).  A design beyond the
+    seed's two that ``measurements`` holds no saturation bench of gets thread-per-request's
+    values as placeholders (:mod:`~arch_sim.models.calibration_more`).
     """
     m = measurements
     host = m.get("host", {}) or {}
@@ -101,7 +112,8 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
     switch = m["switch"]
     wake = m["wakeup"]
     servers = m.get("servers") or {}
-    measured_archs = [a for a in ("thread-per-request", "state-group") if a in servers]
+    measured_archs = [a for a in ALL_ARCHS if a in servers]
+    solved = [a for a in measured_archs if only is None or a in set(only)]
     tpr = servers.get("thread-per-request", {})
     sg = servers.get("state-group", {})
     file_set = str(m.get("file_set", "specweb99"))
@@ -118,15 +130,16 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
     futex = m.get("futex") or {}
     wake_us = futex.get("wake_us")
     decay_ms = float(decay) if decay is not None else FALLBACK_COLD_DECAY_MS
-    paced = {a: servers[a]["paced"] for a in measured_archs if servers[a].get("paced")}
-    refill = previous_cold_refill_us()  # per arch; solved below from the paced benches
+    paced_all = {a: servers[a]["paced"] for a in measured_archs if servers[a].get("paced")}
+    paced = {a: row for a, row in paced_all.items() if a in solved}  # solved here
+    refill = previous_cold_refill_us(previous)  # per arch; solved below from the paced benches
     mean_kb = MEAN_REPLY_KB.get(file_set, MEAN_REPLY_KB["specweb99"])
 
-    costs = previous_server_costs()
+    costs = previous_server_costs(previous)
     close = m.get("close") or {}
-    conn = previous_connection_costs()
+    conn = previous_connection_costs(previous)
     client_close = close.get("client_close_us")
-    for arch in measured_archs:
+    for arch in solved:
         costs[arch] = split_costs(float(servers[arch]["cpu_us_per_request"])
                              - float(servers[arch].get("reschedules_per_request", 0.0))
                              * switch_us, arch, mean_kb)
@@ -140,10 +153,10 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
 
     def cold_why(arch: str) -> str:
         """The comment of a per-arch cache refill: solved now, or kept from before."""
-        if arch not in paced:
+        if arch not in paced_all:
             return ("not measured by this calibrate run (no paced server bench): kept from the "
                     "previous host preset")
-        row = paced[arch]
+        row = paced_all[arch]
         return (f"{tag}: solved so that the model spends the "
                 f"{float(row['cpu_us_per_request']):.0f} us per request the server took paced at "
                 f"{float(row['target_rps']):g} req/s (the CPU idles between requests; the first "
@@ -210,6 +223,8 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
                if decay is not None else
                "not measured by this calibrate run: cold_cache() on the development host "
                "(4-8 ms)"),
+            "mm_switch_us = 0.0         # switch_us above was measured between two processes: "
+            "it holds the page-table switch a prefork worker pays [LX-switch-mm]",
             "",
             "[server]",
             "# Both real servers share the HTTP core; their loops differ, so each architecture "
@@ -297,6 +312,9 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
                        "other half: close in logging)"),
             f"close_us = {conn['state-group']['close_us']:.2f}           # "
             + conn_why("state-group", "the other half"),
+        ] + more_sections(costs, refill, conn, measured_archs,
+                          {a: float(servers[a]["cpu_us_per_request"]) for a in measured_archs},
+                          why, cold_why, conn_why) + [
             "",
             "[network]",
             "sndbuf_kb = 4096.0         # loopback TCP autotunes the send buffer up to "
@@ -350,7 +368,7 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
                 params = from_dict(_toml(text), source="calibration")
                 worst = 0.0
                 scaled = {}
-                for arch in measured_archs:
+                for arch in solved:
                     want = float(servers[arch]["cpu_us_per_request"])
                     got = model_cpu_us_per_request(arch, params)
                     worst = max(worst, abs(got - want) / want)
@@ -365,12 +383,13 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
                 for arch, row in paced.items():
                     refill[arch] = solve_refill(arch, params, row, connections)
                 text = render(costs)
-        if any(k in close for k in ("state-group", "thread-per-request",
-                                    "thread-per-connection")):
+        mine = {k: v for k, v in close.items() if isinstance(v, dict) and (
+            k if k != "thread-per-connection" else "thread-per-request") in solved}
+        if mine:
             from arch_sim.models.connection_costs import solve_connection_costs
 
             params = from_dict(_toml(text), source="calibration")
-            for arch, values in solve_connection_costs(params, close, threads).items():
+            for arch, values in solve_connection_costs(params, mine, threads).items():
                 conn[arch].update(values)
             text = render(costs)
     return text

@@ -22,8 +22,10 @@ measured ones (arch-sim reproduce's fidelity table), never fed back.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from arch_sim import ALL_ARCHS
 from arch_sim.models.params import ModelParams
 
 #: share of a connection's own cost spent accepting it (the rest: closing it)
@@ -76,13 +78,15 @@ def solve_connection_costs(params: ModelParams, close: dict[str, Any],
     close-mode saturation measurements ``close``::
 
         {"state-group": {"cpu_us_per_request": ...},
+         "prefork": {...}, "staged": {...},
          "thread-per-request": {"cpu_us_per_request": ...},               # the pool
          "thread-per-connection": {"cpu_us_per_request": ...}}            # --threads 0
 
     Missing entries are skipped (their costs stay as they are).
     """
     out: dict[str, dict[str, float]] = {}
-    for arch, shape in (("state-group", None), ("thread-per-request", threads)):
+    for arch, shape in (("state-group", None), ("thread-per-request", threads),
+                        ("prefork", None), ("staged", None)):
         measured = close.get(arch)
         if not measured:
             continue
@@ -111,22 +115,24 @@ def solve_connection_costs(params: ModelParams, close: dict[str, Any],
 DEFAULT_CONNECTION_COSTS = {
     "thread-per-request": {"accept_us": 20.0, "close_us": 15.0, "thread_create_us": 30.0},
     "state-group": {"accept_us": 20.0, "close_us": 15.0},
+    "prefork": {"accept_us": 20.0, "close_us": 15.0},
+    "staged": {"accept_us": 20.0, "close_us": 15.0},
     "client_close_us": 0.0,
 }
 
 
-def previous_connection_costs() -> dict[str, Any]:
+def previous_connection_costs(preset: str | Path = "host") -> dict[str, Any]:
     """accept_us, close_us (per arch), thread_create_us and client_close_us of the current
-    ``host`` preset, or :data:`DEFAULT_CONNECTION_COSTS`."""
+    ``host`` preset (or ``preset``), or :data:`DEFAULT_CONNECTION_COSTS`."""
     out: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v)
                            for k, v in DEFAULT_CONNECTION_COSTS.items()}
     try:
         from arch_sim.models.params import load_preset
 
-        previous = load_preset("host")
+        previous = load_preset(preset)
     except (OSError, ValueError):
         return out
-    for arch in ("thread-per-request", "state-group"):
+    for arch in ALL_ARCHS:
         server = previous.for_arch(arch).server
         for key in out[arch]:
             out[arch][key] = float(getattr(server, key))

@@ -19,11 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arch_sim import ARCHS
+from arch_sim import ALL_ARCHS
+from real_servers.core.lifecycle import ACCEPT, LOGGING, NAMES, SEND_DATA, WAIT_HEADERS
 
 PRESET_DIR = Path(__file__).with_name("presets")
 #: the architectures a preset may give their own server costs
-ARCH_NAMES = ARCHS
+ARCH_NAMES = ALL_ARCHS
+#: staged: the real server's threads per state's pool (real_servers.staged --stage-threads)
+STAGE_THREADS = {ACCEPT: 1, WAIT_HEADERS: 1, SEND_DATA: 4, LOGGING: 1}
+DEFAULT_STAGE_THREADS = ",".join(f"{NAMES[s]}={n}" for s, n in STAGE_THREADS.items())
 #: scheduler policies the model implements (arch_sim.models.policies)
 POLICIES = ("fifo", "linux-2.2", "linux-2.4", "eevdf")
 
@@ -87,6 +91,13 @@ class SchedulerParams:
     accept_wakes_all: bool = False
     """A connection arriving on a listening socket wakes every thread asleep in accept() on
     it (Linux 2.2's wait queues), not just one (exclusive wait, Linux >= 2.3)."""
+    mm_switch_us: float = 0.0
+    """Extra CPU of a switch into a task of another address space (another process) than the
+    one the CPU last ran - ``switch_mm()`` loading the page tables, the TLB refilled after -
+    beyond ``switch_us`` [LX-switch-mm].  Only tasks that have an address space of their own
+    (the prefork model's worker processes) pay it; threads of one process share theirs.
+    0 where ``switch_us`` was itself measured between two processes (lmbench ``lat_ctx``,
+    ``arch-sim calibrate``'s pipe ping-pong), so it already holds that cost."""
 
     @property
     def cache_refill_us(self) -> float:
@@ -153,6 +164,12 @@ class ServerParams:
     gil_interval_ms: float = 5.0
     """GIL: a waiter that waited this long without the GIL changing hands asks the holder to
     drop it (``sys.getswitchinterval()``)."""
+    workers: int = 64
+    """Prefork: worker processes, each blocked in accept() on the shared listener and serving
+    one connection at a time (``real_servers.prefork --workers``, default 64)."""
+    stage_threads: str = DEFAULT_STAGE_THREADS
+    """Staged: threads per lifecycle state's pool, as ``real_servers.staged --stage-threads``
+    takes them (these are its defaults)."""
     cold_refill_us: float = 0.0
     """Cache refill after idle: extra CPU a server thread pays on its first burst of work after
     its CPU has been idle, because its code and data went cold in the caches meanwhile (on a VM

@@ -14,7 +14,10 @@ When calibrate cannot run the servers, the costs of the current ``host`` preset 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from arch_sim import ALL_ARCHS
 
 #: Share of the thread-per-request server's CPU per request spent by its dispatcher thread:
 #: measured once with ``perf sched`` on the development host at saturation (dispatcher 3.8 us,
@@ -28,20 +31,25 @@ SEND_US_PER_KB = 0.1
 
 #: per-request costs when neither a measurement nor a previous host preset has them
 #: (host_preset_text on the development host's reference sweep)
+#: (prefork and staged, never measured there: thread-per-request's pool thread, as their
+#: placeholders in host.toml)
 DEFAULT_COSTS = {
     "thread-per-request": {"dispatch_us": 2.4, "parse_us": 7.9, "send_us": 7.5, "log_us": 3.0},
     "state-group": {"parse_us": 4.8, "send_us": 4.1, "log_us": 1.8},
+    "prefork": {"parse_us": 7.9, "send_us": 7.5, "log_us": 3.0},
+    "staged": {"parse_us": 7.9, "send_us": 7.5, "log_us": 3.0},
 }
 
 
-def previous_server_costs() -> dict[str, dict[str, float]]:
-    """The per-arch costs of the current ``host`` preset (what calibrate keeps when it cannot
-    run the servers), or :data:`DEFAULT_COSTS`."""
+def previous_server_costs(preset: str | Path = "host") -> dict[str, dict[str, float]]:
+    """The per-arch costs of the current ``host`` preset (or ``preset``: what calibrate keeps
+    when it cannot run the servers, or is told to re-measure others), or
+    :data:`DEFAULT_COSTS`."""
     costs = {arch: dict(values) for arch, values in DEFAULT_COSTS.items()}
     try:
         from arch_sim.models.params import load_preset
 
-        previous = load_preset("host").server_by_arch
+        previous = load_preset(preset).server_by_arch
     except (OSError, ValueError):
         return costs
     for arch, values in costs.items():
@@ -51,13 +59,14 @@ def previous_server_costs() -> dict[str, dict[str, float]]:
     return costs
 
 
-def previous_cold_refill_us() -> dict[str, float]:
-    """Each architecture's ``cold_refill_us`` in the current ``host`` preset (0 if none)."""
-    refill = {"thread-per-request": 0.0, "state-group": 0.0}
+def previous_cold_refill_us(preset: str | Path = "host") -> dict[str, float]:
+    """Each architecture's ``cold_refill_us`` in the current ``host`` preset (or ``preset``;
+    0 if none)."""
+    refill = {arch: 0.0 for arch in ALL_ARCHS}
     try:
         from arch_sim.models.params import load_preset
 
-        previous = load_preset("host")
+        previous = load_preset(preset)
     except (OSError, ValueError):
         return refill
     for arch in refill:

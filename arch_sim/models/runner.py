@@ -19,18 +19,21 @@ from typing import Any
 import numpy as np
 import simpy
 
-from arch_sim import ARCHS, STATES
+from arch_sim import ALL_ARCHS, STATES
 from arch_sim.models.params import ModelParams, load_preset
+from arch_sim.models.prefork import Prefork, check_workload
 from arch_sim.models.recorder import Recorder
 from arch_sim.models.scheduler import Scheduler
+from arch_sim.models.staged import POOLED, Staged
 from arch_sim.models.state_group import StateGroup
 from arch_sim.models.thread_per_request import make as make_thread_per_request
 from arch_sim.models.workload import Workload, make_clients
 from arch_sim.regimes import regime_of
 from real_servers.core.lifecycle import moved_column
 
-MODELS = {"thread-per-request": make_thread_per_request, "state-group": StateGroup}
-assert tuple(MODELS) == ARCHS
+MODELS = {"thread-per-request": make_thread_per_request, "state-group": StateGroup,
+          "prefork": Prefork, "staged": Staged}
+assert tuple(MODELS) == ALL_ARCHS
 
 
 def default_warmup(requests: int, workload: str, connections: int) -> int:
@@ -54,6 +57,7 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
                    connections: int | None = None,
                    requests: int = 20000, warmup: int | None = None, seed: int = 1,
                    rep: int = 0, cpus: int | None = None, threads: int | None = None,
+                   workers: int | None = None, stage_threads: str | None = None,
                    file_sizes: str | None = None, think_tick_ms: float | None = None,
                    run_id: str = "",
                    recorder_factory: Callable[..., Recorder] = Recorder) -> dict[str, Any]:
@@ -63,7 +67,10 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
     connections / rate, or no think time when None).  Warm-up requests are discarded.
     The preset's server costs for ``arch`` (``[server.ARCH]``) apply.  ``recorder_factory``
     builds the measurement (:class:`~arch_sim.models.recorder.Recorder`'s arguments; the
-    validation module passes one that also samples the system).
+    validation module passes one that also samples the system).  The shape of a design:
+    ``threads`` (thread-per-request: pool size, 0 = a thread per connection), ``workers``
+    (prefork: worker processes), ``stage_threads`` (staged: ``"send_data=8"``...); each
+    defaults to the preset's and is ignored by the other designs.
     """
     if arch not in MODELS:
         raise ValueError(f"unknown arch {arch!r}: choose from {', '.join(MODELS)}")
@@ -88,6 +95,9 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
     )
     if warmup is None:
         warmup = default_warmup(requests, workload, connections)
+    if arch == "prefork":
+        workers = params.server.workers if workers is None else int(workers)
+        check_workload(workers, workload, connection, connections)
 
     wall = time.perf_counter()
     env = simpy.Environment()
@@ -100,6 +110,10 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
     recorder = recorder_factory(env, warmup, requests, params.server.max_connections, snapshot)
     if arch == "thread-per-request":
         model = make_thread_per_request(env, sched, params, recorder, threads=threads)
+    elif arch == "prefork":
+        model = Prefork(env, sched, params, recorder, workers=workers)
+    elif arch == "staged":
+        model = Staged(env, sched, params, recorder, stage_threads=stage_threads)
     else:
         model = StateGroup(env, sched, params, recorder)
     model_box.append(model)
@@ -138,7 +152,8 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
         # extras
         "workload": workload,
         "file_sizes": load.file_sizes,
-        "threads": getattr(model, "threads", math.nan),
+        "threads": getattr(model, "threads", math.nan) if arch == "thread-per-request" else (
+            math.nan),
         "requests": requests,
         "warmup": warmup,
         "completions": stats["completions"],
@@ -157,15 +172,26 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
         "wall_s": wall,
         "sim_requests_per_wall_s": recorder.offered / wall if wall > 0 else math.nan,
     }
-    if arch == "thread-per-request":
+    if arch != "state-group":  # the designs with threads that may share a GIL
         cond, mutex = delta["gil_cond_waits"], delta["gil_mutex_waits"]
         row["gil_waits_per_request"] = (cond + mutex) / done
         row["gil_cond_waits_per_request"] = cond / done
         row["gil_mutex_waits_per_request"] = mutex / done
-        row["pool_wakeups_per_request"] = delta["pool_wakeups"] / done
-        row["spurious_wakeups_per_request"] = delta["spurious_wakeups"] / done
+        if arch != "staged":  # a pool in accept() (prefork: the herd's wake-ups)
+            row["pool_wakeups_per_request"] = delta["pool_wakeups"] / done
+            row["spurious_wakeups_per_request"] = delta["spurious_wakeups"] / done
         row["gil_forced_per_s"] = delta["gil_forced"] / span
+    if arch == "thread-per-request":
         row["dispatcher_wakeups_per_request"] = delta["dispatcher_wakeups"] / done
+    if arch == "prefork":
+        row["workers"] = model.workers
+    if arch == "staged":
+        row["stage_threads"] = model.stage_threads
+        row["wakeups_per_request"] = sum(delta[f"wakeups_{STATES[s]}"] for s in POOLED) / done
+        for state in POOLED:
+            row[f"wakeups_{STATES[state]}_per_request"] = delta[f"wakeups_{STATES[state]}"] / done
+        for i, state in enumerate(STATES):
+            row[moved_column(i)] = delta[f"moved_{state}"] / done
     if arch == "state-group":
         row["sleeps_per_request"] = delta["sleeps"] / done
         row["passes_per_request"] = delta["passes"] / done

@@ -81,12 +81,17 @@ class Task:
 
     __slots__ = ("name", "code", "refill", "idles_seen", "counted", "pin", "cpu", "last_cpu",
                  "lead", "used", "event", "state", "v", "vstart", "deadline", "vlag", "queued",
-                 "delayed", "counter", "preemptible")
+                 "delayed", "counter", "preemptible", "mm")
 
     def __init__(self, name: str, counted: bool = True, pin: Cpu | None = None,
-                 code: str | None = None, refill: float = 0.0, preemptible: bool = True) -> None:
+                 code: str | None = None, refill: float = 0.0, preemptible: bool = True,
+                 mm: object = None) -> None:
         self.name = name
         self.preemptible = preemptible
+        # its address space, if it has one of its own (a process): a switch into it from a
+        # task of another address space pays SchedulerParams.mm_switch_us (None: a thread of
+        # the server's one process, or a kernel thread - nothing to switch)
+        self.mm = mm
         # the code it runs: tasks with the same code share cache lines (default: the name up
         # to its first "/", so "pool/3" and "pool/7" share "pool")
         self.code = code if code is not None else name.split("/", 1)[0]
@@ -117,7 +122,7 @@ class Cpu:
     """One processor: who runs on it, who ran last (cache warmth), when it is free."""
 
     __slots__ = ("index", "current", "last", "free_at", "need_resched", "burst_end", "burst",
-                 "idle_since", "idle_total", "idles", "warm", "extra_cost")
+                 "idle_since", "idle_total", "idles", "warm", "extra_cost", "mm")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -132,6 +137,7 @@ class Cpu:
         self.idles = 0  # idle periods so far
         self.warm: dict[str, float] = {}  # code -> idle_total when it last ran here
         self.extra_cost = 0.0  # policy work charged to the next schedule() (2.2's recalc)
+        self.mm: object = None  # the address space its page tables hold (kept across idle)
 
 
 class Scheduler:
@@ -157,6 +163,7 @@ class Scheduler:
         self._wake_latency = params.wakeup_latency_us * US
         self._wake_cost = params.wake_us * US
         self._cold_decay = max(params.cold_decay_ms * 1e-3, 1e-12)
+        self._mm_switch = params.mm_switch_us * US
         self._proc_task: dict[Any, Task] = {}  # SimPy process -> the task whose code it runs
         self.policy = make_policy(self)
         self.observer: Any = None  # gets every switch when set (see the module docstring)
@@ -376,6 +383,9 @@ class Scheduler:
         cpu.extra_cost = 0.0
         if cpu.last is not task:
             cost += self._refill
+        if task.mm is not None and task.mm is not cpu.mm:  # switch_mm(): another process
+            cost += self._mm_switch
+            cpu.mm = task.mm
         start = max(now + self._wake_latency if from_idle else now, cpu.free_at)
         if from_idle:  # its caches went cold meanwhile
             cpu.idle_total += max(0.0, start - cpu.idle_since)

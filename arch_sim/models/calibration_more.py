@@ -1,0 +1,71 @@
+"""The ``host`` preset's sections for the designs beyond the seed's two: ``[server.prefork]`` and
+``[server.staged]`` (:func:`arch_sim.models.calibration.host_preset_text` writes the rest).
+
+A design ``arch-sim calibrate`` measured gets its costs solved as the seed's two get theirs (its
+CPU per request at saturation split over the states, the cache refill from the paced run, the
+connection costs from the connection-per-request run); one it did not measure - no real server
+module yet, or not in this calibration - is a *placeholder*: thread-per-request's values, each
+line saying so, until ``arch-sim calibrate --arch NAME`` measures it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from arch_sim import MORE_ARCHS
+from arch_sim.models.params import ServerParams
+from arch_sim.models.request_costs import STATE_SHARES
+
+#: the comment of every placeholder value
+PLACEHOLDER = ("placeholder until arch-sim calibrate --arch prefork --arch staged: "
+               "thread-per-request's value")
+#: what each design is called in a cost's comment
+WHO = {"prefork": "prefork worker's", "staged": "staged server's"}
+
+
+def shape_line(arch: str) -> str:
+    """The design's shape, as the real server runs it by default."""
+    if arch == "prefork":
+        return (f"workers = {ServerParams.workers}               # the real prefork server's "
+                "--workers default (real_servers/prefork), one per wrk connection")
+    return (f'stage_threads = "{ServerParams.stage_threads}"  # the real staged server\'s '
+            "--stage-threads defaults (real_servers/staged)")
+
+
+def more_sections(costs: dict[str, dict[str, float]], refill: dict[str, float],
+                  conn: dict[str, dict[str, float]], measured: list[str],
+                  cpu_us: dict[str, float], why: Callable[[str, str], str],
+                  cold_why: Callable[[str], str],
+                  conn_why: Callable[[str, str], str]) -> list[str]:
+    """The TOML lines of ``[server.prefork]`` and ``[server.staged]``: measured (``why``,
+    ``cold_why``, ``conn_why`` write the comments, as for the seed's two) or placeholders."""
+    tpr, tpr_conn = costs["thread-per-request"], conn["thread-per-request"]
+    lines: list[str] = []
+    for arch in MORE_ARCHS:
+        lines += ["", f"[server.{arch}]", shape_line(arch)]
+        if arch not in measured:
+            values = [("parse_us", tpr["parse_us"], ".2f"), ("send_us", tpr["send_us"], ".2f"),
+                      ("log_us", tpr["log_us"], ".2f"),
+                      ("cold_refill_us", refill["thread-per-request"], ".1f"),
+                      ("accept_us", tpr_conn["accept_us"], ".2f"),
+                      ("close_us", tpr_conn["close_us"], ".2f")]
+            lines += [f"{key} = {value:{fmt}}".ljust(26) + f" # {PLACEHOLDER}"
+                      for key, value, fmt in values]
+            continue
+        c = costs[arch]
+        lines += [
+            f"parse_us = {c['parse_us']:.2f}           # "
+            + why(arch, f"{STATE_SHARES['parse']:.0%} of the {WHO[arch]} "
+                  f"{cpu_us[arch]:.1f} us per request at saturation"),
+            f"send_us = {c['send_us']:.2f}            # "
+            + why(arch, f"{STATE_SHARES['send']:.0%} of it, less the per-KB part"),
+            f"log_us = {c['log_us']:.2f}             # "
+            + why(arch, f"{STATE_SHARES['log']:.0%} of it (logging: log line, re-arm)"),
+            f"cold_refill_us = {refill[arch]:.1f}     # " + cold_why(arch),
+            f"accept_us = {conn[arch]['accept_us']:.2f}          # "
+            + conn_why(arch, "half of a connection's own cost (accept; the other half: "
+                       "close in logging)"),
+            f"close_us = {conn[arch]['close_us']:.2f}           # "
+            + conn_why(arch, "the other half"),
+        ]
+    return lines
