@@ -15,14 +15,18 @@ exactly its load points, for each of our architectures in it (peers have no mode
 
 from __future__ import annotations
 
+import argparse
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from arch_sim import ALL_ARCHS, runinfo, schema
 from arch_sim.argtypes import UsageError
-from arch_sim.fidelity import fidelity, fidelity_markdown, headline
+from arch_sim.fidelity import fidelity, fidelity_markdown, headline, plan_like
+from arch_sim.models import ModelParams
 from arch_sim.plots import save_all
 from arch_sim.plots_archs import architectures, architectures_table, table_markdown
 
@@ -47,6 +51,24 @@ def modelled_archs(measured: pd.DataFrame) -> list[str]:
     """Our architectures among the measured servers, in arch-sim's order (peers: none)."""
     present = set(measured["arch"].astype(str))
     return [a for a in ALL_ARCHS if a in present]
+
+
+def plan(measured: pd.DataFrame, params: ModelParams, args: argparse.Namespace
+         ) -> list[dict[str, Any]]:
+    """The simulate command's jobs for ``--like``: the measured points of each of our
+    architectures, ``--reps`` repetitions of ``--requests`` each, seeded from ``--seed``."""
+    if not modelled_archs(measured):
+        raise UsageError("--like: those runs measured none of our architectures "
+                         f"({', '.join(ALL_ARCHS)}); peers have no model")
+    return plan_like(measured, params, reps=args.reps, requests=args.requests, seed=args.seed)
+
+
+def note_in_meta(meta_path: Path, measured: pd.DataFrame, files: Sequence[Path]) -> None:
+    """Record in the simulate run's meta.json which measured runs it mirrors, and its files."""
+    meta = json.loads(meta_path.read_text())
+    meta["like"] = sorted(set(measured["run_id"].dropna().astype(str)))
+    meta["files"] = sorted(set(meta.get("files", [])) | {p.name for p in files})
+    runinfo.write_json_atomic(meta_path, meta)
 
 
 def write_comparison(measured: pd.DataFrame, simulated: pd.DataFrame, out: Path,

@@ -136,10 +136,11 @@ def replay(sim_dir: str | os.PathLike[str], points: int = 2,
 
     *sim_dir* is an ``arch-sim simulate`` run folder (replayed from its meta.json: the recorded
     preset, arguments and seeds) or a sub-folder of a reproduction: ``simulated-eras``,
-    ``sensitivity`` or ``simulated-host``, replayed from what each row records (architecture,
-    shape, load, workload, connections, CPUs, file sizes, requests, warm-up, seed) with the
-    preset that produced it: the era's preset, the sensitivity variant of linux-2.2-1999, or
-    the run's ``host.toml``.  The shipped presets are read as they are now (a reproduction
+    ``sensitivity`` or ``simulated-host`` (or a ``simulate --like`` run), replayed from what
+    each row records (architecture, shape, load, workload, connections, CPUs, file sizes,
+    requests, warm-up, seed) with the preset that produced it: the era's preset, the
+    sensitivity variant of linux-2.2-1999, the run's ``host.toml``, or (``--like``) the preset
+    its meta.json records.  The shipped presets are read as they are now (a reproduction
     records their names, not their contents).
 
     ``same`` is True where every compared column agrees to 1e-9 (relative): the figures are
@@ -151,7 +152,8 @@ def replay(sim_dir: str | os.PathLike[str], points: int = 2,
     sim_dir = Path(sim_dir)
     info = meta(sim_dir)
     wanted = set(archs) if archs is not None else None
-    if info.get("kind") == "simulate" and "args" in info:
+    like = info.get("kind") == "simulate" and bool(info.get("args", {}).get("like"))
+    if info.get("kind") == "simulate" and "args" in info and not like:
         return _replay_simulate(sim_dir, info, points, wanted)
     reference = schema.load(sim_dir)
     reference = reference[reference["source"] == "simulated"]
@@ -162,7 +164,9 @@ def replay(sim_dir: str | os.PathLike[str], points: int = 2,
     group = [c for c in ("era", "variant", "preset", "regime", "arch", "threads", "workload",
                          "connection_mode") if c in reference.columns]
     chosen = _pick(reference, points, group)
-    resolve = _params_resolver(sim_dir)
+    # a `simulate --like` run mirrors measured points: its rows say what ran, its meta the preset
+    recorded = params_from_meta(info) if like else None
+    resolve = (lambda _row: recorded) if like else _params_resolver(sim_dir)
     jobs = [_job_from_row(row, resolve(row)) for _, row in chosen.iterrows()]
     rows = run_jobs(jobs, workers=1, progress=False)
     out = []

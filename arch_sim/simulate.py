@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from arch_sim import ALL_ARCHS, ARCHS, claims, plotstyle, runinfo, schema
+from arch_sim import ALL_ARCHS, ARCHS, claims, compare, plotstyle, runinfo, schema
 from arch_sim.argtypes import (
     LIST_HELP,
     ListAction,
@@ -222,6 +222,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"N evenly spaced loads (default {DEFAULT_LOAD_RANGE}, or up to "
                             "what the preset's link carries; closed workload default: one "
                             "unpaced point)")
+    loads.add_argument("--like", action="append", metavar="BENCH_RUN",
+                       help="simulate exactly the load points of an `arch-sim bench` run (its "
+                            "workloads, connections, CPUs, file set), each of our "
+                            "architectures in it, and write measured beside modelled: "
+                            "architectures.png/.md/.csv and fidelity.md/.csv (repeatable)")
     parser.add_argument("--cpus", type=positive_int, default=None,
                         help="CPUs (default: the preset's)")
     parser.add_argument("--workload", choices=("open", "closed"), default=None,
@@ -273,7 +278,9 @@ def run(args: argparse.Namespace) -> int:
         params = load_preset_checked(args.preset)
         resolve_defaults(args, params)
         check_shapes(args, params)
-        jobs = plan_options(args, params)
+        measured = compare.measured_rows(args.like) if args.like else None
+        jobs = (compare.plan(measured, params, args) if measured is not None
+                else plan_options(args, params))
     except (ValueError, FileNotFoundError, argparse.ArgumentTypeError) as exc:
         raise UsageError(str(exc)) from None
     started = datetime.now(UTC)
@@ -287,16 +294,20 @@ def run(args: argparse.Namespace) -> int:
         except DaskError as exc:
             raise UsageError(str(exc)) from None
     try:
-        return _run(args, params, jobs, client, out, started)
+        return _run(args, params, jobs, client, out, started, measured)
     finally:
         if client is not None:
             client.close()
 
 
 def _run(args: argparse.Namespace, params: ModelParams, jobs: list[dict[str, Any]],
-         client: Any, out: Path, started: datetime) -> int:
+         client: Any, out: Path, started: datetime, measured: pd.DataFrame | None) -> int:
     with runinfo.staged_dir(out) as stage:
         figures, csv, df = _sweep(args, params, jobs, client, stage, started)
+        if measured is not None:  # measured beside modelled: figure, table, fidelity
+            figures += compare.write_comparison(measured, df, stage, style=args.style,
+                                                figures=not args.no_figures)
+            compare.note_in_meta(stage / "meta.json", measured, figures)
     if not args.quiet:
         print_summary(df)
         print(f"wrote {out / csv.name} ({len(df)} rows), meta.json and {len(figures)} figure "

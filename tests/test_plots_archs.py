@@ -139,3 +139,41 @@ def test_verdict_names_the_best_design_per_condition(both):
     assert row["most req/s (max)"] == "prefork (30,000)"
     assert row["fewest reschedules/request @ 1000"] == "staged (1.05)"
     assert row["lowest p99 @ 1000"] == "prefork (2)"
+
+
+def test_simulate_like_mirrors_a_bench_run_and_writes_the_comparison(both, tmp_path):
+    import json
+
+    from arch_sim.cli import main
+
+    run = tmp_path / "bench"
+    run.mkdir()
+    measured = both[both["source"] == "measured"].assign(file_set="1k", run_id="bench-x")
+    measured.to_csv(run / "measurements.csv", index=False)
+    out = tmp_path / "sim"
+    assert main(["simulate", "--preset", "host", "--like", str(run), "--reps", "1",
+                 "--requests", "400", "--jobs", "1", "--out", str(out), "--quiet"]) == 0
+    sim = schema.load(out)
+    # our two designs in it, at its loads and in both of its workloads; the peer has no model
+    assert sorted(sim["arch"].unique()) == ["prefork", "staged"]
+    assert set(zip(sim["connection_mode"], sim["target_rps"].fillna(-1), strict=True)) == {
+        (m, t) for m in ("keep-alive", "close") for t in (100.0, 1000.0, -1)}
+    assert set(sim["file_sizes"]) == {"fixed:1"}
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["like"] == ["bench-x"] and "architectures.png" in meta["files"]
+    table = pd.read_csv(out / "architectures.csv")
+    assert {"prefork (processes)", "staged (SEDA)", "lighttpd"} <= set(table["design"])
+    assert (out / "fidelity.md").read_text().startswith("Fidelity: ")
+
+
+def test_simulate_like_refuses_runs_without_our_servers(both, tmp_path, capsys):
+    from arch_sim.cli import main
+
+    run = tmp_path / "peers-only"
+    run.mkdir()
+    both[(both["source"] == "measured") & (both["arch"] == "lighttpd")].to_csv(
+        run / "measurements.csv", index=False)
+    out = tmp_path / "sim"
+    assert main(["simulate", "--preset", "host", "--like", str(run), "--out", str(out)]) == 2
+    assert "none of our architectures" in capsys.readouterr().err
+    assert not out.exists()
