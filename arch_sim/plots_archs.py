@@ -172,3 +172,41 @@ def table_markdown(table: pd.DataFrame) -> str:
         lines.append("")
     lines.append("Cells: measured / model (one value: measured only; '-': no row).")
     return "\n".join(lines) + "\n"
+
+
+def conditions(df: pd.DataFrame, knob: str, at: float, style: str = "paper") -> Figure:
+    """What one condition does to each design (:func:`arch_sim.choose.compare`'s rows): the
+    unpaced throughput, and reschedules and CPU per request at offered load *at*, against the
+    knob's values (in the order given), one line per design."""
+    from arch_sim.plotseries import ARCH_COLORS, ARCH_NAMES
+
+    df = with_cpu_per_request(df)
+    labels = list(dict.fromkeys(df["preset"]))
+    x = range(len(labels))
+    ticks = [str(label).split("=", 1)[-1] for label in labels]
+    panels = (("rps", None, "requests/s, unpaced (max)"),
+              ("reschedules_per_request", at, f"reschedules per request at {at:g}/s"),
+              ("cpu_us_per_request", at, f"CPU us per request at {at:g}/s"))
+    with use(style):
+        fig, axes = plotstyle.new_figure(ncols=len(panels))
+        keys = plotstyle.Keys()
+        for arch in dict.fromkeys(df["arch"]):
+            mine = df[df["arch"] == arch]
+            color = ARCH_COLORS.get(arch, "0.4")
+            for ax, (y, load, ylabel) in zip(axes, panels, strict=True):
+                rows = mine[mine["target_rps"].isna()] if load is None else mine[
+                    mine["target_rps"] == load]
+                means = rows.groupby("preset")[y].mean().reindex(labels)
+                ax.plot(x, means.to_numpy(), color=color, marker="o",
+                        lw=2.0 * plotstyle.current().scale)
+                ax.set_ylabel(ylabel)
+            keys.line(ARCH_NAMES.get(arch, arch), color=color, marker="o")
+        for ax in axes:
+            ax.set_xticks(list(x), ticks)
+            ax.set_xlabel(knob)
+            ax.set_ylim(bottom=0)
+            ax.grid(True, alpha=0.3)
+            plotstyle.plain_ticks(ax)
+        fig.suptitle(f"Which design when: {knob}")
+        legend_outside(fig, keys)
+        return plotstyle.finish(fig)

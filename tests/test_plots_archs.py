@@ -177,3 +177,18 @@ def test_simulate_like_refuses_runs_without_our_servers(both, tmp_path, capsys):
     assert main(["simulate", "--preset", "host", "--like", str(run), "--out", str(out)]) == 2
     assert "none of our architectures" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_conditions_figure_draws_each_design_against_the_knob(both):
+    from arch_sim.plots_archs import conditions
+
+    df = both[both["source"] == "simulated"].assign(
+        preset=lambda d: "connection=" + d["connection_mode"])
+    fig = conditions(df, "connection", at=1000)
+    assert len(fig.axes) == 3
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks == ["keep-alive", "close"]
+    staged = [line for line in fig.axes[1].get_lines()
+              if to_rgba(line.get_color()) == to_rgba(ARCH_COLORS["staged"])]
+    assert len(staged) == 1
+    assert list(staged[0].get_ydata()) == pytest.approx([1.05, 1.05])  # mean of the reps at 1000
