@@ -132,8 +132,9 @@ class Worker:
 
     def _accept_backlog(self) -> None:
         """Draining: answer the connections the kernel has already completed (every worker
-        takes some), with Connection: close."""
-        while True:
+        takes some), with Connection: close - until the drain's end, however many more
+        clients keep connecting."""
+        while time.monotonic() < self.drain_end:
             try:
                 sock, peer = self.listener.accept()
             except OSError:  # EAGAIN (SO_RCVTIMEO): the backlog is empty

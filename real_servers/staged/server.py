@@ -48,8 +48,8 @@ SWEEP_S = 0.5  # parked connections' deadlines are checked at most this often
 LOG_RING = 1024
 ACCESS_LOG_TAIL = 10
 SIGNALS = {signal.SIGTERM, signal.SIGINT}
-LOOPS = {"accept": stages.accept, "wait_headers": stages.wait_headers,
-         "send_data": stages.send_data, "logging": stages.logging}
+LOOPS = {NAMES[ACCEPT]: stages.accept, NAMES[WAIT_HEADERS]: stages.wait_headers,
+         NAMES[SEND_DATA]: stages.send_data, NAMES[LOGGING]: stages.logging}
 
 
 class StagedConn(Connection):
