@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import ARCHS
+from . import ALL_ARCHS
 from .argtypes import UsageError
 from .harness.servers import SERVER_MODULES
 
@@ -15,7 +15,7 @@ MAX_PORT = 65535
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("arch", choices=ARCHS, help="which architecture to run")
+    p.add_argument("arch", choices=ALL_ARCHS, help="which architecture to run")
     p.add_argument(
         "server_args",
         nargs=argparse.REMAINDER,

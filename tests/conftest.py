@@ -18,6 +18,11 @@ SERVER_CONFIGS = [
     ("threaded-pool", "thread-per-request", ["--threads", "16"]),
     ("threaded-per-connection", "thread-per-request", ["--threads", "0"]),
     ("state-group", "state-group", []),
+    # a prefork worker holds one connection until the client closes it: 16 workers outnumber
+    # the connections any one test keeps open at once (the thread pool's 16 threads, by
+    # contrast, are held only while a request is being served)
+    ("prefork", "prefork", ["--workers", "16"]),
+    ("staged", "staged", []),
 ]
 
 

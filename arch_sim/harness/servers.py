@@ -24,6 +24,8 @@ from pathlib import Path
 SERVER_MODULES: dict[str, str] = {
     "thread-per-request": "real_servers.threaded",
     "state-group": "real_servers.stategroup",
+    "prefork": "real_servers.prefork",
+    "staged": "real_servers.staged",
 }
 #: our servers serve /server-status only when asked: the harness reads its counters from
 #: loopback, so it asks for loopback exposure (first, so a caller's own --status wins)
@@ -107,9 +109,15 @@ class ServerProcess:
 
 def arch_args(arch: str, threads: int | None, cpus: Sequence[int]) -> list[str]:
     """The command-line options `arch-sim bench` gives our server *arch*: its shape (the
-    thread-per-request pool size) or the CPUs it spreads over."""
+    thread-per-request pool size), the CPUs it spreads over (state-group), or the design's
+    defaults: 64 prefork workers (one per wrk connection; *threads* is the thread pool's) and
+    the staged server's default stage threads."""
     if arch == "thread-per-request":
         return ["--threads", str(threads)]
+    if arch == "prefork":
+        return ["--workers", "64"]
+    if arch == "staged":
+        return []
     return ["--cpus", ",".join(map(str, cpus))]
 
 

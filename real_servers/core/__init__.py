@@ -8,7 +8,8 @@
 - :mod:`.status`   the ``/server-status`` counters (getrusage keeps exited threads' counts)
                    and who may read them (``--status``)
 - :mod:`.faults`   reporting a failure that costs one request (a 500 or a cut response)
-- :mod:`.serving`  what both servers do alike: options, listener, ``READY``
+- :mod:`.serving`  what every server does alike: options, listener, ``READY``
+- :mod:`.board`    counters in shared memory, for the multi-process servers (state-group, prefork)
 """
 
 from .docroot import DocumentRoot

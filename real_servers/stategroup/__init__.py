@@ -5,7 +5,8 @@
                      a whole pass moved nothing, else poll with timeout 0
 - :mod:`.states`     one module per state: accept, wait_headers, send_data, userspace, logging
 - :mod:`.connection` a connection and its current request; the upstream side of a relay
-- :mod:`.board`      counters in shared memory; :mod:`.status` the ``/server-status`` document
+- :mod:`.status`     the ``/server-status`` document, read from the shared-memory board of
+                     :mod:`real_servers.core.board`
 
 A worker is a process rather than a thread because of Python's GIL: it is the honest "one
 thread per CPU".

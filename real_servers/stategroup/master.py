@@ -21,10 +21,10 @@ import sys
 import time
 import traceback
 
+from ..core import board as b
 from ..core.serving import announce_ready, bind, check_root, raise_fd_limit
 from ..core.serving import listener as make_listener
 from ..core.status import status_access
-from . import board as b
 from . import states as state_modules
 from .config import Config
 from .worker import Worker

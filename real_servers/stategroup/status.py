@@ -16,7 +16,7 @@ import os
 from resource import RUSAGE_SELF, getrusage
 from typing import Any
 
-from . import board as b
+from ..core import board as b
 from .lifecycle import NAMES
 
 ARCH = "state-group"
@@ -64,24 +64,10 @@ def document(worker: Any) -> dict:
 
 
 def collect(board: b.Board) -> dict:
-    master = board.master
     workers = [_worker(slot) for slot in board.slots() if slot[b.ALIVE]]
-    pids = ([master[b.M_PID]] if master[b.M_PID] else []) + [w["pid"] for w in workers]
     return {
         "arch": ARCH,
-        "pids": pids,
-        "requests": master[b.RETIRED_REQUESTS] + sum(w["requests"] for w in workers),
-        "voluntary_ctxt_switches": master[b.M_NVCSW] + master[b.C_NVCSW]
-        + sum(w["voluntary_ctxt_switches"] for w in workers),
-        "involuntary_ctxt_switches": master[b.M_NIVCSW] + master[b.C_NIVCSW]
-        + sum(w["involuntary_ctxt_switches"] for w in workers),
-        "cpu_user_s": (master[b.M_UTIME] + master[b.C_UTIME]) / 1e6
-        + sum(w["cpu_user_s"] for w in workers),
-        "cpu_system_s": (master[b.M_STIME] + master[b.C_STIME]) / 1e6
-        + sum(w["cpu_system_s"] for w in workers),
-        "threads_alive": len(pids),  # every process is single-threaded
-        "connections_open": sum(w["connections_open"] for w in workers),
-        "restarts": master[b.RESTARTS],
+        **b.totals(board),
         "states": list(NAMES),
         "workers": workers,
     }

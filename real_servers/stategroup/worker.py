@@ -30,8 +30,8 @@ import traceback
 from collections.abc import Callable, Mapping
 
 from ..core import DocumentRoot, Responder, Response
+from ..core import board as b
 from ..core.status import status_access
-from . import board as b
 from . import states as state_modules
 from .config import Config
 from .connection import Conn, Relay

@@ -6,11 +6,13 @@ import socket
 import struct
 import threading
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from ..core import ParseError, RequestParser, Responder
 from ..core.closing import EOF, LINGER_S, done, drain
 from ..core.faults import report
+from ..core.serving import pending
 from ..core.status import is_loopback
 from .sending import SEND_POLL_S, Limits, send
 
@@ -47,6 +49,7 @@ class Server(Limits, Protocol):
 
     responder: Responder
     draining: bool  # SIGTERM: answer with Connection: close
+    args: Any  # header_timeout, keepalive_timeout (the common options)
 
 
 def set_timeout(sock: socket.socket, option: int, seconds: float) -> None:
@@ -118,6 +121,61 @@ def time_out(conn: Connection, responder: Responder) -> None:
 
 def now() -> float:
     return time.monotonic()
+
+
+def update_deadline(conn: Connection, answered: int, args: Any) -> None:
+    """After serving, set the deadline by which the next bytes must arrive.
+
+    As in the state-group server: the header timeout runs from the connect for the first
+    request and from the first byte of a later one; the keep-alive timeout runs from the
+    last response until then (body bytes we skip do not start the header timeout).
+    """
+    if answered:
+        conn.idle = True
+        conn.deadline = now() + args.keepalive_timeout
+    if conn.idle and conn.parser.buffered:
+        conn.idle = False
+        conn.deadline = now() + args.header_timeout
+
+
+def receive_until_deadline(conn: Connection) -> bool:
+    """Block in recv for more of the request, until the header or keep-alive deadline."""
+    remaining = conn.deadline - now()
+    if remaining <= 0:
+        return False
+    set_timeout(conn.sock, socket.SO_RCVTIMEO, remaining)
+    return receive(conn)
+
+
+def serve_connection(conn: Connection, server: Server, count: list[int],
+                     before_wait: Callable[[], None] | None = None) -> None:
+    """Serve every request of *conn*, blocking in recv and send, until it ends: the client
+    closes, a response ends it, a deadline passes (a partial header gets its 408) or the
+    server drains and nothing more has arrived.  *count[0]* counts the requests answered.
+
+    The caller closes the connection afterwards (``conn.graceful`` says how).  A thread per
+    connection and a prefork worker process both serve a connection this way; *before_wait*
+    (the prefork worker's counter publishing) runs before each blocking wait for more bytes.
+    """
+    conn.deadline = now() + server.args.header_timeout  # the first header is due from connect
+    try:
+        while True:
+            conn.busy = True
+            answered, usable = serve_ready(conn, server)
+            conn.busy = False
+            count[0] += answered
+            update_deadline(conn, answered, server.args)
+            if not usable or (server.draining and not pending(conn.sock)):
+                break  # (draining: a request that has arrived is still answered)
+            if before_wait is not None:
+                before_wait()
+            if not receive_until_deadline(conn):
+                if now() >= conn.deadline:
+                    time_out(conn, server.responder)  # a partial header gets its 408
+                break
+    except Exception as exc:  # a bug costs this connection only
+        report("serving a connection", exc)
+        conn.graceful = send(conn.sock, server.responder.error(500), server)
 
 
 class Closing:

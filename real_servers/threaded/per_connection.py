@@ -5,10 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 
-from ..core.faults import report
 from ..core.serving import pending
-from .connection import Connection, now, receive, serve_ready, set_timeout, time_out
-from .sending import send
+from .connection import Connection, now, serve_connection
 from .server import ThreadedServer
 
 ACCEPT_POLL_S = 0.5  # how often the acceptor looks at the stop flag
@@ -52,36 +50,13 @@ class PerConnectionServer(ThreadedServer):
 
     def _serve(self, conn: Connection) -> None:
         count = self.requests.cell()
-        conn.deadline = now() + self.args.header_timeout  # the first header is due from connect
         try:
-            while True:
-                conn.busy = True
-                answered, usable = serve_ready(conn, self)
-                conn.busy = False
-                count[0] += answered
-                self.update_deadline(conn, answered)
-                if not usable or (self.draining and not pending(conn.sock)):
-                    break  # (draining: a request that has arrived is still answered)
-                if not self._receive(conn):
-                    if now() >= conn.deadline:
-                        time_out(conn, self.responder)  # a partial header gets its 408
-                    break
-        except Exception as exc:  # a bug costs this connection only
-            report("serving a connection", exc)
-            conn.graceful = send(conn.sock, self.responder.error(500), self)
+            serve_connection(conn, self, count)
         finally:
             with self._live_lock:
                 self.live.discard(conn)
             self.requests.retire(count)
             self.release(conn)
-
-    def _receive(self, conn: Connection) -> bool:
-        """Block in recv for more of the request, until the header or keep-alive deadline."""
-        remaining = conn.deadline - now()
-        if remaining <= 0:
-            return False
-        set_timeout(conn.sock, socket.SO_RCVTIMEO, remaining)
-        return receive(conn)
 
     def _drain(self) -> None:
         """SIGTERM (see server.py): accept the backlog once more, end the threads blocked on

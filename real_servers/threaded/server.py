@@ -19,7 +19,7 @@ import time
 
 from ..core import DocumentRoot, Responder
 from ..core.status import rusage_counters, status_access
-from .connection import Closing, Connection, now
+from .connection import Closing, Connection, update_deadline
 from .sending import SEND_POLL_S, cut
 
 ARCH = "thread-per-request"
@@ -97,18 +97,8 @@ class ThreadedServer:
             self._open -= 1
 
     def update_deadline(self, conn: Connection, answered: int) -> None:
-        """After serving, set the deadline by which the next bytes must arrive.
-
-        As in the state-group server: the header timeout runs from the connect for the first
-        request and from the first byte of a later one; the keep-alive timeout runs from the
-        last response until then (body bytes we skip do not start the header timeout).
-        """
-        if answered:
-            conn.idle = True
-            conn.deadline = now() + self.args.keepalive_timeout
-        if conn.idle and conn.parser.buffered:
-            conn.idle = False
-            conn.deadline = now() + self.args.header_timeout
+        """After serving, set the deadline by which the next bytes must arrive."""
+        update_deadline(conn, answered, self.args)
 
     # -- /server-status ------------------------------------------------------------------
     def status(self) -> dict:

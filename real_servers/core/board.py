@@ -1,4 +1,5 @@
-"""Counters every process of the server publishes in one shared-memory board.
+"""Counters every process of a multi-process server (state-group, prefork) publishes in one
+shared-memory board.
 
 The master maps an anonymous shared ``mmap`` before it forks, so every worker writes its own
 slot and any worker can read them all to answer ``/server-status``.  Values are int64;
@@ -26,12 +27,14 @@ from .lifecycle import NAMES
  RETIRED_REQUESTS, RESTARTS) = range(11)
 MASTER_LEN = 11
 
-# -- one worker's fields ---------------------------------------------------------------------
+# -- one worker's fields (PASSES, SLEEPS, BUSY_POLLS, MOVED, QUEUE: the state-group loop's) ----
 (PID, CPU, ALIVE, OPEN, REQUESTS, PASSES, SLEEPS, BUSY_POLLS, NVCSW, NIVCSW, UTIME,
  STIME) = range(12)
 MOVED = 12  # MOVED + i: requests state i moved, in total
 QUEUE = MOVED + len(NAMES)  # QUEUE + i: connections in state i
-SLOT_LEN = QUEUE + len(NAMES)
+CACHE_BYTES = QUEUE + len(NAMES)  # the worker's file cache: bytes counted against its cap
+CACHE_ENTRIES = CACHE_BYTES + 1  # (published by prefork workers)
+SLOT_LEN = CACHE_ENTRIES + 1
 
 
 class Board:
@@ -75,3 +78,26 @@ def publish_rusage(values: memoryview, first: int, who: int = resource.RUSAGE_SE
 def clear(slot: memoryview) -> None:
     for i in range(SLOT_LEN):
         slot[i] = 0
+
+
+def totals(board: Board) -> dict:
+    """The ``/server-status`` totals over the master (itself and its reaped workers, from
+    ``RUSAGE_CHILDREN``) and every live worker's slot: pids, requests, switches, CPU time."""
+    master = board.master
+    live = [slot for slot in board.slots() if slot[ALIVE]]
+    pids = ([master[M_PID]] if master[M_PID] else []) + [slot[PID] for slot in live]
+
+    def total(mine: int, children: int, field: int) -> int:
+        return master[mine] + master[children] + sum(slot[field] for slot in live)
+
+    return {
+        "pids": pids,
+        "requests": master[RETIRED_REQUESTS] + sum(slot[REQUESTS] for slot in live),
+        "voluntary_ctxt_switches": total(M_NVCSW, C_NVCSW, NVCSW),
+        "involuntary_ctxt_switches": total(M_NIVCSW, C_NIVCSW, NIVCSW),
+        "cpu_user_s": total(M_UTIME, C_UTIME, UTIME) / 1e6,
+        "cpu_system_s": total(M_STIME, C_STIME, STIME) / 1e6,
+        "threads_alive": len(pids),  # every process is single-threaded
+        "connections_open": sum(slot[OPEN] for slot in live),
+        "restarts": master[RESTARTS],
+    }
