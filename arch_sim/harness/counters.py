@@ -152,8 +152,8 @@ def _sleeps(before: dict, after: dict) -> int | None:
     """Blocking polls of the state-group workers (None for servers that do not count them)."""
     def total(status: dict) -> int | None:
         workers = status.get("workers")
-        if not workers:
-            return None
+        if not workers or not any("sleeps" in w for w in workers):
+            return None  # a server whose workers do not count their sleeps
         return sum(int(w.get("sleeps", 0)) for w in workers)
 
     b, a = total(before), total(after)
