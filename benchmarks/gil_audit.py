@@ -1,13 +1,18 @@
 """Why the Python pool server reschedules: every switch of its threads by cause, real and modelled.
 
-    .venv/bin/python benchmarks/gil_audit.py [--seconds 2] [--file-set specweb99] [--out FILE]
+    .venv/bin/python benchmarks/gil_audit.py [--arch staged] [--rate 100] [--seconds 2]
+        [--file-set specweb99] [--out FILE]
 
-Runs the thread-per-request pool server (64 threads) at saturation - wrk -c 64 keep-alive,
-unpaced, server on CPU 0, wrk on CPU 1 - records one window with ``perf record`` (the server
-threads' sched_switch, sched_wakeup and futex calls) and sorts every switch of a server thread
-by what it was waiting for:
+Runs one of our Python servers - the thread-per-request pool (64 threads, the default) or the
+staged server (its default stage threads) - under wrk -c 64 keep-alive, unpaced (saturation) or
+paced at ``--rate`` requests/s, server on CPU 0, wrk on CPU 1; records one window with ``perf
+record`` (the server threads' sched_switch, sched_wakeup and futex calls) and sorts every switch
+of a server thread by what it was waiting for, in all and per thread group (the pool; or each
+stage, its threads told apart by the order the server starts them):
 
-    own lock    a pool thread asleep on its own lock until the dispatcher hands it a request
+    own lock    a futex word only one thread waits on: a pool thread's own lock until the
+                dispatcher hands it a request; in the staged server the waiter lock that
+                ``queue.Queue.get()``'s condition variable allocates per wait
     gil cond    waiting for the GIL (gil->cond)
     gil mutex   waiting for the GIL's mutex (gil->mutex)
     other lock  any other futex (the pool's shared lock, CPython's switch_cond...)
@@ -42,6 +47,7 @@ from pathlib import Path
 from arch_sim.harness import fileset, servers, wrk
 from arch_sim.models.runner import simulate_point
 from arch_sim.runinfo import git_commit, host_info, now_iso, write_json_atomic
+from real_servers.staged.options import DEFAULT_THREADS, STAGES
 
 EVENTS = ("sched:sched_switch", "sched:sched_wakeup", "syscalls:sys_enter_futex",
           "syscalls:sys_exit_futex")
@@ -92,11 +98,14 @@ def name_words(events: list[tuple[int, str, str]]) -> dict[str, str]:
     return names
 
 
-def tally(events: list[tuple[int, str, str]], tids: set[int]) -> collections.Counter[str]:
-    """Switches of the server threads ``tids`` by cause (see the module docstring)."""
+def tally(events: list[tuple[int, str, str]], tids: set[int] | dict[int, str]
+          ) -> collections.Counter:
+    """Switches of the server threads ``tids`` by cause (see the module docstring); given a
+    dict tid -> thread group, also by (group, cause)."""
     names = name_words(events)
+    group = tids if isinstance(tids, dict) else {}
     inside: dict[int, str] = {}  # tid -> futex word it is waiting on now
-    counts: collections.Counter[str] = collections.Counter()
+    counts: collections.Counter = collections.Counter()
     for tid, event, fields in events:
         if event == "sys_enter_futex":
             m = FUTEX.search(fields)
@@ -110,12 +119,33 @@ def tally(events: list[tuple[int, str, str]], tids: set[int]) -> collections.Cou
                 continue
             state = re.search(r"prev_state=(\S+)", fields).group(1)
             if state.startswith("R"):
-                counts["preempted"] += 1
+                cause = "preempted"
             elif prev in inside:
-                counts[names.get(inside[prev], "other lock")] += 1
+                cause = names.get(inside[prev], "other lock")
             else:
-                counts["other"] += 1
+                cause = "other"
+            counts[cause] += 1
+            if prev in group:
+                counts[(group[prev], cause)] += 1
+                if cause == "preempted":  # and by whom: the thread switched to
+                    nxt = int(re.search(r"next_pid=(\d+)", fields).group(1))
+                    counts[("preempted by", group[prev], group.get(nxt, "another process"))] += 1
     return counts
+
+
+def thread_groups(arch: str, pid: int, tids: Iterable[int]) -> dict[int, str]:
+    """Each server thread's group: ``main``, then ``pool`` - or, for the staged server, the
+    stages in the order it starts their threads (its default stage threads; thread ids grow
+    in start order)."""
+    others = sorted(t for t in tids if t != pid)
+    labels: list[str] = []
+    if arch == "staged":
+        for name in STAGES:
+            labels += [name] * DEFAULT_THREADS[name]
+    groups = {pid: "main"}
+    for i, tid in enumerate(others):
+        groups[tid] = labels[i] if i < len(labels) else "pool" if not labels else "other"
+    return groups
 
 
 # -- the real server under perf ----------------------------------------------------------------
@@ -130,15 +160,15 @@ def need_perf() -> str:
 
 
 @contextlib.contextmanager
-def saturated_pool_server(args, tmp: Path) -> Iterator[servers.ServerProcess]:
-    """The pool server on CPU 0 with wrk (CPU 1) keeping it saturated, after the warm-up; the
-    load lasts ``args.seconds`` more, plus a margin."""
+def loaded_server(args, tmp: Path) -> Iterator[servers.ServerProcess]:
+    """The server on CPU 0 with wrk (CPU 1) loading it (saturated, or paced at ``args.rate``),
+    after the warm-up; the load lasts ``args.seconds`` more, plus a margin."""
     fs = fileset.generate(tmp / "root", args.file_set)
-    with servers.start("thread-per-request", fs.root, cpus=[0],
-                       args=["--threads", str(args.threads)]) as server:
+    with servers.start(args.arch, fs.root, cpus=[0],
+                       args=servers.arch_args(args.arch, args.threads, [0])) as server:
         load = threading.Thread(target=wrk.run_wrk, daemon=True, kwargs=dict(
             url=server.url, paths=fs.urls, weights=fs.weights, connections=args.connections,
-            duration=args.warmup + args.seconds + 2, cpus=[1]))
+            duration=args.warmup + args.seconds + 2, cpus=[1], rate=args.rate))
         load.start()
         time.sleep(args.warmup)
         yield server
@@ -146,10 +176,10 @@ def saturated_pool_server(args, tmp: Path) -> Iterator[servers.ServerProcess]:
 
 
 def record(args) -> dict:
-    """Run the pool server at saturation and trace one window; counts per request."""
+    """Run the server under load and trace one window; counts per request."""
     perf = need_perf()
     with tempfile.TemporaryDirectory(prefix="arch-sim-audit-") as tmp:
-        with saturated_pool_server(args, Path(tmp)) as server:
+        with loaded_server(args, Path(tmp)) as server:
             before, t0 = server.status(), time.monotonic()
             data = Path(tmp) / "perf.data"
             subprocess.run([perf, "record", "-q", "-m", "16M", "-o", str(data),
@@ -157,7 +187,8 @@ def record(args) -> dict:
                            + ["--", "sleep", str(args.seconds)],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             after, t1 = server.status(), time.monotonic()
-            tids = {int(task.name) for task in Path(f"/proc/{server.pid}/task").iterdir()}
+            tids = thread_groups(args.arch, server.pid, (
+                int(task.name) for task in Path(f"/proc/{server.pid}/task").iterdir()))
         script = subprocess.run([perf, "script", "-i", str(data), "-F", "tid,time,event,trace"],
                                 check=True, capture_output=True, text=True).stdout
     # the server's counters span perf's start and end too: rates from them, counts from the trace
@@ -166,20 +197,40 @@ def record(args) -> dict:
     events, span = parse(script.splitlines())
     traced = rps * span  # requests served while perf recorded
     counts = tally(events, tids)
+    groups = sorted(set(tids.values()), key=list(tids.values()).index)
     own = sum(after[k] - before[k] for k in ("voluntary_ctxt_switches",
                                              "involuntary_ctxt_switches"))
     return {"rps": rps, "traced_s": span, "traced_requests": traced,
             "per_request": {c: counts[c] / traced for c in CAUSES},
-            "traced_total": sum(counts.values()) / traced,
+            "per_group": {g: {c: counts[(g, c)] / traced for c in CAUSES} for g in groups},
+            "words": words_summary(events, traced),
+            "preempted_by": {f"{k[1]} by {k[2]}": n / traced for k, n in counts.items()
+                             if isinstance(k, tuple) and k[0] == "preempted by"},
+            "traced_total": sum(counts[c] for c in CAUSES) / traced,
             "server_counters_total": own / requests}
+
+
+def words_summary(events: list[tuple[int, str, str]], traced: float) -> list[dict]:
+    """The futex words waited on most: name, waits per request (by kind), waiting threads."""
+    names = name_words(events)
+    waits: collections.Counter[str] = collections.Counter()
+    tids: dict[str, set[int]] = collections.defaultdict(set)
+    for tid, event, fields in events:
+        m = FUTEX.search(fields) if event == "sys_enter_futex" else None
+        if m and int(m.group(2), 16) & FUTEX_CMD_MASK in (FUTEX_WAIT, FUTEX_WAIT_BITSET):
+            waits[m.group(1)] += 1
+            tids[m.group(1)].add(tid)
+    return [{"word": w, "name": names.get(w, "?"), "waits_per_request": n / traced,
+             "threads": len(tids[w])} for w, n in waits.most_common(8)]
 
 
 def model(args) -> dict:
     """The host-preset model's switches per request by cause, same workload."""
-    row = simulate_point("thread-per-request", "host", None, workload="closed",
+    row = simulate_point(args.arch, "host", args.rate, workload="closed",
                          connections=args.connections, threads=args.threads,
                          requests=args.model_requests, seed=1, file_sizes=args.file_set)
-    per = {"own lock": row["pool_wakeups_per_request"],
+    own = row.get("pool_wakeups_per_request", row.get("wakeups_per_request", 0.0))
+    per = {"own lock": own,
            "gil cond": row["gil_cond_waits_per_request"],
            "gil mutex": row["gil_mutex_waits_per_request"],
            "preempted": row["involuntary_per_s"] / row["rps"]}
@@ -191,6 +242,10 @@ def model(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="thread-per-request",
+                        choices=("thread-per-request", "staged"))
+    parser.add_argument("--rate", type=float, default=None,
+                        help="offered requests/s (default: unpaced, saturation)")
     parser.add_argument("--seconds", type=float, default=2.0, help="traced window")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--file-set", default="specweb99", choices=sorted(fileset.FILE_SETS))
@@ -200,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write both breakdowns as JSON here")
     args = parser.parse_args(argv)
     real, sim = record(args), model(args)
-    print(f"pool server at saturation: real {real['rps']:,.0f} requests/s (traced), "
+    load = f"at {args.rate:g}/s" if args.rate else "at saturation"
+    print(f"{args.arch} server {load}: real {real['rps']:,.0f} requests/s (traced), "
           f"model {sim['rps']:,.0f}\n")
     print(f"{'switches per request':22s} {'real':>8s} {'model':>8s}")
     for cause in CAUSES:
@@ -208,6 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'total':22s} {real['traced_total']:8.3f} {sim['total']:8.3f}")
     print(f"(the server's own counters over the traced window: "
           f"{real['server_counters_total']:.3f} per request)")
+    print(f"\nreal, per thread group: {'  '.join(f'{c:>10s}' for c in CAUSES)}")
+    for g, per in real["per_group"].items():
+        print(f"{g:22s} {'  '.join(f'{per[c]:10.3f}' for c in CAUSES)}")
+    print("\npreemptions per request, by the thread switched to:")
+    for pair, n in sorted(real["preempted_by"].items(), key=lambda kv: -kv[1]):
+        print(f"  {pair:40s} {n:7.3f}")
+    print("\nfutex words waited on most (waits per request, waiting threads):")
+    for w in real["words"]:
+        print(f"  {w['word']} {w['name']:10s} {w['waits_per_request']:7.3f} {w['threads']:3d}")
     if args.out:
         write_json_atomic(args.out, {"kind": "gil-audit", **host_info(), "git": git_commit(),
                                      "when": now_iso(), "args": vars(args) | {"out": None},

@@ -69,3 +69,28 @@ def test_switches_are_tallied_by_cause():
     counts = audit.tally(events, {1, 2, 3, 4})
     assert dict(counts) == {"own lock": 4, "gil mutex": 3, "gil cond": 4, "other lock": 2,
                             "preempted": 2, "other": 1}
+
+
+def test_switches_are_also_tallied_per_thread_group():
+    """Given tid -> group (the staged server's stages), each switch counts for its group too,
+    and the per-cause totals are the same as without groups."""
+    events, _ = audit.parse(trace())
+    counts = audit.tally(events, {1: "wait_headers", 2: "send_data", 3: "send_data",
+                                  4: "logging"})
+    assert {c: counts[c] for c in audit.CAUSES} == {
+        "own lock": 4, "gil mutex": 3, "gil cond": 4, "other lock": 2, "preempted": 2,
+        "other": 1}
+    assert counts[("send_data", "own lock")] == 4
+    assert counts[("logging", "preempted")] == 1 and counts[("send_data", "preempted")] == 1
+    assert counts[("wait_headers", "other")] == 1
+    assert counts[("logging", "gil cond")] == 2
+
+
+def test_staged_threads_are_grouped_by_stage_in_start_order():
+    """The staged server starts accept, wait_headers, send_data x4, logging in that order;
+    thread ids grow in start order, the main thread's id is the pid."""
+    groups = audit.thread_groups("staged", 100, [107, 101, 102, 100, 103, 104, 105, 106])
+    assert groups == {100: "main", 101: "accept", 102: "wait_headers", 103: "send_data",
+                      104: "send_data", 105: "send_data", 106: "send_data", 107: "logging"}
+    pool = audit.thread_groups("thread-per-request", 10, [10, 11, 12])
+    assert pool == {10: "main", 11: "pool", 12: "pool"}

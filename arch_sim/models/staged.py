@@ -27,6 +27,19 @@ the GIL (:mod:`~arch_sim.models.gil`): a thread drops it around every blocking c
 epoll_wait, recv, send, a get() that waits) and a woken thread that finds it held sleeps again
 on the GIL's condition variable, as the pool server's threads do (python_threads.py).
 
+Where the real server's switches come from (``benchmarks/gil_audit.py --arch staged --rate
+100``, keep-alive, 64 connections; per request, 2000/s in brackets): wait_headers sleeps in
+epoll_wait 0.93 (0.37) and is preempted 1.09 (1.01) times, all by the send_data thread its put
+woke; send_data sleeps in get() 1.00 (0.94), on the GIL's condvar 0.39 (0.57) and its mutex
+0.38 (0.46), and is preempted 1.58 (0.61) times, all by the logging thread its put woke; logging
+sleeps in get() 0.96 (0.54), on the GIL 0.59 (0.21) + 0.57 (0.19).  So the woken next-stage
+thread preempts its putter (still holding the GIL), sleeps on gil->cond, is signalled when the
+putter drops the GIL, preempts it again inside drop_gil and sleeps on gil->mutex: 3-4 switches
+a hand-off, against the one this model makes at low load.  This model's EEVDF wake-up
+preemption (policy_eevdf.py, shared by every model) lets the woken thread preempt 0.36 times
+a request at 100/s; the missing preemptions - and the GIL waits that follow them - are the
+gap, not the queue or epoll structure (which matches: one get() or epoll sleep per hand-off).
+
 Pool sizes are the real server's defaults (``ServerParams.stage_threads``,
 ``accept=1,wait_headers=1,send_data=4,logging=1``); the ``userspace`` state has no pool (static
 files never reach it: a request that would is handed to the user-space server by wait_headers).
