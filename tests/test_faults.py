@@ -1,6 +1,6 @@
 """Fault injection: random mixes of faults against every server, for a bounded time.
 
-For ``ARCH_SIM_FAULTS_S`` seconds per server configuration (default 20: a minute over the three
+For ``ARCH_SIM_FAULTS_S`` seconds per server configuration (default 12: a minute over the five
 in ``make test``; set it higher for a soak), with a random seed (``ARCH_SIM_FAULTS_SEED`` to
 repeat one; it is printed):
 
@@ -40,7 +40,7 @@ from arch_sim.harness import servers
 
 pytestmark = pytest.mark.real
 
-SECONDS = float(os.environ.get("ARCH_SIM_FAULTS_S", "20"))
+SECONDS = float(os.environ.get("ARCH_SIM_FAULTS_S", "12"))
 SEND_TIMEOUT = 3.0
 DRAIN_TIMEOUT = 3.0
 CACHE_CAP = 8 << 20
