@@ -10,7 +10,9 @@ exactly its load points, for each of our architectures in it (peers have no mode
   load, every server measured and each of ours modelled (:mod:`arch_sim.plots_archs`);
 * ``architectures.csv`` / ``architectures.md`` - the same numbers as a table;
 * ``fidelity.csv`` / ``fidelity.md`` - the reproduce report's rule at every measured point of
-  our servers: ``|ln(simulated / measured)| <= ln 1.10`` or within 0.01 reschedules per request.
+  our servers: ``|ln(simulated / measured)| <= ln 1.10`` or within 0.01 reschedules per request;
+* ``like-measurements.csv`` - the measured rows compared with, so the folder stands alone
+  (``arch-sim redraw`` draws the figure again from it).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from arch_sim.fidelity import fidelity, fidelity_markdown, headline, plan_like
 from arch_sim.models import ModelParams
 from arch_sim.plots import save_all
 from arch_sim.plots_archs import architectures, architectures_table, table_markdown
+
+#: the copy of the measured rows a ``--like`` run keeps beside its own
+LIKE_CSV = "like-measurements.csv"
 
 
 def measured_rows(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
@@ -75,7 +80,10 @@ def write_comparison(measured: pd.DataFrame, simulated: pd.DataFrame, out: Path,
                      style: str = "paper", figures: bool = True) -> list[Path]:
     """Write the figure, the table and the fidelity check of measured vs modelled into *out*."""
     both = pd.concat([measured, simulated], ignore_index=True)
-    written: list[Path] = []
+    # the measured rows it was compared with travel with the run, so it redraws on its own
+    like = out / LIKE_CSV
+    runinfo.write_atomic(like, lambda tmp: measured.to_csv(tmp, index=False))
+    written: list[Path] = [like]
     if figures:
         written += save_all({"architectures": architectures(both, style=style)}, out)
     table = architectures_table(both)

@@ -32,6 +32,8 @@ from matplotlib.figure import Figure
 
 from arch_sim import plots, plots_peers, plots_seed, plotstyle, runinfo, schema
 from arch_sim.argtypes import UsageError, check_out_dir
+from arch_sim.compare import LIKE_CSV
+from arch_sim.plots_archs import architectures
 from arch_sim.regimes import REGIMES
 from arch_sim.results import kind_of
 
@@ -100,13 +102,25 @@ def redraw(folder: str | Path, out: str | Path | None = None,
         fig = plots_peers.cpu_per_request(pd.read_csv(folder / "peers.csv"), style=style)
         written = plots.save(fig, out, "cpu_per_request")
     elif any((folder / name).exists() for name in ("measurements.csv", "simulated.csv")):
-        written = plots.draw_all(schema.load(folder, warn=None), out, style=style)
+        df = schema.load(folder, warn=None)
+        written = plots.draw_all(df, out, style=style)
+        measured = _like_runs(folder)
+        if measured is not None:  # a `simulate --like` run: measured beside modelled
+            both = pd.concat([measured, df], ignore_index=True)
+            written += plots.save_all({"architectures": architectures(both, style=style)}, out)
     else:
         raise FileNotFoundError(f"nothing to redraw in {folder}: no measurements.csv, "
                                 f"simulated.csv, peers.csv or reproduce run")
     if out.resolve() == folder.resolve():
         note_redraw(folder, style)
     return written
+
+
+def _like_runs(folder: Path) -> pd.DataFrame | None:
+    """The measured rows a ``simulate --like`` run was compared with (the copy it keeps,
+    :data:`arch_sim.compare.LIKE_CSV`), or None for any other folder."""
+    path = folder / LIKE_CSV
+    return schema.load(path, warn=None) if path.exists() else None
 
 
 def note_redraw(folder: Path, style: str) -> bool:

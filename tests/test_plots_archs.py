@@ -99,7 +99,9 @@ def test_write_comparison_writes_figure_tables_and_fidelity(both, tmp_path):
     files = write_comparison(measured, simulated, tmp_path)
     names = {p.name for p in files}
     assert {"architectures.png", "architectures.csv", "architectures.md", "fidelity.csv",
-            "fidelity.md"} <= names
+            "fidelity.md", "like-measurements.csv"} <= names
+    kept = pd.read_csv(tmp_path / "like-measurements.csv")  # the folder redraws on its own
+    assert len(kept) == len(measured) and set(kept["source"]) == {"measured"}
     check = pd.read_csv(tmp_path / "fidelity.csv")
     server = check[check["count"] == "server"]
     # staged's model equals its measurement; prefork's is a third low; the peer is not judged
