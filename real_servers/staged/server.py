@@ -119,15 +119,8 @@ class StagedServer:
         with self.lock:
             full = len(self.open) >= self.args.max_connections
         if full:
-            busy = self.responder.error(503)
-            try:
-                sock.setblocking(True)
-                sock.sendall(busy.head + busy.body)  # a new socket's buffer is empty
-            except OSError:
-                sock.close()
-                return
-            self.closing.add(sock, wait_for_eof=True)  # its request is never read
-            self._wake_by(time.monotonic() + SWEEP_S)  # for the sweep
+            if self.closing.refuse(sock, self.responder.error(503)):
+                self._wake_by(time.monotonic() + SWEEP_S)  # for the sweep
             return
         conn = StagedConn(sock, peer)
         conn.deadline = time.monotonic() + self.args.header_timeout  # due from the connect

@@ -210,6 +210,18 @@ class Closing:
         with self._lock:
             self._socks[sock] = now() + LINGER_S
 
+    def refuse(self, sock: socket.socket, busy: object) -> bool:
+        """Answer a new connection with *busy* (the core's 503) and close it gracefully; False
+        if the answer could not be sent (the socket is closed)."""
+        try:
+            sock.setblocking(True)
+            sock.sendall(busy.head + busy.body)  # a new socket's buffer is empty
+        except OSError:
+            sock.close()
+            return False
+        self.add(sock, wait_for_eof=True)  # its request is never read
+        return True
+
     def sweep(self) -> None:
         """Close the sockets whose client has closed or whose linger time is over."""
         if not self._socks:

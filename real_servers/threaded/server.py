@@ -76,14 +76,7 @@ class ThreadedServer:
             if not full:
                 self._open += 1
         if full:
-            busy = self.responder.error(503)
-            try:
-                sock.setblocking(True)
-                sock.sendall(busy.head + busy.body)  # a new socket's buffer is empty
-            except OSError:
-                sock.close()
-                return None
-            self.closing.add(sock, wait_for_eof=True)  # its request is never read
+            self.closing.refuse(sock, self.responder.error(503))
             return None
         return Connection(sock, peer)
 
