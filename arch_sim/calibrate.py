@@ -69,8 +69,9 @@ def calibration_path(preset: Path) -> Path:
     return preset.with_name(preset.stem + ".calibration.json")
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
-    """Run every measurement; returns the raw dict the preset is made from."""
+def measure(args: argparse.Namespace, archs: list[str] | None = None) -> dict[str, Any]:
+    """Run every measurement; returns the raw dict the preset is made from.  *archs*: the
+    servers to measure (default :func:`server_archs`: every one there is)."""
     from .harness.plan import parse_cpus
 
     server_cpus = parse_cpus(args.server_cpus)
@@ -93,7 +94,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_servers:
         skipped = "--no-servers given"
     else:
-        found, skipped = _servers_at_saturation(args)
+        found, skipped = _servers_at_saturation(args, archs)
     return {
         "kind": "calibration",
         "time": now_iso(),

@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import eras, plotstyle, schema
+from . import ARCHS, eras, plotstyle, schema
 from .argtypes import options
 from .regimes import REGIMES
 from .runinfo import git_commit, host_info, new_run_id, now_iso, write_atomic, write_json_atomic
@@ -125,9 +125,12 @@ class Reproduction:
         from .calibrate import add_arguments as calibrate_arguments
         from .calibrate import measure, write_preset
 
+        # the full run calibrates every design (its host.toml is a complete preset); the quick
+        # one only the seed's two it measures (the others' costs stay placeholders)
         measurements = measure(options(calibrate_arguments, server_cpus=self.args.server_cpus,
                                        client_cpus=self.args.client_cpus,
-                                       duration=2.0 if self.args.quick else 4.0))
+                                       duration=2.0 if self.args.quick else 4.0),
+                               archs=list(ARCHS) if self.args.quick else None)
         write_preset(measurements, self.out / "host.toml")
         if measurements.get("servers_skipped"):
             why = measurements["servers_skipped"]
