@@ -145,6 +145,9 @@ class Conn:
         except ConnectionRefusedError:
             sock.close()
             raise Failure("refused") from None
+        except ConnectionResetError:  # the listener closed with this connection still queued
+            sock.close()
+            raise Failure("reset") from None
         except OSError as exc:
             sock.close()
             raise Failure(f"connect: {exc}") from None
