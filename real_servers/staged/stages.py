@@ -113,15 +113,21 @@ def _hand_off(server, conn, cell: list[int]) -> None:
     server.send_q.put(conn)  # wakes a sleeping send_data thread
 
 
-def send_data(server, cell: list[int]) -> None:
-    queue = server.send_q
-    responder = server.responder
+def _items(queue, cell: list[int]):
+    """A stage thread's work: what its queue hands it until the stop marker (None); a get()
+    that finds the queue empty is counted as a sleep."""
     while True:
         if not queue.qsize():
             cell[SLEEPS] += 1
         conn = queue.get()
         if conn is None:
             return
+        yield conn
+
+
+def send_data(server, cell: list[int]) -> None:
+    responder = server.responder
+    for conn in _items(server.send_q, cell):
         response, fd = conn.response, -1
         try:
             if response.file is not None:  # opened before the head: a 403 can still be sent
@@ -136,14 +142,8 @@ def send_data(server, cell: list[int]) -> None:
 
 
 def logging(server, cell: list[int]) -> None:
-    queue = server.log_q
     log = server.access_log
-    while True:
-        if not queue.qsize():
-            cell[SLEEPS] += 1
-        conn = queue.get()
-        if conn is None:
-            return
+    for conn in _items(server.log_q, cell):
         cell[MOVED] += 1
         cell[REQUESTS] += 1
         request, response = conn.request, conn.response
