@@ -92,6 +92,19 @@ def one_of(choices: Sequence[str]) -> Callable[[str], str]:
     return check
 
 
+def checked_by(parse: Callable[[str], Any]) -> Callable[[str], str]:
+    """An argparse type that keeps the text but lets the code that will use it check it first
+    (a ValueError becomes argparse's one-line error), so a typo fails before any work."""
+    def check(text: str) -> str:
+        try:
+            parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    return check
+
+
 def _number(text: str, kind: Callable[[str], Any], what: str) -> Any:
     try:
         return kind(text)

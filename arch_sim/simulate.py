@@ -39,6 +39,7 @@ from arch_sim.argtypes import (
     ListAction,
     UsageError,
     check_out_dir,
+    checked_by,
     non_negative_int,
     one_of,
     positive_float,
@@ -73,22 +74,9 @@ QUICK = {"points": 6, "reps": 3, "requests": 3000}
 
 # -- what to run ------------------------------------------------------------------------------
 
-def file_sizes(text: str) -> str:
-    """``--file-sizes``: checked by the model's own parser, so a typo fails before the sweep."""
-    try:
-        FileSizes(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def stage_threads(text: str) -> str:
-    """``--stage-threads``: checked by the staged model's own parser before the sweep."""
-    try:
-        parse_stage_threads(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
+#: ``--file-sizes`` and ``--stage-threads``: checked by the model's own parsers before the sweep
+file_sizes = checked_by(FileSizes)
+stage_threads = checked_by(parse_stage_threads)
 
 
 def check_shapes(args: argparse.Namespace, params: ModelParams) -> None:
