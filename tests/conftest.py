@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,18 @@ def need_wrk() -> None:
         if os.geteuid() == 0:
             pytest.fail("wrk is missing although we are root: `make test` should have installed it")
         pytest.skip("wrk not installed (apt-get install wrk)")
+
+
+def need_binary(name: str, find: Callable[[], str]) -> str:
+    """The path of a peer server's binary (*find*: the harness's own lookup); skip without it -
+    except as root (CI), where `make test` installs it: then fail."""
+    try:
+        return find()
+    except servers.ServerError as exc:
+        if os.geteuid() == 0:
+            pytest.fail(f"{name} is missing although we are root (`make test` installs it): "
+                        f"{exc}")
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -19,14 +19,13 @@ import time
 
 import psutil
 import pytest
-from conftest import need_wrk
+from conftest import need_binary, need_wrk
 
 from arch_sim import cli, schema
 from arch_sim.argtypes import UsageError
 from arch_sim.harness import bench, byo
 from arch_sim.harness.counters import PerfCounter, proc_cpu_seconds
 from arch_sim.harness.peers import nginx_binary
-from arch_sim.harness.servers import ServerError
 
 PINGS = 5000  # round trips over two pipes: at least two switches each
 
@@ -201,12 +200,7 @@ exec {nginx} -c "$tmp/nginx.conf" -p "$tmp" -e "$tmp/error.log"
 @pytest.mark.real
 def test_bring_your_own_servers_run_through_the_sweep(tmp_path):
     need_wrk()
-    try:
-        nginx = nginx_binary()
-    except ServerError as exc:
-        if os.geteuid() == 0:
-            pytest.fail(f"nginx is missing although we are root: {exc}")
-        pytest.skip(str(exc))
+    nginx = need_binary("nginx", nginx_binary)
     script = tmp_path / "run-nginx.sh"
     script.write_text(NGINX_WRAPPER.format(nginx=nginx))
     script.chmod(0o755)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import threading
 import time
 
 import pandas as pd
 import psutil
 import pytest
-from conftest import have_module, need_wrk
+from conftest import have_module, need_binary, need_wrk
 
 from arch_sim import cli, schema
 from arch_sim.argtypes import UsageError
@@ -187,14 +186,8 @@ def test_peers_run_through_the_same_sweep(tmp_path, monkeypatch):
 
     from arch_sim.harness import bench
     from arch_sim.harness.peers import nginx_binary
-    from arch_sim.harness.servers import ServerError
 
-    try:
-        nginx_binary()
-    except ServerError as exc:
-        if os.geteuid() == 0:
-            pytest.fail(f"nginx is missing although we are root: {exc}")
-        pytest.skip(str(exc))
+    need_binary("nginx", nginx_binary)
     monkeypatch.chdir(tmp_path)
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
@@ -226,14 +219,8 @@ def test_both_workloads_in_one_run(tmp_path):
 
     from arch_sim.harness import bench
     from arch_sim.harness.peers import nginx_binary
-    from arch_sim.harness.servers import ServerError
 
-    try:
-        nginx_binary()
-    except ServerError as exc:
-        if os.geteuid() == 0:
-            pytest.fail(f"nginx is missing although we are root: {exc}")
-        pytest.skip(str(exc))
+    need_binary("nginx", nginx_binary)
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
     args = parser.parse_args(["--peer", "nginx", "--connection", "keep-alive,close", "--loads",

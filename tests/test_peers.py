@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import need_binary
 
 from arch_sim.harness import fileset, peer_configs, peers
 from arch_sim.harness.servers import ServerError
@@ -22,15 +23,8 @@ BINARY = {"apache-prefork": peer_configs.apache_binary, "apache-worker": peer_co
           "lighttpd": peer_configs.lighttpd_binary}
 
 
-def need_binary(name: str) -> None:
-    """Skip without the peer's binary - except as root, where `make test` installs it."""
-    try:
-        BINARY[name]()
-    except ServerError as exc:
-        if os.geteuid() == 0:
-            pytest.fail(f"{name} is missing although we are root (`make test` installs it): "
-                        f"{exc}")
-        pytest.skip(str(exc))
+def need_peer(name: str) -> None:
+    need_binary(name, BINARY[name])
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +38,7 @@ def files():
 
 @pytest.mark.parametrize("name", NEW_PEERS)
 def test_peer_serves_the_roots_bytes_over_keep_alive_and_stops(name, files, tmp_path):
-    need_binary(name)
+    need_peer(name)
     proc = peers.start_peer(name, files.root, None, tmp_path)
     try:
         host, port = proc.url.removeprefix("http://").split(":")
