@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from . import ARCHS, eras, plotstyle, schema
-from .argtypes import options
+from .argtypes import options, positive_float
 from .regimes import REGIMES
 from .runinfo import git_commit, host_info, new_run_id, now_iso, write_atomic, write_json_atomic
 
@@ -50,6 +50,10 @@ BUDGET = {"quick": {"reps": 1, "requests": 2000, "like_requests": 3000},
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="a short run (about 5 minutes)")
     p.add_argument("--out", type=Path, default=None, help="run folder (results/reproduce-<time>)")
+    p.add_argument("--window", type=positive_float, default=None, metavar="SECONDS",
+                   help="seconds per measured window, calibration's included (default 2 with "
+                        "--quick, else the bench's 3 and calibration's 4); the warm-up before "
+                        "each load is half of it")
     p.add_argument("--server-cpus", default="0")
     p.add_argument("--client-cpus", default="1")
     p.add_argument("--seed", type=int, default=1)
@@ -129,13 +133,18 @@ class Reproduction:
         # one only the seed's two it measures (the others' costs stay placeholders)
         measurements = measure(options(calibrate_arguments, server_cpus=self.args.server_cpus,
                                        client_cpus=self.args.client_cpus,
-                                       duration=2.0 if self.args.quick else 4.0),
+                                       duration=self._window(2.0, 4.0)),
                                archs=list(ARCHS) if self.args.quick else None)
         write_preset(measurements, self.out / "host.toml")
         if measurements.get("servers_skipped"):
             why = measurements["servers_skipped"]
             self.skipped.append(f"server costs in the host preset: {why}")
         return measurements
+
+    def _window(self, quick: float, full: float) -> float:
+        if self.args.window is not None:
+            return self.args.window
+        return quick if self.args.quick else full
 
     def measure(self, regime: str) -> pd.DataFrame:
         folder = self.out / f"measured-{regime}"
@@ -147,6 +156,8 @@ class Reproduction:
                        file_set=REGIMES[regime].file_set, threads=BENCH_THREADS[regime],
                        loads=BENCH_LOADS[(regime, self.mode)], quick=self.args.quick,
                        style=self.args.style)
+        if self.args.window is not None:
+            args.duration, args.warmup = self.args.window, self.args.window / 2
         if bench.run(args) != 0:
             raise RuntimeError(f"the real sweep failed; see {folder}")
         return schema.load(folder)

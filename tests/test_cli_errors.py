@@ -200,6 +200,14 @@ def test_bench_refuses_an_out_it_cannot_create(tmp_path, capsys, where):
     assert tree(tmp_path) == ["a-file"]
 
 
+@pytest.mark.parametrize("window", ["0", "-1", "soon"])
+def test_reproduce_refuses_a_bad_window_before_writing(tmp_path, capsys, window):
+    out = tmp_path / "run"
+    line = one_line_error(["reproduce", "--quick", "--window", window, "--out", str(out)], capsys)
+    assert "--window" in line and window in line
+    assert tree(tmp_path) == []
+
+
 # -- plot -------------------------------------------------------------------------------------
 
 def _schema_csv(path: Path, **overrides) -> Path:

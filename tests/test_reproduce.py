@@ -30,7 +30,8 @@ def test_switch_cost_is_physically_plausible():
 def quick_run(tmp_path_factory):
     need_wrk()
     out = tmp_path_factory.mktemp("reproduce") / "run"
-    assert cli.main(["reproduce", "--quick", "--out", str(out)]) == 0
+    # one-second windows: the pipeline end to end, not numbers worth keeping
+    assert cli.main(["reproduce", "--quick", "--window", "1", "--out", str(out)]) == 0
     return out
 
 
@@ -51,6 +52,9 @@ def test_every_file_is_there(quick_run):
 
 def test_meta_and_preset(quick_run):
     meta = json.loads((quick_run / "meta.json").read_text())
+    for regime in ("today", "seed"):  # --window reached every measured window
+        bench_meta = json.loads((quick_run / f"measured-{regime}" / "meta.json").read_text())
+        assert (bench_meta["duration_s"], bench_meta["warmup_s"]) == (1.0, 0.5)
     assert meta["complete"] is True and meta["mode"] == "quick" and not meta["skipped"]
     cal = json.loads((quick_run / "host.calibration.json").read_text())
     # the quick run calibrates the two designs it measures; the others' costs are placeholders
