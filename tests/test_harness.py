@@ -193,9 +193,9 @@ def test_peers_run_through_the_same_sweep(tmp_path, monkeypatch):
     bench.add_arguments(parser)
     args = parser.parse_args(["--peer", "nginx", "--peer", "python-http-server", "--loads",
                               "300", "--duration", "1", "--warmup", "0", "--reps", "1",
-                              "--out", "run", "--no-plots"])
+                              "--out", "run", "--no-plots", "--peers-only"])
     plan = bench.make_plan(args)
-    plan.names = [("nginx", None), ("python-http-server", None)]
+    assert plan.names == [("nginx", None), ("python-http-server", None)]
     assert bench.Bench(plan, args).run() == 0
     df = schema.load(tmp_path / "run")
     assert sorted(df["arch"]) == ["nginx", "python-http-server"]
@@ -225,10 +225,10 @@ def test_both_workloads_in_one_run(tmp_path):
     bench.add_arguments(parser)
     args = parser.parse_args(["--peer", "nginx", "--connection", "keep-alive,close", "--loads",
                               "300", "--duration", "1", "--warmup", "0", "--reps", "1",
-                              "--out", str(tmp_path / "run"), "--no-plots"])
+                              "--out", str(tmp_path / "run"), "--no-plots", "--peers-only"])
     plan = bench.make_plan(args)
     assert plan.modes == ["keep-alive", "close"]
-    plan.names = [("nginx", None)]
+    assert plan.names == [("nginx", None)]
     assert bench.Bench(plan, args).run() == 0
     df = schema.load(tmp_path / "run")
     assert list(zip(df["connection_mode"], df["regime"], strict=True)) == [
@@ -237,6 +237,34 @@ def test_both_workloads_in_one_run(tmp_path):
     meta = json.loads((tmp_path / "run" / "meta.json").read_text())
     assert meta["connection_modes"] == ["keep-alive", "close"]
     assert meta["regime"] == ["today", "seed"]
+
+
+def test_peers_only_runs_no_server_of_ours():
+    import argparse
+
+    from arch_sim.harness import bench
+
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    plan = bench.make_plan(parser.parse_args(["--peer", "nginx"]))
+    assert [n for n, _ in plan.names] == ["thread-per-request", "state-group", "nginx"]
+    plan = bench.make_plan(parser.parse_args(["--peer", "nginx", "--peers-only"]))
+    assert plan.names == [("nginx", None)]
+    plan = bench.make_plan(parser.parse_args(
+        ["--peers-only", "--server-cmd", "python3 -m http.server {port}", "--server-name", "mine"]))
+    assert plan.names == [("mine", None)]
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["--peers-only"], ["--peer NAME", "--server-cmd"]),
+    (["--peers-only", "--peer", "nginx", "--arch", "staged"], ["--arch staged", "--peers-only"]),
+])
+def test_peers_only_without_peers_or_with_arch_is_one_line(argv, words, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["bench", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and all(w in err for w in words), err
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("mode", ["keepalive", "close,sometimes"])

@@ -48,6 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", action="append", choices=ALL_ARCHS,
                    help="our servers (default: the seed's two, thread-per-request and state-group)")
     p.add_argument("--peer", action="append", choices=PEERS, default=[], help="peer servers")
+    p.add_argument("--peers-only", action="store_true",
+                   help="run only the --peer and --server-cmd servers, none of ours")
     p.add_argument(
         "--server-cmd", action="append", default=None, metavar="CMD",
         help="bring your own server: a command with {port} (a free port on 127.0.0.1), "

@@ -120,6 +120,19 @@ def _pick(args: argparse.Namespace, name: str, default):
     return QUICK[name] if args.quick else default
 
 
+def _ours(args: argparse.Namespace, byo: list) -> list[str]:
+    """Our servers in the run: --arch's, else the seed's two, or none with --peers-only."""
+    if not getattr(args, "peers_only", False):
+        return list(args.arch or ARCHS)
+    if args.arch:
+        raise UsageError(f"--peers-only runs none of our servers; drop --arch {args.arch[0]} "
+                         "or --peers-only")
+    if not args.peer and not byo:
+        raise UsageError("--peers-only: name the servers to run with --peer NAME or "
+                         "--server-cmd CMD --server-name NAME")
+    return []
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
     def pick(name: str, default):
         return _pick(args, name, default)
@@ -128,8 +141,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     byo = parse_servers(getattr(args, "server_cmd", None), getattr(args, "server_name", None),
                         getattr(args, "server_config", None))
     names: list[tuple[str, int | None]] = []
-    for name in dict.fromkeys((args.arch or list(ARCHS)) + list(args.peer)
-                              + [s.name for s in byo]):
+    for name in dict.fromkeys(_ours(args, byo) + list(args.peer) + [s.name for s in byo]):
         if name == "thread-per-request":
             names += [(name, t) for t in parse_threads(args.threads)]
         else:
