@@ -4,13 +4,48 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from arch_sim.models.policies import Policy
 
 if TYPE_CHECKING:
     from arch_sim.models.scheduler import Cpu, Scheduler, Task
+
+
+@dataclass(frozen=True)
+class WakeCheck:
+    """One check_preempt_wakeup_fair() on a busy CPU: who woke whom and what the kernel saw.
+
+    ``woken_lag`` and ``curr_lag`` are V - v (s) after update_curr(), with the woken task
+    queued; ``queued`` counts every queued task (running, runnable, delayed) as the kernel's
+    ``cfs_rq->nr_queued`` does.
+    """
+
+    curr: str
+    woken: str
+    woken_lag: float
+    curr_lag: float
+    curr_protected: bool  # eligible and before its deadline (RUN_TO_PARITY)
+    queued: int
+    delayed: int  # of them, sleepers still queued (DELAY_DEQUEUE)
+    preempted: bool
+
+
+_WATCHERS: list[Callable[[WakeCheck], None]] = []
+
+
+@contextlib.contextmanager
+def watch_wake_checks(watch: Callable[[WakeCheck], None]) -> Iterator[None]:
+    """Give every EEVDF wake-up check made inside the block to ``watch`` as well."""
+    _WATCHERS.append(watch)
+    try:
+        yield
+    finally:
+        _WATCHERS.remove(watch)
 
 
 class Eevdf(Policy):
@@ -64,6 +99,10 @@ class Eevdf(Policy):
       protected: a wake-up preempts it whenever pick_eevdf() would pick the woken task.
 
     ``SchedulerParams.eevdf_wakeup_preemption`` and ``eevdf_run_to_parity`` set them.
+
+    Inside ``with watch_wake_checks(fn):`` every wake-up check of every EEVDF scheduler is
+    also given to ``fn`` as a :class:`WakeCheck` - what ``benchmarks/wake_audit.py`` compares
+    with the same fields read from the kernel at ``sched_wakeup``.
     """
 
     name = "eevdf"
@@ -241,9 +280,15 @@ class Eevdf(Policy):
             if curr is None or cpu.need_resched:
                 continue
             self._update_curr(curr)
-            if (self.run_to_parity and curr.v <= self._avg_v() + 1e-12
-                    and curr.v < curr.deadline):
-                continue  # RUN_TO_PARITY: an eligible task runs on to its deadline
-            if self._pick(cpu, include_running=True) is task:
+            avg = self._avg_v()
+            protected = curr.v <= avg + 1e-12 and curr.v < curr.deadline
+            preempt = (not (self.run_to_parity and protected)
+                       and self._pick(cpu, include_running=True) is task)
+            if _WATCHERS:
+                check = WakeCheck(curr.name, task.name, avg - task.v, avg - curr.v, protected,
+                                  len(self.queue), sum(t.delayed for t in self.queue), preempt)
+                for watch in _WATCHERS:
+                    watch(check)
+            if preempt:  # (RUN_TO_PARITY: an eligible task runs on to its deadline)
                 return cpu
         return None

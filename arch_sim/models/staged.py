@@ -40,6 +40,21 @@ preemption (policy_eevdf.py, shared by every model) lets the woken thread preemp
 a request at 100/s; the missing preemptions - and the GIL waits that follow them - are the
 gap, not the queue or epoll structure (which matches: one get() or epoll sleep per hand-off).
 
+Why the woken thread preempts there (``benchmarks/wake_audit.py --arch staged --rate 100``: the
+kernel's vruntimes at every ``sched_wakeup``): the kernel decides by this model's rules - a
+waker still eligible is never preempted, an ineligible one nearly always is - but from another
+state.  When send_data wakes logging, the real waker is no longer eligible in about 70% of the
+wake-ups, because logging wakes owed time (it last went to sleep while a thread with a larger
+vruntime was still queued); in this model in about 13%: its logging thread went to sleep alone
+in the queue with lag 0, since send_data blocks the moment its put() returns.  The real threads
+run on after a put(): from the wake-up to their next sleep, when not preempted, mostly 8-16 us
+(send_data) and 16-32 us (wait_headers).  Moving that much of a stage's CPU to after the put
+in this model does not close the gap (at 100/s it lowers the reschedules, 3.56 to 3.43 a
+request: wait_headers now overruns the send_data thread it woke and sleeps delayed,
+DELAY_DEQUEUE, and send_data's wake-up check for logging picks that delayed sleeper rather than
+logging, so nobody is preempted); the real server stays in a regime where
+owed time is handed on from one hand-off to the next, and this model does not enter it.
+
 Pool sizes are the real server's defaults (``ServerParams.stage_threads``,
 ``accept=1,wait_headers=1,send_data=4,logging=1``); the ``userspace`` state has no pool (static
 files never reach it: a request that would is handed to the user-space server by wait_headers).

@@ -1,0 +1,187 @@
+"""Whom a wake-up preempts, and why: the kernel's EEVDF state at every wake-up, real and modelled.
+
+    .venv/bin/python benchmarks/wake_audit.py [--arch staged] [--rate 100] [--seconds 3]
+        [--file-set specweb99] [--out FILE]
+
+Runs one of our Python servers (the thread-per-request pool or the staged server) under wrk
+-c 64 keep-alive, paced at ``--rate`` (default: unpaced), server on CPU 0 and wrk on CPU 1, and
+reads with bpftrace, at every ``sched_wakeup`` of a server thread (which fires after
+check_preempt_wakeup_fair() has decided), the woken task's and the running task's vruntime and
+deadline, the running task's protected slice (``vprot``), the run queue's ``zero_vruntime``,
+``sum_w_vruntime``, ``sum_weight`` and ``nr_queued``, and whether the running task was told to
+reschedule.  From these: the queue's average V (the running task is not in the tree's sums:
+it is added with its own weight), each task's lag V - v, whether the running task was
+eligible (lag >= 0), and the decision.  Per (waker's group, woken thread's group): wake-ups per
+request, the share that preempted, the share with the waker eligible, with the woken owed
+time (lag > 0), and the mean queue length - beside the same from the host model
+(:func:`arch_sim.models.policy_eevdf.watch_wake_checks`).
+
+Kernel rules decide the same way in both when the state is the same (an eligible running task
+inside its slice is never preempted; an ineligible one is, when the woken task is the pick);
+what this shows is whether the *state* - lags, delayed sleepers - is the same.  The kernel's
+fields are read through each thread's task_struct, remembered at its system calls (no kprobes
+needed, only tracepoints and BTF).  Needs root and bpftrace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from arch_sim.models.policy_eevdf import WakeCheck, watch_wake_checks
+from arch_sim.models.runner import default_warmup, simulate_point
+from arch_sim.runinfo import git_commit, host_info, now_iso, write_json_atomic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gil_audit import loaded_server, thread_groups  # noqa: E402
+
+#: bpftrace: the fields of every wake-up of a thread of process $1 (see the module docstring)
+PROGRAM = r"""
+tracepoint:raw_syscalls:sys_enter /curtask->tgid == $1/ { @task[tid] = (uint64)curtask; }
+tracepoint:sched:sched_wakeup /@task[args->pid]/ {
+  $p = (struct task_struct *)@task[args->pid];
+  $cfs = $p->se.cfs_rq;
+  $c = $cfs->rq->curr;
+  printf("W %llu %d %d %llu %llu %llu %llu %llu %llu %lld %llu %u %d %llu\n", nsecs, $c->pid,
+    $p->pid,
+    $p->se.vruntime, $p->se.deadline, $c->se.vruntime, $c->se.deadline, $c->se.vprot,
+    $cfs->zero_vruntime, $cfs->sum_w_vruntime, $cfs->sum_weight, $cfs->nr_queued,
+    $c->thread_info.flags & 0x18, $c->se.load.weight);
+}
+"""
+NICE_0_SHIFT = 10  # scale_load_down(): the tree's sums use the weight without its fixed point
+
+
+@dataclass(frozen=True)
+class Check:
+    """One wake-up check, from either side: groups, lags (ns or s: only signs are compared)."""
+
+    waker: str
+    woken: str
+    woken_lag: float
+    curr_eligible: bool
+    queued: int
+    preempted: bool
+
+
+def parse(lines: Iterable[str], groups: dict[int, str]) -> tuple[list[Check], float]:
+    """bpftrace's ``W`` lines as :class:`Check` rows, and the seconds from the first wake-up
+    to the last; wake-ups whose running task is not a server thread (an idle CPU, another
+    process) are left out."""
+    out, times = [], []
+    for line in lines:
+        f = line.split()
+        if len(f) != 15 or f[0] != "W":
+            continue
+        try:
+            (ns, curr, woken, pv, _pdl, cv, _cdl, _vprot, zero, sum_w, weight, queued, flags,
+             cweight) = (int(x) for x in f[1:])
+        except ValueError:
+            continue
+        times.append(ns)
+        if curr not in groups or woken not in groups:
+            continue
+        w = cweight >> NICE_0_SHIFT
+        avg = zero + (sum_w + (cv - zero) * w) / (weight + w)
+        out.append(Check(groups[curr], groups[woken], avg - pv, cv <= avg, queued, flags != 0))
+    return out, (max(times) - min(times)) * 1e-9 if times else 0.0
+
+
+def from_model(check: WakeCheck) -> Check:
+    group = lambda name: name.split("/", 1)[0]  # noqa: E731
+    return Check(group(check.curr), group(check.woken), check.woken_lag,
+                 check.curr_lag >= -1e-12, check.queued, check.preempted)
+
+
+def tally(checks: list[Check], requests: float) -> dict[str, dict[str, float]]:
+    """Per "waker -> woken": wake-ups per request, and the shares that preempted, whose waker
+    was eligible, whose woken thread was owed time; the mean queue length."""
+    by: dict[str, list[Check]] = collections.defaultdict(list)
+    for c in checks:
+        by[f"{c.waker} -> {c.woken}"].append(c)
+    return {pair: {"per_request": len(cs) / requests,
+                   "preempted": sum(c.preempted for c in cs) / len(cs),
+                   "waker_eligible": sum(c.curr_eligible for c in cs) / len(cs),
+                   "woken_owed": sum(c.woken_lag > 0 for c in cs) / len(cs),
+                   "queued": sum(c.queued for c in cs) / len(cs)}
+            for pair, cs in sorted(by.items())}
+
+
+def record(args) -> dict:
+    bpftrace = shutil.which("bpftrace")
+    if bpftrace is None:
+        raise SystemExit("error: bpftrace not found; install it (Debian: apt-get install -y "
+                         "bpftrace) and run as root")
+    with tempfile.TemporaryDirectory(prefix="arch-sim-wake-") as tmp:
+        program, out = Path(tmp) / "wake.bt", Path(tmp) / "wake.txt"
+        program.write_text(PROGRAM)
+        with loaded_server(args, Path(tmp)) as server, out.open("w") as sink:
+            bt = subprocess.Popen([bpftrace, str(program), str(server.pid)], stdout=sink,
+                                  stderr=subprocess.STDOUT)
+            time.sleep(args.attach)
+            before, t0 = server.status(), time.monotonic()
+            time.sleep(args.seconds)
+            after, t1 = server.status(), time.monotonic()
+            bt.terminate()
+            bt.wait()
+            groups = thread_groups(args.arch, server.pid, (
+                int(task.name) for task in Path(f"/proc/{server.pid}/task").iterdir()))
+        lines = out.read_text().splitlines()
+    # the trace spans more than [t0, t1]: per request at the server's own rate over its span
+    rps = (after["requests"] - before["requests"]) / (t1 - t0)
+    checks, span = parse(lines, groups)
+    return {"rps": rps, "traced_s": span, "pairs": tally(checks, rps * span)}
+
+
+def model(args) -> dict:
+    checks: list[WakeCheck] = []
+    with watch_wake_checks(checks.append):
+        row = simulate_point(args.arch, "host", args.rate, workload="closed",
+                             connections=args.connections, threads=args.threads,
+                             requests=args.model_requests, seed=1, file_sizes=args.file_set)
+    # the checks span the warm-up too: per request over every request simulated
+    done = args.model_requests + default_warmup(args.model_requests, "closed", args.connections)
+    return {"rps": row["rps"], "pairs": tally([from_model(c) for c in checks], done)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="staged", choices=("thread-per-request", "staged"))
+    parser.add_argument("--rate", type=float, default=None, help="requests/s (default: unpaced)")
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--attach", type=float, default=1.0, help="seconds bpftrace gets to "
+                        "attach before the window")
+    parser.add_argument("--file-set", default="specweb99")
+    parser.add_argument("--threads", type=int, default=64)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--model-requests", type=int, default=3000)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    real, sim = record(args), model(args)
+    print(f"{args.arch} at {args.rate or 'max'}: real {real['rps']:,.0f}/s, model "
+          f"{sim['rps']:,.0f}/s")
+    cols = ("per_request", "preempted", "waker_eligible", "woken_owed", "queued")
+    print(f"{'waker -> woken':32s} " + " ".join(f"{c:>16s}" for c in cols))
+    for pair in sorted(set(real["pairs"]) | set(sim["pairs"])):
+        r, m = real["pairs"].get(pair, {}), sim["pairs"].get(pair, {})
+        print(f"{pair:32s} " + " ".join(
+            f"{r.get(c, 0.0):7.2f} / {m.get(c, 0.0):6.2f}" for c in cols))
+    print("(each cell: real / model)")
+    if args.out:
+        write_json_atomic(args.out, {"kind": "wake-audit", **host_info(), "git": git_commit(),
+                                     "when": now_iso(), "args": vars(args) | {"out": None},
+                                     "real": real, "model": sim})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""What a wake-up check saw: the model's WakeCheck reports, and benchmarks/wake_audit.py's reading
+of the kernel's fields at sched_wakeup."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import simpy
+
+from arch_sim.models.params import SchedulerParams
+from arch_sim.models.policy_eevdf import watch_wake_checks
+from arch_sim.models.scheduler import US, Scheduler, Task
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import wake_audit as audit  # noqa: E402  (a script of benchmarks/, as it imports gil_audit)
+
+EEVDF = SchedulerParams(switch_us=0.0, timeslice_ms=1.0, hz=250, policy="eevdf")
+
+
+def _handoff(sleeper_owed: bool) -> list:
+    """A waker wakes a sleeper, which first queued 200 us behind another task (owed time) or
+    not; every wake-up check on a busy CPU is collected."""
+    env = simpy.Environment()
+    sched = Scheduler(env, 1, EEVDF)
+    waker, sleeper, other = Task("waker/0"), Task("sleeper/0"), Task("other")
+
+    def sleeper_body():
+        yield sched.start(sleeper)
+        if sleeper_owed:
+            yield from sched.run(sleeper, 5 * US)
+        yield sched.block(sleeper)
+        yield sched.block(sleeper)
+
+    def other_body():
+        yield sched.start(other)
+        yield from sched.run(other, 200 * US)
+        yield sched.block(other)
+
+    def waker_body():
+        yield env.timeout(1e-3)
+        yield sched.start(waker)
+        yield from sched.run(waker, 20 * US)
+        sched.wake(sleeper)
+        yield from sched.checkpoint(waker)
+        yield from sched.run(waker, 20 * US)
+        yield sched.block(waker)
+
+    if sleeper_owed:
+        env.process(other_body())
+    env.process(sleeper_body())
+    env.process(waker_body())
+    checks: list = []
+    with watch_wake_checks(checks.append):
+        env.run()
+    return [c for c in checks if c.curr == "waker/0"]
+
+
+def test_a_wake_check_reports_an_owed_sleeper_preempting_an_unprotected_waker():
+    (check,) = _handoff(sleeper_owed=True)
+    assert check.preempted and check.woken == "sleeper/0"
+    assert check.woken_lag > 0 > check.curr_lag and not check.curr_protected
+    assert check.queued == 2 and check.delayed == 0
+
+
+def test_a_wake_check_reports_a_protected_waker_keeping_the_cpu():
+    (check,) = _handoff(sleeper_owed=False)
+    assert not check.preempted and check.curr_protected
+    assert check.woken_lag == pytest.approx(0.0, abs=1e-12)
+
+
+def test_wake_checks_are_reported_only_inside_the_watch():
+    checks: list = []
+    with watch_wake_checks(checks.append):
+        pass
+    _handoff(sleeper_owed=True)
+    assert checks == []
+
+
+def _line(curr_v: int, flags: int = 0, curr: int = 11, woken: int = 12) -> str:
+    # ns, curr, woken, woken v, woken deadline, curr v, curr deadline, vprot, zero_vruntime,
+    # sum_w_vruntime, sum_weight, nr_queued, flags, curr load.weight: the woken task alone is
+    # in the tree, 100 ns past zero_vruntime, with the nice-0 weight (1024 scaled down)
+    return (f"W 5000 {curr} {woken} 1100 2500 {1000 + curr_v} 2400 2400 1000 {100 * 1024} "
+            f"1024 2 {flags} 1048576")
+
+
+def test_the_kernel_fields_give_v_with_the_running_task_in_it():
+    """V = zero + (tree sum + running task's key x its weight) / (tree weight + its weight)."""
+    groups = {11: "send_data", 12: "logging"}
+    lines = [_line(110, flags=16), _line(90), _line(90, curr=99), "garbage", "W 1 2", ""]
+    checks, _ = audit.parse(lines, groups)
+    assert len(checks) == 2  # a running task outside the server is left out
+    ran_past, behind = checks
+    assert ran_past.woken_lag == pytest.approx(5.0)  # V = 1105, the woken at 1100
+    assert not ran_past.curr_eligible and ran_past.preempted
+    assert behind.woken_lag == pytest.approx(-5.0) and behind.curr_eligible
+    assert not behind.preempted
+    assert (ran_past.waker, ran_past.woken, ran_past.queued) == ("send_data", "logging", 2)
+
+
+def test_tally_gives_shares_per_waker_and_woken_group():
+    groups = {11: "send_data", 12: "logging"}
+    checks, span = audit.parse([_line(110, flags=16), _line(90), _line(110, flags=16)], groups)
+    table = audit.tally(checks, requests=2.0)
+    row = table["send_data -> logging"]
+    assert row["per_request"] == pytest.approx(1.5)
+    assert row["preempted"] == pytest.approx(2 / 3)
+    assert row["waker_eligible"] == pytest.approx(1 / 3)
+    assert row["woken_owed"] == pytest.approx(2 / 3)
+    assert span == 0.0  # every line at the same time
