@@ -7,7 +7,8 @@ request, hands the connection off once more (to an idle thread, or the backlog) 
 letting it go; so does a thread whose read filled its buffer, or whose client has shut its side
 (an edge that came with the bytes: the EOF behind them is still to be read).  A pool thread
 reads without blocking (``MSG_DONTWAIT``): a hand-off whose bytes its previous thread already
-read finds nothing and simply ends.
+read finds nothing and simply ends (the rules of edge-triggered epoll: docs/SOURCES.md
+[LX-epoll-et]).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ def run(worker) -> int:
         try:
             # the socket module's accept() without its per-call enum conversions of the
             # listener's family and type: the new socket gets the listener's as plain ints
+            # (docs/SOURCES.md [PY-socket-accept])
             fd, peer = listener._accept()
             sock = socket.socket(family, STREAM, 0, fd)
         except BlockingIOError:
