@@ -1,10 +1,13 @@
 """Saturation throughput and CPU per request of every server, side by side in one run.
 
     .venv/bin/python benchmarks/servers.py [--out results/peers-DATE] [--duration 3] [--reps 3]
+                                    [--workloads 1k,specweb99,seed]
 
-For the 1 KB file and the SPECweb99 mix, each server runs unpaced (wrk -c 64, keep-alive) on
-CPU 0 with wrk on CPU 1: state-group, thread-per-request as a pool of 64 and as a thread per
-connection, nginx (one worker) and the standard library's ThreadingHTTPServer (HTTP/1.1).
+Each server runs unpaced (wrk -c 64) on CPU 0 with wrk on CPU 1: state-group,
+thread-per-request as a pool of 64 and as a thread per connection, nginx (one worker) and the
+standard library's ThreadingHTTPServer (HTTP/1.1), under each workload: the 1 KB file and the
+SPECweb99 mix with keep-alive (today's regime), and ``seed`` - the SPECweb99 mix with a new
+connection per request (``Connection: close``: the seed's HTTP/1.0 regime, arch_sim/regimes.py).
 CPU per request is the server's user + system time over the wrk window divided by the requests
 wrk completed.
 
@@ -24,7 +27,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from arch_sim.argtypes import positive_float, positive_int
 from arch_sim.harness import bench
+from arch_sim.regimes import REGIMES
 from arch_sim.runinfo import write_json_atomic
 
 #: (label, --arch/--peer options, --threads)
@@ -36,16 +41,34 @@ SERVERS = [
     ("python-http-server", ["--arch", "state-group", "--peer", "python-http-server"], 64),
 ]
 
+#: workload -> (file set, wrk's connection mode); ``seed`` is the seed's regime
+WORKLOADS: dict[str, tuple[str, str]] = {
+    "1k": ("1k", "keep-alive"),
+    "specweb99": ("specweb99", "keep-alive"),
+    "seed": (REGIMES["seed"].file_set, REGIMES["seed"].connection),
+}
 
-def run_one(label: str, options: list[str], threads: int, file_set: str, round_: int,
+
+def workloads(text: str) -> list[str]:
+    """``--workloads``: known names, comma-separated (argparse turns the error into exit 2)."""
+    names = [w.strip() for w in text.split(",") if w.strip()]
+    unknown = [w for w in names if w not in WORKLOADS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown workload(s) {unknown}; choose from {', '.join(WORKLOADS)}")
+    return names
+
+
+def run_one(label: str, options: list[str], threads: int, workload: str, round_: int,
             args) -> pd.DataFrame:
     """One measured window of one server (after a warm-up), as measurement rows."""
-    out = args.out / "runs" / f"{file_set}-{label.split()[0]}-{threads}-round{round_}"
+    file_set, connection = WORKLOADS[workload]
+    out = args.out / "runs" / f"{workload}-{label.split()[0]}-{threads}-round{round_}"
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
     argv = options + ["--loads", "max", "--duration", str(args.duration), "--warmup", "1",
                       "--reps", "1", "--file-set", file_set, "--threads", str(threads),
-                      "--out", str(out), "--no-plots"]
+                      "--connection", connection, "--out", str(out), "--no-plots"]
     bargs = parser.parse_args(argv)
     plan = bench.make_plan(bargs)
     if bargs.peer:  # peers are measured alone
@@ -53,31 +76,34 @@ def run_one(label: str, options: list[str], threads: int, file_set: str, round_:
     if bench.Bench(plan, bargs).run() != 0:
         raise SystemExit(f"benchmark of {label} failed; see {out}")
     df = pd.read_csv(out / "measurements.csv")
+    df["workload"] = workload
     df["label"] = label
     df["round"] = round_
     return df
 
 
-def schedule(file_sets: list[str], reps: int) -> list[tuple[int, str, tuple]]:
-    """(round, file set, server) in measuring order: every server once per round, the order
+def schedule(names: list[str], reps: int) -> list[tuple[int, str, tuple]]:
+    """(round, workload, server) in measuring order: every server once per round, the order
     rotated from round to round so that no server always follows the same one."""
     order = []
     for round_ in range(reps):
         shift = round_ % len(SERVERS)
         servers = SERVERS[shift:] + SERVERS[:shift]
-        order += [(round_, file_set, server) for file_set in file_sets for server in servers]
+        order += [(round_, workload, server) for workload in names for server in servers]
     return order
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    """Per file set and server: means over the rounds, and the ratio to nginx as the median
-    (and range) of the per-round ratios."""
+    """Per workload and server: means over the rounds, and the ratio to nginx as the median
+    (and range) of the per-round ratios (nginx measured in the same workload and round)."""
+    if "workload" not in df.columns:  # measurements from before workloads: keep-alive ones
+        df = df.assign(workload=df["file_set"])
     nginx = (df[df["label"].str.startswith("nginx")]
-             .set_index(["file_set", "round"])["cpu_us_per_request"])
-    ratio = df["cpu_us_per_request"] / [nginx.get((f, r)) for f, r in
-                                         zip(df["file_set"], df["round"], strict=True)]
+             .set_index(["workload", "round"])["cpu_us_per_request"])
+    ratio = df["cpu_us_per_request"] / [nginx.get((w, r)) for w, r in
+                                         zip(df["workload"], df["round"], strict=True)]
     df = df.assign(ratio=pd.to_numeric(ratio, errors="coerce"))
-    return (df.groupby(["file_set", "label"], sort=False)
+    return (df.groupby(["workload", "file_set", "connection_mode", "label"], sort=False)
               .agg(rps=("rps", "mean"), cpu_us_per_request=("cpu_us_per_request", "mean"),
                    cpu_us_sd=("cpu_us_per_request", "std"),
                    reschedules_per_request=("reschedules_per_request", "mean"),
@@ -88,27 +114,36 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def figure(table: pd.DataFrame, out: Path) -> None:
+    """One panel per workload (the figure's panels are keyed by ``file_set``)."""
     from arch_sim.plots import save
     from arch_sim.plots_peers import cpu_per_request
 
-    save(cpu_per_request(table), out, "cpu_per_request")
+    panels = table.assign(file_set=[
+        file_set if mode == "keep-alive" else f"seed, a connection per request: {file_set}"
+        for file_set, mode in zip(table["file_set"], table["connection_mode"], strict=True)])
+    fig = cpu_per_request(panels)
+    fig.suptitle("Server CPU per request at saturation (wrk -c 64)")
+    save(fig, out, "cpu_per_request")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path,
                         default=Path("results") / f"peers-{dt.date.today().isoformat()}")
-    parser.add_argument("--duration", type=float, default=3.0)
-    parser.add_argument("--reps", type=int, default=3, help="rounds (one window per server each)")
-    parser.add_argument("--file-sets", default="1k,specweb99")
+    parser.add_argument("--duration", type=positive_float, default=3.0)
+    parser.add_argument("--reps", type=positive_int, default=3,
+                        help="rounds (one window per server each)")
+    parser.add_argument("--workloads", type=workloads, default="1k,specweb99,seed",
+                        help="comma-separated: 1k and specweb99 (keep-alive), seed (SPECweb99, "
+                        "a connection per request)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     frames: list[pd.DataFrame] = []
-    order = schedule(args.file_sets.split(","), args.reps)
-    for i, (round_, file_set, (label, options, threads)) in enumerate(order, 1):
-        print(f"[{i}/{len(order)}] round {round_ + 1}: {file_set}, {label}", flush=True)
-        frames.append(run_one(label, options, threads, file_set, round_, args))
+    order = schedule(args.workloads, args.reps)
+    for i, (round_, workload, (label, options, threads)) in enumerate(order, 1):
+        print(f"[{i}/{len(order)}] round {round_ + 1}: {workload}, {label}", flush=True)
+        frames.append(run_one(label, options, threads, workload, round_, args))
         df = pd.concat(frames, ignore_index=True)
         df.to_csv(args.out / "measurements.csv", index=False)
     table = summarise(df)

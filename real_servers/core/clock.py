@@ -25,8 +25,11 @@ class Clock:
     @property
     def second(self) -> int:
         """The current second (the cache's revalidation tick); renders ``Date`` if it moved."""
-        self.date_line()
-        return self._second
+        now = int(time.time())
+        if now != self._second:
+            self.date_line()
+            return self._second
+        return now
 
 
 def http_date(timestamp: float) -> str:

@@ -5,7 +5,10 @@ and a reset can discard data the client has not read: the end of our last respon
 server closes gracefully the same way (Apache's "lingering close"; kHTTPd's logging.c closes
 after its last send as well): shut down our side - the client reads our FIN after the response -
 and read and drop whatever the client still sends (the rest of a refused request, pipelined
-requests it will never get answers to) until its EOF, for at most ``LINGER_S``.
+requests it will never get answers to) until its EOF, for at most ``LINGER_S``.  When nothing
+unread is waiting (the usual case) the close itself sends that FIN: the state-group and threaded
+servers look first and then close in one call, shutting down and lingering only when the client
+did send more; the prefork worker shuts down first (docs/SOURCES.md [TCP-close-unread]).
 
 :func:`drain` does the reading without blocking and says what it found; :func:`done` says
 whether a socket may be closed now.  The threaded servers keep lingering sockets in one table

@@ -32,11 +32,17 @@ from .mime import content_type
 
 CACHE_MAX_FILE = 64 * 1024
 CACHE_MAX_BYTES = 64 * 1024 * 1024
-#: bytes an entry costs besides its key, path, heads and body: the Entry, its stat signature and
-#: Last-Modified string, the Response reused for it and its slot in the cache's ordered dict
+#: bytes an entry costs besides its key, path, heads (all three) and body: the Entry, its stat
+#: signature and Last-Modified string, the two Responses reused for it and its slot in the
+#: cache's ordered dict
 #: (measured with tracemalloc: about 570; tests/test_cache.py checks the count is not short)
 ENTRY_OVERHEAD = 1024
 DATE_LINE = 37  # "Date: ...\r\n" in the head rendered each second
+#: a reused reply of a body up to this size also keeps head and body joined, to go out in one
+#: ``send``: a small response's cost is mostly per call, not per byte (a larger one is sent
+#: with ``sendmsg`` of head and body, which copies nothing)
+WIRE_MAX = 4096
+CLOSE_LINE = 21  # "Connection: close\r\n" and the blank line, in a closing reply's head
 
 
 class NotServable(Exception):
@@ -67,6 +73,7 @@ class Entry:
     cost: int = 0  # bytes counted against the cache's cap
     head_now: bytes = b""  # the whole keep-alive HTTP/1.1 head for second ``checked``
     reply: object = None  # the Responder's keep-alive GET response built on head_now
+    close_reply: object = None  # its GET response with Connection: close, this second
 
 
 class DocumentRoot:
@@ -161,7 +168,7 @@ class DocumentRoot:
         """Revalidated this second: render its common head (with this second's Date) once."""
         entry.checked = second
         entry.head_now = entry.head_200 + self.clock.date_line() + b"\r\n"
-        entry.reply = None
+        entry.reply = entry.close_reply = None
 
     # -- internals -----------------------------------------------------------------------
     def _resolve(self, key: str) -> tuple[str, os.stat_result]:
@@ -216,7 +223,10 @@ class DocumentRoot:
         entry.cost = (
             ENTRY_OVERHEAD + sys.getsizeof(key) + sys.getsizeof(real)
             + 2 * sys.getsizeof(head) + DATE_LINE + (sys.getsizeof(body) if body else 0)
+            + sys.getsizeof(head) + DATE_LINE + CLOSE_LINE  # the closing reply's head
         )
+        if body is not None and len(body) <= WIRE_MAX:  # the reused replies' joined copies
+            entry.cost += 2 * (sys.getsizeof(head) + DATE_LINE + CLOSE_LINE + len(body))
         return entry
 
     def _store(self, entry: Entry) -> None:

@@ -47,6 +47,7 @@ _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)
 GOOD_HOSTS_KEPT = 64  # valid Host values remembered (a server sees few): no regex per request
 _GOOD_HOSTS: set[str] = set()
 _FRAMING = frozenset(("transfer-encoding", "content-length", "expect"))
+_BLANK = (b"\r", b"\n")  # a buffer starting with one holds empty lines first
 
 REASONS: dict[int, str] = {
     200: "OK",
@@ -100,7 +101,7 @@ class Request:
 class RequestParser:
     """Parses the request stream of one connection."""
 
-    __slots__ = ("_buf", "_skip", "_closed", "_last_raw", "max_header_bytes", "max_uri_bytes")
+    __slots__ = ("_buf", "_skip", "closed", "_last_raw", "max_header_bytes", "max_uri_bytes")
     _buf: bytes
 
     def __init__(
@@ -108,14 +109,16 @@ class RequestParser:
     ) -> None:
         self._buf = b""  # usually one recv holds one whole request: no copy on feed
         self._skip = 0  # body bytes of the previous request still to discard
-        self._closed = False  # no further requests on this connection
+        #: True once a request (or error) ended the connection: answer it, then close (an
+        #: attribute the parser alone sets; read on every request, so not a property)
+        self.closed = False
         self._last_raw = b""
         self.max_header_bytes = max_header_bytes
         self.max_uri_bytes = max_uri_bytes
 
     # -- input ---------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
-        if not self._closed:
+        if not self.closed:
             self._buf = self._buf + data if self._buf else bytes(data)
 
     @property
@@ -123,24 +126,23 @@ class RequestParser:
         """Bytes received but not yet consumed (a partial request when > 0)."""
         return len(self._buf)
 
-    @property
-    def closed(self) -> bool:
-        """True once a request (or error) ended the connection: answer it, then close."""
-        return self._closed
-
     # -- output --------------------------------------------------------------------------
     def next_request(self) -> Request | None:
         """The next complete request, None if more bytes are needed, or raise ParseError."""
-        if self._closed or not self._buf or (self._skip and not self._discard_body()):
+        if self.closed or not self._buf or (self._skip and not self._discard_body()):
             return None
         buf = self._buf
-        if buf[:1] in (b"\r", b"\n"):  # tolerate empty lines between requests
+        if buf[:1] in _BLANK:  # tolerate empty lines between requests
             buf = self._buf = buf.lstrip(b"\r\n")
         fast = _FAST_HEAD.match(buf)
         if fast is not None:
             end = fast.end()
             if end <= self.max_header_bytes + 4:
-                return self._accept(buf[:end], self._parse_fast, fast)
+                if end == len(buf):  # the usual read: exactly one request, nothing to copy
+                    self._buf = b""
+                    return self._accept_fast(buf, fast)
+                self._buf = buf[end:]
+                return self._accept_fast(buf[:end], fast)
         match = _HEAD_END.search(buf)
         if match is None:
             self._check_incomplete()
@@ -157,20 +159,33 @@ class RequestParser:
         try:
             request = parse(arg)
         except ParseError:
-            self._closed = True
+            self.closed = True
             raise
         request.raw = raw
         self._last_raw = raw
         self._skip = request.content_length
         if not request.keep_alive:
-            self._closed = True
+            self.closed = True
+        return request
+
+    def _accept_fast(self, raw: bytes, match: re.Match[bytes]) -> Request:
+        """:meth:`_accept` for a head the fast pattern matched, already taken off the buffer."""
+        try:
+            request = self._parse_fast(match)
+        except ParseError:
+            self.closed = True
+            raise
+        request.raw = self._last_raw = raw
+        self._skip = request.content_length
+        if not request.keep_alive:
+            self.closed = True
         return request
 
     def detach(self) -> bytes:
         """Raw bytes of the last request plus everything buffered after it; closes the parser."""
         data = self._last_raw + self._buf
         self._buf = b""
-        self._closed = True
+        self.closed = True
         return data
 
     # -- internals -----------------------------------------------------------------------
@@ -182,7 +197,7 @@ class RequestParser:
         return self._skip == 0
 
     def _fail(self, status: int, detail: str) -> None:
-        self._closed = True
+        self.closed = True
         raise ParseError(status, detail)
 
     def _check_line(self, line: bytes) -> None:

@@ -3,6 +3,10 @@
 A :class:`Response` is data, not I/O: each server writes ``head`` then ``body`` (one
 ``sendmsg``, so no Nagle stall between them) or, for a large file, opens it with
 :meth:`Responder.opened` *before* any byte goes out, then writes ``head`` and ``os.sendfile``.
+The 200 of a cached file is built once per second per entry and connection fate (keep-alive
+HTTP/1.1, or ``Connection: close``) and reused; for a small body it carries ``wire``, head and
+body joined in one bytes object, which a server sends with one ``send`` (no ``sendmsg`` of two
+buffers).
 
 :meth:`Responder.respond` never raises: a file the core cannot serve is its 4xx, a failure
 (say a file whose mtime no HTTP date can express, or a bug) a 500 that closes the connection.
@@ -20,7 +24,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
 from .clock import Clock
-from .docroot import Changed, DocumentRoot, Entry, NotServable
+from .docroot import WIRE_MAX, Changed, DocumentRoot, Entry, NotServable
 from .faults import report
 from .parser import KNOWN_METHODS, REASONS, Request
 from .status import StatusAccess
@@ -42,6 +46,7 @@ class Response:
     length: int = 0  # bytes of the body, in memory or in the file
     keep_alive: bool = True
     source: Entry | None = None  # the cache entry a file response describes
+    wire: bytes | None = None  # head + body in one object (a reused reply), else None
 
 
 class Responder:
@@ -123,8 +128,13 @@ class Responder:
             if head_only:
                 return Response(200, entry.head_now, b"", None, 0, keep)
             if entry.reply is None:  # servers never change a Response: it can be sent again
-                entry.reply = _with_body(entry, entry.head_now, keep)
+                entry.reply = _with_body(entry, entry.head_now, keep, reused=True)
             return entry.reply
+        if not keep and not head_only:  # Connection: close (HTTP/1.0 or 1.1): also reused
+            if entry.close_reply is None:
+                head = entry.head_200 + self.clock.date_line() + CLOSE + b"\r\n"
+                entry.close_reply = _with_body(entry, head, False, reused=True)
+            return entry.close_reply
         head = entry.head_200 + self.clock.date_line() + _connection(keep, request) + b"\r\n"
         if head_only:
             return Response(200, head, b"", None, 0, keep)
@@ -190,10 +200,14 @@ class Responder:
         return head, body
 
 
-def _with_body(entry: Entry, head: bytes, keep_alive: bool) -> Response:
-    """A 200 with the file's body: from the cache, or the file to sendfile."""
-    if entry.body is not None:
-        return Response(200, head, entry.body, None, entry.size, keep_alive)
+def _with_body(entry: Entry, head: bytes, keep_alive: bool, reused: bool = False) -> Response:
+    """A 200 with the file's body: from the cache, or the file to sendfile.  A *reused* one
+    (kept on the entry for this second) of a small body carries head and body joined
+    (``wire``), counted in the entry's cost."""
+    body = entry.body
+    if body is not None:
+        wire = head + body if reused and len(body) <= WIRE_MAX else None
+        return Response(200, head, body, None, entry.size, keep_alive, None, wire)
     return Response(200, head, b"", entry.real, entry.size, keep_alive, entry)
 
 

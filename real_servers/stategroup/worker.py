@@ -37,6 +37,7 @@ from .config import Config
 from .connection import Conn, Relay
 from .lifecycle import (
     ABORT,
+    CLOSED,
     CUT,
     EPOLLIN,
     GRACEFUL,
@@ -58,6 +59,10 @@ MAX_EVENTS = 512
 SWEEP_S = 0.5  # timeouts are checked at most this often
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 MAX_WARNINGS = 50
+#: ALLOWED[src][dst]: the lifecycle's table as nested lists, so the move check on the hot path
+#: is two index operations (index -1, CLOSED, is each row's last column)
+ALLOWED = [[may_move(src, dst) for dst in (*range(len(NAMES)), CLOSED)]
+           for src in range(len(NAMES))]
 
 
 class LifecycleError(RuntimeError):
@@ -229,7 +234,7 @@ class Worker:
         ``queue`` it joins the state's batch for the next pass, else it stays parked.  A state
         keeping a connection (the same state again) is not a move."""
         src = conn.state
-        if state != src and not may_move(src, state):
+        if state != src and not ALLOWED[src][state]:
             raise LifecycleError(f"{NAMES[src]} -> {NAMES[state] if state >= 0 else 'closed'} "
                                  "is not a move of the request lifecycle")
         conn.state = state
@@ -237,16 +242,25 @@ class Worker:
             self.queues[state].append(conn)
 
     def answer(self, conn: Conn, response: Response, ending: int = KEEP) -> None:
-        """Hand *conn* to send_data with *response*."""
+        """Hand *conn* to send_data with *response* (``move``, written out: once a request)."""
         conn.response = response
         conn.ending = ending
-        self.move(conn, SEND_DATA)
+        if conn.state != SEND_DATA:
+            if not ALLOWED[conn.state][SEND_DATA]:
+                self.move(conn, SEND_DATA)  # raises
+            conn.state = SEND_DATA
+        self.queues[SEND_DATA].append(conn)
 
     def end(self, conn: Conn, ending: int) -> None:
-        """Hand *conn* to logging, which logs its request and ends it as *ending* says."""
+        """Hand *conn* to logging, which logs its request and ends it as *ending* says
+        (``move``, written out: once a request)."""
         conn.wait = 0
         conn.ending = ending
-        self.move(conn, LOGGING)
+        if conn.state != LOGGING:
+            if not ALLOWED[conn.state][LOGGING]:
+                self.move(conn, LOGGING)  # raises
+            conn.state = LOGGING
+        self.queues[LOGGING].append(conn)
 
     def add(self, conn: Conn) -> None:
         """Register a new connection (edge-triggered, both directions, once)."""

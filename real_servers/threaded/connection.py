@@ -22,7 +22,8 @@ RECV_BYTES = 65536
 class Connection:
     """A client socket in blocking mode, its parser, and its deadlines."""
 
-    __slots__ = ("sock", "fd", "parser", "loopback", "deadline", "idle", "busy", "graceful")
+    __slots__ = ("sock", "fd", "parser", "loopback", "deadline", "idle", "busy", "again",
+                 "peer_shut", "graceful")
 
     def __init__(self, sock: socket.socket, peer: object) -> None:
         sock.setblocking(True)
@@ -35,6 +36,8 @@ class Connection:
         self.deadline = 0.0  # monotonic time by which the next byte/header must arrive
         self.idle = False  # between requests: the keep-alive timeout runs, not the header one
         self.busy = False  # a thread is working on it
+        self.again = False  # (pool) bytes arrived while busy: hand it off again when done
+        self.peer_shut = False  # (pool) epoll said the client shut its side down
         self.graceful = False  # its last response said it ends the connection: close gracefully
 
     def close(self) -> None:
@@ -194,17 +197,18 @@ class Closing:
         return len(self._socks)
 
     def add(self, sock: socket.socket, wait_for_eof: bool = False) -> None:
-        """Shut down our side of *sock* and close it as soon as that sends no reset.
+        """Close *sock* as soon as that sends no reset.
 
         Without *wait_for_eof* it is closed at once if the client has sent nothing unread
-        (the usual case); with it (a request that was never read) it waits for the EOF.
+        (the usual case: the close sends our FIN); else our side is shut down and it waits
+        for the EOF (always with *wait_for_eof*: a request that was never read).
         """
+        if done(drain(sock), wait_for_eof):  # nothing unread: close sends a FIN, no reset
+            sock.close()
+            return
         try:
             sock.shutdown(socket.SHUT_WR)
         except OSError:
-            sock.close()
-            return
-        if done(drain(sock), wait_for_eof):
             sock.close()
             return
         with self._lock:

@@ -1,4 +1,15 @@
-"""``--threads N``: a dispatcher hands every request to one of N blocking pool threads."""
+"""``--threads N``: a dispatcher hands every request to one of N blocking pool threads.
+
+Each connection is registered once, edge-triggered: the dispatcher hears of every arrival of
+bytes and never re-arms a connection (no ``epoll_ctl`` per request).  An arrival while a thread
+has the connection is noted (``again``) under the pool's lock; that thread, done with its
+request, hands the connection off once more (to an idle thread, or the backlog) instead of
+letting it go; so does a thread whose read filled its buffer, or whose client has shut its side
+(an edge that came with the bytes: the EOF behind them is still to be read).  A pool thread
+reads without blocking (``MSG_DONTWAIT``): a hand-off whose bytes its previous thread already
+read finds nothing and simply ends (the rules of edge-triggered epoll: docs/SOURCES.md
+[LX-epoll-et]).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +20,12 @@ from collections import deque
 
 from ..core.faults import report
 from ..core.serving import pending
-from .connection import Connection, now, receive, serve_ready, time_out
+from .connection import RECV_BYTES, Connection, now, serve_ready, time_out
 from .sending import send
 from .server import ThreadedServer
 
-EPOLL_IDLE = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLONESHOT
+EPOLL_CONN = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
+PEER_SHUT = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR  # the client sends no more
 SWEEP_EVERY_S = 0.5
 
 
@@ -48,11 +60,11 @@ class PoolServer(ThreadedServer):
         listen_fd = self.listener.fileno()
         next_sweep = now() + SWEEP_EVERY_S
         while not self.stopping.is_set():
-            for fd, _ in self.epoll.poll(SWEEP_EVERY_S):
+            for fd, ev in self.epoll.poll(SWEEP_EVERY_S):
                 if fd == listen_fd:
                     self._accept()
                 else:
-                    self._hand_off(fd)
+                    self._hand_off(fd, ev)
             if now() >= next_sweep:
                 self._sweep()
                 next_sweep = now() + SWEEP_EVERY_S
@@ -69,15 +81,21 @@ class PoolServer(ThreadedServer):
             if conn is not None:
                 conn.deadline = now() + self.args.header_timeout
                 self.conns[conn.fd] = conn
-                self.epoll.register(conn.fd, EPOLL_IDLE)
+                self.epoll.register(conn.fd, EPOLL_CONN)
 
-    def _hand_off(self, fd: int) -> None:
-        """Give the request that arrived on *fd* to a free thread (or queue it)."""
+    def _hand_off(self, fd: int, ev: int = 0) -> None:
+        """Give the request that arrived on *fd* to a free thread (or queue it); a connection a
+        thread has is marked to be handed off again when that thread is done with it."""
         conn = self.conns.get(fd)
-        if conn is None or conn.busy:
+        if conn is None:
             return
-        conn.busy = True
+        if ev & PEER_SHUT:
+            conn.peer_shut = True
         with self._lock:
+            if conn.busy:
+                conn.again = True
+                return
+            conn.busy = True
             self._busy += 1
             worker = self.idle.pop() if self.idle else None
             if worker is None:
@@ -104,19 +122,41 @@ class PoolServer(ThreadedServer):
         self.release(conn)
 
     # -- pool threads --------------------------------------------------------------------
-    def next_or_idle(self, worker: PoolThread) -> Connection | None:
-        """*worker* finished a request: a queued one for it, or None after putting it on the
-        idle stack."""
+    def finished(self, worker: PoolThread, conn: Connection, usable: bool) -> Connection | None:
+        """*worker* is done with *conn*: close it (not *usable*), or let it go - or hand it off
+        again if bytes arrived meanwhile.  Returns a queued connection for *worker*, or None
+        after putting it on the idle stack."""
+        if not usable:
+            self._close(conn)  # (still busy: the dispatcher hands it to nobody meanwhile)
+        other = None
         with self._lock:
-            self._busy -= 1
-            if self.backlog:
-                return self.backlog.popleft()
-            self.idle.append(worker)
-            return None
+            if usable and conn.again:  # a hand-off like the dispatcher's
+                conn.again = False
+                other = self.idle.pop() if self.idle else None
+                if other is None:
+                    self.backlog.append(conn)
+            else:
+                conn.busy = False
+                self._busy -= 1
+            nxt = self.backlog.popleft() if self.backlog else None
+            if nxt is None:
+                self.idle.append(worker)
+        if other is not None:
+            other.wake_with(conn)
+        return nxt
 
     def _serve(self, conn: Connection) -> tuple[int, bool]:
-        if not receive(conn):
+        try:
+            data = conn.sock.recv(RECV_BYTES, socket.MSG_DONTWAIT)
+        except BlockingIOError:  # read by this connection's previous thread
+            return 0, not self.draining
+        except OSError:  # reset
             return 0, False
+        if not data:
+            return 0, False
+        if len(data) == RECV_BYTES or conn.peer_shut:
+            conn.again = True  # more (or the EOF) may wait, and it brings no new edge
+        conn.parser.feed(data)
         answered, usable = serve_ready(conn, self)
         if usable:
             self.update_deadline(conn, answered)
@@ -132,18 +172,6 @@ class PoolServer(ThreadedServer):
         report it, answer 500 and close - the pool thread carries on."""
         report("serving a connection", exc)
         conn.graceful = send(conn.sock, self.responder.error(500), self)
-
-    def _done(self, conn: Connection, usable: bool) -> None:
-        """Hand the connection back to the dispatcher, or close it."""
-        if usable:
-            conn.busy = False
-            try:
-                self.epoll.modify(conn.fd, EPOLL_IDLE)
-            except OSError:  # swept or closed meanwhile
-                usable = False
-        if not usable:
-            conn.busy = False
-            self._close(conn)
 
     # -- shutdown ------------------------------------------------------------------------
     def _drain(self, pool: list[PoolThread]) -> None:
@@ -197,5 +225,4 @@ class PoolThread:
                     server.failed(conn, exc)
                     answered, usable = 0, False
                 count[0] += answered
-                server._done(conn, usable)
-                conn = server.next_or_idle(self)
+                conn = server.finished(self, conn, usable)

@@ -50,14 +50,25 @@ def send(sock: socket.socket, response: Response, limits: Limits, fd: int = -1) 
     try:
         if fd >= 0:
             return _send_file(sock, response, fd, limits)
-        head, body = response.head, response.body
+        wire = response.wire  # a reused reply: head and body joined once, one send
+        if wire is None:
+            wire = response.head
+            body = response.body
+            if body:
+                try:
+                    sent = sock.sendmsg((wire, body))
+                except BlockingIOError:  # SO_SNDTIMEO passed with nothing sent
+                    sent = 0
+                if sent < len(wire) + len(body):
+                    rest = memoryview(wire + body)[sent:]
+                    _write(sock, rest, 0, now() + limits.send_timeout, limits)
+                return True
         try:
-            sent = sock.sendmsg((head, body)) if body else sock.send(head)
-        except BlockingIOError:  # SO_SNDTIMEO passed with nothing sent
+            sent = sock.send(wire)
+        except BlockingIOError:
             sent = 0
-        if sent < len(head) + len(body):
-            rest = memoryview(head + body if body else head)[sent:]
-            _write(sock, rest, 0, now() + limits.send_timeout, limits)
+        if sent < len(wire):
+            _write(sock, memoryview(wire)[sent:], 0, now() + limits.send_timeout, limits)
         return True
     except (OSError, Cut):  # reset, broken pipe, a deadline passed, the file shrank
         cut(sock)

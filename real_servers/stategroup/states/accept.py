@@ -15,6 +15,7 @@ from ..connection import Conn
 from ..lifecycle import LINGER, WAIT_HEADERS
 
 BATCH = 64  # connections accepted per pass (the other states get their turn)
+STREAM = int(socket.SOCK_STREAM)
 
 
 def run(worker) -> int:
@@ -22,10 +23,15 @@ def run(worker) -> int:
         return 0
     limit = 1 << 30 if worker.draining else BATCH
     listener = worker.listener
+    family = listener.family.value
     moved = 0
     while moved < limit:
         try:
-            sock, peer = listener.accept()
+            # the socket module's accept() without its per-call enum conversions of the
+            # listener's family and type: the new socket gets the listener's as plain ints
+            # (docs/SOURCES.md [PY-socket-accept])
+            fd, peer = listener._accept()
+            sock = socket.socket(family, STREAM, 0, fd)
         except BlockingIOError:
             worker.accept_ready = False
             break

@@ -45,25 +45,22 @@ def run(worker) -> int:
 def _clean_up(worker, conn) -> int:
     if conn.lingering:
         _linger(worker, conn)
-    else:
-        _log(worker, conn)
-        _end(worker, conn)
-    return 1
-
-
-def _log(worker, conn) -> None:
+        return 1
+    # the log entry (written out here: once a request)
     request, response = conn.request, conn.response
-    if response is not None:
-        status, length = response.status, response.length
-    elif request is not None:  # relayed to user space
-        status, length = 0, conn.relayed
-    else:
-        return  # closed or timed out between requests
-    log = worker.access_log
-    method, target = (request.method, request.target) if request is not None else ("", "")
-    log.entries[log.count % log.size] = (worker.now, status, length, method, target)
-    log.count += 1
-    worker.requests += 1
+    if response is not None or request is not None:  # (neither: ended between requests)
+        if response is not None:
+            status, length = response.status, response.length
+        else:  # relayed to user space
+            status, length = 0, conn.relayed
+        log = worker.access_log
+        method, target = (request.method, request.target) if request is not None else ("", "")
+        count = log.count
+        log.entries[count % log.size] = (worker.now, status, length, method, target)
+        log.count = count + 1
+        worker.requests += 1
+    _end(worker, conn)
+    return 1
 
 
 def _end(worker, conn) -> None:
@@ -95,14 +92,16 @@ def _keep_alive(worker, conn) -> None:
 
 
 def _shutdown(worker, conn, ending: int) -> None:
+    """A graceful end: the client sent nothing unread (the usual case), so ``close`` sends a
+    FIN, not a reset; else shut down our side and linger for its EOF."""
     worker.uncount(conn)
+    if done(_drain(worker, conn), wait_for_eof=ending != GRACEFUL):
+        worker.close(conn)
+        return
     try:
         conn.sock.shutdown(socket.SHUT_WR)
     except OSError:
         worker.close(conn)
-        return
-    if done(_drain(worker, conn), wait_for_eof=ending != GRACEFUL):
-        worker.close(conn)  # nothing unread: closing now sends no reset
         return
     conn.lingering = True  # still in logging, parked until the client's EOF
     worker.set_deadline(conn, LINGER_S)

@@ -1,6 +1,7 @@
 """send_data (kHTTPd: datasending.c, DataSending): write responses without blocking.
 
-A response from the in-memory cache goes out in one ``sendmsg([head, body])``; a large file is
+A response from the in-memory cache goes out in one ``send`` of its ``wire`` (a reused reply:
+head and body joined once) or one ``sendmsg([head, body])``; a large file is
 opened first (so a file that may not be read is a 403, not a 200 head and then a close), then
 its head (``MSG_MORE``) and ``os.sendfile``.  Each connection gets at most ``--send-chunk``
 bytes per pass (kHTTPd: 16 KB), so one big file cannot starve the rest; a connection whose
@@ -34,7 +35,21 @@ def expire(worker, conn) -> None:
 def _send(worker, conn) -> int:
     try:
         if conn.pending is None and conn.file_fd < 0:  # a fresh response
-            return _start(worker, conn, conn.response)
+            response = conn.response
+            wire = response.wire
+            if wire is None or len(response.body) > worker.config.send_chunk:
+                return _start(worker, conn, response)
+            # the commonest case, written out: a reused reply (head and body joined) in one send
+            conn.send_end = 0.0  # no deadline until it first has to wait
+            try:
+                sent = conn.sock.send(wire)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(wire):
+                worker.end(conn, conn.ending)  # nothing pending, no file: finished
+                return 1
+            conn.pending = memoryview(wire)[sent:]
+            return _park(worker, conn, sent)
         return _send_rest(worker, conn)
     except OSError:  # reset, broken pipe, the file shrank: the response cannot finish
         _finish(worker, conn, CUT)
@@ -44,9 +59,10 @@ def _send(worker, conn) -> int:
 def _start(worker, conn, response) -> int:
     conn.send_end = 0.0  # no deadline until it first has to wait
     if response.file is None:
+        wire = response.wire
         if len(response.body) <= worker.config.send_chunk:
             return _send_memory(worker, conn, response.head, response.body)
-        conn.pending = memoryview(response.head + response.body)
+        conn.pending = memoryview(response.head + response.body if wire is None else wire)
         return _send_rest(worker, conn)
     response, fd = worker.responder.opened(response, conn.request, conn.loopback)
     conn.response = response

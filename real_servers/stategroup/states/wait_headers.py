@@ -46,8 +46,9 @@ def stop(worker) -> None:
 
 def _decode(worker, conn) -> int:
     parser = conn.parser
+    fed = parser.buffered  # (an empty buffer holds no request: skip the parser)
     while True:
-        if parser.buffered:  # (an empty buffer holds no request: skip the parser)
+        if fed:
             try:
                 request = parser.next_request()
             except ParseError as exc:
@@ -61,6 +62,7 @@ def _decode(worker, conn) -> int:
             data = conn.sock.recv(RECV_BYTES)  # (cheaper than recv_into plus a copy)
         except BlockingIOError:
             conn.readable = False
+            fed = False
             continue
         except OSError:
             data = b""
@@ -70,6 +72,7 @@ def _decode(worker, conn) -> int:
         if len(data) < RECV_BYTES and not conn.peer_shut:
             conn.readable = False  # drained: the next edge says when more arrives
         parser.feed(data)
+        fed = True
 
 
 def _route(worker, conn, request: Request) -> int:
