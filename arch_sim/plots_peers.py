@@ -26,11 +26,18 @@ def _color(label: str) -> str:
 
 def cpu_per_request(table: pd.DataFrame, style: str = "paper") -> Figure:
     """Horizontal bars of ``cpu_us_per_request`` (± its SD over rounds) per server label, one
-    panel per ``file_set``, each bar noted with its value and its ratio to nginx."""
+    panel per workload (``file_set``, and with a ``connection_mode`` column a panel of its own
+    for a connection per request), each bar noted with its value and its ratio to nginx."""
     require(table, "cpu_per_request", "file_set", "label", "cpu_us_per_request", "cpu_us_sd",
             "cpu_vs_nginx")
+    modes = (table["connection_mode"] if "connection_mode" in table
+             else pd.Series("keep-alive", index=table.index))
+    panel = [f"{file_set} files" if mode == "keep-alive"
+             else f"seed: {file_set} files, a connection per request"
+             for file_set, mode in zip(table["file_set"], modes, strict=True)]
+    how = "keep-alive" if set(modes) == {"keep-alive"} else "per workload"
     with use(style):
-        groups = list(table.groupby("file_set", sort=False))
+        groups = list(table.groupby(pd.Series(panel, index=table.index), sort=False))
         fig, axes = new_figure(ncols=max(1, len(groups)))
         for ax, (file_set, sub) in zip(axes, groups, strict=False):
             labels = [SHORT.get(label, label) for label in sub["label"]]
@@ -43,10 +50,10 @@ def cpu_per_request(table: pd.DataFrame, style: str = "paper") -> Figure:
                 ax.annotate(note, xy=(v + sd, yy), xytext=(6, 0), textcoords="offset points",
                             va="center", fontsize="small", in_layout=False)  # x limits leave room
             ax.set_yticks(y, labels)
-            ax.set_title(f"{file_set} files")
+            ax.set_title(file_set)
             ax.set_xlabel("CPU µs per request (user + system)")
             ax.invert_yaxis()
             ax.set_xlim(0, sub["cpu_us_per_request"].max() * 1.7)
             ax.grid(True, axis="x", alpha=0.3)
-        fig.suptitle("Server CPU per request at saturation (wrk -c 64, keep-alive)")
+        fig.suptitle(f"Server CPU per request at saturation (wrk -c 64, {how})")
         return plotstyle.finish(fig)

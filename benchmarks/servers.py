@@ -114,16 +114,11 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def figure(table: pd.DataFrame, out: Path) -> None:
-    """One panel per workload (the figure's panels are keyed by ``file_set``)."""
+    """One panel per workload, the figure `arch-sim redraw` draws from peers.csv too."""
     from arch_sim.plots import save
     from arch_sim.plots_peers import cpu_per_request
 
-    panels = table.assign(file_set=[
-        file_set if mode == "keep-alive" else f"seed, a connection per request: {file_set}"
-        for file_set, mode in zip(table["file_set"], table["connection_mode"], strict=True)])
-    fig = cpu_per_request(panels)
-    fig.suptitle("Server CPU per request at saturation (wrk -c 64)")
-    save(fig, out, "cpu_per_request")
+    save(cpu_per_request(table), out, "cpu_per_request")
 
 
 def main(argv: list[str] | None = None) -> int:
