@@ -244,9 +244,13 @@ class ClosedClients(Clients):
         A keep-alive reply already in (t <= now: a state-group pass reports its replies after
         its CPU burst) is handled at once; nothing at this instant depends on the order (the
         next request leaves one network hop later)."""
-        now = self.env.now
+        now = self.env._now
         if t <= now and not self.close:
-            self._reply_in(self._slot_of.pop(req))
+            slot = self._slot_of.pop(req)
+            if self.loop:
+                self._loop_runs(self._add_timer(slot))
+            else:
+                self._next(slot)
             return
         call_after(self.env, max(0.0, t - now), self._reply_of, req)
 
@@ -272,8 +276,7 @@ class ClosedClients(Clients):
     def _next(self, slot: Slot) -> None:
         """Think, then send the next request on ``slot``."""
         if self.loop:
-            self._add_timer(slot)
-            self._loop_runs()
+            self._loop_runs(self._add_timer(slot))
         else:
             self._send_later(slot, self.think())
 
@@ -282,17 +285,21 @@ class ClosedClients(Clients):
     def _now_tick(self) -> int:
         return math.floor(self.env.now / self.tick + 1e-9)
 
-    def _add_timer(self, slot: Slot) -> None:
+    def _add_timer(self, slot: Slot) -> int:
+        """Arm ``slot``'s think-time timer; the tick it is now."""
         ticks = max(0, math.floor(self.think() / self.tick + self.rng.random()))
-        heapq.heappush(self.timers, (self._now_tick() + ticks, next(self._order), slot))
+        now_tick = math.floor(self.env._now / self.tick + 1e-9)
+        heapq.heappush(self.timers, (now_tick + ticks, next(self._order), slot))
+        return now_tick
 
-    def _loop_runs(self) -> None:
+    def _loop_runs(self, now_tick: int | None = None) -> None:
         """The loop is awake: fire the due timers, then sleep until the next one is due.
 
         Each sleep has its own timeout (``_wake_at``), but a reply that wakes the loop early
         only moves it: one queued wake-up call (``_alarm``) at or before the timeout stands
         for every sleep, and re-queues itself for the current one if it fires too early."""
-        now_tick = self._now_tick()
+        if now_tick is None:
+            now_tick = self._now_tick()
         timers = self.timers
         while timers and timers[0][0] <= now_tick:
             slot = heapq.heappop(timers)[2]
@@ -331,7 +338,7 @@ class ClosedClients(Clients):
         """The client's thread sends the request when it is free.  Keep-alive: the request
         leaves ``client_us`` later and arrives one hop after that - one call at the time that
         chain of two timers would reach."""
-        now = self.env.now
+        now = self.env._now
         sent = max(now, self.client_free) + self.client_cost
         self.client_free = sent
         leaves = later(self.env, sent - now) if sent > now else now
@@ -358,7 +365,7 @@ class ClosedClients(Clients):
 
     def _arrive(self, slot: Slot) -> None:
         """A keep-alive request's bytes are at the server: it is submitted as it arrives."""
-        now = self.env.now
+        now = self.env._now
         rng = self.rng
         userspace = self.userspace_frac > 0 and rng.random() < self.userspace_frac
         req = Request(slot.conn, self.sizes.draw(rng), now, now, False, userspace)
