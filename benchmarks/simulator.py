@@ -10,9 +10,10 @@ models' warm-up; the queues get the same number of customers):
 * a bare SimPy M/M/1 - one ``simpy.Resource`` and one process per customer;
 * ciw's M/M/1 (https://ciw.readthedocs.io), if ciw is installed.
 
-The machine is shared and its speed drifts, so every round runs every case once (the order
-rotated from round to round) and a model's speed counts as its ratio to the bare SimPy M/M/1 of
-the same round: the table shows the median ratio and its range over the rounds.  SimPy events
+The machine is shared and its speed drifts within seconds, so every round runs every case once
+(the order rotated from round to round) with a bare SimPy M/M/1 run right before and right
+after it, and a case's speed counts as its ratio to those two neighbours (their geometric
+mean): the table shows the median ratio and its range over the rounds.  SimPy events
 per request are the events a run scheduled (``Environment._eid``: every timeout, process start
 and triggered event takes one id) per request offered.  ``--out DIR`` writes ``speed.json`` and
 ``meta.json`` there.
@@ -21,6 +22,7 @@ and triggered event takes one id) per request offered.  ``--out DIR`` writes ``s
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import statistics
 import sys
@@ -122,24 +124,31 @@ def measure(rounds: int, requests: int, models: tuple[tuple[str, str], ...]) -> 
     cases: list[tuple[str, Callable[[int], tuple[float, ...]]]] = [
         (f"{p} {a}", lambda seed, p=p, a=a: run_model(p, a, rates[(p, a)], requests, seed))
         for p, a in models]
-    cases.append((BASE, lambda seed: run_simpy_mm1(customers, seed)))
     if have_ciw():
         cases.append((CIW, lambda seed: run_ciw_mm1(customers, seed)))
     runs: dict[str, list[tuple[float, ...]]] = {name: [] for name, _ in cases}
+    ratios: dict[str, list[float]] = {name: [] for name, _ in cases}
+    runs[BASE], ratios[BASE] = [], []
     for r in range(rounds):
         k = r % len(cases)
+        before = run_simpy_mm1(customers, r + 1)
+        runs[BASE].append(before)
         for name, fn in cases[k:] + cases[:k]:
-            runs[name].append(fn(r + 1))
+            run = fn(r + 1)
+            after = run_simpy_mm1(customers, r + 1)
+            runs[name].append(run)
+            runs[BASE].append(after)
+            ratios[name].append(run[0] / math.sqrt(before[0] * after[0]))
+            before = after
+        ratios[BASE].append(1.0)
     rows = []
-    base = [run[0] for run in runs[BASE]]
-    for name, _ in cases:
+    for name in [*(n for n, _ in cases[:len(models)]), BASE, *(n for n, _ in cases[len(models):])]:
         speeds = [run[0] for run in runs[name]]
-        ratios = [s / b for s, b in zip(speeds, base, strict=True)]
         row: dict[str, Any] = {
-            "case": name, "speeds": speeds, "ratios": ratios,
+            "case": name, "speeds": speeds, "ratios": ratios[name],
             "median_speed": statistics.median(speeds),
-            "median_ratio": statistics.median(ratios),
-            "min_ratio": min(ratios), "max_ratio": max(ratios),
+            "median_ratio": statistics.median(ratios[name]),
+            "min_ratio": min(ratios[name]), "max_ratio": max(ratios[name]),
             "events_per_request": statistics.median(run[1] for run in runs[name]),
         }
         for (p, a), rate in rates.items():
