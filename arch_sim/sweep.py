@@ -88,6 +88,23 @@ def plan_options(args: argparse.Namespace, params: ModelParams) -> list[dict[str
                   if getattr(args, k, None) is not None})
 
 
+def describe(job: dict[str, Any]) -> str:
+    """A run in a few words, for the progress bar: ``state-group 1,580 req/s rep 2``."""
+    load = job.get("target_rps")
+    rate = "unpaced" if load is None or load != load else f"{load:,.0f} req/s"
+    return f"{job.get('arch')} {rate} rep {job.get('rep', 0)}"
+
+
+def dearest_first(jobs: Sequence[dict[str, Any]]) -> list[int]:
+    """Job indices, the heaviest load first (a run's cost grows with its load; unpaced runs
+    count as heaviest), in job order among equals."""
+    def load(i: int) -> float:
+        value = jobs[i].get("target_rps")
+        return float("inf") if value is None or value != value else float(value)
+
+    return sorted(range(len(jobs)), key=lambda i: -load(i))
+
+
 def _job(job: dict[str, Any]) -> dict[str, Any]:
     return simulate_point(**job)
 
@@ -135,6 +152,7 @@ def run_jobs(jobs: Sequence[dict[str, Any]], workers: int = 1, progress: bool = 
 
     def done(i: int, row: dict[str, Any]) -> None:
         rows[i] = row
+        bar.set_postfix_str(describe(jobs[i]), refresh=False)
         bar.update()
         if on_row is not None:
             on_row(i, row)
@@ -142,8 +160,8 @@ def run_jobs(jobs: Sequence[dict[str, Any]], workers: int = 1, progress: bool = 
     client = None
     if dask is not None:  # connect before the progress bar, so an error message stays clean
         client = connect_dask(dask) if isinstance(dask, str) else dask
-    bar = tqdm(total=len(jobs), desc="simulate", unit="run", disable=not progress,
-               file=sys.stderr)
+    bar = tqdm(total=len(jobs), desc=f"simulating {len(jobs)} runs", unit="run",
+               disable=not progress, file=sys.stderr)
     try:
         if client is not None:
             _run_on_dask(client, jobs, done)
@@ -152,7 +170,8 @@ def run_jobs(jobs: Sequence[dict[str, Any]], workers: int = 1, progress: bool = 
                 done(i, _job(job))
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = {pool.submit(_job, job): i for i, job in enumerate(jobs)}
+                # the dearest runs first, so that no long run starts last and runs alone
+                futures = {pool.submit(_job, jobs[i]): i for i in dearest_first(jobs)}
                 for future in as_completed(futures):
                     done(futures[future], future.result())
     finally:

@@ -20,7 +20,9 @@ Every switch of a *counted* task (the server's own) is a reschedule:
 
 As in the 2.2 and 2.4 kernels, kernel code is not preemptible: a preemption request only
 takes effect when the running task next reaches a checkpoint (the start of its next burst of
-work).  That is also what keeps the model cheap: a burst of CPU work is a single SimPy timeout.
+work).  That is also what keeps the model cheap: a burst of CPU work is a single SimPy timeout -
+or none, when the next scheduled event comes after the burst ends: nothing can happen
+meanwhile, so the clock is moved to the burst's end at once (``Scheduler.compute_bursts``).
 
 A :mod:`policy <arch_sim.models.policies>` object decides who runs next and whom a wake-up
 preempts (``SchedulerParams.policy``: ``fifo``, ``linux-2.2``, ``linux-2.4``, ``eevdf``), the way
@@ -143,6 +145,10 @@ class Cpu:
 class Scheduler:
     """CPUs sharing one run queue (Linux 2.2 had a single global run queue)."""
 
+    #: a burst that no event can interrupt moves the clock at once (see :meth:`_burst`);
+    #: False schedules a timeout for every burst (the same run, one event per burst more)
+    compute_bursts = True
+
     def __init__(self, env: simpy.Environment, cpus: int, params: SchedulerParams,
                  rng: random.Random | None = None) -> None:
         if cpus < 1:
@@ -191,19 +197,46 @@ class Scheduler:
         return self._make_runnable(task, None, initial=True, waker=parent)
 
     def run(self, task: Task, seconds: float) -> Generator[simpy.Event, Any, None]:
-        """Use ``seconds`` of CPU.  A pending preemption takes effect first (a checkpoint)."""
+        """Use ``seconds`` of CPU.  A pending preemption takes effect first (a checkpoint).
+
+        (The burst is :meth:`_burst`'s, written out here: this is the models' hottest path.)
+        """
         cpu = task.cpu
-        if self.policy.needs_waker:
+        policy = self.policy
+        if policy.needs_waker:
             self._proc_task[self.env.active_process] = task
-        if (cpu.need_resched or self.policy.slice_over(task, cpu)) and task.preemptible:
+        if (cpu.need_resched or policy.slice_over(task, cpu)) and task.preemptible:
             why = "wakeup" if cpu.need_resched else "slice"
             cpu.need_resched = False
-            if not self.policy.keeps_cpu(task, cpu):
+            if not policy.keeps_cpu(task, cpu):
                 yield self._preempt(task, why)
-        yield from self._burst(task, seconds)
+                cpu = task.cpu
+        if self._jitter and seconds > 0.0:  # the same work does not always take as long
+            sigma = self._jitter
+            seconds *= self.rng.lognormvariate(-0.5 * sigma * sigma, sigma)
+        if task.refill and task.idles_seen != cpu.idles:
+            seconds += self._cold_start(task, cpu)
+        dt = task.lead + seconds
+        if dt > 0.0:
+            env = self.env
+            task.lead = 0.0
+            task.used += seconds
+            self.busy_time += seconds
+            end = env._now + dt  # where env.timeout(dt) would fire
+            cpu.burst_end = end
+            cpu.burst = seconds
+            if self.compute_bursts and env.peek() > end:  # no event comes before its end:
+                env._now = end  # the burst is computed, not scheduled
+            else:
+                yield env.timeout(dt)
 
     def _burst(self, task: Task, seconds: float) -> Generator[simpy.Event, Any, None]:
-        """``seconds`` of CPU on the task's CPU, with no preemption point before them."""
+        """``seconds`` of CPU on the task's CPU, with no preemption point before them.
+
+        A burst that no event can interrupt - the next scheduled event comes after it ends -
+        moves the clock to its end at once instead of scheduling a timeout: nothing else can
+        happen meanwhile, so the run is the same, event for event, with one event fewer.
+        """
         cpu = task.cpu
         if self._jitter and seconds > 0.0:  # the same work does not always take as long
             sigma = self._jitter
@@ -212,12 +245,17 @@ class Scheduler:
             seconds += self._cold_start(task, cpu)
         dt = task.lead + seconds
         if dt > 0.0:
+            env = self.env
             task.lead = 0.0
             task.used += seconds
             self.busy_time += seconds
-            cpu.burst_end = self.env.now + dt
+            end = env._now + dt  # where env.timeout(dt) would fire
+            cpu.burst_end = end
             cpu.burst = seconds
-            yield self.env.timeout(dt)
+            if self.compute_bursts and env.peek() > end:  # no event comes before its end:
+                env._now = end  # the burst is computed, not scheduled
+            else:
+                yield env.timeout(dt)
 
     def block(self, task: Task, after: float = 0.0) -> simpy.Event:
         """Give up the CPU until :meth:`wake`; the event fires once the task runs again.

@@ -30,6 +30,7 @@ from collections import deque
 
 import simpy
 
+from arch_sim.models.clock import call_after
 from arch_sim.models.network import KB, Request
 from arch_sim.models.params import ModelParams
 from arch_sim.models.recorder import Recorder
@@ -227,9 +228,7 @@ class Worker:
         m.sleepers.append(self)
         woken = sched.block(self.task)
         if wake_at < math.inf:
-            generation = self.generation
-            timer = env.timeout(max(0.0, wake_at - env.now))
-            timer.callbacks.append(lambda _ev: self._timer(generation))
+            call_after(env, max(0.0, wake_at - env.now), self._timer, self.generation)
         yield woken
         self.generation += 1
 

@@ -36,6 +36,7 @@ from collections import deque
 
 import simpy
 
+from arch_sim.models.clock import call_after
 from arch_sim.models.network import Connection, Request
 from arch_sim.models.params import ModelParams
 from arch_sim.models.recorder import Recorder
@@ -247,8 +248,7 @@ class ThreadPerRequest:
     def sleep_until(self, task: Task, t: float):
         """Block (a voluntary reschedule) until time t, when the awaited event happens."""
         woken = self.sched.block(task)
-        timer = self.env.timeout(t - self.env.now)
-        timer.callbacks.append(lambda _ev: self.sched.wake(task))
+        call_after(self.env, t - self.env.now, self.sched.wake, task)
         yield woken
 
     def counters(self) -> dict[str, float]:

@@ -33,6 +33,7 @@ import numpy as np
 import simpy
 
 from arch_sim import specweb99
+from arch_sim.models.clock import call_after, call_at, later
 from arch_sim.models.network import KB, Connection, Link, Request
 from arch_sim.models.params import NetworkParams
 from arch_sim.models.recorder import Recorder
@@ -126,8 +127,7 @@ class Clients:
     def data_at(self, req: Request, t: float) -> None:
         """The request's bytes reach the server at time t: tell the server then."""
         req.data_at = t
-        timer = self.env.timeout(max(0.0, t - self.env.now))
-        timer.callbacks.append(lambda _ev: self.server.data_ready(req))
+        call_after(self.env, max(0.0, t - self.env.now), self.server.data_ready, req)
 
 
 class OpenClients(Clients):
@@ -138,20 +138,20 @@ class OpenClients(Clients):
         super().__init__(env, workload, net, rng, server, recorder)
         self.rate = float(workload.target_rps)
         self.lag = net.request_lag_us * US
-        env.process(self.arrivals())
+        call_after(env, rng.expovariate(self.rate), self.arrival)
 
-    def arrivals(self):
-        """A new connection every Exp(1/rate) seconds; its request follows after the lag."""
-        env, rng, rate = self.env, self.rng, self.rate
-        while True:
-            yield env.timeout(rng.expovariate(rate))
-            now = env.now
-            size = self.sizes.draw(rng)
-            userspace = self.userspace_frac > 0 and rng.random() < self.userspace_frac
-            req = Request(self.connection(), size, now, math.inf, True, userspace)
-            if self.recorder.arrive(req):
-                self.server.submit(req)
-                self.data_at(req, now + self.lag)
+    def arrival(self) -> None:
+        """A new connection; its request follows after the lag, the next connection after
+        Exp(1/rate) seconds (a chain of calls: no process, no generator)."""
+        env, rng = self.env, self.rng
+        now = env.now
+        size = self.sizes.draw(rng)
+        userspace = self.userspace_frac > 0 and rng.random() < self.userspace_frac
+        req = Request(self.connection(), size, now, math.inf, True, userspace)
+        if self.recorder.arrive(req):
+            self.server.submit(req)
+            self.data_at(req, now + self.lag)
+        call_after(env, rng.expovariate(self.rate), self.arrival)
 
 
 class Slot:
@@ -197,7 +197,8 @@ class ClosedClients(Clients):
         self.loop = bool(self.tick and self.think_mean)  # wrk's event loop and its timers
         self.timers: list[tuple[int, int, Slot]] = []  # (due tick, order, slot)
         self._order = itertools.count()
-        self._naps = 0  # the loop's sleeps so far (a timeout belongs to one of them)
+        self._wake_at = math.inf  # when the loop's epoll_wait times out (inf: no timer)
+        self._alarms: list[float] = []  # times of the wake-up calls queued for it
         self.client_cost = workload.client_us * US
         self.connect_cost = workload.client_connect_us * US
         self.client_wake = workload.client_wake_us * US
@@ -230,8 +231,7 @@ class ClosedClients(Clients):
         req = Request(conn, self.sizes.draw(rng), self.env.now, math.inf, True, userspace)
         slot.conn, slot.req, slot.established = conn, req, False
         self._slot_of[req] = slot
-        timer = self.env.timeout(self.one_way)
-        timer.callbacks.append(lambda _ev: self._established(slot, req))
+        call_after(self.env, self.one_way, self._established, slot, req)
 
     def _established(self, slot: Slot, req: Request) -> None:
         slot.established = True
@@ -239,9 +239,23 @@ class ClosedClients(Clients):
             self.server.submit(req)
 
     def reply_received(self, req: Request, t: float) -> None:
-        """The reply is in at time t: think, then send the next request."""
-        woken = self.env.timeout(max(0.0, t - self.env.now))
-        woken.callbacks.append(lambda _ev, req=req: self._reply_in(self._slot_of.pop(req)))
+        """The reply is in at time t: think, then send the next request.
+
+        A keep-alive reply already in (t <= now: a state-group pass reports its replies after
+        its CPU burst) is handled at once; nothing at this instant depends on the order (the
+        next request leaves one network hop later)."""
+        now = self.env._now
+        if t <= now and not self.close:
+            slot = self._slot_of.pop(req)
+            if self.loop:
+                self._loop_runs(self._add_timer(slot))
+            else:
+                self._next(slot)
+            return
+        call_after(self.env, max(0.0, t - now), self._reply_of, req)
+
+    def _reply_of(self, req: Request) -> None:
+        self._reply_in(self._slot_of.pop(req))
 
     def _reply_in(self, slot: Slot) -> None:
         if self.close:
@@ -251,8 +265,7 @@ class ClosedClients(Clients):
             now = self.env.now
             woken = now + self.client_wake if self.client_free <= now else now
             self.client_free = max(woken, self.client_free) + self.connect_cost
-            timer = self.env.timeout(self.client_free - now)
-            timer.callbacks.append(lambda _ev, slot=slot: self._reconnected(slot))
+            call_after(self.env, self.client_free - now, self._reconnected, slot)
             return
         self._next(slot)
 
@@ -263,8 +276,7 @@ class ClosedClients(Clients):
     def _next(self, slot: Slot) -> None:
         """Think, then send the next request on ``slot``."""
         if self.loop:
-            self._add_timer(slot)
-            self._loop_runs()
+            self._loop_runs(self._add_timer(slot))
         else:
             self._send_later(slot, self.think())
 
@@ -273,52 +285,76 @@ class ClosedClients(Clients):
     def _now_tick(self) -> int:
         return math.floor(self.env.now / self.tick + 1e-9)
 
-    def _add_timer(self, slot: Slot) -> None:
+    def _add_timer(self, slot: Slot) -> int:
+        """Arm ``slot``'s think-time timer; the tick it is now."""
         ticks = max(0, math.floor(self.think() / self.tick + self.rng.random()))
-        heapq.heappush(self.timers, (self._now_tick() + ticks, next(self._order), slot))
+        now_tick = math.floor(self.env._now / self.tick + 1e-9)
+        heapq.heappush(self.timers, (now_tick + ticks, next(self._order), slot))
+        return now_tick
 
-    def _loop_runs(self) -> None:
-        """The loop is awake: fire the due timers, then sleep until the next one is due."""
-        now_tick = self._now_tick()
-        while self.timers and self.timers[0][0] <= now_tick:
-            self._send_later(heapq.heappop(self.timers)[2], 0.0)
-        self._naps += 1
-        if self.timers:
-            nap = self._naps
-            timeout = self.env.timeout((self.timers[0][0] - now_tick) * self.tick)
-            timeout.callbacks.append(lambda _ev: self._timed_out(nap))
+    def _loop_runs(self, now_tick: int | None = None) -> None:
+        """The loop is awake: fire the due timers, then sleep until the next one is due.
 
-    def _timed_out(self, nap: int) -> None:
-        if nap == self._naps:  # no reply woke the loop meanwhile
+        Each sleep has its own timeout (``_wake_at``), but a reply that wakes the loop early
+        only moves it: one queued wake-up call (``_alarm``) at or before the timeout stands
+        for every sleep, and re-queues itself for the current one if it fires too early."""
+        if now_tick is None:
+            now_tick = self._now_tick()
+        timers = self.timers
+        while timers and timers[0][0] <= now_tick:
+            slot = heapq.heappop(timers)[2]
+            if self.close:
+                self._send_later(slot, 0.0)
+            else:  # nothing else at this instant uses the client's thread (keep-alive)
+                self._client_sends(slot)
+        if not timers:
+            self._wake_at = math.inf
+            return
+        wake = later(self.env, (timers[0][0] - now_tick) * self.tick)
+        self._wake_at = wake
+        if not self._alarms or self._alarms[0] > wake:
+            self._set_alarm(wake)
+
+    def _set_alarm(self, t: float) -> None:
+        heapq.heappush(self._alarms, t)
+        call_at(self.env, t, self._alarm)
+
+    def _alarm(self) -> None:
+        heapq.heappop(self._alarms)  # this call's own time: the earliest queued
+        wake = self._wake_at
+        if wake == self.env.now:  # the sleep timed out: no reply woke the loop meanwhile
             self._loop_runs()
+        elif wake < math.inf and (not self._alarms or self._alarms[0] > wake):
+            self._set_alarm(wake)
 
     # -- sending -------------------------------------------------------------------------
 
     def _send_later(self, slot: Slot, delay: float) -> None:
         """The request on ``slot`` is due in ``delay`` s: the client's one thread sends it
         when it is free; its bytes reach the server one network hop later."""
-        timer = self.env.timeout(delay)
-        timer.callbacks.append(lambda _ev, slot=slot: self._client_sends(slot))
+        call_after(self.env, delay, self._client_sends, slot)
 
     def _client_sends(self, slot: Slot) -> None:
-        sent = max(self.env.now, self.client_free) + self.client_cost
+        """The client's thread sends the request when it is free.  Keep-alive: the request
+        leaves ``client_us`` later and arrives one hop after that - one call at the time that
+        chain of two timers would reach."""
+        now = self.env._now
+        sent = max(now, self.client_free) + self.client_cost
         self.client_free = sent
-        if sent > self.env.now:
-            timer = self.env.timeout(sent - self.env.now)
-            timer.callbacks.append(lambda _ev, slot=slot: self._send(slot))
+        leaves = later(self.env, sent - now) if sent > now else now
+        if not self.close:
+            call_at(self.env, leaves + self.one_way, self._arrive, slot)
+        elif sent > now:
+            call_at(self.env, leaves, self._send, slot)
         else:
             self._send(slot)
 
     def _send(self, slot: Slot) -> None:
+        """(close) The request of the connection the client opened leaves now."""
         now = self.env.now
-        if not self.close:
-            arrive = self.env.timeout(self.one_way)
-            arrive.callbacks.append(lambda _ev, slot=slot: self._arrive(slot))
-            return
         req = slot.req
         if not slot.established:  # a think time shorter than the handshake: wait for it
-            timer = self.env.timeout(self.one_way)
-            timer.callbacks.append(lambda _ev, slot=slot: self._send(slot))
+            call_after(self.env, self.one_way, self._send, slot)
             return
         if req.id < 0:  # the server refused the connection: the client opens another
             self._slot_of.pop(req, None)
@@ -329,7 +365,7 @@ class ClosedClients(Clients):
 
     def _arrive(self, slot: Slot) -> None:
         """A keep-alive request's bytes are at the server: it is submitted as it arrives."""
-        now = self.env.now
+        now = self.env._now
         rng = self.rng
         userspace = self.userspace_frac > 0 and rng.random() < self.userspace_frac
         req = Request(slot.conn, self.sizes.draw(rng), now, now, False, userspace)

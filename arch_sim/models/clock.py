@@ -1,0 +1,55 @@
+"""Plain function calls at a simulated time, without a SimPy process or Timeout per call.
+
+A model's timers (a request's bytes arriving, a reply reaching its client, a client's think
+time running out) only call a function when they fire.  :func:`call_at` puts a small
+already-triggered event on the environment's queue that calls it: the queue orders it among
+every other event exactly as a ``Timeout`` due then would be ordered (time, then the order in
+which events were scheduled), but it costs no ``Event.__init__``, no closure and no callback
+list of its own.
+
+``call_at`` takes an absolute time, so a chain of steps that used to be timers of their own
+(``now + a``, then ``+ b``) can be scheduled once, at the same float the chain would have
+reached, computed the same way: :func:`later` is ``now + delay`` as SimPy computes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from heapq import heappush
+from typing import Any
+
+import simpy
+from simpy.events import NORMAL
+
+
+def _fire(event: Call) -> None:
+    event.fn(*event.args)
+
+
+class Call:
+    """A triggered event whose one callback calls ``fn(*args)``."""
+
+    __slots__ = ("callbacks", "fn", "args")
+    _ok = True  # what Environment.step() checks after the callbacks: it succeeded
+    _value = None
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.callbacks: list[Callable[[Call], None]] | None = [_fire]
+        self.fn = fn
+        self.args = args
+
+
+def call_at(env: simpy.Environment, t: float, fn: Callable[..., Any], *args: Any) -> None:
+    """Call ``fn(*args)`` when the simulation reaches time ``t`` (>= now)."""
+    heappush(env._queue, (t, NORMAL, next(env._eid), Call(fn, args)))
+
+
+def call_after(env: simpy.Environment, delay: float, fn: Callable[..., Any],
+               *args: Any) -> None:
+    """Call ``fn(*args)`` ``delay`` seconds from now (``env.timeout(delay)``'s time)."""
+    heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), Call(fn, args)))
+
+
+def later(env: simpy.Environment, delay: float) -> float:
+    """The time ``env.timeout(delay)`` would fire at."""
+    return env._now + delay

@@ -1,0 +1,78 @@
+"""The models' shortcuts change how a run is computed, never what it computes.
+
+* A CPU burst no event can interrupt moves the clock at once instead of scheduling a timeout
+  (``Scheduler.compute_bursts``): every design, on every preset policy, gives the same row
+  with it as without it.
+* :func:`arch_sim.models.clock.call_at` queues a plain call where a ``Timeout`` with a
+  callback would have been: it fires at the same time and in the same order among equal times.
+* The clients' timers (wrk's loop, a request's two hops) cost a state-group request on the
+  host preset about one event: fewer than two SimPy events per request in all.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import simpy
+
+from arch_sim.models import load_preset, simulate_point
+from arch_sim.models.clock import call_after, call_at
+from arch_sim.models.recorder import Recorder
+from arch_sim.models.scheduler import Scheduler
+from arch_sim.sweep import WALL_FIELDS
+
+#: (preset, arch, load, cpus): closed host runs (EEVDF, the GIL), open 1999 runs (goodness())
+CASES = [("host", "thread-per-request", 8000.0, 1), ("host", "state-group", 12000.0, 1),
+         ("host", "prefork", 3000.0, 1), ("host", "staged", 8000.0, 1),
+         ("linux-2.2-1999", "thread-per-request", 1500.0, 2),
+         ("linux-2.2-1999", "state-group", 2500.0, 2),
+         ("linux-2.4", "thread-per-request", 1500.0, 1)]
+
+
+def _row(preset: str, arch: str, load: float, cpus: int) -> dict:
+    row = simulate_point(arch, load_preset(preset), load, requests=1500, seed=7, cpus=cpus)
+    # NaN (a column that does not apply) as None, so that == compares every value exactly
+    return {k: None if isinstance(v, float) and math.isnan(v) else v
+            for k, v in row.items() if k not in WALL_FIELDS}
+
+
+@pytest.mark.parametrize(("preset", "arch", "load", "cpus"), CASES)
+def test_computed_bursts_give_the_rows_of_scheduled_ones(monkeypatch, preset, arch, load,
+                                                         cpus):
+    computed = _row(preset, arch, load, cpus)
+    monkeypatch.setattr(Scheduler, "compute_bursts", False)
+    scheduled = _row(preset, arch, load, cpus)
+    assert computed == scheduled
+
+
+def test_call_at_fires_where_a_timeout_would():
+    env = simpy.Environment()
+    order: list[tuple[str, float]] = []
+
+    def note(name: str) -> None:
+        order.append((name, env.now))
+
+    def timeout(name: str, delay: float) -> None:
+        env.timeout(delay).callbacks.append(lambda _ev: note(name))
+
+    timeout("t1", 2.0)
+    call_after(env, 2.0, note, "c1")
+    call_at(env, 1.0, note, "c0")
+    timeout("t2", 2.0)
+    call_at(env, 2.0, note, "c2")
+    env.run()
+    assert order == [("c0", 1.0), ("t1", 2.0), ("c1", 2.0), ("t2", 2.0), ("c2", 2.0)]
+
+
+def test_host_state_group_schedules_under_two_events_per_request():
+    envs: list[simpy.Environment] = []
+
+    def recorder(env: simpy.Environment, *args) -> Recorder:
+        envs.append(env)
+        return Recorder(env, *args)
+
+    row = simulate_point("state-group", load_preset("host"), 12000.0, requests=3000, seed=3,
+                         cpus=1, recorder_factory=recorder)
+    offered = row["sim_requests_per_wall_s"] * row["wall_s"]
+    assert next(envs[0]._eid) / offered < 2.0
