@@ -41,7 +41,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from arch_sim.harness import fileset, servers, wrk
@@ -133,10 +133,13 @@ def tally(events: list[tuple[int, str, str]], tids: set[int] | dict[int, str]
     return counts
 
 
-def thread_groups(arch: str, pid: int, tids: Iterable[int]) -> dict[int, str]:
-    """Each server thread's group: ``main``, then ``pool`` - or, for the staged server, the
-    stages in the order it starts their threads (its default stage threads; thread ids grow
-    in start order)."""
+def thread_groups(arch: str, pid: int, tids: Iterable[int],
+                  names: Mapping[int, str] | None = None) -> dict[int, str]:
+    """Each server thread's group: ``main``, then ``pool`` - or, for the staged server, its
+    stage.  The staged server names each stage thread ``STAGE-N`` in the kernel
+    (``names``: tid -> ``/proc/PID/task/TID/comm``); a thread without such a name is placed by
+    start order as the default stage threads start (thread ids grow in start order)."""
+    names = names or {}
     others = sorted(t for t in tids if t != pid)
     labels: list[str] = []
     if arch == "staged":
@@ -144,8 +147,23 @@ def thread_groups(arch: str, pid: int, tids: Iterable[int]) -> dict[int, str]:
             labels += [name] * DEFAULT_THREADS[name]
     groups = {pid: "main"}
     for i, tid in enumerate(others):
-        groups[tid] = labels[i] if i < len(labels) else "pool" if not labels else "other"
+        stage = names.get(tid, "").rpartition("-")[0]
+        if arch == "staged" and stage in STAGES:
+            groups[tid] = stage
+        else:
+            groups[tid] = labels[i] if i < len(labels) else "pool" if not labels else "other"
     return groups
+
+
+def task_names(pid: int) -> dict[int, str]:
+    """Every thread of ``pid``: tid -> its kernel name (``comm``)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out[int(task.name)] = (task / "comm").read_text().strip()
+        except OSError:  # the thread exited meanwhile
+            pass
+    return out
 
 
 # -- the real server under perf ----------------------------------------------------------------
@@ -187,8 +205,8 @@ def record(args) -> dict:
                            + ["--", "sleep", str(args.seconds)],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             after, t1 = server.status(), time.monotonic()
-            tids = thread_groups(args.arch, server.pid, (
-                int(task.name) for task in Path(f"/proc/{server.pid}/task").iterdir()))
+            names = task_names(server.pid)
+            tids = thread_groups(args.arch, server.pid, names, names)
         script = subprocess.run([perf, "script", "-i", str(data), "-F", "tid,time,event,trace"],
                                 check=True, capture_output=True, text=True).stdout
     # the server's counters span perf's start and end too: rates from them, counts from the trace

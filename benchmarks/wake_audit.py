@@ -41,7 +41,7 @@ from arch_sim.models.runner import default_warmup, simulate_point
 from arch_sim.runinfo import git_commit, host_info, now_iso, write_json_atomic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gil_audit import loaded_server, thread_groups  # noqa: E402
+from gil_audit import loaded_server, task_names, thread_groups  # noqa: E402
 
 #: bpftrace: the fields of every wake-up of a thread of process $1 (see the module docstring)
 PROGRAM = r"""
@@ -132,8 +132,8 @@ def record(args) -> dict:
             after, t1 = server.status(), time.monotonic()
             bt.terminate()
             bt.wait()
-            groups = thread_groups(args.arch, server.pid, (
-                int(task.name) for task in Path(f"/proc/{server.pid}/task").iterdir()))
+            names = task_names(server.pid)
+            groups = thread_groups(args.arch, server.pid, names, names)
         lines = out.read_text().splitlines()
     # the trace spans more than [t0, t1]: per request at the server's own rate over its span
     rps = (after["requests"] - before["requests"]) / (t1 - t0)

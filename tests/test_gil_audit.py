@@ -94,3 +94,29 @@ def test_staged_threads_are_grouped_by_stage_in_start_order():
                       104: "send_data", 105: "send_data", 106: "send_data", 107: "logging"}
     pool = audit.thread_groups("thread-per-request", 10, [10, 11, 12])
     assert pool == {10: "main", 11: "pool", 12: "pool"}
+
+
+def test_staged_threads_are_grouped_by_their_kernel_names_whatever_the_stage_threads(tmp_path):
+    """With --stage-threads other than the default, start order says nothing: the threads'
+    kernel names (set by the server itself) do."""
+    import time
+
+    from arch_sim.harness import servers
+
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "a").write_text("x")
+    proc = servers.start("staged", root, args=["--stage-threads",
+                                               "accept=2,wait_headers=1,send_data=1,logging=3"])
+    try:
+        names: dict = {}
+        for _ in range(50):  # the threads name themselves as they start
+            names = audit.task_names(proc.pid)
+            if sum(n.startswith(("accept-", "logging-")) for n in names.values()) == 5:
+                break
+            time.sleep(0.1)
+        groups = audit.thread_groups("staged", proc.pid, names, names)
+    finally:
+        proc.stop()
+    assert sorted(g for t, g in groups.items() if t != proc.pid) == sorted(
+        ["accept"] * 2 + ["wait_headers"] + ["send_data"] + ["logging"] * 3)

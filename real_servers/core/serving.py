@@ -172,3 +172,14 @@ def pending(sock: socket.socket) -> bool:
         return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
     except OSError:  # nothing there (EAGAIN), or reset
         return False
+
+
+def name_os_thread(name: str) -> None:
+    """Give the calling thread ``name`` in the kernel too (``/proc/PID/task/TID/comm``, at most
+    15 bytes), so perf, top and the audits can tell the threads apart; CPython does not.
+    Where /proc is not writable the thread keeps the interpreter's name."""
+    try:
+        with open("/proc/thread-self/comm", "w") as f:
+            f.write(name[:15])
+    except OSError:
+        pass

@@ -35,7 +35,7 @@ from collections import deque
 
 from ..core import DocumentRoot, Responder
 from ..core.lifecycle import ACCEPT, LOGGING, NAMES, SEND_DATA, WAIT_HEADERS
-from ..core.serving import pending
+from ..core.serving import name_os_thread, pending
 from ..core.status import rusage_counters, status_access
 from ..threaded.connection import Closing, Connection, time_out, update_deadline
 from ..threaded.sending import SEND_POLL_S, cut
@@ -50,6 +50,12 @@ ACCESS_LOG_TAIL = 10
 SIGNALS = {signal.SIGTERM, signal.SIGINT}
 LOOPS = {NAMES[ACCEPT]: stages.accept, NAMES[WAIT_HEADERS]: stages.wait_headers,
          NAMES[SEND_DATA]: stages.send_data, NAMES[LOGGING]: stages.logging}
+
+
+def _named(name: str, loop, server: StagedServer, cell: list[int]) -> None:
+    """A stage thread: named ``STAGE-N`` in the kernel too, then the stage's loop."""
+    name_os_thread(name)
+    loop(server, cell)
 
 
 class StagedConn(Connection):
@@ -102,7 +108,8 @@ class StagedServer:
             for i in range(self.args.stage_threads[name]):
                 cell = [0, 0, 0]
                 self.cells[name].append(cell)
-                thread = threading.Thread(target=LOOPS[name], args=(self, cell),
+                thread = threading.Thread(target=_named, args=(f"{name}-{i}", LOOPS[name],
+                                                               self, cell),
                                           name=f"{name}-{i}", daemon=True)
                 self.threads[name].append(thread)
                 thread.start()
