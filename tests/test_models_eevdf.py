@@ -6,12 +6,11 @@ import math
 
 import pytest
 import simpy
+from scenarios import EEVDF, eevdf_handoff
 
 from arch_sim.models.gil import Gil, NoGil
 from arch_sim.models.params import SchedulerParams
 from arch_sim.models.scheduler import US, Scheduler, Task
-
-EEVDF = SchedulerParams(switch_us=0.0, timeslice_ms=1.0, hz=250, policy="eevdf")
 
 
 def test_cpu_hogs_share_a_cpu_slice_by_slice():
@@ -34,43 +33,9 @@ def test_cpu_hogs_share_a_cpu_slice_by_slice():
     assert sched.voluntary == 0
 
 
-def _handoff(waiter_waits_first: bool):
+def _handoff(waiter_waits_first: bool) -> bool:
     """A waker that wakes a sleeper and then keeps computing: is it preempted at once?"""
-    env = simpy.Environment()
-    sched = Scheduler(env, 1, EEVDF)
-    waker, sleeper, other = Task("waker"), Task("sleeper"), Task("other")
-    seen = {}
-
-    def sleeper_body():
-        yield sched.start(sleeper)
-        if waiter_waits_first:  # it queues behind `other` for 200 us, then naps briefly
-            yield from sched.run(sleeper, 5 * US)
-        yield sched.block(sleeper)
-        seen["sleeper_ran_at"] = env.now
-        yield sched.block(sleeper)
-
-    def other_body():
-        yield sched.start(other)
-        yield from sched.run(other, 200 * US)
-        yield sched.block(other)
-
-    def waker_body():
-        yield env.timeout(1e-3)
-        yield sched.start(waker)
-        yield from sched.run(waker, 20 * US)
-        before = sched.involuntary
-        sched.wake(sleeper)
-        yield from sched.checkpoint(waker)
-        seen["preempted"] = sched.involuntary > before
-        yield from sched.run(waker, 20 * US)
-        yield sched.block(waker)
-
-    if waiter_waits_first:
-        env.process(other_body())
-    env.process(sleeper_body())
-    env.process(waker_body())
-    env.run()
-    return seen["preempted"]
+    return eevdf_handoff(sleeper_owed=waiter_waits_first)[0]
 
 
 def test_a_woken_task_owed_nothing_does_not_preempt_its_waker():

@@ -7,54 +7,17 @@ import sys
 from pathlib import Path
 
 import pytest
-import simpy
+from scenarios import eevdf_handoff
 
-from arch_sim.models.params import SchedulerParams
 from arch_sim.models.policy_eevdf import watch_wake_checks
-from arch_sim.models.scheduler import US, Scheduler, Task
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import wake_audit as audit  # noqa: E402  (a script of benchmarks/, as it imports gil_audit)
 
-EEVDF = SchedulerParams(switch_us=0.0, timeslice_ms=1.0, hz=250, policy="eevdf")
-
 
 def _handoff(sleeper_owed: bool) -> list:
-    """A waker wakes a sleeper, which first queued 200 us behind another task (owed time) or
-    not; every wake-up check on a busy CPU is collected."""
-    env = simpy.Environment()
-    sched = Scheduler(env, 1, EEVDF)
-    waker, sleeper, other = Task("waker/0"), Task("sleeper/0"), Task("other")
-
-    def sleeper_body():
-        yield sched.start(sleeper)
-        if sleeper_owed:
-            yield from sched.run(sleeper, 5 * US)
-        yield sched.block(sleeper)
-        yield sched.block(sleeper)
-
-    def other_body():
-        yield sched.start(other)
-        yield from sched.run(other, 200 * US)
-        yield sched.block(other)
-
-    def waker_body():
-        yield env.timeout(1e-3)
-        yield sched.start(waker)
-        yield from sched.run(waker, 20 * US)
-        sched.wake(sleeper)
-        yield from sched.checkpoint(waker)
-        yield from sched.run(waker, 20 * US)
-        yield sched.block(waker)
-
-    if sleeper_owed:
-        env.process(other_body())
-    env.process(sleeper_body())
-    env.process(waker_body())
-    checks: list = []
-    with watch_wake_checks(checks.append):
-        env.run()
-    return [c for c in checks if c.curr == "waker/0"]
+    """Every wake-up check made while the waker of tests/scenarios.py's hand-off ran."""
+    return eevdf_handoff(sleeper_owed)[1]
 
 
 def test_a_wake_check_reports_an_owed_sleeper_preempting_an_unprotected_waker():
