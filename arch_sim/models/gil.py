@@ -38,6 +38,7 @@ from typing import Any
 
 import simpy
 
+from arch_sim.models.clock import call_after
 from arch_sim.models.scheduler import Scheduler, Task
 
 Steps = Generator[simpy.Event, Any, None]
@@ -119,7 +120,11 @@ class Gil(NoGil):
     # -- take_gil / drop_gil --------------------------------------------------------------------
 
     def take(self, task: Task) -> Steps:
-        yield from self._lock_mutex(task)
+        if self.mutex is None:  # (_lock_mutex's uncontended case, inlined: a hot path)
+            self.mutex = task
+            self.mutex_state = 1
+        else:
+            yield from self._lock_mutex(task)
         while self.holder is not None:
             saved = self.switch_number
             # COND_TIMED_WAIT releases the mutex and sleeps until signalled or timed out
@@ -128,8 +133,8 @@ class Gil(NoGil):
             self.waits += 1
             gen = self._wait_gen.get(task, 0) + 1
             self._wait_gen[task] = gen
-            timer = self.env.timeout(self.interval)
-            timer.callbacks.append(lambda _ev, t=task, g=gen: self._timeout(t, g))
+            # the timed wait's timer: a plain call, queued where env.timeout() would be
+            call_after(self.env, self.interval, self._timeout, task, gen)
             yield self.sched.block(task)
             timed_out = task in self._timed_out
             self._timed_out.discard(task)
@@ -142,7 +147,11 @@ class Gil(NoGil):
             self.switch_number += 1
         if self.switch_waiters:  # COND_SIGNAL(switch_cond): a forced dropper may go on
             yield from self.sched.wake_from(task, self.switch_waiters.popleft(), False)
-        yield from self._unlock_mutex(task)
+        if self.mutex_state == 2 and self.mutex_waiters:
+            yield from self._unlock_mutex(task)
+        else:  # nobody to wake (_unlock_mutex inlined: a hot path)
+            self.mutex_state = 0
+            self.mutex = None
 
     def _timeout(self, task: Task, gen: int) -> None:
         if self._wait_gen.get(task) == gen and task in self.waiters:
@@ -152,13 +161,21 @@ class Gil(NoGil):
 
     def drop(self, task: Task) -> Steps:
         self.last_holder = task
-        yield from self._lock_mutex(task)
+        if self.mutex is None:  # (the uncontended lock and unlock inlined: a hot path)
+            self.mutex = task
+            self.mutex_state = 1
+        else:
+            yield from self._lock_mutex(task)
         self.holder = None
         if self.waiters:  # COND_SIGNAL(gil->cond), still holding the mutex
             waiter = self.waiters.popleft()
             self._wait_gen[waiter] = self._wait_gen.get(waiter, 0) + 1
             yield from self.sched.wake_from(task, waiter)
-        yield from self._unlock_mutex(task)
+        if self.mutex_state == 2 and self.mutex_waiters:
+            yield from self._unlock_mutex(task)
+        else:
+            self.mutex_state = 0
+            self.mutex = None
         if self.drop_request and self.last_holder is task:
             # FORCE_SWITCHING: wait until another thread has taken the GIL
             self.drop_request = False
@@ -173,6 +190,19 @@ class Gil(NoGil):
         yield from self.sched.run(task, seconds)
 
     def call(self, task: Task, seconds: float) -> Steps:
-        yield from self.drop(task)
+        # drop(), then take(), each with nothing to wait for or signal, written out: the GIL
+        # mutex is free (so its futex word is 0), no thread waits on gil->cond (drop), nobody
+        # holds the GIL and no forced dropper waits for a taker (take) - the hot path
+        if self.mutex is None and not self.waiters and not self.drop_request:
+            self.last_holder = task
+            self.holder = None
+        else:
+            yield from self.drop(task)
         yield from self.sched.run(task, seconds)
-        yield from self.take(task)
+        if self.mutex is None and self.holder is None and not self.switch_waiters:
+            self.holder = task
+            if self.last_holder is not task:
+                self.last_holder = task
+                self.switch_number += 1
+        else:
+            yield from self.take(task)

@@ -122,16 +122,20 @@ class Eevdf(Policy):
     def _v(self, task: Task) -> float:
         """A task's virtual runtime now (a running task's grows with the time it has run)."""
         if task.cpu is not None:
-            return task.v + max(0.0, self.env.now - task.vstart)
+            ran = self.env._now - task.vstart
+            if ran > 0.0:
+                return task.v + ran
         return task.v
 
     def _account(self, task: Task, until: float) -> None:
-        task.v += max(0.0, until - task.vstart)
+        ran = until - task.vstart
+        if ran > 0.0:
+            task.v += ran
         task.vstart = until
 
     def _update_curr(self, task: Task) -> None:
         """update_curr(): charge a running task's CPU so far to its v."""
-        now = self.env.now
+        now = self.env._now
         if task.cpu is not None and now > task.vstart:
             task.v += now - task.vstart
             task.vstart = now
@@ -141,7 +145,7 @@ class Eevdf(Policy):
         charged - at the last timer tick (every 1/HZ) if one came since the model last did."""
         if task.cpu is None:
             return task.v
-        tick = math.floor(self.env.now * self._hz) / self._hz
+        tick = math.floor(self.env._now * self._hz) / self._hz
         return task.v + (tick - task.vstart) if tick > task.vstart else task.v
 
     def _avg_v(self) -> float:
@@ -149,9 +153,13 @@ class Eevdf(Policy):
         queue = self.queue
         if not queue:
             return self.zero_v
-        now, total = self.env.now, 0.0  # (the sum of _v over the queue, inlined: a hot path)
+        now, total = self.env._now, 0.0  # (the sum of _v over the queue, inlined: a hot path)
         for t in queue:
-            total += t.v + max(0.0, now - t.vstart) if t.cpu is not None else t.v
+            if t.cpu is not None:
+                ran = now - t.vstart
+                total += t.v + ran if ran > 0.0 else t.v
+            else:
+                total += t.v
         return total / len(queue)
 
     def enqueue(self, task: Task, initial: bool) -> None:
@@ -167,14 +175,20 @@ class Eevdf(Policy):
                 task.v = sum(others) / len(others)
                 task.deadline = task.v + self._slice
             return
-        for t in self.queue:  # enqueue_entity(): update_curr() before place_entity()
-            if t.cpu is not None:
-                self._update_curr(t)
-        n = len(self.queue)
+        queue = self.queue
+        n = len(queue)
         if n:
+            # enqueue_entity(): update_curr() before place_entity(), then V (_avg_v(), fused
+            # into the same walk: a running task's v is current once charged)
+            now, total = self.env._now, 0.0
+            for t in queue:
+                if t.cpu is not None and now > t.vstart:
+                    t.v += now - t.vstart
+                    t.vstart = now
+                total += t.v
             # the kept lag is scaled up by (n + 1) / n so that adding the task does not
             # move V (kernel/sched/fair.c place_entity)
-            task.v = self._avg_v() - task.vlag * (n + 1) / n
+            task.v = total / n - task.vlag * (n + 1) / n
         else:
             task.v = self.zero_v
         # a new task joins halfway through a slice, as the others are on average
@@ -184,7 +198,7 @@ class Eevdf(Policy):
 
     def switched_out(self, task: Task, requeue: bool) -> None:
         """Charge its CPU time (including work still owed) to its v; a sleeper leaves."""
-        self._account(task, self.env.now + task.lead)
+        self._account(task, self.env._now + task.lead)
         if not requeue:
             self._dequeue(task)
 
@@ -208,9 +222,8 @@ class Eevdf(Policy):
 
     def slice_over(self, task: Task, cpu: Cpu) -> bool:
         """update_deadline(): a task that used its slice gets the next deadline."""
-        if task.v + max(0.0, self.env.now - task.vstart) < task.deadline:
-            return False  # (the common case, tested before the call below)
-        v = self._v(task)
+        ran = self.env._now - task.vstart
+        v = task.v + ran if ran > 0.0 else task.v  # _v(task), inlined: a hot path
         if v < task.deadline:
             return False
         task.deadline = v + self._slice
@@ -220,19 +233,22 @@ class Eevdf(Policy):
         best = self._pick(cpu, include_running=True)
         return best is None or best is task
 
-    def _pick(self, cpu: Cpu, include_running: bool) -> Task | None:
+    def _pick(self, cpu: Cpu, include_running: bool, avg: float | None = None) -> Task | None:
         """pick_eevdf(): the eligible queued task with the earliest virtual deadline.
 
         Candidates: runnable tasks ``cpu`` may run, delayed sleepers and, if
-        ``include_running``, the task running on ``cpu``.
+        ``include_running``, the task running on ``cpu``.  ``avg``: V, if the caller has just
+        computed it (nothing changed since).
         """
-        limit = self._avg_v() + 1e-12  # eligible: v <= V
+        limit = (self._avg_v() if avg is None else avg) + 1e-12  # eligible: v <= V
         best = None
+        now = self.env._now
         for t in self.queue:
             if t.cpu is not None:
                 if not include_running or t.cpu is not cpu:
                     continue
-                if self._v(t) > limit:
+                ran = now - t.vstart
+                if (t.v + ran if ran > 0.0 else t.v) > limit:  # (_v(t), inlined)
                     continue
             elif t.state == "runnable" and t.pin is not None and t.pin is not cpu:
                 continue
@@ -283,7 +299,7 @@ class Eevdf(Policy):
             avg = self._avg_v()
             protected = curr.v <= avg + 1e-12 and curr.v < curr.deadline
             preempt = (not (self.run_to_parity and protected)
-                       and self._pick(cpu, include_running=True) is task)
+                       and self._pick(cpu, include_running=True, avg=avg) is task)
             if _WATCHERS:
                 check = WakeCheck(curr.name, task.name, avg - task.v, avg - curr.v, protected,
                                   len(self.queue), sum(t.delayed for t in self.queue), preempt)

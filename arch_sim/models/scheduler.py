@@ -71,6 +71,21 @@ from arch_sim.models.params import SchedulerParams
 from arch_sim.models.policies import make_policy
 
 US = 1e-6
+#: 4 e^-1/2 / sqrt(2): the Kinderman-Monahan constant (random.NV_MAGICCONST)
+_NV_MAGICCONST = 4 * math.exp(-0.5) / math.sqrt(2.0)
+
+
+def _lognormal(uniform: Any, mu: float, sigma: float) -> float:
+    """exp(N(mu, sigma)) from ``uniform()`` draws by the Kinderman-Monahan ratio of uniforms -
+    the method and the draws of CPython's ``random.lognormvariate`` (``normalvariate``), in
+    one call instead of two."""
+    log = math.log
+    while True:
+        u1 = uniform()
+        u2 = 1.0 - uniform()
+        z = _NV_MAGICCONST * (u1 - 0.5) / u2
+        if z * z / 4.0 <= -log(u2):
+            return math.exp(mu + z * sigma)
 
 
 class Task:
@@ -157,6 +172,9 @@ class Scheduler:
         self.rng = rng or random.Random(0)
         cv = params.cpu_time_cv
         self._jitter = math.sqrt(math.log1p(cv * cv)) if cv > 0 else 0.0
+        # the lognormal factor's mu (its mean is 1) and the generator's uniform draw
+        self._jitter_mu = -0.5 * self._jitter * self._jitter
+        self._uniform = self.rng.random
         self.params = params
         self.cpus = [Cpu(i) for i in range(cpus)]
         self.idle: deque[Cpu] = deque(self.cpus)
@@ -212,8 +230,7 @@ class Scheduler:
                 yield self._preempt(task, why)
                 cpu = task.cpu
         if self._jitter and seconds > 0.0:  # the same work does not always take as long
-            sigma = self._jitter
-            seconds *= self.rng.lognormvariate(-0.5 * sigma * sigma, sigma)
+            seconds *= _lognormal(self._uniform, self._jitter_mu, self._jitter)
         if task.refill and task.idles_seen != cpu.idles:
             seconds += self._cold_start(task, cpu)
         dt = task.lead + seconds
@@ -225,7 +242,8 @@ class Scheduler:
             end = env._now + dt  # where env.timeout(dt) would fire
             cpu.burst_end = end
             cpu.burst = seconds
-            if self.compute_bursts and env.peek() > end:  # no event comes before its end:
+            queue = env._queue  # no event comes before its end (env.peek(), inlined):
+            if self.compute_bursts and (not queue or queue[0][0] > end):
                 env._now = end  # the burst is computed, not scheduled
             else:
                 yield env.timeout(dt)
@@ -239,8 +257,7 @@ class Scheduler:
         """
         cpu = task.cpu
         if self._jitter and seconds > 0.0:  # the same work does not always take as long
-            sigma = self._jitter
-            seconds *= self.rng.lognormvariate(-0.5 * sigma * sigma, sigma)
+            seconds *= _lognormal(self._uniform, self._jitter_mu, self._jitter)
         if task.refill and task.idles_seen != cpu.idles:
             seconds += self._cold_start(task, cpu)
         dt = task.lead + seconds
@@ -252,7 +269,8 @@ class Scheduler:
             end = env._now + dt  # where env.timeout(dt) would fire
             cpu.burst_end = end
             cpu.burst = seconds
-            if self.compute_bursts and env.peek() > end:  # no event comes before its end:
+            queue = env._queue  # no event comes before its end (env.peek(), inlined):
+            if self.compute_bursts and (not queue or queue[0][0] > end):
                 env._now = end  # the burst is computed, not scheduled
             else:
                 yield env.timeout(dt)
@@ -269,7 +287,7 @@ class Scheduler:
             cpu = task.cpu
             if task.refill and task.idles_seen != cpu.idles:
                 after += self._cold_start(task, cpu)
-            cpu.burst_end = self.env.now + task.lead + after
+            cpu.burst_end = self.env._now + task.lead + after
             cpu.burst = after
             task.lead += after
             task.used += after
@@ -304,8 +322,8 @@ class Scheduler:
                 self._proc_task[self.env.active_process] = task
             yield from self._burst(task, self._wake_cost)
         self.wake(other, waker=task)
-        if checkpoint:
-            yield from self.checkpoint(task)
+        if checkpoint:  # (checkpoint(), one generator fewer)
+            yield from self.run(task, 0.0)
 
     def exit(self, task: Task) -> None:
         """The task ends: its CPU switches to the next task (do_exit -> schedule()).
@@ -379,7 +397,7 @@ class Scheduler:
     def _switch_out(self, task: Task, voluntary: bool, requeue: bool = False,
                     why: str = "") -> None:
         cpu = task.cpu
-        now = self.env.now
+        now = self.env._now
         self.policy.switched_out(task, requeue)
         if self.observer is not None:  # the CPU is busy with the task's owed work until then
             self.observer.switched_out(cpu, task, now + task.lead, why or task.state)
@@ -416,7 +434,7 @@ class Scheduler:
 
     def _dispatch(self, cpu: Cpu, task: Task, from_idle: bool) -> None:
         """``schedule()`` on ``cpu`` picked ``task``: charge its cost, then let it run."""
-        now = self.env.now
+        now = self.env._now
         cost = self._switch + self._per_runnable * (len(self.runqueue) + 1) + cpu.extra_cost
         cpu.extra_cost = 0.0
         if cpu.last is not task:
@@ -461,7 +479,7 @@ class Scheduler:
         Work is charged when a burst starts; the part of a burst still in the future is taken
         off again, so a long burst across the window's edge is split correctly.
         """
-        now = self.env.now
+        now = self.env._now
         ahead = sum(min(c.burst, c.burst_end - now) for c in self.cpus if c.burst_end > now)
         return {
             "voluntary": self.voluntary,
