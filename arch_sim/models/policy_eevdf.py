@@ -8,6 +8,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from math import ldexp
 from typing import TYPE_CHECKING
 
 from arch_sim.models.policies import Policy
@@ -36,6 +37,14 @@ class WakeCheck:
 
 
 _WATCHERS: list[Callable[[WakeCheck], None]] = []
+
+#: the run queue's sum of v is kept in integer units of 2**-VKEY_BITS s (see Eevdf._avg_v)
+VKEY_BITS = 64
+
+
+def vkey(v: float) -> int:
+    """``v`` (s) as the integer the run queue's sum holds for it."""
+    return int(ldexp(v, VKEY_BITS))
 
 
 @contextlib.contextmanager
@@ -118,6 +127,16 @@ class Eevdf(Policy):
         self.zero_v = 0.0  # where a task woken onto an empty run queue starts
         self.env = sched.env
         self._hz = sched.params.hz
+        self._cpus = sched.cpus
+        self.vsum = 0  # the sum of the queued tasks' Task.vkey (see _avg_v)
+
+    def _set_v(self, task: Task, v: float) -> None:
+        """A queued task's v changes: the queue's sum follows (avg_vruntime_sub/_add)."""
+        task.v = v
+        if task.queued:
+            key = int(ldexp(v, VKEY_BITS))
+            self.vsum += key - task.vkey
+            task.vkey = key
 
     def _v(self, task: Task) -> float:
         """A task's virtual runtime now (a running task's grows with the time it has run)."""
@@ -130,14 +149,14 @@ class Eevdf(Policy):
     def _account(self, task: Task, until: float) -> None:
         ran = until - task.vstart
         if ran > 0.0:
-            task.v += ran
+            self._set_v(task, task.v + ran)
         task.vstart = until
 
     def _update_curr(self, task: Task) -> None:
         """update_curr(): charge a running task's CPU so far to its v."""
         now = self.env._now
         if task.cpu is not None and now > task.vstart:
-            task.v += now - task.vstart
+            self._set_v(task, task.v + (now - task.vstart))
             task.vstart = now
 
     def _charged_v(self, task: Task) -> float:
@@ -149,17 +168,25 @@ class Eevdf(Policy):
         return task.v + (tick - task.vstart) if tick > task.vstart else task.v
 
     def _avg_v(self) -> float:
-        """V: the average virtual runtime of the queued tasks (the fair share so far)."""
+        """V: the average virtual runtime of the queued tasks (the fair share so far).
+
+        Kept as the kernel keeps avg_vruntime(): not a walk over the queue but a sum updated
+        when a task joins or leaves the queue or its v is charged (avg_vruntime_add/_sub on
+        enqueue/dequeue, update_curr()), in integers - each task's v as ``vkey(v)``, the same
+        integer added and later taken off, so the sum never drifts however long the run.  The
+        running tasks' CPU since they were last charged is added on top.
+        """
         queue = self.queue
         if not queue:
             return self.zero_v
-        now, total = self.env._now, 0.0  # (the sum of _v over the queue, inlined: a hot path)
-        for t in queue:
-            if t.cpu is not None:
+        total = ldexp(self.vsum, -VKEY_BITS)
+        now = self.env._now
+        for cpu in self._cpus:
+            t = cpu.current
+            if t is not None and t.queued:
                 ran = now - t.vstart
-                total += t.v + ran if ran > 0.0 else t.v
-            else:
-                total += t.v
+                if ran > 0.0:
+                    total += ran
         return total / len(queue)
 
     def enqueue(self, task: Task, initial: bool) -> None:
@@ -172,25 +199,23 @@ class Eevdf(Policy):
             if others and task.v < (task.v + sum(others)) / (len(others) + 1):
                 # DELAY_ZERO: its positive lag is dropped; place_entity() with no lag puts it
                 # at the others' average, a full slice to its deadline
-                task.v = sum(others) / len(others)
+                self._set_v(task, sum(others) / len(others))
                 task.deadline = task.v + self._slice
             return
         queue = self.queue
         n = len(queue)
         if n:
-            # enqueue_entity(): update_curr() before place_entity(), then V (_avg_v(), fused
-            # into the same walk: a running task's v is current once charged)
-            now, total = self.env._now, 0.0
-            for t in queue:
-                if t.cpu is not None and now > t.vstart:
-                    t.v += now - t.vstart
-                    t.vstart = now
-                total += t.v
+            for cpu in self._cpus:  # enqueue_entity(): update_curr() before place_entity()
+                t = cpu.current
+                if t is not None and t.queued:
+                    self._update_curr(t)
             # the kept lag is scaled up by (n + 1) / n so that adding the task does not
             # move V (kernel/sched/fair.c place_entity)
-            task.v = total / n - task.vlag * (n + 1) / n
+            task.v = self._avg_v() - task.vlag * (n + 1) / n
         else:
             task.v = self.zero_v
+        task.vkey = int(ldexp(task.v, VKEY_BITS))
+        self.vsum += task.vkey
         # a new task joins halfway through a slice, as the others are on average
         task.deadline = task.v + (self._slice / 2 if initial else self._slice)
         task.queued = True
@@ -217,6 +242,7 @@ class Eevdf(Policy):
         task.queued = False
         task.delayed = False
         self.queue.remove(task)
+        self.vsum -= task.vkey
         if not self.queue:
             self.zero_v = task.v
 

@@ -97,8 +97,8 @@ class Task:
     """
 
     __slots__ = ("name", "code", "refill", "idles_seen", "counted", "pin", "cpu", "last_cpu",
-                 "lead", "used", "event", "state", "v", "vstart", "deadline", "vlag", "queued",
-                 "delayed", "counter", "preemptible", "mm")
+                 "lead", "used", "event", "state", "v", "vkey", "vstart", "deadline", "vlag",
+                 "queued", "delayed", "counter", "preemptible", "mm")
 
     def __init__(self, name: str, counted: bool = True, pin: Cpu | None = None,
                  code: str | None = None, refill: float = 0.0, preemptible: bool = True,
@@ -124,6 +124,7 @@ class Task:
         self.state = "new"  # new | running | runnable | blocked | exited
         # policy bookkeeping: EEVDF's virtual time; goodness()'s ticks left
         self.v = 0.0  # virtual runtime: CPU time received
+        self.vkey = 0  # v as the EEVDF run queue's integer sum holds it, while queued
         self.vstart = 0.0  # when it started running (v grows from then on; ticks counted)
         self.deadline = 0.0  # virtual deadline
         self.vlag = 0.0  # lag kept while asleep
