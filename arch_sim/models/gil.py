@@ -55,18 +55,19 @@ class NoGil:
         self.forced = 0
 
     def take(self, task: Task) -> Steps:
-        yield from ()
+        return ()
 
     def drop(self, task: Task) -> Steps:
-        yield from ()
+        return ()
 
     def py(self, task: Task, seconds: float) -> Steps:
-        """Run Python code for ``seconds`` of CPU."""
-        yield from self.sched.run(task, seconds)
+        """Run Python code for ``seconds`` of CPU (the scheduler's steps themselves: no
+        generator of its own around them)."""
+        return self.sched.run(task, seconds)
 
     def call(self, task: Task, seconds: float) -> Steps:
         """A system call that does not block, ``seconds`` of CPU with the GIL dropped."""
-        yield from self.sched.run(task, seconds)
+        return self.sched.run(task, seconds)
 
 
 class Gil(NoGil):
@@ -120,7 +121,19 @@ class Gil(NoGil):
     # -- take_gil / drop_gil --------------------------------------------------------------------
 
     def take(self, task: Task) -> Steps:
-        if self.mutex is None:  # (_lock_mutex's uncontended case, inlined: a hot path)
+        """take_gil: the steps to ``yield from``.  Uncontended - the mutex free (so its futex
+        word 0), the GIL free, no forced dropper waiting for a taker - it is taken at once and
+        there are none (no generator: the hot path)."""
+        if self.mutex is None and self.holder is None and not self.switch_waiters:
+            self.holder = task  # (lock, take, unlock: the mutex is free again)
+            if self.last_holder is not task:
+                self.last_holder = task
+                self.switch_number += 1
+            return ()
+        return self._take(task)
+
+    def _take(self, task: Task) -> Steps:
+        if self.mutex is None:  # (_lock_mutex's uncontended case, inlined)
             self.mutex = task
             self.mutex_state = 1
         else:
@@ -160,8 +173,17 @@ class Gil(NoGil):
             self.sched.wake(task)
 
     def drop(self, task: Task) -> Steps:
+        """drop_gil: the steps to ``yield from``.  With the mutex free, nobody waiting on
+        gil->cond and no drop requested there are none (no generator: the hot path)."""
+        if self.mutex is None and not self.waiters and not self.drop_request:
+            self.last_holder = task
+            self.holder = None  # (lock, release, unlock: the mutex is free again)
+            return ()
+        return self._drop(task)
+
+    def _drop(self, task: Task) -> Steps:
         self.last_holder = task
-        if self.mutex is None:  # (the uncontended lock and unlock inlined: a hot path)
+        if self.mutex is None:  # (the uncontended lock and unlock inlined)
             self.mutex = task
             self.mutex_state = 1
         else:
@@ -185,24 +207,15 @@ class Gil(NoGil):
 
     def py(self, task: Task, seconds: float) -> Steps:
         if self.drop_request and self.holder is task:  # the eval breaker
-            yield from self.drop(task)
-            yield from self.take(task)
+            return self._yield_and_run(task, seconds)
+        return self.sched.run(task, seconds)  # (its steps: no generator around them)
+
+    def _yield_and_run(self, task: Task, seconds: float) -> Steps:
+        yield from self.drop(task)
+        yield from self.take(task)
         yield from self.sched.run(task, seconds)
 
     def call(self, task: Task, seconds: float) -> Steps:
-        # drop(), then take(), each with nothing to wait for or signal, written out: the GIL
-        # mutex is free (so its futex word is 0), no thread waits on gil->cond (drop), nobody
-        # holds the GIL and no forced dropper waits for a taker (take) - the hot path
-        if self.mutex is None and not self.waiters and not self.drop_request:
-            self.last_holder = task
-            self.holder = None
-        else:
-            yield from self.drop(task)
+        yield from self.drop(task)
         yield from self.sched.run(task, seconds)
-        if self.mutex is None and self.holder is None and not self.switch_waiters:
-            self.holder = task
-            if self.last_holder is not task:
-                self.last_holder = task
-                self.switch_number += 1
-        else:
-            yield from self.take(task)
+        yield from self.take(task)

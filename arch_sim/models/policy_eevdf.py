@@ -235,10 +235,11 @@ class Eevdf(Policy):
         if lag < 0.0 and task.state == "blocked":  # owes time: DELAY_DEQUEUE
             task.delayed = True
             return
-        self._remove(task, min(lag, self._lag_limit))
+        self._remove(task, lag if lag <= self._lag_limit else self._lag_limit)
 
     def _remove(self, task: Task, lag: float) -> None:
-        task.vlag = max(-self._lag_limit, lag)
+        floor = -self._lag_limit
+        task.vlag = floor if floor >= lag else lag
         task.queued = False
         task.delayed = False
         self.queue.remove(task)

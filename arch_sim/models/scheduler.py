@@ -343,8 +343,8 @@ class Scheduler:
 
     def checkpoint(self, task: Task) -> Generator[simpy.Event, Any, None]:
         """A point where a pending preemption takes effect (e.g. the return from the system
-        call that woke someone)."""
-        yield from self.run(task, 0.0)
+        call that woke someone): :meth:`run`'s steps for no work."""
+        return self.run(task, 0.0)
 
     # -- the kernel's side -----------------------------------------------------------------
 
@@ -422,7 +422,7 @@ class Scheduler:
             self._dispatch(cpu, nxt, from_idle=False)
         else:  # switch to the idle task
             self.switches += 1
-            start = max(now, cpu.free_at)
+            start = now if now >= cpu.free_at else cpu.free_at
             if self.observer is not None:
                 self.observer.switched_in(cpu, None, start, cpu.extra_cost + self._switch)
             start += cpu.extra_cost
@@ -443,9 +443,13 @@ class Scheduler:
         if task.mm is not None and task.mm is not cpu.mm:  # switch_mm(): another process
             cost += self._mm_switch
             cpu.mm = task.mm
-        start = max(now + self._wake_latency if from_idle else now, cpu.free_at)
+        start = now + self._wake_latency if from_idle else now
+        if cpu.free_at > start:  # (max(), written out: a hot path)
+            start = cpu.free_at
         if from_idle:  # its caches went cold meanwhile
-            cpu.idle_total += max(0.0, start - cpu.idle_since)
+            idle = start - cpu.idle_since
+            if idle > 0.0:
+                cpu.idle_total += idle
             cpu.idles += 1
         self.switches += 1
         self.sched_time += cost
