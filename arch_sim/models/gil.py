@@ -33,15 +33,11 @@ wake-ups per request - ``benchmarks/gil_audit.py`` counts them; waking one per u
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Generator
-from typing import Any
 
 import simpy
 
 from arch_sim.models.clock import call_after
-from arch_sim.models.scheduler import Scheduler, Task
-
-Steps = Generator[simpy.Event, Any, None]
+from arch_sim.models.scheduler import Scheduler, Steps, Task
 
 
 class NoGil:

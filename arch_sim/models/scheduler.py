@@ -62,7 +62,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from typing import Any
 
 import simpy
@@ -71,6 +71,9 @@ from arch_sim.models.params import SchedulerParams
 from arch_sim.models.policies import make_policy
 
 US = 1e-6
+#: what a task ``yield from``s: a generator of SimPy events, or a plain iterable of them (none,
+#: or one timeout) where no generator is needed
+Steps = Iterable[simpy.Event]
 #: 4 e^-1/2 / sqrt(2): the Kinderman-Monahan constant (random.NV_MAGICCONST)
 _NV_MAGICCONST = 4 * math.exp(-0.5) / math.sqrt(2.0)
 
@@ -215,46 +218,38 @@ class Scheduler:
         self.policy.forked(parent, task)
         return self._make_runnable(task, None, initial=True, waker=parent)
 
-    def run(self, task: Task, seconds: float) -> Generator[simpy.Event, Any, None]:
+    def run(self, task: Task, seconds: float) -> Steps:
         """Use ``seconds`` of CPU.  A pending preemption takes effect first (a checkpoint).
 
-        (The burst is :meth:`_burst`'s, written out here: this is the models' hottest path.)
+        Returns the steps to ``yield from``: none for a burst that no event can interrupt (the
+        clock is moved to its end at once, see :meth:`_burst`), a burst's timeout, or - a
+        preemption first - a generator.  (The models' hottest path: no generator when none
+        is needed.)
         """
         cpu = task.cpu
         policy = self.policy
         if policy.needs_waker:
             self._proc_task[self.env.active_process] = task
         if (cpu.need_resched or policy.slice_over(task, cpu)) and task.preemptible:
-            why = "wakeup" if cpu.need_resched else "slice"
-            cpu.need_resched = False
-            if not policy.keeps_cpu(task, cpu):
-                yield self._preempt(task, why)
-                cpu = task.cpu
-        if self._jitter and seconds > 0.0:  # the same work does not always take as long
-            seconds *= _lognormal(self._uniform, self._jitter_mu, self._jitter)
-        if task.refill and task.idles_seen != cpu.idles:
-            seconds += self._cold_start(task, cpu)
-        dt = task.lead + seconds
-        if dt > 0.0:
-            env = self.env
-            task.lead = 0.0
-            task.used += seconds
-            self.busy_time += seconds
-            end = env._now + dt  # where env.timeout(dt) would fire
-            cpu.burst_end = end
-            cpu.burst = seconds
-            queue = env._queue  # no event comes before its end (env.peek(), inlined):
-            if self.compute_bursts and (not queue or queue[0][0] > end):
-                env._now = end  # the burst is computed, not scheduled
-            else:
-                yield env.timeout(dt)
+            return self._preempted_run(task, seconds)
+        return self._burst(task, seconds)
 
-    def _burst(self, task: Task, seconds: float) -> Generator[simpy.Event, Any, None]:
+    def _preempted_run(self, task: Task, seconds: float) -> Generator[simpy.Event, Any, None]:
+        """:meth:`run` at a checkpoint where the task's CPU is to reschedule."""
+        cpu = task.cpu
+        why = "wakeup" if cpu.need_resched else "slice"
+        cpu.need_resched = False
+        if not self.policy.keeps_cpu(task, cpu):
+            yield self._preempt(task, why)
+        yield from self._burst(task, seconds)
+
+    def _burst(self, task: Task, seconds: float) -> Steps:
         """``seconds`` of CPU on the task's CPU, with no preemption point before them.
 
         A burst that no event can interrupt - the next scheduled event comes after it ends -
         moves the clock to its end at once instead of scheduling a timeout: nothing else can
         happen meanwhile, so the run is the same, event for event, with one event fewer.
+        Returns the steps to ``yield from``: none, or the burst's timeout.
         """
         cpu = task.cpu
         if self._jitter and seconds > 0.0:  # the same work does not always take as long
@@ -274,7 +269,8 @@ class Scheduler:
             if self.compute_bursts and (not queue or queue[0][0] > end):
                 env._now = end  # the burst is computed, not scheduled
             else:
-                yield env.timeout(dt)
+                return (env.timeout(dt),)
+        return ()
 
     def block(self, task: Task, after: float = 0.0) -> simpy.Event:
         """Give up the CPU until :meth:`wake`; the event fires once the task runs again.
@@ -312,18 +308,25 @@ class Scheduler:
         self._make_runnable(task, task.event, waker=waker)
         return True
 
-    def wake_from(self, task: Task, other: Task,
-                  checkpoint: bool = True) -> Generator[simpy.Event, Any, None]:
+    def wake_from(self, task: Task, other: Task, checkpoint: bool = True) -> Steps:
         """``task`` wakes ``other`` with a system call (a futex wake): the call's CPU
         (``wake_us``) comes first - try_to_wake_up() runs inside it - then ``other`` is
         runnable, and (``checkpoint``) the return to user space is where a preemption the
-        wake-up asked for takes effect."""
+        wake-up asked for takes effect.  Returns the steps to ``yield from``."""
         if self._wake_cost > 0.0:  # in the kernel: no preemption point before it
             if self.policy.needs_waker:
                 self._proc_task[self.env.active_process] = task
-            yield from self._burst(task, self._wake_cost)
+            burst = self._burst(task, self._wake_cost)
+            if burst:  # a timeout: the wake-up comes after it
+                return self._wake_after(burst, task, other, checkpoint)
         self.wake(other, waker=task)
-        if checkpoint:  # (checkpoint(), one generator fewer)
+        return self.run(task, 0.0) if checkpoint else ()
+
+    def _wake_after(self, burst: Steps, task: Task, other: Task,
+                    checkpoint: bool) -> Generator[simpy.Event, Any, None]:
+        yield from burst
+        self.wake(other, waker=task)
+        if checkpoint:
             yield from self.run(task, 0.0)
 
     def exit(self, task: Task) -> None:
@@ -341,7 +344,7 @@ class Scheduler:
         self._switch_out(task, voluntary=True)
         task.counted = counted
 
-    def checkpoint(self, task: Task) -> Generator[simpy.Event, Any, None]:
+    def checkpoint(self, task: Task) -> Steps:
         """A point where a pending preemption takes effect (e.g. the return from the system
         call that woke someone): :meth:`run`'s steps for no work."""
         return self.run(task, 0.0)
