@@ -267,10 +267,11 @@ class Eevdf(Policy):
         ``include_running``, the task running on ``cpu``.  ``avg``: V, if the caller has just
         computed it (nothing changed since).
         """
+        queue = self.queue
+        now = self.env._now
         limit = (self._avg_v() if avg is None else avg) + 1e-12  # eligible: v <= V
         best = None
-        now = self.env._now
-        for t in self.queue:
+        for t in queue:
             if t.cpu is not None:
                 if not include_running or t.cpu is not cpu:
                     continue
