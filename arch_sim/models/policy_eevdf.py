@@ -38,8 +38,10 @@ class WakeCheck:
 
 _WATCHERS: list[Callable[[WakeCheck], None]] = []
 
-#: the run queue's sum of v is kept in integer units of 2**-VKEY_BITS s (see Eevdf._avg_v)
-VKEY_BITS = 64
+#: the run queue's sum of v is kept in integer units of 2**-VKEY_BITS s (see Eevdf._avg_v):
+#: a float v is a 53-bit integer times a power of two, so every |v| >= 2**(52 - VKEY_BITS) s
+#: (2.6e-23 s) is held exactly - a lone task's V is its v, bit for bit
+VKEY_BITS = 128
 
 
 def vkey(v: float) -> int:
