@@ -132,8 +132,9 @@ class Eevdf(Policy):
         self._cpus = sched.cpus
         self.vsum = 0  # the sum of the queued tasks' Task.vkey (see _avg_v)
 
-    def _set_v(self, task: Task, v: float) -> None:
-        """A queued task's v changes: the queue's sum follows (avg_vruntime_sub/_add)."""
+    def set_v(self, task: Task, v: float) -> None:
+        """Set a task's v; if it is queued the queue's sum follows (avg_vruntime_sub/_add).
+        Every change of a queued task's v goes through here (or V is wrong)."""
         task.v = v
         if task.queued:
             key = int(ldexp(v, VKEY_BITS))
@@ -151,14 +152,14 @@ class Eevdf(Policy):
     def _account(self, task: Task, until: float) -> None:
         ran = until - task.vstart
         if ran > 0.0:
-            self._set_v(task, task.v + ran)
+            self.set_v(task, task.v + ran)
         task.vstart = until
 
     def _update_curr(self, task: Task) -> None:
         """update_curr(): charge a running task's CPU so far to its v."""
         now = self.env._now
         if task.cpu is not None and now > task.vstart:
-            self._set_v(task, task.v + (now - task.vstart))
+            self.set_v(task, task.v + (now - task.vstart))
             task.vstart = now
 
     def _charged_v(self, task: Task) -> float:
@@ -201,7 +202,7 @@ class Eevdf(Policy):
             if others and task.v < (task.v + sum(others)) / (len(others) + 1):
                 # DELAY_ZERO: its positive lag is dropped; place_entity() with no lag puts it
                 # at the others' average, a full slice to its deadline
-                self._set_v(task, sum(others) / len(others))
+                self.set_v(task, sum(others) / len(others))
                 task.deadline = task.v + self._slice
             return
         queue = self.queue
