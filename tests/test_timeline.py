@@ -149,7 +149,8 @@ def test_run_to_parity_protects_an_eligible_running_task(wakeup, rtp, preempts):
     # V = (1.0 + 3.0 + 0.5) / 3 = 1.5 ms: "running" (v 1.0) and "woken" (v 0.5) are eligible,
     # "ahead" (v 3.0) is not; "woken" has the earliest deadline, "running" is inside its slice
     for task, v, deadline in ((running, 1.0, 2.4), (ahead, 3.0, 4.4), (woken, 0.5, 1.9)):
-        task.v, task.deadline, task.vstart = v * MS, deadline * MS, env.now
+        sched.policy.set_v(task, v * MS)  # (the run queue's kept sum follows)
+        task.deadline, task.vstart = deadline * MS, env.now
     victim = sched.policy.wake_victim(woken, running)
     assert (victim is cpu) == preempts
 

@@ -33,14 +33,11 @@ wake-ups per request - ``benchmarks/gil_audit.py`` counts them; waking one per u
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Generator
-from typing import Any
 
 import simpy
 
-from arch_sim.models.scheduler import Scheduler, Task
-
-Steps = Generator[simpy.Event, Any, None]
+from arch_sim.models.clock import call_after
+from arch_sim.models.scheduler import Scheduler, Steps, Task
 
 
 class NoGil:
@@ -54,18 +51,19 @@ class NoGil:
         self.forced = 0
 
     def take(self, task: Task) -> Steps:
-        yield from ()
+        return ()
 
     def drop(self, task: Task) -> Steps:
-        yield from ()
+        return ()
 
     def py(self, task: Task, seconds: float) -> Steps:
-        """Run Python code for ``seconds`` of CPU."""
-        yield from self.sched.run(task, seconds)
+        """Run Python code for ``seconds`` of CPU (the scheduler's steps themselves: no
+        generator of its own around them)."""
+        return self.sched.run(task, seconds)
 
     def call(self, task: Task, seconds: float) -> Steps:
         """A system call that does not block, ``seconds`` of CPU with the GIL dropped."""
-        yield from self.sched.run(task, seconds)
+        return self.sched.run(task, seconds)
 
 
 class Gil(NoGil):
@@ -119,7 +117,23 @@ class Gil(NoGil):
     # -- take_gil / drop_gil --------------------------------------------------------------------
 
     def take(self, task: Task) -> Steps:
-        yield from self._lock_mutex(task)
+        """take_gil: the steps to ``yield from``.  Uncontended - the mutex free (so its futex
+        word 0), the GIL free, no forced dropper waiting for a taker - it is taken at once and
+        there are none (no generator: the hot path)."""
+        if self.mutex is None and self.holder is None and not self.switch_waiters:
+            self.holder = task  # (lock, take, unlock: the mutex is free again)
+            if self.last_holder is not task:
+                self.last_holder = task
+                self.switch_number += 1
+            return ()
+        return self._take(task)
+
+    def _take(self, task: Task) -> Steps:
+        if self.mutex is None:  # (_lock_mutex's uncontended case, inlined)
+            self.mutex = task
+            self.mutex_state = 1
+        else:
+            yield from self._lock_mutex(task)
         while self.holder is not None:
             saved = self.switch_number
             # COND_TIMED_WAIT releases the mutex and sleeps until signalled or timed out
@@ -128,8 +142,8 @@ class Gil(NoGil):
             self.waits += 1
             gen = self._wait_gen.get(task, 0) + 1
             self._wait_gen[task] = gen
-            timer = self.env.timeout(self.interval)
-            timer.callbacks.append(lambda _ev, t=task, g=gen: self._timeout(t, g))
+            # the timed wait's timer: a plain call, queued where env.timeout() would be
+            call_after(self.env, self.interval, self._timeout, task, gen)
             yield self.sched.block(task)
             timed_out = task in self._timed_out
             self._timed_out.discard(task)
@@ -142,7 +156,11 @@ class Gil(NoGil):
             self.switch_number += 1
         if self.switch_waiters:  # COND_SIGNAL(switch_cond): a forced dropper may go on
             yield from self.sched.wake_from(task, self.switch_waiters.popleft(), False)
-        yield from self._unlock_mutex(task)
+        if self.mutex_state == 2 and self.mutex_waiters:
+            yield from self._unlock_mutex(task)
+        else:  # nobody to wake (_unlock_mutex inlined: a hot path)
+            self.mutex_state = 0
+            self.mutex = None
 
     def _timeout(self, task: Task, gen: int) -> None:
         if self._wait_gen.get(task) == gen and task in self.waiters:
@@ -151,14 +169,31 @@ class Gil(NoGil):
             self.sched.wake(task)
 
     def drop(self, task: Task) -> Steps:
+        """drop_gil: the steps to ``yield from``.  With the mutex free, nobody waiting on
+        gil->cond and no drop requested there are none (no generator: the hot path)."""
+        if self.mutex is None and not self.waiters and not self.drop_request:
+            self.last_holder = task
+            self.holder = None  # (lock, release, unlock: the mutex is free again)
+            return ()
+        return self._drop(task)
+
+    def _drop(self, task: Task) -> Steps:
         self.last_holder = task
-        yield from self._lock_mutex(task)
+        if self.mutex is None:  # (the uncontended lock and unlock inlined)
+            self.mutex = task
+            self.mutex_state = 1
+        else:
+            yield from self._lock_mutex(task)
         self.holder = None
         if self.waiters:  # COND_SIGNAL(gil->cond), still holding the mutex
             waiter = self.waiters.popleft()
             self._wait_gen[waiter] = self._wait_gen.get(waiter, 0) + 1
             yield from self.sched.wake_from(task, waiter)
-        yield from self._unlock_mutex(task)
+        if self.mutex_state == 2 and self.mutex_waiters:
+            yield from self._unlock_mutex(task)
+        else:
+            self.mutex_state = 0
+            self.mutex = None
         if self.drop_request and self.last_holder is task:
             # FORCE_SWITCHING: wait until another thread has taken the GIL
             self.drop_request = False
@@ -168,8 +203,12 @@ class Gil(NoGil):
 
     def py(self, task: Task, seconds: float) -> Steps:
         if self.drop_request and self.holder is task:  # the eval breaker
-            yield from self.drop(task)
-            yield from self.take(task)
+            return self._yield_and_run(task, seconds)
+        return self.sched.run(task, seconds)  # (its steps: no generator around them)
+
+    def _yield_and_run(self, task: Task, seconds: float) -> Steps:
+        yield from self.drop(task)
+        yield from self.take(task)
         yield from self.sched.run(task, seconds)
 
     def call(self, task: Task, seconds: float) -> Steps:

@@ -8,6 +8,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from math import ldexp
 from typing import TYPE_CHECKING
 
 from arch_sim.models.policies import Policy
@@ -36,6 +37,16 @@ class WakeCheck:
 
 
 _WATCHERS: list[Callable[[WakeCheck], None]] = []
+
+#: the run queue's sum of v is kept in integer units of 2**-VKEY_BITS s (see Eevdf._avg_v):
+#: a float v is a 53-bit integer times a power of two, so every |v| >= 2**(52 - VKEY_BITS) s
+#: (2.6e-23 s) is held exactly - a lone task's V is its v, bit for bit
+VKEY_BITS = 128
+
+
+def vkey(v: float) -> int:
+    """``v`` (s) as the integer the run queue's sum holds for it."""
+    return int(ldexp(v, VKEY_BITS))
 
 
 @contextlib.contextmanager
@@ -118,22 +129,37 @@ class Eevdf(Policy):
         self.zero_v = 0.0  # where a task woken onto an empty run queue starts
         self.env = sched.env
         self._hz = sched.params.hz
+        self._cpus = sched.cpus
+        self.vsum = 0  # the sum of the queued tasks' Task.vkey (see _avg_v)
+
+    def set_v(self, task: Task, v: float) -> None:
+        """Set a task's v; if it is queued the queue's sum follows (avg_vruntime_sub/_add).
+        Every change of a queued task's v goes through here (or V is wrong)."""
+        task.v = v
+        if task.queued:
+            key = int(ldexp(v, VKEY_BITS))
+            self.vsum += key - task.vkey
+            task.vkey = key
 
     def _v(self, task: Task) -> float:
         """A task's virtual runtime now (a running task's grows with the time it has run)."""
         if task.cpu is not None:
-            return task.v + max(0.0, self.env.now - task.vstart)
+            ran = self.env._now - task.vstart
+            if ran > 0.0:
+                return task.v + ran
         return task.v
 
     def _account(self, task: Task, until: float) -> None:
-        task.v += max(0.0, until - task.vstart)
+        ran = until - task.vstart
+        if ran > 0.0:
+            self.set_v(task, task.v + ran)
         task.vstart = until
 
     def _update_curr(self, task: Task) -> None:
         """update_curr(): charge a running task's CPU so far to its v."""
-        now = self.env.now
+        now = self.env._now
         if task.cpu is not None and now > task.vstart:
-            task.v += now - task.vstart
+            self.set_v(task, task.v + (now - task.vstart))
             task.vstart = now
 
     def _charged_v(self, task: Task) -> float:
@@ -141,17 +167,29 @@ class Eevdf(Policy):
         charged - at the last timer tick (every 1/HZ) if one came since the model last did."""
         if task.cpu is None:
             return task.v
-        tick = math.floor(self.env.now * self._hz) / self._hz
+        tick = math.floor(self.env._now * self._hz) / self._hz
         return task.v + (tick - task.vstart) if tick > task.vstart else task.v
 
     def _avg_v(self) -> float:
-        """V: the average virtual runtime of the queued tasks (the fair share so far)."""
+        """V: the average virtual runtime of the queued tasks (the fair share so far).
+
+        Kept as the kernel keeps avg_vruntime(): not a walk over the queue but a sum updated
+        when a task joins or leaves the queue or its v is charged (avg_vruntime_add/_sub on
+        enqueue/dequeue, update_curr()), in integers - each task's v as ``vkey(v)``, the same
+        integer added and later taken off, so the sum never drifts however long the run.  The
+        running tasks' CPU since they were last charged is added on top.
+        """
         queue = self.queue
         if not queue:
             return self.zero_v
-        now, total = self.env.now, 0.0  # (the sum of _v over the queue, inlined: a hot path)
-        for t in queue:
-            total += t.v + max(0.0, now - t.vstart) if t.cpu is not None else t.v
+        total = ldexp(self.vsum, -VKEY_BITS)
+        now = self.env._now
+        for cpu in self._cpus:
+            t = cpu.current
+            if t is not None and t.queued:
+                ran = now - t.vstart
+                if ran > 0.0:
+                    total += ran
         return total / len(queue)
 
     def enqueue(self, task: Task, initial: bool) -> None:
@@ -164,19 +202,23 @@ class Eevdf(Policy):
             if others and task.v < (task.v + sum(others)) / (len(others) + 1):
                 # DELAY_ZERO: its positive lag is dropped; place_entity() with no lag puts it
                 # at the others' average, a full slice to its deadline
-                task.v = sum(others) / len(others)
+                self.set_v(task, sum(others) / len(others))
                 task.deadline = task.v + self._slice
             return
-        for t in self.queue:  # enqueue_entity(): update_curr() before place_entity()
-            if t.cpu is not None:
-                self._update_curr(t)
-        n = len(self.queue)
+        queue = self.queue
+        n = len(queue)
         if n:
+            for cpu in self._cpus:  # enqueue_entity(): update_curr() before place_entity()
+                t = cpu.current
+                if t is not None and t.queued:
+                    self._update_curr(t)
             # the kept lag is scaled up by (n + 1) / n so that adding the task does not
             # move V (kernel/sched/fair.c place_entity)
             task.v = self._avg_v() - task.vlag * (n + 1) / n
         else:
             task.v = self.zero_v
+        task.vkey = int(ldexp(task.v, VKEY_BITS))
+        self.vsum += task.vkey
         # a new task joins halfway through a slice, as the others are on average
         task.deadline = task.v + (self._slice / 2 if initial else self._slice)
         task.queued = True
@@ -184,7 +226,7 @@ class Eevdf(Policy):
 
     def switched_out(self, task: Task, requeue: bool) -> None:
         """Charge its CPU time (including work still owed) to its v; a sleeper leaves."""
-        self._account(task, self.env.now + task.lead)
+        self._account(task, self.env._now + task.lead)
         if not requeue:
             self._dequeue(task)
 
@@ -196,21 +238,22 @@ class Eevdf(Policy):
         if lag < 0.0 and task.state == "blocked":  # owes time: DELAY_DEQUEUE
             task.delayed = True
             return
-        self._remove(task, min(lag, self._lag_limit))
+        self._remove(task, lag if lag <= self._lag_limit else self._lag_limit)
 
     def _remove(self, task: Task, lag: float) -> None:
-        task.vlag = max(-self._lag_limit, lag)
+        floor = -self._lag_limit
+        task.vlag = floor if floor >= lag else lag
         task.queued = False
         task.delayed = False
         self.queue.remove(task)
+        self.vsum -= task.vkey
         if not self.queue:
             self.zero_v = task.v
 
     def slice_over(self, task: Task, cpu: Cpu) -> bool:
         """update_deadline(): a task that used its slice gets the next deadline."""
-        if task.v + max(0.0, self.env.now - task.vstart) < task.deadline:
-            return False  # (the common case, tested before the call below)
-        v = self._v(task)
+        ran = self.env._now - task.vstart
+        v = task.v + ran if ran > 0.0 else task.v  # _v(task), inlined: a hot path
         if v < task.deadline:
             return False
         task.deadline = v + self._slice
@@ -220,19 +263,23 @@ class Eevdf(Policy):
         best = self._pick(cpu, include_running=True)
         return best is None or best is task
 
-    def _pick(self, cpu: Cpu, include_running: bool) -> Task | None:
+    def _pick(self, cpu: Cpu, include_running: bool, avg: float | None = None) -> Task | None:
         """pick_eevdf(): the eligible queued task with the earliest virtual deadline.
 
         Candidates: runnable tasks ``cpu`` may run, delayed sleepers and, if
-        ``include_running``, the task running on ``cpu``.
+        ``include_running``, the task running on ``cpu``.  ``avg``: V, if the caller has just
+        computed it (nothing changed since).
         """
-        limit = self._avg_v() + 1e-12  # eligible: v <= V
+        queue = self.queue
+        now = self.env._now
+        limit = (self._avg_v() if avg is None else avg) + 1e-12  # eligible: v <= V
         best = None
-        for t in self.queue:
+        for t in queue:
             if t.cpu is not None:
                 if not include_running or t.cpu is not cpu:
                     continue
-                if self._v(t) > limit:
+                ran = now - t.vstart
+                if (t.v + ran if ran > 0.0 else t.v) > limit:  # (_v(t), inlined)
                     continue
             elif t.state == "runnable" and t.pin is not None and t.pin is not cpu:
                 continue
@@ -283,7 +330,7 @@ class Eevdf(Policy):
             avg = self._avg_v()
             protected = curr.v <= avg + 1e-12 and curr.v < curr.deadline
             preempt = (not (self.run_to_parity and protected)
-                       and self._pick(cpu, include_running=True) is task)
+                       and self._pick(cpu, include_running=True, avg=avg) is task)
             if _WATCHERS:
                 check = WakeCheck(curr.name, task.name, avg - task.v, avg - curr.v, protected,
                                   len(self.queue), sum(t.delayed for t in self.queue), preempt)

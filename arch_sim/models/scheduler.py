@@ -62,7 +62,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from typing import Any
 
 import simpy
@@ -71,6 +71,24 @@ from arch_sim.models.params import SchedulerParams
 from arch_sim.models.policies import make_policy
 
 US = 1e-6
+#: what a task ``yield from``s: a generator of SimPy events, or a plain iterable of them (none,
+#: or one timeout) where no generator is needed
+Steps = Iterable[simpy.Event]
+#: 4 e^-1/2 / sqrt(2): the Kinderman-Monahan constant (random.NV_MAGICCONST)
+_NV_MAGICCONST = 4 * math.exp(-0.5) / math.sqrt(2.0)
+
+
+def _lognormal(uniform: Any, mu: float, sigma: float) -> float:
+    """exp(N(mu, sigma)) from ``uniform()`` draws by the Kinderman-Monahan ratio of uniforms -
+    the method and the draws of CPython's ``random.lognormvariate`` (``normalvariate``), in
+    one call instead of two."""
+    log = math.log
+    while True:
+        u1 = uniform()
+        u2 = 1.0 - uniform()
+        z = _NV_MAGICCONST * (u1 - 0.5) / u2
+        if z * z / 4.0 <= -log(u2):
+            return math.exp(mu + z * sigma)
 
 
 class Task:
@@ -82,8 +100,8 @@ class Task:
     """
 
     __slots__ = ("name", "code", "refill", "idles_seen", "counted", "pin", "cpu", "last_cpu",
-                 "lead", "used", "event", "state", "v", "vstart", "deadline", "vlag", "queued",
-                 "delayed", "counter", "preemptible", "mm")
+                 "lead", "used", "event", "state", "v", "vkey", "vstart", "deadline", "vlag",
+                 "queued", "delayed", "counter", "preemptible", "mm")
 
     def __init__(self, name: str, counted: bool = True, pin: Cpu | None = None,
                  code: str | None = None, refill: float = 0.0, preemptible: bool = True,
@@ -109,6 +127,7 @@ class Task:
         self.state = "new"  # new | running | runnable | blocked | exited
         # policy bookkeeping: EEVDF's virtual time; goodness()'s ticks left
         self.v = 0.0  # virtual runtime: CPU time received
+        self.vkey = 0  # v as the EEVDF run queue's integer sum holds it, while queued
         self.vstart = 0.0  # when it started running (v grows from then on; ticks counted)
         self.deadline = 0.0  # virtual deadline
         self.vlag = 0.0  # lag kept while asleep
@@ -157,6 +176,9 @@ class Scheduler:
         self.rng = rng or random.Random(0)
         cv = params.cpu_time_cv
         self._jitter = math.sqrt(math.log1p(cv * cv)) if cv > 0 else 0.0
+        # the lognormal factor's mu (its mean is 1) and the generator's uniform draw
+        self._jitter_mu = -0.5 * self._jitter * self._jitter
+        self._uniform = self.rng.random
         self.params = params
         self.cpus = [Cpu(i) for i in range(cpus)]
         self.idle: deque[Cpu] = deque(self.cpus)
@@ -196,24 +218,23 @@ class Scheduler:
         self.policy.forked(parent, task)
         return self._make_runnable(task, None, initial=True, waker=parent)
 
-    def run(self, task: Task, seconds: float) -> Generator[simpy.Event, Any, None]:
+    def run(self, task: Task, seconds: float) -> Steps:
         """Use ``seconds`` of CPU.  A pending preemption takes effect first (a checkpoint).
 
-        (The burst is :meth:`_burst`'s, written out here: this is the models' hottest path.)
+        Returns the steps to ``yield from``: none for a burst that no event can interrupt (the
+        clock is moved to its end at once, see :meth:`_burst`), a burst's timeout, or - a
+        preemption first - a generator.  (The models' hottest path: no generator when none
+        is needed.)
         """
         cpu = task.cpu
         policy = self.policy
         if policy.needs_waker:
             self._proc_task[self.env.active_process] = task
         if (cpu.need_resched or policy.slice_over(task, cpu)) and task.preemptible:
-            why = "wakeup" if cpu.need_resched else "slice"
-            cpu.need_resched = False
-            if not policy.keeps_cpu(task, cpu):
-                yield self._preempt(task, why)
-                cpu = task.cpu
+            return self._preempted_run(task, seconds)
+        # (the rest is _burst(), written out)
         if self._jitter and seconds > 0.0:  # the same work does not always take as long
-            sigma = self._jitter
-            seconds *= self.rng.lognormvariate(-0.5 * sigma * sigma, sigma)
+            seconds *= _lognormal(self._uniform, self._jitter_mu, self._jitter)
         if task.refill and task.idles_seen != cpu.idles:
             seconds += self._cold_start(task, cpu)
         dt = task.lead + seconds
@@ -225,22 +246,33 @@ class Scheduler:
             end = env._now + dt  # where env.timeout(dt) would fire
             cpu.burst_end = end
             cpu.burst = seconds
-            if self.compute_bursts and env.peek() > end:  # no event comes before its end:
+            queue = env._queue  # no event comes before its end (env.peek(), inlined):
+            if self.compute_bursts and (not queue or queue[0][0] > end):
                 env._now = end  # the burst is computed, not scheduled
             else:
-                yield env.timeout(dt)
+                return (env.timeout(dt),)
+        return ()
 
-    def _burst(self, task: Task, seconds: float) -> Generator[simpy.Event, Any, None]:
+    def _preempted_run(self, task: Task, seconds: float) -> Generator[simpy.Event, Any, None]:
+        """:meth:`run` at a checkpoint where the task's CPU is to reschedule."""
+        cpu = task.cpu
+        why = "wakeup" if cpu.need_resched else "slice"
+        cpu.need_resched = False
+        if not self.policy.keeps_cpu(task, cpu):
+            yield self._preempt(task, why)
+        yield from self._burst(task, seconds)
+
+    def _burst(self, task: Task, seconds: float) -> Steps:
         """``seconds`` of CPU on the task's CPU, with no preemption point before them.
 
         A burst that no event can interrupt - the next scheduled event comes after it ends -
         moves the clock to its end at once instead of scheduling a timeout: nothing else can
         happen meanwhile, so the run is the same, event for event, with one event fewer.
+        Returns the steps to ``yield from``: none, or the burst's timeout.
         """
         cpu = task.cpu
         if self._jitter and seconds > 0.0:  # the same work does not always take as long
-            sigma = self._jitter
-            seconds *= self.rng.lognormvariate(-0.5 * sigma * sigma, sigma)
+            seconds *= _lognormal(self._uniform, self._jitter_mu, self._jitter)
         if task.refill and task.idles_seen != cpu.idles:
             seconds += self._cold_start(task, cpu)
         dt = task.lead + seconds
@@ -252,10 +284,12 @@ class Scheduler:
             end = env._now + dt  # where env.timeout(dt) would fire
             cpu.burst_end = end
             cpu.burst = seconds
-            if self.compute_bursts and env.peek() > end:  # no event comes before its end:
+            queue = env._queue  # no event comes before its end (env.peek(), inlined):
+            if self.compute_bursts and (not queue or queue[0][0] > end):
                 env._now = end  # the burst is computed, not scheduled
             else:
-                yield env.timeout(dt)
+                return (env.timeout(dt),)
+        return ()
 
     def block(self, task: Task, after: float = 0.0) -> simpy.Event:
         """Give up the CPU until :meth:`wake`; the event fires once the task runs again.
@@ -269,7 +303,7 @@ class Scheduler:
             cpu = task.cpu
             if task.refill and task.idles_seen != cpu.idles:
                 after += self._cold_start(task, cpu)
-            cpu.burst_end = self.env.now + task.lead + after
+            cpu.burst_end = self.env._now + task.lead + after
             cpu.burst = after
             task.lead += after
             task.used += after
@@ -293,19 +327,26 @@ class Scheduler:
         self._make_runnable(task, task.event, waker=waker)
         return True
 
-    def wake_from(self, task: Task, other: Task,
-                  checkpoint: bool = True) -> Generator[simpy.Event, Any, None]:
+    def wake_from(self, task: Task, other: Task, checkpoint: bool = True) -> Steps:
         """``task`` wakes ``other`` with a system call (a futex wake): the call's CPU
         (``wake_us``) comes first - try_to_wake_up() runs inside it - then ``other`` is
         runnable, and (``checkpoint``) the return to user space is where a preemption the
-        wake-up asked for takes effect."""
+        wake-up asked for takes effect.  Returns the steps to ``yield from``."""
         if self._wake_cost > 0.0:  # in the kernel: no preemption point before it
             if self.policy.needs_waker:
                 self._proc_task[self.env.active_process] = task
-            yield from self._burst(task, self._wake_cost)
+            burst = self._burst(task, self._wake_cost)
+            if burst:  # a timeout: the wake-up comes after it
+                return self._wake_after(burst, task, other, checkpoint)
+        self.wake(other, waker=task)
+        return self.run(task, 0.0) if checkpoint else ()
+
+    def _wake_after(self, burst: Steps, task: Task, other: Task,
+                    checkpoint: bool) -> Generator[simpy.Event, Any, None]:
+        yield from burst
         self.wake(other, waker=task)
         if checkpoint:
-            yield from self.checkpoint(task)
+            yield from self.run(task, 0.0)
 
     def exit(self, task: Task) -> None:
         """The task ends: its CPU switches to the next task (do_exit -> schedule()).
@@ -322,10 +363,10 @@ class Scheduler:
         self._switch_out(task, voluntary=True)
         task.counted = counted
 
-    def checkpoint(self, task: Task) -> Generator[simpy.Event, Any, None]:
+    def checkpoint(self, task: Task) -> Steps:
         """A point where a pending preemption takes effect (e.g. the return from the system
-        call that woke someone)."""
-        yield from self.run(task, 0.0)
+        call that woke someone): :meth:`run`'s steps for no work."""
+        return self.run(task, 0.0)
 
     # -- the kernel's side -----------------------------------------------------------------
 
@@ -379,7 +420,7 @@ class Scheduler:
     def _switch_out(self, task: Task, voluntary: bool, requeue: bool = False,
                     why: str = "") -> None:
         cpu = task.cpu
-        now = self.env.now
+        now = self.env._now
         self.policy.switched_out(task, requeue)
         if self.observer is not None:  # the CPU is busy with the task's owed work until then
             self.observer.switched_out(cpu, task, now + task.lead, why or task.state)
@@ -403,7 +444,7 @@ class Scheduler:
             self._dispatch(cpu, nxt, from_idle=False)
         else:  # switch to the idle task
             self.switches += 1
-            start = max(now, cpu.free_at)
+            start = now if now >= cpu.free_at else cpu.free_at
             if self.observer is not None:
                 self.observer.switched_in(cpu, None, start, cpu.extra_cost + self._switch)
             start += cpu.extra_cost
@@ -416,7 +457,7 @@ class Scheduler:
 
     def _dispatch(self, cpu: Cpu, task: Task, from_idle: bool) -> None:
         """``schedule()`` on ``cpu`` picked ``task``: charge its cost, then let it run."""
-        now = self.env.now
+        now = self.env._now
         cost = self._switch + self._per_runnable * (len(self.runqueue) + 1) + cpu.extra_cost
         cpu.extra_cost = 0.0
         if cpu.last is not task:
@@ -424,9 +465,13 @@ class Scheduler:
         if task.mm is not None and task.mm is not cpu.mm:  # switch_mm(): another process
             cost += self._mm_switch
             cpu.mm = task.mm
-        start = max(now + self._wake_latency if from_idle else now, cpu.free_at)
+        start = now + self._wake_latency if from_idle else now
+        if cpu.free_at > start:  # (max(), written out: a hot path)
+            start = cpu.free_at
         if from_idle:  # its caches went cold meanwhile
-            cpu.idle_total += max(0.0, start - cpu.idle_since)
+            idle = start - cpu.idle_since
+            if idle > 0.0:
+                cpu.idle_total += idle
             cpu.idles += 1
         self.switches += 1
         self.sched_time += cost
@@ -461,7 +506,7 @@ class Scheduler:
         Work is charged when a burst starts; the part of a burst still in the future is taken
         off again, so a long burst across the window's edge is split correctly.
         """
-        now = self.env.now
+        now = self.env._now
         ahead = sum(min(c.burst, c.burst_end - now) for c in self.cpus if c.burst_end > now)
         return {
             "voluntary": self.voluntary,
