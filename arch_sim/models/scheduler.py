@@ -74,21 +74,6 @@ US = 1e-6
 #: what a task ``yield from``s: a generator of SimPy events, or a plain iterable of them (none,
 #: or one timeout) where no generator is needed
 Steps = Iterable[simpy.Event]
-#: 4 e^-1/2 / sqrt(2): the Kinderman-Monahan constant (random.NV_MAGICCONST)
-_NV_MAGICCONST = 4 * math.exp(-0.5) / math.sqrt(2.0)
-
-
-def _lognormal(uniform: Any, mu: float, sigma: float) -> float:
-    """exp(N(mu, sigma)) from ``uniform()`` draws by the Kinderman-Monahan ratio of uniforms -
-    the method and the draws of CPython's ``random.lognormvariate`` (``normalvariate``), in
-    one call instead of two."""
-    log = math.log
-    while True:
-        u1 = uniform()
-        u2 = 1.0 - uniform()
-        z = _NV_MAGICCONST * (u1 - 0.5) / u2
-        if z * z / 4.0 <= -log(u2):
-            return math.exp(mu + z * sigma)
 
 
 class Task:
@@ -178,7 +163,7 @@ class Scheduler:
         self._jitter = math.sqrt(math.log1p(cv * cv)) if cv > 0 else 0.0
         # the lognormal factor's mu (its mean is 1) and the generator's uniform draw
         self._jitter_mu = -0.5 * self._jitter * self._jitter
-        self._uniform = self.rng.random
+        self._lognormal = self.rng.lognormvariate
         self.params = params
         self.cpus = [Cpu(i) for i in range(cpus)]
         self.idle: deque[Cpu] = deque(self.cpus)
@@ -234,7 +219,7 @@ class Scheduler:
             return self._preempted_run(task, seconds)
         # (the rest is _burst(), written out)
         if self._jitter and seconds > 0.0:  # the same work does not always take as long
-            seconds *= _lognormal(self._uniform, self._jitter_mu, self._jitter)
+            seconds *= self._lognormal(self._jitter_mu, self._jitter)
         if task.refill and task.idles_seen != cpu.idles:
             seconds += self._cold_start(task, cpu)
         dt = task.lead + seconds
@@ -272,7 +257,7 @@ class Scheduler:
         """
         cpu = task.cpu
         if self._jitter and seconds > 0.0:  # the same work does not always take as long
-            seconds *= _lognormal(self._uniform, self._jitter_mu, self._jitter)
+            seconds *= self._lognormal(self._jitter_mu, self._jitter)
         if task.refill and task.idles_seen != cpu.idles:
             seconds += self._cold_start(task, cpu)
         dt = task.lead + seconds
