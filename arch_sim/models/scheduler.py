@@ -217,26 +217,7 @@ class Scheduler:
             self._proc_task[self.env.active_process] = task
         if (cpu.need_resched or policy.slice_over(task, cpu)) and task.preemptible:
             return self._preempted_run(task, seconds)
-        # (the rest is _burst(), written out)
-        if self._jitter and seconds > 0.0:  # the same work does not always take as long
-            seconds *= self._lognormal(self._jitter_mu, self._jitter)
-        if task.refill and task.idles_seen != cpu.idles:
-            seconds += self._cold_start(task, cpu)
-        dt = task.lead + seconds
-        if dt > 0.0:
-            env = self.env
-            task.lead = 0.0
-            task.used += seconds
-            self.busy_time += seconds
-            end = env._now + dt  # where env.timeout(dt) would fire
-            cpu.burst_end = end
-            cpu.burst = seconds
-            queue = env._queue  # no event comes before its end (env.peek(), inlined):
-            if self.compute_bursts and (not queue or queue[0][0] > end):
-                env._now = end  # the burst is computed, not scheduled
-            else:
-                return (env.timeout(dt),)
-        return ()
+        return self._burst(task, seconds)
 
     def _preempted_run(self, task: Task, seconds: float) -> Generator[simpy.Event, Any, None]:
         """:meth:`run` at a checkpoint where the task's CPU is to reschedule."""
