@@ -1,6 +1,7 @@
 """From ``arch-sim calibrate``'s raw measurements of a host to a ``host`` model preset.
 
-:func:`host_preset_text` writes the TOML.  Every number in it carries a comment: either
+:func:`host_preset_text` solves the costs and writes the TOML (:mod:`~arch_sim.models.preset_text`
+renders it section by section).  Every number in it carries a comment: either
 "measured by arch-sim calibrate on HOST: what", or, for a number nobody measured, where it comes
 from (kernel source, the real servers' code) and why it is that.
 
@@ -41,21 +42,14 @@ itself charges for every context switch.
 
 from __future__ import annotations
 
-import math
-import re
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from arch_sim import ALL_ARCHS, specweb99
-from arch_sim.models.calibration_more import more_sections
 from arch_sim.models.connection_costs import previous_connection_costs
 from arch_sim.models.params import from_dict
+from arch_sim.models.preset_text import Inputs, render
 from arch_sim.models.request_costs import (
-    DISPATCHER_SHARE,
-    SEND_US_PER_KB,
-    STATE_SHARES,
     model_cpu_us_per_request,
     previous_cold_refill_us,
     previous_server_costs,
@@ -63,24 +57,6 @@ from arch_sim.models.request_costs import (
     solve_refill,
     split_costs,
 )
-from real_servers.stategroup.config import DEFAULT_SEND_CHUNK
-
-#: SPECweb99 class mix mean reply (KB), as the harness's file set and the model's draw it
-MEAN_REPLY_KB = {"specweb99": specweb99.mean_bytes() / 1024, "1k": 1.0}
-FILE_SIZES = {"specweb99": "specweb99", "1k": "fixed:1"}
-
-#: Fallbacks for measurements calibrate may not provide, measured once on the development host
-#: (2-vCPU Firecracker VM, Linux 6.18, Python 3.11) with the tools in this module / hostbench.
-FALLBACK_CLIENT_US = 12.0  # wrk -t1 CPU per request at saturation: 9.9 (state-group), 14.4 (pool)
-FALLBACK_CPU_CV = 0.27  # cpu_time_cv(): same Python work, 1 ms apart
-FALLBACK_WAKE_US = 1.8  # futex_wake_us(): 1.79-1.84 us over three runs on the development host
-FALLBACK_COLD_DECAY_MS = 5.0  # cold_cache(): 4-8 ms over repeated runs on the development host
-
-#: What the measured state-group server sends to one connection per pass (its default)
-SEND_CHUNK_KB = DEFAULT_SEND_CHUNK / 1024
-#: State-group: fixed cost of a pass over the five state modules (five Python calls and an
-#: epoll.poll(0)), charged per pass rather than per request.
-PASS_US = 2.0
 
 
 def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
@@ -100,266 +76,19 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
     seed's two that ``measurements`` holds no saturation bench of gets thread-per-request's
     values as placeholders (:mod:`~arch_sim.models.calibration_more`).
     """
-    m = measurements
-    host = m.get("host", {}) or {}
-    hostname = host.get("host") or "this host"
-    tag = f"measured by arch-sim calibrate on {hostname}"
-    kernel = str(host.get("kernel", ""))
-    major_minor = _kernel_version(kernel)
-    ncpu_host = int(host.get("cpu_count") or 1)
-    server_cpus = list(m.get("server_cpus") or [0])
-    cpus = len(server_cpus)
-    switch = m["switch"]
-    wake = m["wakeup"]
-    servers = m.get("servers") or {}
-    measured_archs = [a for a in ALL_ARCHS if a in servers]
-    solved = [a for a in measured_archs if only is None or a in set(only)]
-    tpr = servers.get("thread-per-request", {})
-    sg = servers.get("state-group", {})
-    file_set = str(m.get("file_set", "specweb99"))
-    connections = int(m.get("connections", 64))
-    threads = int(tpr.get("threads", m.get("threads", 64)))
-    switch_us = float(switch["switch_us"])
-    hz = int(host.get("config_hz") or 250)
-
-    base = 0.70 if major_minor >= (6, 12) else 0.75
-    slice_ms = base * (1 + int(math.log2(min(max(ncpu_host, 1), 8))))
-    client = (m.get("client") or {}).get("cpu_us_per_request")
-    cv = (m.get("cpu_jitter") or {}).get("cv")
-    decay = (m.get("cold_cache") or {}).get("decay_ms")
-    futex = m.get("futex") or {}
-    wake_us = futex.get("wake_us")
-    decay_ms = float(decay) if decay is not None else FALLBACK_COLD_DECAY_MS
-    paced_all = {a: servers[a]["paced"] for a in measured_archs if servers[a].get("paced")}
-    paced = {a: row for a, row in paced_all.items() if a in solved}  # solved here
+    i = Inputs(measurements, name=name, placeholder=placeholder)
+    servers, close = i.servers, i.close
+    solved = [a for a in i.measured_archs if only is None or a in set(only)]
+    paced = {a: row for a, row in i.paced_all.items() if a in solved}  # solved here
     refill = previous_cold_refill_us(previous)  # per arch; solved below from the paced benches
-    mean_kb = MEAN_REPLY_KB.get(file_set, MEAN_REPLY_KB["specweb99"])
-
     costs = previous_server_costs(previous)
-    close = m.get("close") or {}
     conn = previous_connection_costs(previous)
-    client_close = close.get("client_close_us")
     for arch in solved:
         costs[arch] = split_costs(float(servers[arch]["cpu_us_per_request"])
-                             - float(servers[arch].get("reschedules_per_request", 0.0))
-                             * switch_us, arch, mean_kb)
+                                  - float(servers[arch].get("reschedules_per_request", 0.0))
+                                  * i.switch_us, arch, i.mean_kb)
 
-    def why(arch: str, what: str) -> str:
-        """The comment of a per-arch cost: measured now, or kept from before."""
-        if arch not in measured_archs:
-            return ("not measured by this calibrate run (no saturation bench): kept from the "
-                    f"previous host preset ({what})")
-        return f"{tag}: {what}"
-
-    def cold_why(arch: str) -> str:
-        """The comment of a per-arch cache refill: solved now, or kept from before."""
-        if arch not in paced_all:
-            return ("not measured by this calibrate run (no paced server bench): kept from the "
-                    "previous host preset")
-        row = paced_all[arch]
-        return (f"{tag}: solved so that the model spends the "
-                f"{float(row['cpu_us_per_request']):.0f} us per request the server took paced at "
-                f"{float(row['target_rps']):g} req/s (the CPU idles between requests; the first "
-                "burst of each thread's code after an idle pays it)")
-
-    def render(costs: dict[str, dict[str, float]]) -> str:
-        t, s = costs["thread-per-request"], costs["state-group"]
-        lines = [
-            f"# {name}: this machine, for comparing the models with the real Python servers.",
-            f"# Written by arch-sim calibrate ({_now()}) from measurements on {hostname}",
-            f"# (kernel {kernel or 'unknown'}, {host.get('cpu_model', 'unknown CPU')}, "
-            f"Python {host.get('python', '?')}).",
-            "# Numbers marked 'measured' come from that run; the others say where they come "
-            "from.",
-        ] + ([
-            "# PLACEHOLDER for any other machine: run `arch-sim calibrate` to measure yours.",
-        ] if placeholder else []) + [
-            "",
-            f'name = "{name}"',
-            f'description = "{hostname}: Linux {kernel or "?"} (EEVDF), CPython servers, '
-            f'wrk on loopback"',
-            f"placeholder = {'true' if placeholder else 'false'}",
-            "",
-            "[machine]",
-            f"cpus = {cpus}        # {tag}: the servers were pinned to CPUs {server_cpus}",
-            f"hz = {hz}        # CONFIG_HZ of the kernel (250 unless calibrate read another); "
-            "no model path here depends on ticks: epoll sleeps have no timeout",
-            "",
-            "[scheduler]",
-            f'policy = "eevdf"          # Linux {kernel or ">= 6.6"}: EEVDF picks the eligible '
-            "task with the earliest virtual deadline (kernel/sched/fair.c)",
-            f"switch_us = {switch_us:.3f}        # {tag}: lat_ctx-style pipe ping-pong between "
-            f"two processes on one CPU, {switch['roundtrip_us']:.2f} us per round trip minus "
-            f"2 x {switch['pipe_pair_us']:.2f} us of pipe work, halved",
-            "per_runnable_us = 0.0      # EEVDF keeps runnable tasks in a tree ordered by "
-            "deadline: no per-task loop",
-            "refill_us_per_kb = 0.0     # not modelled separately: the measured CPU per request "
-            "below already includes whatever cache refill the real servers pay",
-            "working_set_kb = 0.0       # see refill_us_per_kb",
-            f"timeslice_ms = {slice_ms:.2f}        # EEVDF base slice: "
-            f"{base:.2f} ms x (1 + log2({min(max(ncpu_host, 1), 8)} CPUs)), "
-            "sysctl_sched_base_slice with SCHED_TUNABLESCALING_LOG (kernel/sched/fair.c)",
-            "wakeup_preempt = true      # kept for the fifo policy; EEVDF decides preemption "
-            "from lag and deadlines",
-            f"wakeup_latency_us = {float(wake['median_us']):.1f}   # {tag}: median time from "
-            "a pipe write on one CPU to the blocked reader running on the other "
-            f"(p99 {float(wake['p99_us']):.1f} us)",
-            f"wake_us = {float(wake_us if wake_us is not None else FALLBACK_WAKE_US):.2f}"
-            "             # "
-            + (f"{tag}: a Python thread's CPU time in a Lock.release() that wakes a thread "
-               f"asleep on it on the same CPU ({float(futex['release_woke_us']):.2f} us), less "
-               f"a release nobody waits for ({float(futex['release_idle_us']):.2f} us): the "
-               "futex wake (hostbench.futex_wake_us)" if wake_us is not None else
-               "not measured by this calibrate run: hostbench.futex_wake_us() on the "
-               "development host"),
-            f"cpu_time_cv = {cv if cv is not None else FALLBACK_CPU_CV:.3f}      # "
-            + (f"{tag}: run-to-run variation of the CPU time of the same Python work, "
-               "1 ms apart (hostbench.cpu_time_cv)" if cv is not None else
-               "not measured by this calibrate run: cpu_time_cv() on the development host "
-               "(same Python work, 1 ms apart); it decides EEVDF's close calls"),
-            f"cold_decay_ms = {decay_ms:.2f}       # "
-            + (f"{tag}: extra CPU of the same short socket + Python work after the CPU "
-               "idled 0.3-30 ms, fitted to 1 - exp(-idle / decay) (hostbench.cold_cache)"
-               if decay is not None else
-               "not measured by this calibrate run: cold_cache() on the development host "
-               "(4-8 ms)"),
-            "mm_switch_us = 0.0         # switch_us above was measured between two processes: "
-            "it holds the page-table switch a prefork worker pays [LX-switch-mm]",
-            "",
-            "[server]",
-            "# Both real servers share the HTTP core; their loops differ, so each architecture "
-            "gets its own",
-            "# per-request costs below ([server.ARCH]), solved so that the model spends the "
-            "measured CPU",
-            "# per request at saturation.  The split over states is an estimate (it moves "
-            "where the GIL",
-            "# is dropped within a request, not what a request costs).",
-            "accept_us = 20.0           # estimate, for servers not in the [server.ARCH] "
-            "sections below (which solve their own from a connection-per-request run)",
-            "close_us = 15.0            # estimate: as accept_us",
-            "thread_create_us = 30.0    # estimate: as accept_us (threading.Thread start)",
-            f"threads = {threads}               # {tag}: the bench ran the pool server with "
-            f"--threads {threads}",
-            f"dispatcher = {'true' if threads > 0 else 'false'}          # "
-            "real_servers/threaded/pool.py: a dispatcher thread epolls the idle connections "
-            "and wakes one pool thread per request",
-            "gil = true                 # both real servers run on CPython: one interpreter "
-            "lock per process",
-            "gil_interval_ms = 5.0      # sys.getswitchinterval() default (CPython "
-            "Python/ceval_gil.h)",
-            "max_connections = 1000     # the real servers' --max-connections default",
-            "cold_refill_us = 0.0       # per architecture below: each server's code is its own "
-            "working set",
-            f"pass_us = {PASS_US:.1f}              # estimate: one pass calls five state "
-            "modules and epoll.poll(0)",
-            "poll_item_us = 3.0         # estimate: a new connection's first recv() that finds "
-            "nothing yet (EAGAIN: a system call and an exception)",
-            "readiness_events = true    # real_servers/stategroup: a connection waits parked "
-            "until epoll reports it readable (edge-triggered), not looked at every pass",
-            "cohort_factor = 1.0        # not measured for Python: no cohort effect assumed",
-            f"max_send_kb_per_pass = {SEND_CHUNK_KB:.1f}  # the state-group server's "
-            "--send-chunk default (real_servers/stategroup/config.py): at most that much per "
-            "connection per pass (kHTTPd: 16 KB)",
-            "sleep_timeout_jiffies = 0.0  # the real worker blocks in epoll_wait with no "
-            "timeout when a pass moved nothing (no jiffy tick, unlike kHTTPd)",
-            "userspace_frac = 0.0       # static files only",
-            "userspace_handoff_us = 20.0  # estimate; unused (no user-space requests)",
-            "userspace_service_us = 200.0  # estimate; unused (no user-space requests)",
-            f"send_us_per_kb = {SEND_US_PER_KB:.2f}      # estimate: loopback send copies each "
-            "byte once into the socket buffer (~10 GB/s)",
-            "",
-            "[server.thread-per-request]",
-            f"dispatch_us = {t['dispatch_us']:.2f}        # "
-            + why("thread-per-request",
-                  f"{DISPATCHER_SHARE:.0%} of the pool server's "
-                  f"{float(tpr.get('cpu_us_per_request', math.nan)):.1f} us per request at "
-                  f"saturation (less {float(tpr.get('reschedules_per_request', 0)):.2f} "
-                  "switches x switch_us); the share is the dispatcher's, from perf sched"),
-            f"parse_us = {t['parse_us']:.2f}           # "
-            + why("thread-per-request", f"{STATE_SHARES['parse']:.0%} of the pool thread's "
-                  "share (recv, parse, respond)"),
-            f"send_us = {t['send_us']:.2f}            # "
-            + why("thread-per-request", f"{STATE_SHARES['send']:.0%} of the pool thread's "
-                  f"share, less the per-KB part for a {mean_kb:.1f} KB mean reply"),
-            f"log_us = {t['log_us']:.2f}             # "
-            + why("thread-per-request", f"{STATE_SHARES['log']:.0%} of the pool thread's "
-                  "share (epoll re-arm, bookkeeping)"),
-            f"cold_refill_us = {refill['thread-per-request']:.1f}     # "
-            + cold_why("thread-per-request"),
-            f"accept_us = {conn['thread-per-request']['accept_us']:.2f}          # "
-            + conn_why("thread-per-request", "half of a connection's own cost (accept4, "
-                       "register; the other half: unregister, shutdown, close)"),
-            f"close_us = {conn['thread-per-request']['close_us']:.2f}           # "
-            + conn_why("thread-per-request", "the other half"),
-            f"thread_create_us = {conn['thread-per-request']['thread_create_us']:.2f}   # "
-            + conn_why("thread-per-connection", "threading.Thread set-up and start, split "
-                       "between the acceptor and the new thread"),
-            "",
-            "[server.state-group]",
-            f"parse_us = {s['parse_us']:.2f}           # "
-            + why("state-group", f"{STATE_SHARES['parse']:.0%} of the state-group worker's "
-                  f"{float(sg.get('cpu_us_per_request', math.nan)):.1f} us per request at "
-                  "saturation"),
-            f"send_us = {s['send_us']:.2f}            # "
-            + why("state-group", f"{STATE_SHARES['send']:.0%} of it, less the per-KB part"),
-            f"log_us = {s['log_us']:.2f}             # "
-            + why("state-group", f"{STATE_SHARES['log']:.0%} of it (logging state: log "
-                  "line, re-arm)"),
-            f"cold_refill_us = {refill['state-group']:.1f}     # "
-            + cold_why("state-group"),
-            f"accept_us = {conn['state-group']['accept_us']:.2f}          # "
-            + conn_why("state-group", "half of a connection's own cost (accept state; the "
-                       "other half: close in logging)"),
-            f"close_us = {conn['state-group']['close_us']:.2f}           # "
-            + conn_why("state-group", "the other half"),
-        ] + more_sections(costs, refill, conn, measured_archs,
-                          {a: float(servers[a]["cpu_us_per_request"]) for a in measured_archs},
-                          why, cold_why, conn_why) + [
-            "",
-            "[network]",
-            "sndbuf_kb = 4096.0         # loopback TCP autotunes the send buffer up to "
-            "net.ipv4.tcp_wmem's maximum (4 MB default)",
-            "wake_free_frac = 0.333     # a TCP writer is woken when at least a third of the "
-            "buffer is free (sk_stream_wspace) [NET-wspace-24]",
-            "client_mbit_s = 20000.0    # estimate: wrk reads loopback replies at memory-copy "
-            "speed",
-            "request_lag_us = 5.0       # estimate: loopback handshake to request",
-            "one_way_us = 5.0           # estimate: loopback delivery runs in the sender's "
-            "system call, a few us",
-            "",
-            "[workload]",
-            'kind = "closed"            # wrk: a fixed number of connections, each waiting for '
-            "its reply before the next request",
-            f'file_sizes = "{FILE_SIZES.get(file_set, "specweb99")}"   # {tag}: '
-            f"the bench's --file-set {file_set}",
-            f"connections = {connections}           # {tag}: the bench's --connections",
-            "think_tick_ms = 1.0        # wrk: delay() returns whole ms and its ae timers have "
-            "ms resolution; one event loop fires them when it next wakes, in bursts",
-            f"client_us = {client if client is not None else FALLBACK_CLIENT_US:.2f}         # "
-            + (f"{tag}: wrk's CPU per request at saturation (one thread: requests leave "
-               "it one at a time)" if client is not None else
-               "not measured by this calibrate run: wrk -t1's CPU per request at "
-               "saturation on the development host (9.9-14.4 us); wrk sends one request "
-               "at a time"),
-            f"client_close_us = {float(client_close if client_close is not None else conn['client_close_us']):.2f}   # "  # noqa: E501
-            + (f"{tag}: wrk's extra CPU per request with a connection per request (connect, "
-               "close), unpaced against the faster server" if client_close is not None else
-               "not measured by this calibrate run: kept from the previous host preset"),
-            "",
-        ]
-        return "\n".join(lines)
-
-    def conn_why(shape: str, what: str) -> str:
-        """The comment of a connection cost: solved now, or kept from before."""
-        if shape not in close:
-            return ("not measured by this calibrate run (no connection-per-request bench): "
-                    "kept from the previous host preset")
-        row = close[shape]
-        return (f"{tag}: {what}; solved so that the model spends the "
-                f"{float(row['cpu_us_per_request']):.0f} us per request the server took "
-                "unpaced with a connection per request (connection_costs.py)")
-
-    text = render(costs)
+    text = render(i, costs, refill, conn)
     if solve:
         # the refill changes what the model spends at saturation a little (the CPU idles now
         # and then even unpaced), so with paced benches solve both twice
@@ -377,34 +106,25 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
                 if worst <= 0.02:
                     break
                 costs.update(scaled)
-                text = render(costs)
+                text = render(i, costs, refill, conn)
             if paced:
                 params = from_dict(_toml(text), source="calibration")
                 for arch, row in paced.items():
-                    refill[arch] = solve_refill(arch, params, row, connections)
-                text = render(costs)
+                    refill[arch] = solve_refill(arch, params, row, i.connections)
+                text = render(i, costs, refill, conn)
         mine = {k: v for k, v in close.items() if isinstance(v, dict) and (
             k if k != "thread-per-connection" else "thread-per-request") in solved}
         if mine:
             from arch_sim.models.connection_costs import solve_connection_costs
 
             params = from_dict(_toml(text), source="calibration")
-            for arch, values in solve_connection_costs(params, mine, threads).items():
+            for arch, values in solve_connection_costs(params, mine, i.threads).items():
                 conn[arch].update(values)
-            text = render(costs)
+            text = render(i, costs, refill, conn)
     return text
-
-
-def _kernel_version(release: str) -> tuple[int, int]:
-    match = re.match(r"(\d+)\.(\d+)", release or "")
-    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
 
 def _toml(text: str) -> dict[str, Any]:
     import tomllib
 
     return tomllib.loads(text)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())

@@ -1,5 +1,5 @@
 """The ``host`` preset's sections for the designs beyond the seed's two: ``[server.prefork]`` and
-``[server.staged]`` (:func:`arch_sim.models.calibration.host_preset_text` writes the rest).
+``[server.staged]`` (:func:`arch_sim.models.preset_text.render` writes the rest).
 
 A design ``arch-sim calibrate`` measured gets its costs solved as the seed's two get theirs (its
 CPU per request at saturation split over the states, the cache refill from the paced run, the
