@@ -7,7 +7,7 @@ every other event exactly as a ``Timeout`` due then would be ordered (time, then
 which events were scheduled), but it costs no ``Event.__init__``, no closure and no callback
 list of its own.
 
-``call_at`` takes an absolute time, so a chain of steps that used to be timers of their own
+``call_at`` takes an absolute time, so a chain of steps that would each be a timer of their own
 (``now + a``, then ``+ b``) can be scheduled once, at the same float the chain would have
 reached, computed the same way: :func:`later` is ``now + delay`` as SimPy computes it.
 """
