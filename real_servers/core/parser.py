@@ -138,11 +138,10 @@ class RequestParser:
         if fast is not None:
             end = fast.end()
             if end <= self.max_header_bytes + 4:
-                if end == len(buf):  # the usual read: exactly one request, nothing to copy
-                    self._buf = b""
-                    return self._accept_fast(buf, fast)
+                # (the usual read holds exactly one request: slicing bytes to its ends copies
+                # nothing, buf[:end] is buf and buf[end:] the empty bytes)
                 self._buf = buf[end:]
-                return self._accept_fast(buf[:end], fast)
+                return self._accept(buf[:end], self._parse_fast, fast)
         match = _HEAD_END.search(buf)
         if match is None:
             self._check_incomplete()
@@ -151,11 +150,11 @@ class RequestParser:
         if end > self.max_header_bytes + 4:
             self._check_line(buf[: buf.find(b"\n")])
             self._fail(431, "header block too large")
+        self._buf = buf[end:]
         return self._accept(buf[:end], self._parse, buf[:end])
 
     def _accept(self, raw: bytes, parse, arg) -> Request:
-        """Consume *raw* from the buffer and parse it; the request's fate sets the parser's."""
-        self._buf = self._buf[len(raw) :]
+        """Parse *raw*, already taken off the buffer; the request's fate sets the parser's."""
         try:
             request = parse(arg)
         except ParseError:
@@ -163,19 +162,6 @@ class RequestParser:
             raise
         request.raw = raw
         self._last_raw = raw
-        self._skip = request.content_length
-        if not request.keep_alive:
-            self.closed = True
-        return request
-
-    def _accept_fast(self, raw: bytes, match: re.Match[bytes]) -> Request:
-        """:meth:`_accept` for a head the fast pattern matched, already taken off the buffer."""
-        try:
-            request = self._parse_fast(match)
-        except ParseError:
-            self.closed = True
-            raise
-        request.raw = self._last_raw = raw
         self._skip = request.content_length
         if not request.keep_alive:
             self.closed = True

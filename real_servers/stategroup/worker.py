@@ -242,25 +242,16 @@ class Worker:
             self.queues[state].append(conn)
 
     def answer(self, conn: Conn, response: Response, ending: int = KEEP) -> None:
-        """Hand *conn* to send_data with *response* (``move``, written out: once a request)."""
+        """Hand *conn* to send_data with *response*."""
         conn.response = response
         conn.ending = ending
-        if conn.state != SEND_DATA:
-            if not ALLOWED[conn.state][SEND_DATA]:
-                self.move(conn, SEND_DATA)  # raises
-            conn.state = SEND_DATA
-        self.queues[SEND_DATA].append(conn)
+        self.move(conn, SEND_DATA)
 
     def end(self, conn: Conn, ending: int) -> None:
-        """Hand *conn* to logging, which logs its request and ends it as *ending* says
-        (``move``, written out: once a request)."""
+        """Hand *conn* to logging, which logs its request and ends it as *ending* says."""
         conn.wait = 0
         conn.ending = ending
-        if conn.state != LOGGING:
-            if not ALLOWED[conn.state][LOGGING]:
-                self.move(conn, LOGGING)  # raises
-            conn.state = LOGGING
-        self.queues[LOGGING].append(conn)
+        self.move(conn, LOGGING)
 
     def add(self, conn: Conn) -> None:
         """Register a new connection (edge-triggered, both directions, once)."""

@@ -35,21 +35,7 @@ def expire(worker, conn) -> None:
 def _send(worker, conn) -> int:
     try:
         if conn.pending is None and conn.file_fd < 0:  # a fresh response
-            response = conn.response
-            wire = response.wire
-            if wire is None or len(response.body) > worker.config.send_chunk:
-                return _start(worker, conn, response)
-            # the commonest case, written out: a reused reply (head and body joined) in one send
-            conn.send_end = 0.0  # no deadline until it first has to wait
-            try:
-                sent = conn.sock.send(wire)
-            except BlockingIOError:
-                sent = 0
-            if sent == len(wire):
-                worker.end(conn, conn.ending)  # nothing pending, no file: finished
-                return 1
-            conn.pending = memoryview(wire)[sent:]
-            return _park(worker, conn, sent)
+            return _start(worker, conn, conn.response)
         return _send_rest(worker, conn)
     except OSError:  # reset, broken pipe, the file shrank: the response cannot finish
         _finish(worker, conn, CUT)
@@ -61,6 +47,8 @@ def _start(worker, conn, response) -> int:
     if response.file is None:
         wire = response.wire
         if len(response.body) <= worker.config.send_chunk:
+            if wire is not None:  # a reused reply: head and body joined once
+                return _send_buffer(worker, conn, wire)
             return _send_memory(worker, conn, response.head, response.body)
         conn.pending = memoryview(response.head + response.body if wire is None else wire)
         return _send_rest(worker, conn)
@@ -75,16 +63,31 @@ def _start(worker, conn, response) -> int:
     return _send_rest(worker, conn)
 
 
-def _send_memory(worker, conn, head: bytes, body: bytes) -> int:
-    """The common case: head and cached body in one system call."""
+def _send_buffer(worker, conn, data: bytes) -> int:
+    """A whole response in one buffer, in one system call: finished, or the rest pending."""
     try:
-        sent = conn.sock.sendmsg((head, body)) if body else conn.sock.send(head)
+        sent = conn.sock.send(data)
+    except BlockingIOError:
+        sent = 0
+    if sent == len(data):
+        worker.end(conn, conn.ending)  # nothing pending, no file: finished
+        return 1
+    conn.pending = memoryview(data)[sent:]
+    return _park(worker, conn, sent)
+
+
+def _send_memory(worker, conn, head: bytes, body: bytes) -> int:
+    """Head and cached body in one system call (``sendmsg``: no copy to join them)."""
+    if not body:
+        return _send_buffer(worker, conn, head)
+    try:
+        sent = conn.sock.sendmsg((head, body))
     except BlockingIOError:
         sent = 0
     if sent == len(head) + len(body):
         worker.end(conn, conn.ending)  # nothing pending, no file: finished
         return 1
-    conn.pending = memoryview(head + body)[sent:] if body else memoryview(head)[sent:]
+    conn.pending = memoryview(head + body)[sent:]
     return _park(worker, conn, sent)
 
 
