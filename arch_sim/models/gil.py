@@ -129,11 +129,7 @@ class Gil(NoGil):
         return self._take(task)
 
     def _take(self, task: Task) -> Steps:
-        if self.mutex is None:  # (_lock_mutex's uncontended case, inlined)
-            self.mutex = task
-            self.mutex_state = 1
-        else:
-            yield from self._lock_mutex(task)
+        yield from self._lock_mutex(task)
         while self.holder is not None:
             saved = self.switch_number
             # COND_TIMED_WAIT releases the mutex and sleeps until signalled or timed out
@@ -156,11 +152,7 @@ class Gil(NoGil):
             self.switch_number += 1
         if self.switch_waiters:  # COND_SIGNAL(switch_cond): a forced dropper may go on
             yield from self.sched.wake_from(task, self.switch_waiters.popleft(), False)
-        if self.mutex_state == 2 and self.mutex_waiters:
-            yield from self._unlock_mutex(task)
-        else:  # nobody to wake (_unlock_mutex inlined: a hot path)
-            self.mutex_state = 0
-            self.mutex = None
+        yield from self._unlock_mutex(task)
 
     def _timeout(self, task: Task, gen: int) -> None:
         if self._wait_gen.get(task) == gen and task in self.waiters:
@@ -179,21 +171,13 @@ class Gil(NoGil):
 
     def _drop(self, task: Task) -> Steps:
         self.last_holder = task
-        if self.mutex is None:  # (the uncontended lock and unlock inlined)
-            self.mutex = task
-            self.mutex_state = 1
-        else:
-            yield from self._lock_mutex(task)
+        yield from self._lock_mutex(task)
         self.holder = None
         if self.waiters:  # COND_SIGNAL(gil->cond), still holding the mutex
             waiter = self.waiters.popleft()
             self._wait_gen[waiter] = self._wait_gen.get(waiter, 0) + 1
             yield from self.sched.wake_from(task, waiter)
-        if self.mutex_state == 2 and self.mutex_waiters:
-            yield from self._unlock_mutex(task)
-        else:
-            self.mutex_state = 0
-            self.mutex = None
+        yield from self._unlock_mutex(task)
         if self.drop_request and self.last_holder is task:
             # FORCE_SWITCHING: wait until another thread has taken the GIL
             self.drop_request = False
