@@ -246,11 +246,7 @@ class ClosedClients(Clients):
         next request leaves one network hop later)."""
         now = self.env._now
         if t <= now and not self.close:
-            slot = self._slot_of.pop(req)
-            if self.loop:
-                self._loop_runs(self._add_timer(slot))
-            else:
-                self._next(slot)
+            self._next(self._slot_of.pop(req))
             return
         call_after(self.env, max(0.0, t - now), self._reply_of, req)
 
@@ -288,7 +284,7 @@ class ClosedClients(Clients):
     def _add_timer(self, slot: Slot) -> int:
         """Arm ``slot``'s think-time timer; the tick it is now."""
         ticks = max(0, math.floor(self.think() / self.tick + self.rng.random()))
-        now_tick = math.floor(self.env._now / self.tick + 1e-9)
+        now_tick = self._now_tick()
         heapq.heappush(self.timers, (now_tick + ticks, next(self._order), slot))
         return now_tick
 
