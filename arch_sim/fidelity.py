@@ -79,7 +79,13 @@ def threads_of(row: Any) -> int | None:
 
 def plan_like(measured: pd.DataFrame, params: ModelParams | str, reps: int = 3,
               requests: int = 6000, seed: int = 1) -> list[dict[str, Any]]:
-    """The simulate_point keyword sets that mirror the measured sweep's load points."""
+    """The simulate_point keyword sets that mirror the measured sweep's load points.
+
+    A paced point is simulated as the bench measured it: windows of the bench's length, each
+    a new wrk run that opens its connections at the start and closes them at the end
+    (``bench_window_s``: the measured duration in wrk's whole seconds).  An unpaced point
+    ("max") is simulated in the steady state: there a window's 64 accepts and closes are
+    spread over tens of thousands of requests."""
     params = load_preset(params)
     rows = measured[measured["source"] == "measured"] if "source" in measured else measured
     rows = add_regime(rows[rows["arch"].isin(ALL_ARCHS)])
@@ -97,7 +103,11 @@ def plan_like(measured: pd.DataFrame, params: ModelParams | str, reps: int = 3,
         file_sizes = FILE_SIZES.get(str(file_set)) if file_set is not None else None
         threads = threads_of(r)
         connection = REGIMES[r["regime"]].connection
-        key = (r["arch"], target, connections, cpus, file_sizes, threads, connection)
+        duration = r.get("duration_s")
+        window = (float(max(1, round(float(duration))))
+                  if target is not None and duration is not None and not pd.isna(duration)
+                  else None)
+        key = (r["arch"], target, connections, cpus, file_sizes, threads, connection, window)
         if key in seen:
             continue
         seen.add(key)
@@ -107,6 +117,7 @@ def plan_like(measured: pd.DataFrame, params: ModelParams | str, reps: int = 3,
                 "workload": "closed", "connection": connection, "connections": connections,
                 "requests": requests, "seed": point_seed(seed, target, rep, connections),
                 "rep": rep, "cpus": cpus, "threads": threads, "file_sizes": file_sizes,
+                "bench_window_s": window,
             })
     return jobs
 

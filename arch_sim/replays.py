@@ -101,6 +101,7 @@ def _job_from_row(row: pd.Series, params: Any) -> dict[str, Any]:
         "cpus": None if _none(row.get("cpus")) is None else int(row["cpus"]),
         "threads": None if threads is None else int(threads),
         "file_sizes": _none(row.get("file_sizes")),
+        "bench_window_s": _none(row.get("bench_window_s")),
     }
 
 

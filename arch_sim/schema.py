@@ -71,6 +71,10 @@ MODEL_EXTRAS: dict[str, str] = {
                                    "wait_headers, send_data, logging)",
     "moved_<state>_per_request": "state-group, staged: items moved out of that state per "
                                  "request (staged: one out of each state a request crosses)",
+    "bench_window_s": "the point simulated as arch-sim bench measures it: windows of this many "
+                      "seconds, each a new wrk run whose connections open at its start and "
+                      "close at its end (NaN: the steady state, connections open throughout)",
+    "bench_windows": "how many such windows the row sums (0: the steady state)",
 }
 
 SOURCES = ("measured", "simulated")

@@ -118,21 +118,37 @@ class Connection:
 
 
 class Request:
-    """One HTTP request, from its arrival at the server to its last byte at the client."""
+    """One HTTP request, from its arrival at the server to its last byte at the client.
 
-    __slots__ = ("id", "conn", "size", "left", "arrived", "data_at", "new_conn", "userspace",
-                 "in_window", "reader", "looked")
+    ``opens``: the request comes on a new connection, which the server accepts first;
+    ``closes``: the server closes the connection after the reply (HTTP/1.0, a connection per
+    request; both default to ``opens``).  A keep-alive connection's first request opens it and
+    does not close it.  ``eof`` marks no request at all: the client closed the connection, so
+    the server's read returns 0 bytes and it closes its side (:meth:`Request.end_of`).
+    """
+
+    __slots__ = ("id", "conn", "size", "left", "arrived", "data_at", "opens", "closes", "eof",
+                 "userspace", "in_window", "reader", "looked")
 
     def __init__(self, conn: Connection, size: float, arrived: float, data_at: float,
-                 new_conn: bool, userspace: bool = False) -> None:
+                 opens: bool, userspace: bool = False, closes: bool | None = None) -> None:
         self.id = -1
         self.conn = conn
         self.size = size
         self.left = size  # bytes not yet written
         self.arrived = arrived
         self.data_at = data_at  # when the request's bytes are at the server (inf: not sent)
-        self.new_conn = new_conn
+        self.opens = opens
+        self.closes = opens if closes is None else closes
+        self.eof = False
         self.userspace = userspace
         self.in_window = False
         self.reader: Any = None  # who waits for its bytes (a thread in recv(), a worker)
         self.looked = False  # a state-group worker tried to read it before its bytes came
+
+    @classmethod
+    def end_of(cls, conn: Connection, t: float) -> Request:
+        """The client's FIN on ``conn``, at the server at time t: read as end of file."""
+        fin = cls(conn, 0.0, t, t, False, closes=True)
+        fin.eof = True
+        return fin

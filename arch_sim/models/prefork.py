@@ -30,17 +30,16 @@ A new connection wakes one worker asleep in accept() (Linux >= 2.3: an exclusive
 [K22-accept-wake-all]), every one of them: the first to run takes it, the others find the
 listen queue empty and sleep again (the thundering herd: ``spurious_wakeups``).
 
-What the model's keep-alive window leaves out: its connections were opened before the window
-and never close, while each repetition of ``arch-sim bench`` starts a new wrk, whose 64
-connections are accepted and then closed inside the measured window - a worker asleep in
-accept() is woken for each, and each one's end is a recv() that returns EOF.  At 100
-requests/s (about 290 requests a window) that is of the order of the 0.35 reschedules per
-request the bench measures above this model's 1.00; a window in the middle of a running wrk
-(the worker processes' ``/proc/PID/status`` counts, paced at 100/s) gives about 1.05, nearly all
-of them sleeps in recvfrom() for the next request.
+Each repetition of ``arch-sim bench`` starts a new wrk, whose 64 connections are accepted and
+then closed inside the measured window: a worker asleep in accept() is woken for each, and each
+one's end is a recv() that returns end of file - two switches per connection beyond the one per
+request.  ``simulate --like`` models those windows (:mod:`~arch_sim.models.bench_window`); a
+plain run keeps its connections open throughout (the steady state, about 1.00 per request at
+100 requests/s, as a window in the middle of one wrk run measures: 1.04-1.09).
 
 A keep-alive connection is held by its worker, so at most ``workers`` connections are served at
-once; the model's keep-alive clients never close theirs, so a closed keep-alive workload needs
+once; the model's keep-alive clients close theirs only at a bench window's end, if at all, so a
+closed keep-alive workload needs
 ``workers >= connections`` (:func:`check_workload`).
 """
 
@@ -93,7 +92,7 @@ class Prefork(ThreadPerRequest):
         """A new connection joins the listen queue; a request on a connection a worker holds
         goes to that worker (waking it if it sleeps in recv())."""
         conn = req.conn
-        if req.new_conn or conn.handler is None:
+        if req.opens or conn.handler is None:
             # a connection no worker holds yet (keep-alive: opened before the window) is
             # taken off the listen queue like a new one
             self._to_pool(req)
@@ -130,8 +129,8 @@ class Prefork(ThreadPerRequest):
         then - kept alive - each next one, blocked in recv() between them."""
         conn = req.conn
         conn.handler = task
-        yield from self.serve(task, req, accept=req.new_conn)
-        while not req.new_conn:  # keep-alive: the connection stays with this worker
+        yield from self.serve(task, req, accept=req.opens)
+        while not req.closes:  # keep-alive: the connection stays with this worker
             while not conn.pending:
                 conn.waiting = True
                 yield self.sched.block(task)  # in recv(), waiting for the client

@@ -115,7 +115,7 @@ class PythonThreads(ThreadPerRequest):
     def _dispatcher_event(self, req: Request) -> None:
         """Readiness on the listener or an armed connection: epoll's ready list grows."""
         conn = req.conn
-        if not req.new_conn and conn.handler is not None:  # fd not re-armed yet (one-shot)
+        if not req.opens and conn.handler is not None:  # fd not re-armed yet (one-shot)
             conn.pending.append(req)
             return
         self.ready.append(req)
@@ -147,7 +147,7 @@ class PythonThreads(ThreadPerRequest):
             events, self.ready = self.ready, deque()
             for req in events:
                 conn = req.conn
-                if req.new_conn and not conn.accepted:  # the listener: accept, register
+                if req.opens and not conn.accepted:  # the listener: accept, register
                     conn.accepted = True
                     yield from gil.call(task, self.accept_cost)
                     if req.data_at <= self.env.now:
@@ -193,7 +193,7 @@ class PythonThreads(ThreadPerRequest):
         while True:
             if self.backlog:
                 req = self.backlog.popleft()
-                yield from self.py_serve(task, req, accept=req.new_conn)
+                yield from self.py_serve(task, req, accept=req.opens)
                 continue
             self.idle.append(thread)
             thread.asleep = True
@@ -269,7 +269,13 @@ class PythonThreads(ThreadPerRequest):
                     yield sched.block(task)
                 yield from gil.take(task)
                 continue
-            yield from self.py_serve(task, conn.pending.popleft())
+            req = conn.pending.popleft()
+            yield from self.py_serve(task, req, accept=req.opens)
+            if req.eof:  # the client closed: the thread exits
+                conn.handler = None
+                yield from gil.drop(task)
+                sched.exit(task)
+                return
 
     # -- one request, as the Python server does it ----------------------------------------
 
@@ -291,7 +297,11 @@ class PythonThreads(ThreadPerRequest):
         if accept:
             yield from gil.call(task, self.accept_cost)
         yield from self.py_recv(task, req)
-        rearm = rearm and not req.new_conn
+        if req.eof:  # recv() returned 0: the client closed, so close our side
+            yield from gil.call(task, self.close_cost)
+            self.recorder.closed(req)
+            return
+        rearm = rearm and not req.closes
         if rearm:
             conn.handler = task  # busy: the connection is not armed in epoll
         yield from gil.py(task, self.parse_cost)
@@ -324,7 +334,7 @@ class PythonThreads(ThreadPerRequest):
             conn.handler = None
             if conn.pending:
                 self._dispatcher_event(conn.pending.popleft())
-        elif req.new_conn:  # unregister, shutdown, close: system calls
+        elif req.closes:  # unregister, shutdown, close: system calls
             yield from gil.call(task, self.close_cost)
         yield from gil.py(task, self.log_cost)
 

@@ -81,6 +81,14 @@ class Recorder:
         if self.on_complete is not None:
             self.on_complete(req, t)
 
+    def closed(self, req: Request) -> None:
+        """The server closed a connection on its client's end of file (none in this window:
+        its connections stay open; :mod:`~arch_sim.models.bench_window` closes them)."""
+
+    def delta(self) -> dict[str, float]:
+        """What the server's counters moved by over the window."""
+        return {k: self.snap1[k] - self.snap0[k] for k in self.snap0}
+
     def _maybe_finish(self) -> None:
         if self.t1 is not None and self.outstanding == 0 and not self.finished.triggered:
             self.finished.succeed()

@@ -20,6 +20,12 @@ import numpy as np
 import simpy
 
 from arch_sim import ALL_ARCHS, STATES
+from arch_sim.models.bench_window import (
+    BenchWindows,
+    WindowClients,
+    WindowRecorder,
+    windows_for,
+)
 from arch_sim.models.params import ModelParams, load_preset
 from arch_sim.models.prefork import Prefork, check_workload
 from arch_sim.models.recorder import Recorder
@@ -59,7 +65,7 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
                    rep: int = 0, cpus: int | None = None, threads: int | None = None,
                    workers: int | None = None, stage_threads: str | None = None,
                    file_sizes: str | None = None, think_tick_ms: float | None = None,
-                   run_id: str = "",
+                   bench_window_s: float | None = None, run_id: str = "",
                    recorder_factory: Callable[..., Recorder] = Recorder) -> dict[str, Any]:
     """Simulate ``requests`` measured requests of one architecture at one load; one schema row.
 
@@ -71,6 +77,12 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
     ``threads`` (thread-per-request: pool size, 0 = a thread per connection), ``workers``
     (prefork: worker processes), ``stage_threads`` (staged: ``"send_data=8"``...); each
     defaults to the preset's and is ignored by the other designs.
+
+    ``bench_window_s`` measures the point as ``arch-sim bench`` does: windows of that many
+    seconds, each a new wrk run whose connections are opened at its start and closed at its end
+    (:mod:`~arch_sim.models.bench_window`; enough windows for about ``requests`` replies, no
+    warm-up) - for a paced closed workload.  Without it the connections are open before the
+    window and stay open (the steady state).
     """
     if arch not in MODELS:
         raise ValueError(f"unknown arch {arch!r}: choose from {', '.join(MODELS)}")
@@ -80,6 +92,13 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
     workload = params.workload.kind if workload is None else workload
     connection = params.workload.connection if connection is None else connection
     close = workload == "closed" and connection == "close"
+    paced = target_rps is not None and not math.isnan(target_rps)
+    windows = 0
+    if bench_window_s is not None and not math.isnan(bench_window_s):
+        if workload != "closed" or not paced or bench_window_s <= 0:
+            raise ValueError("bench windows need a closed workload at a target rate and a "
+                             f"positive window length, not {bench_window_s!r} s")
+        windows = windows_for(requests, float(target_rps), float(bench_window_s))
     load = Workload(
         kind=workload,
         target_rps=None if target_rps is None or math.isnan(target_rps) else float(target_rps),
@@ -89,7 +108,7 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
         think_tick_ms=(params.workload.think_tick_ms if think_tick_ms is None
                        else float(think_tick_ms)),
         client_us=params.workload.client_us,
-        client_connect_us=params.workload.client_close_us if close else 0.0,
+        client_connect_us=params.workload.client_close_us if close or windows else 0.0,
         client_wake_us=params.scheduler.wakeup_latency_us if close else 0.0,
         connection=connection,
     )
@@ -107,7 +126,13 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
     def snapshot() -> dict[str, float]:
         return {**sched.counters(), **model_box[0].counters()}
 
-    recorder = recorder_factory(env, warmup, requests, params.server.max_connections, snapshot)
+    if windows:
+        warmup = 0
+        recorder = WindowRecorder(env, params.server.max_connections, snapshot,
+                                  float(bench_window_s))
+    else:
+        recorder = recorder_factory(env, warmup, requests, params.server.max_connections,
+                                    snapshot)
     if arch == "thread-per-request":
         model = make_thread_per_request(env, sched, params, recorder, threads=threads)
     elif arch == "prefork":
@@ -117,12 +142,16 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
     else:
         model = StateGroup(env, sched, params, recorder)
     model_box.append(model)
-    make_clients(env, load, params.network, random.Random(seed), model, recorder)
+    if windows:
+        clients = WindowClients(env, load, params.network, random.Random(seed), model, recorder)
+        BenchWindows(env, clients, recorder, windows)
+    else:
+        make_clients(env, load, params.network, random.Random(seed), model, recorder)
     env.run(until=recorder.finished)
     wall = time.perf_counter() - wall
 
     stats = recorder.stats()
-    delta = {k: recorder.snap1[k] - recorder.snap0[k] for k in recorder.snap0}
+    delta = recorder.delta()
     span = stats["duration_s"]
     done = max(stats["completions"], 1)
     capacity = cpus * span
@@ -156,6 +185,8 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
             math.nan),
         "requests": requests,
         "warmup": warmup,
+        "bench_window_s": float(bench_window_s) if windows else math.nan,
+        "bench_windows": windows,
         "completions": stats["completions"],
         "offered_rps": stats["offered_rps"],
         "mean_response_ms": stats["mean_response_ms"],

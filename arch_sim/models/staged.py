@@ -209,7 +209,7 @@ class Staged:
 
     def submit(self, req: Request) -> None:
         """A new connection (the listener) or a keep-alive request on a registered one."""
-        if req.new_conn:
+        if req.opens:
             self._arrive(ACCEPT, req)
             return
         conn = req.conn
@@ -263,6 +263,11 @@ class Staged:
             yield from gil.take(task)
             for req in events:
                 yield from gil.call(task, 0.0)  # recv(): the request is here
+                if req.eof:  # recv() returned 0: the client closed, so close our side
+                    yield from gil.call(task, self.close_cost)
+                    req.conn.handler = None
+                    self.recorder.closed(req)
+                    continue
                 yield from gil.py(task, self.parse_cost)
                 stage.moved += 1
                 if req.userspace:  # (not for static files) hand the connection over
@@ -323,7 +328,7 @@ class Staged:
             conn = req.conn
             yield from gil.py(task, self.log_cost)
             stage.moved += 1
-            if req.new_conn:  # unregister, shutdown, close: system calls
+            if req.closes:  # unregister, shutdown, close: system calls
                 yield from gil.call(task, self.close_cost)
                 conn.handler = None
                 continue

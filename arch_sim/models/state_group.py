@@ -74,19 +74,23 @@ class Worker:
         yield sched.start(task)
         while True:
             start = env.now + task.lead  # when this pass gets the CPU
-            moved, cost, finished, handed = self.one_pass(start)
-            if moved == 0:  # the pass found nothing to do: pay for it, then sleep
+            p = self.one_pass(start)
+            cost = p.t - start
+            if p.moved == 0:  # the pass found nothing to do: pay for it, then sleep
                 yield from self.sleep(cost)
                 continue
             yield from sched.run(task, cost)
             shift = env.now - cost - start  # > 0 only if we were preempted before the pass
-            for req, t in finished:
-                self.model.recorder.complete(req, t + shift)
-            for req in handed:
+            recorder = self.model.recorder
+            for req, t in p.finished:
+                recorder.complete(req, t + shift)
+            for req in p.handed:
                 self.model.userspace.submit(req)
+            for req in p.closed:
+                recorder.closed(req)
 
-    def one_pass(self, t: float):
-        """One pass over all state groups starting at time t: (moved, cpu time, done, handed).
+    def one_pass(self, t: float) -> Pass:
+        """One pass over all state groups starting at time t (its clock ends at ``p.t``).
 
         The stages run in the lifecycle's order, one method per state (:data:`STAGES`), each
         servicing its group as a batch and handing requests on along the lifecycle's moves.
@@ -95,7 +99,7 @@ class Worker:
         for stage in STAGES:
             stage(self, p)
         self.passes += 1
-        return p.moved, p.t - t, p.finished, p.handed
+        return p
 
     def accept(self, p: Pass) -> None:
         """accept: every connection waiting in the shared listen queue -> wait_headers."""
@@ -122,6 +126,11 @@ class Worker:
         k, t = 0, p.t
         for req in self.wait_headers:
             if req.data_at <= t:
+                if req.eof:  # end of file: the client closed, so close our side
+                    t += m.close_cost
+                    p.closed.append(req)
+                    p.moved += 1
+                    continue
                 t += m.parse_cost * (cohort if k else 1.0)
                 k += 1
                 if req.userspace:
@@ -186,7 +195,7 @@ class Worker:
             return
         m, cohort, t = self.model, self.model.cohort, p.t
         for k, req in enumerate(batch):
-            t += (m.log_cost + (m.close_cost if req.new_conn else 0.0)) * (cohort if k else 1.0)
+            t += (m.log_cost + (m.close_cost if req.closes else 0.0)) * (cohort if k else 1.0)
         p.t = t
         self._batch(LOGGING, len(batch))
         p.moved += len(batch)
@@ -259,7 +268,7 @@ class Worker:
 class Pass:
     """One pass's running totals: its clock, what moved, what finished, what was handed on."""
 
-    __slots__ = ("t", "moved", "finished", "handed", "logging")
+    __slots__ = ("t", "moved", "finished", "handed", "logging", "closed")
 
     def __init__(self, t: float) -> None:
         self.t = t  # the pass's own clock: when its next piece of work would end
@@ -267,6 +276,7 @@ class Pass:
         self.finished: list[tuple[Request, float]] = []  # (request, when its reply is in)
         self.handed: list[Request] = []  # to the user-space server
         self.logging: list[Request] = []  # replies done (or handed over): to log and close
+        self.closed: list[Request] = []  # connections closed on their client's end of file
 
 
 #: the stages of a pass, one per lifecycle state, in the lifecycle's order; each hands requests
@@ -316,7 +326,7 @@ class StateGroup:
 
     def submit(self, req: Request) -> None:
         """A new connection (listen queue) or a keep-alive request (its worker's queue)."""
-        if req.new_conn:
+        if req.opens:
             self.backlog.append(req)
             if self.sleepers:
                 self.sleepers[0].kick()  # wake-one, longest sleeper first

@@ -106,7 +106,7 @@ class ThreadPerRequest:
         """A new connection (open) or the next request on a keep-alive connection (closed)."""
         if self.threads > 0:
             self._to_pool(req)
-        elif req.new_conn:
+        elif req.opens and req.closes:  # a connection per request: accept, a thread for it
             self.backlog.append(req)
             if self.acceptor is None:
                 self.acceptor = self.task("acceptor")
@@ -128,7 +128,7 @@ class ThreadPerRequest:
         self.backlog.append(req)
         if not self.idle:
             return
-        if self.wake_all and req.new_conn:
+        if self.wake_all and req.opens:
             woken, self.idle = self.idle, deque()
         else:
             woken = (self.idle.popleft(),)
@@ -181,7 +181,12 @@ class ThreadPerRequest:
             if not conn.pending:
                 yield self.sched.block(task)  # in recv(), waiting for the client
                 continue
-            yield from self.serve(task, conn.pending.popleft())
+            req = conn.pending.popleft()
+            yield from self.serve(task, req, accept=req.opens)
+            if req.eof:  # the client closed: the thread exits
+                conn.handler = None
+                self.sched.exit(task)
+                return
 
     def pool_thread(self, thread: PoolThread):
         """A pool thread in accept(): take the next connection, serve it whole; woken with
@@ -191,7 +196,7 @@ class ThreadPerRequest:
         while True:
             if self.backlog:
                 req = self.backlog.popleft()
-                yield from self.serve(task, req, accept=req.new_conn)
+                yield from self.serve(task, req, accept=req.opens)
                 continue
             self.idle.append(thread)
             thread.asleep = True
@@ -217,12 +222,16 @@ class ThreadPerRequest:
                 yield from sched.run(task, work)
                 work = 0.0
             yield from self.recv(task, req)
+        if req.eof:  # recv() returned 0: the client closed, so close our side
+            yield from sched.run(task, work + self.close_cost)
+            self.recorder.closed(req)
+            return
         work += self.parse_cost
         if req.userspace:  # hand the connection to the user-space server
             yield from sched.run(task, work + self.handoff_cost + self.log_cost)
             self.userspace.submit(req)
             return
-        log_work = self.log_cost + (self.close_cost if req.new_conn else 0.0)
+        log_work = self.log_cost + (self.close_cost if req.closes else 0.0)
         # send_data: write() as much as the socket buffer takes; block when it is full
         while True:
             n = conn.writable(env.now, req.left)

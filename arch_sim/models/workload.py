@@ -158,12 +158,13 @@ class Slot:
     """One of the client's C connections (wrk's ``connection``): the socket it has open now and
     the request it is working on."""
 
-    __slots__ = ("conn", "req", "established")
+    __slots__ = ("conn", "req", "established", "closed")
 
     def __init__(self) -> None:
         self.conn: Connection | None = None
-        self.req: Request | None = None  # (close) the request of the connection it opened
-        self.established = False  # (close) the server's side of that connection exists
+        self.req: Request | None = None  # the request of a connection it opened, not yet sent
+        self.established = False  # the server's side of that connection exists
+        self.closed = False  # the client is gone (a bench window's end): it sends no more
 
 
 class ClosedClients(Clients):
@@ -190,7 +191,7 @@ class ClosedClients(Clients):
         super().__init__(env, workload, net, rng, server, recorder)
         self.one_way = net.one_way_us * US
         self.close = workload.connection == "close"
-        n = workload.connections
+        self.connections = n = workload.connections
         rate = workload.target_rps
         self.think_mean = n / rate if rate else 0.0
         self.tick = workload.think_tick_ms * 1e-3
@@ -205,30 +206,40 @@ class ClosedClients(Clients):
         self.client_free = 0.0  # when the client's thread is done with its last request
         recorder.on_complete = self.reply_received
         self._slot_of: dict[Request, Slot] = {}  # requests in flight -> their connection
-        self.slots = [Slot() for _ in range(n)]
+        self.slots: list[Slot] = []
+        self.start()
+
+    def start(self) -> None:
+        """The connections are there when the run starts (keep-alive: opened before it)."""
+        self.slots = [Slot() for _ in range(self.connections)]
         for slot in self.slots:
             if self.close:
                 self._connect(slot)
             else:
                 slot.conn = self.connection()
-            if self.loop:
-                self._add_timer(slot)
-            else:  # stagger the first requests so the connections do not start in lockstep
-                first = self.think() if self.think_mean else rng.uniform(0.0, 1e-3)
-                self._send_later(slot, first)
+            self._first(slot)
         if self.loop:
             self._loop_runs()
+
+    def _first(self, slot: Slot) -> None:
+        """Arm ``slot``'s first request: a think time (wrk delays the first request too)."""
+        if self.loop:
+            self._add_timer(slot)
+        else:  # stagger the first requests so the connections do not start in lockstep
+            first = self.think() if self.think_mean else self.rng.uniform(0.0, 1e-3)
+            self._send_later(slot, first)
 
     def think(self) -> float:
         return self.rng.expovariate(1.0 / self.think_mean) if self.think_mean else 0.0
 
     def _connect(self, slot: Slot) -> None:
         """A new connection: the server can accept it one network hop from now; its request
-        is not sent yet."""
+        is not sent yet (a keep-alive connection's first: the server keeps it open after)."""
         rng = self.rng
         userspace = self.userspace_frac > 0 and rng.random() < self.userspace_frac
         conn = self.connection()
-        req = Request(conn, self.sizes.draw(rng), self.env.now, math.inf, True, userspace)
+        req = Request(conn, self.sizes.draw(rng), self.env.now, math.inf, True, userspace,
+                      closes=self.close)
         slot.conn, slot.req, slot.established = conn, req, False
         self._slot_of[req] = slot
         call_after(self.env, self.one_way, self._established, slot, req)
@@ -254,6 +265,8 @@ class ClosedClients(Clients):
         self._reply_in(self._slot_of.pop(req))
 
     def _reply_in(self, slot: Slot) -> None:
+        if slot.closed:
+            return
         if self.close:
             # wrk handles the reply on its one thread - woken first if it was idle - closes the
             # connection and opens the next (wrk.c response_complete -> reconnect_socket): the
@@ -271,6 +284,8 @@ class ClosedClients(Clients):
 
     def _next(self, slot: Slot) -> None:
         """Think, then send the next request on ``slot``."""
+        if slot.closed:
+            return
         if self.loop:
             self._loop_runs(self._add_timer(slot))
         else:
@@ -334,11 +349,13 @@ class ClosedClients(Clients):
         """The client's thread sends the request when it is free.  Keep-alive: the request
         leaves ``client_us`` later and arrives one hop after that - one call at the time that
         chain of two timers would reach."""
+        if slot.closed:
+            return
         now = self.env._now
         sent = max(now, self.client_free) + self.client_cost
         self.client_free = sent
         leaves = later(self.env, sent - now) if sent > now else now
-        if not self.close:
+        if slot.req is None:  # on an open keep-alive connection
             call_at(self.env, leaves + self.one_way, self._arrive, slot)
         elif sent > now:
             call_at(self.env, leaves, self._send, slot)
@@ -349,6 +366,8 @@ class ClosedClients(Clients):
         """(close) The request of the connection the client opened leaves now."""
         now = self.env.now
         req = slot.req
+        if slot.closed or req is None:
+            return
         if not slot.established:  # a think time shorter than the handshake: wait for it
             call_after(self.env, self.one_way, self._send, slot)
             return
@@ -356,6 +375,8 @@ class ClosedClients(Clients):
             self._slot_of.pop(req, None)
             self._reply_in(slot)
             return
+        if not self.close:
+            slot.req = None  # sent: the connection carries keep-alive requests from now on
         self.recorder.sent(req, now)
         self.data_at(req, now + self.one_way)
 
