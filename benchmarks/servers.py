@@ -1,7 +1,7 @@
 """Saturation throughput and CPU per request of every server, side by side in one run.
 
     .venv/bin/python benchmarks/servers.py [--out results/peers-DATE] [--duration 3] [--reps 3]
-                                    [--workloads 1k,specweb99,seed]
+                                    [--workloads 1k,specweb99,seed] [--servers ...]
 
 Each server runs unpaced (wrk -c 64) on CPU 0 with wrk on CPU 1: state-group,
 thread-per-request as a pool of 64 and as a thread per connection, nginx (one worker) and the
@@ -32,14 +32,24 @@ from arch_sim.harness import bench
 from arch_sim.regimes import REGIMES
 from arch_sim.runinfo import write_json_atomic
 
-#: (label, --arch/--peer options, --threads)
-SERVERS = [
-    ("state-group", ["--arch", "state-group"], 64),
-    ("thread-per-request (pool 64)", ["--arch", "thread-per-request"], 64),
-    ("thread-per-request (per connection)", ["--arch", "thread-per-request"], 0),
-    ("nginx (1 worker)", ["--arch", "state-group", "--peer", "nginx"], 64),
-    ("python-http-server", ["--arch", "state-group", "--peer", "python-http-server"], 64),
-]
+BARE_POOL = Path(__file__).with_name("bare_pool.py")
+#: name -> (label, --arch/--peer options, --threads)
+SERVERS = {
+    "state-group": ("state-group", ["--arch", "state-group"], 64),
+    "pool": ("thread-per-request (pool 64)", ["--arch", "thread-per-request"], 64),
+    "per-connection": ("thread-per-request (per connection)", ["--arch", "thread-per-request"],
+                       0),
+    "nginx": ("nginx (1 worker)", ["--arch", "state-group", "--peer", "nginx"], 64),
+    "python-http-server": ("python-http-server",
+                           ["--arch", "state-group", "--peer", "python-http-server"], 64),
+    # a floor, not a server: the pool's dispatcher and hand-off without the HTTP core; it
+    # answers every request with the 1 KB file, so it runs in the 1k workload only
+    "bare-pool": ("bare pool 64 (no HTTP core)",
+                  ["--peers-only", "--server-name", "bare-pool", "--server-cmd",
+                   f"{sys.executable} {BARE_POOL} {{port}} {{root}}"], 64),
+}
+DEFAULT_SERVERS = "state-group,pool,per-connection,nginx,python-http-server"
+ONLY_1K = ("bare-pool",)
 
 #: workload -> (file set, wrk's connection mode); ``seed`` is the seed's regime
 WORKLOADS: dict[str, tuple[str, str]] = {
@@ -82,14 +92,27 @@ def run_one(label: str, options: list[str], threads: int, workload: str, round_:
     return df
 
 
-def schedule(names: list[str], reps: int) -> list[tuple[int, str, tuple]]:
+def servers(text: str) -> list[str]:
+    """``--servers``: known names, comma-separated, nginx among them (the ratios' base)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SERVERS]
+    if unknown or "nginx" not in names:
+        raise argparse.ArgumentTypeError(
+            f"--servers {text!r}: choose from {', '.join(SERVERS)}, nginx included")
+    return names
+
+
+def schedule(names: list[str], reps: int,
+             chosen: list[str] | None = None) -> list[tuple[int, str, tuple]]:
     """(round, workload, server) in measuring order: every server once per round, the order
     rotated from round to round so that no server always follows the same one."""
+    chosen = chosen or servers(DEFAULT_SERVERS)
     order = []
     for round_ in range(reps):
-        shift = round_ % len(SERVERS)
-        servers = SERVERS[shift:] + SERVERS[:shift]
-        order += [(round_, workload, server) for workload in names for server in servers]
+        shift = round_ % len(chosen)
+        rotated = chosen[shift:] + chosen[:shift]
+        order += [(round_, workload, SERVERS[name]) for workload in names for name in rotated
+                  if workload == "1k" or name not in ONLY_1K]
     return order
 
 
@@ -131,11 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workloads", type=workloads, default="1k,specweb99,seed",
                         help="comma-separated: 1k and specweb99 (keep-alive), seed (SPECweb99, "
                         "a connection per request)")
+    parser.add_argument("--servers", type=servers, default=DEFAULT_SERVERS,
+                        help=f"comma-separated, nginx included: {', '.join(SERVERS)} "
+                        f"(default {DEFAULT_SERVERS})")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     frames: list[pd.DataFrame] = []
-    order = schedule(args.workloads, args.reps)
+    order = schedule(args.workloads, args.reps, args.servers)
     for i, (round_, workload, (label, options, threads)) in enumerate(order, 1):
         print(f"[{i}/{len(order)}] round {round_ + 1}: {workload}, {label}", flush=True)
         frames.append(run_one(label, options, threads, workload, round_, args))

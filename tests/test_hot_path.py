@@ -115,3 +115,43 @@ def test_ratios_are_per_workload_even_on_one_file_set():
     assert table.loc[("seed", "state-group"), "cpu_vs_nginx"] == pytest.approx(1.5)
     assert bench.workloads("1k,seed") == ["1k", "seed"]
     assert bench.WORKLOADS["seed"] == ("specweb99", "close")
+
+
+def test_servers_to_measure_are_chosen_by_name_and_the_floor_runs_on_1k_only():
+    bench = _bench_module()
+    order = bench.schedule(["1k", "seed"], 2, bench.servers("nginx,bare-pool"))
+    seen = [(r, w, label) for r, w, (label, _, _) in order]
+    assert [s for s in seen if s[1] == "seed"] == [(0, "seed", "nginx (1 worker)"),
+                                                    (1, "seed", "nginx (1 worker)")]
+    assert [label for r, w, label in seen if w == "1k"] == [
+        "nginx (1 worker)", "bare pool 64 (no HTTP core)",  # round 0
+        "bare pool 64 (no HTTP core)", "nginx (1 worker)"]  # round 1: rotated
+    with pytest.raises(Exception, match="nginx included"):
+        bench.servers("pool,bare-pool")
+
+
+def test_the_bare_pool_answers_every_pipelined_head_and_refuses_a_missing_file(tmp_path):
+    import subprocess
+    import sys
+
+    from arch_sim.harness.peers import free_port
+
+    body = b"k" * 1024
+    (tmp_path / "file_1k.bin").write_bytes(body)
+    script = str(ROOT / "benchmarks/bare_pool.py")
+    bad = subprocess.run([sys.executable, script, "1", str(tmp_path / "none")],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "cannot read" in bad.stderr
+    port = free_port()
+    proc = servers.launch("bare-pool", [sys.executable, script, str(port), str(tmp_path),
+                                        "--threads", "4"], cpus=None, log_dir=tmp_path,
+                          ready=f"127.0.0.1:{port}", ready_timeout=20)
+    try:
+        sock = connect(f"http://127.0.0.1:{port}/")
+        sock.sendall(get("/a") * 3)
+        reader = Reader(sock)
+        replies = [reader.response() for _ in range(3)]
+        sock.close()
+    finally:
+        proc.stop()
+    assert all(r is not None and r.status == 200 and r.body == body for r in replies)
