@@ -252,12 +252,13 @@ class ClosedClients(Clients):
     def reply_received(self, req: Request, t: float) -> None:
         """The reply is in at time t: think, then send the next request.
 
-        A keep-alive reply already in (t <= now: a state-group pass reports its replies after
-        its CPU burst) is handled at once; nothing at this instant depends on the order (the
-        next request leaves one network hop later)."""
+        A keep-alive reply already in (t <= now: a server reports a reply after the CPU burst
+        that sent it - a state-group pass, a worker's logging after its last send) is handled
+        as of t: the client, on a CPU of its own, answered it while the server's burst went on,
+        so its next request may already be at the server when the burst ends."""
         now = self.env._now
         if t <= now and not self.close:
-            self._next(self._slot_of.pop(req))
+            self._next(self._slot_of.pop(req), t)
             return
         call_after(self.env, max(0.0, t - now), self._reply_of, req)
 
@@ -282,14 +283,15 @@ class ClosedClients(Clients):
         self._connect(slot)
         self._next(slot)
 
-    def _next(self, slot: Slot) -> None:
-        """Think, then send the next request on ``slot``."""
+    def _next(self, slot: Slot, since: float | None = None) -> None:
+        """Think, then send the next request on ``slot`` (the think time runs from ``since``,
+        a reply's time already past, or from now)."""
         if slot.closed:
             return
         if self.loop:
             self._loop_runs(self._add_timer(slot))
         else:
-            self._send_later(slot, self.think())
+            self._send_later(slot, self.think(), since)
 
     # -- wrk's event loop (with a tick) ------------------------------------------------------
 
@@ -340,23 +342,32 @@ class ClosedClients(Clients):
 
     # -- sending -------------------------------------------------------------------------
 
-    def _send_later(self, slot: Slot, delay: float) -> None:
-        """The request on ``slot`` is due in ``delay`` s: the client's one thread sends it
-        when it is free; its bytes reach the server one network hop later."""
-        call_after(self.env, delay, self._client_sends, slot)
+    def _send_later(self, slot: Slot, delay: float, since: float | None = None) -> None:
+        """The request on ``slot`` is due ``delay`` s after ``since`` (default: now): the
+        client's one thread sends it when it is free; its bytes reach the server one network
+        hop later.  (Keep-alive) due already: the client sends it as of that time."""
+        if since is not None and since + delay < self.env._now:
+            self._client_sends(slot, since + delay)
+        else:
+            call_after(self.env, delay if since is None else since + delay - self.env._now,
+                       self._client_sends, slot)
 
-    def _client_sends(self, slot: Slot) -> None:
-        """The client's thread sends the request when it is free.  Keep-alive: the request
-        leaves ``client_us`` later and arrives one hop after that - one call at the time that
-        chain of two timers would reach."""
+    def _client_sends(self, slot: Slot, due: float | None = None) -> None:
+        """The client's thread sends the request when it is free (from ``due``, a time already
+        past, or now).  Keep-alive: the request leaves ``client_us`` later and arrives one hop
+        after that - one call at the time that chain of two timers would reach, or at once if
+        that time has passed (its bytes were there before the server looked)."""
         if slot.closed:
             return
         now = self.env._now
-        sent = max(now, self.client_free) + self.client_cost
+        sent = max(now if due is None else due, self.client_free) + self.client_cost
         self.client_free = sent
-        leaves = later(self.env, sent - now) if sent > now else now
+        leaves = later(self.env, sent - now) if sent > now else sent
         if slot.req is None:  # on an open keep-alive connection
-            call_at(self.env, leaves + self.one_way, self._arrive, slot)
+            if leaves + self.one_way <= now:
+                self._arrive(slot, leaves + self.one_way)
+            else:
+                call_at(self.env, leaves + self.one_way, self._arrive, slot)
         elif sent > now:
             call_at(self.env, leaves, self._send, slot)
         else:
@@ -380,9 +391,10 @@ class ClosedClients(Clients):
         self.recorder.sent(req, now)
         self.data_at(req, now + self.one_way)
 
-    def _arrive(self, slot: Slot) -> None:
-        """A keep-alive request's bytes are at the server: it is submitted as it arrives."""
-        now = self.env._now
+    def _arrive(self, slot: Slot, at: float | None = None) -> None:
+        """A keep-alive request's bytes are at the server (since ``at``, or now): it is
+        submitted as it arrives."""
+        now = self.env._now if at is None else at
         rng = self.rng
         userspace = self.userspace_frac > 0 and rng.random() < self.userspace_frac
         req = Request(slot.conn, self.sizes.draw(rng), now, now, False, userspace)
