@@ -18,12 +18,18 @@ window from the steady state.  Per round, side by side on the same server (our s
 
 The two kinds alternate in order from round to round, so a slow drift of the shared machine
 touches both alike.  Reschedules are the server's getrusage (voluntary + involuntary) as its
-/server-status reports them.
+/server-status reports them.  The mid-run window is also split by thread group - the threads'
+kernel names (``comm``) without a trailing ``-N``, so the staged server's ``send_data-0`` ..
+``send_data-3`` are one group - from each live thread's ``/proc/PID/task/TID/schedstat`` (CPU
+time on the CPU) and ``status`` (voluntary and involuntary switches): where the steady state's
+switches and CPU go, per request.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import re
 import statistics
 import sys
 import tempfile
@@ -39,6 +45,7 @@ from arch_sim.harness.wrk import WrkError, WrkResult, find_wrk, run_wrk
 from arch_sim.runinfo import git_commit, host_info, now_iso, write_json_atomic
 
 KINDS = ("bench", "midrun")
+_SUFFIX = re.compile(r"-\d+$")
 MODES = ("keep-alive", "close")
 
 
@@ -52,6 +59,7 @@ class Window:
     voluntary: int
     involuntary: int
     seconds: float
+    groups: dict[str, list[float]] | None = None  # name -> [cpu us, voluntary, involuntary]
 
     @property
     def per_request(self) -> float:
@@ -62,6 +70,48 @@ def counters(status: dict) -> tuple[int, int, int]:
     """(requests, voluntary, involuntary) from a /server-status reply."""
     return (int(status["requests"]), int(status["voluntary_ctxt_switches"]),
             int(status["involuntary_ctxt_switches"]))
+
+
+def group_of(comm: str) -> str:
+    """A thread's group: its kernel name without a trailing ``-N`` (``send_data-3``)."""
+    return _SUFFIX.sub("", comm)
+
+
+def thread_counts(pids: list[int]) -> dict[int, tuple[str, int, int, int]]:
+    """Every live thread of ``pids``: tid -> (group, CPU ns, voluntary, involuntary)."""
+    out = {}
+    for pid in pids:
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                comm = (task / "comm").read_text().strip()
+                run_ns = int((task / "schedstat").read_text().split()[0])
+                fields = dict(line.split(":", 1) for line in
+                              (task / "status").read_text().splitlines() if ":" in line)
+            except (OSError, ValueError):
+                continue  # the thread exited meanwhile
+            out[int(task.name)] = (group_of(comm), run_ns,
+                                   int(fields["voluntary_ctxt_switches"]),
+                                   int(fields["nonvoluntary_ctxt_switches"]))
+    return out
+
+
+def by_group(before: dict[int, tuple[str, int, int, int]],
+             after: dict[int, tuple[str, int, int, int]], requests: int) -> dict[str, list[float]]:
+    """Per thread group, per request: [CPU us, voluntary, involuntary] between two
+    :func:`thread_counts` (a thread that started meanwhile counts from zero)."""
+    out: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0, 0.0])
+    n = max(requests, 1)
+    for tid, (group, run_ns, vol, inv) in after.items():
+        _, run0, vol0, inv0 = before.get(tid, (group, 0, 0, 0))
+        cell = out[group]
+        cell[0] += (run_ns - run0) / 1e3 / n
+        cell[1] += (vol - vol0) / n
+        cell[2] += (inv - inv0) / n
+    return dict(out)
 
 
 def window(kind: str, before: dict, after: dict, requests: int | None,
@@ -107,12 +157,17 @@ class Runner:
         thread.start()
         time.sleep(a.lead)
         before, t0 = self.server.status(), time.monotonic()
+        pids = list(before.get("pids") or [self.server.pid])
+        threads0 = thread_counts(pids)
         time.sleep(max(0.0, start + a.lead + a.window - t0))
         after, t1 = self.server.status(), time.monotonic()
+        threads1 = thread_counts(pids)
         thread.join()
         if done and isinstance(done[0], BaseException):
             raise done[0]
-        return window("midrun", before, after, None, t1 - t0)
+        w = window("midrun", before, after, None, t1 - t0)
+        w.groups = by_group(threads0, threads1, w.requests)
+        return w
 
 
 def measure(args: argparse.Namespace) -> list[dict]:
@@ -158,6 +213,21 @@ def table(rows: list[dict], rates: list[float | None]) -> str:
     return "\n".join(out)
 
 
+def group_table(rows: list[dict], rates: list[float | None]) -> str:
+    """The mid-run windows per thread group: CPU us, voluntary, involuntary per request."""
+    out = [f"{'load':>7s} {'threads':14s} {'cpu_us':>8s} {'vol':>6s} {'inv':>6s}"]
+    for rate in rates:
+        mid = [r for r in rows if r["rate"] == rate and r["kind"] == "midrun" and r["groups"]]
+        names = sorted({g for r in mid for g in r["groups"]})
+        label = "max" if rate is None else f"{rate:g}"
+        for g in names:
+            cells = [statistics.mean(r["groups"].get(g, [0.0] * 3)[i] for r in mid)
+                     for i in range(3)]
+            if any(cells):
+                out.append(f"{label:>7s} {g:14s} {cells[0]:8.1f} {cells[1]:6.2f} {cells[2]:6.2f}")
+    return "\n".join(out)
+
+
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="midrun.py", description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="staged", choices=tuple(servers.SERVER_MODULES))
@@ -199,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.arch}, {mode}, {args.connections} connections, {args.window} s windows, "
           f"{args.rounds} rounds: reschedules per request (mean, min-max)")
     print(table(rows, args.rate))
+    print("\nmid-run windows by thread group, per request (the server's live threads)")
+    print(group_table(rows, args.rate))
     if args.out:
         write_json_atomic(args.out, {"kind": "midrun", **host_info(), "git": git_commit(),
                                      "when": now_iso(), "args": vars(args) | {"out": None},
