@@ -76,8 +76,14 @@ it makes 0.28 against 1.77: no stage of this model ever finds its queue empty, w
 accept thread sleeps 0.27 times a request, send_data 0.68 and logging 0.17, and wait_headers
 is preempted 0.54 times.  The CPU is placed differently: the real threads spend 20 (accept),
 14 (wait_headers), 20 (send_data) and 20 us (logging) a request, this model's costs are 28
-(``accept_us``), 9, 10 and 31 (``log_us`` + ``close_us``) - most likely its two single-thread
-stages, accept and logging, are a bottleneck that keeps every queue full (not checked).
+(``accept_us``), 9, 10 and 31 (``log_us`` + ``close_us``; the preset halves a connection's
+cost between accept and close).  So the one logging thread here needs 41% of the CPU at
+13,000 requests/s, does not get it, and falls behind for good: its queue grows through the
+run (4,000 requests: 50, 156, 248, 337 on average in each quarter) while wrk, which reconnects
+once a reply is in, keeps the rate up - the model never reaches a steady state there, and
+accept, never idle either, keeps its queue full (22 on average, never empty).  Placing the
+connection's cost as the real threads do (the extra CPU per request over keep-alive, unpaced:
+accept 20, logging 15, wait_headers 4, send_data 4 us) is a calibration change not made here.
 
 Pool sizes are the real server's defaults (``ServerParams.stage_threads``,
 ``accept=1,wait_headers=1,send_data=4,logging=1``); the ``userspace`` state has no pool (static
