@@ -37,20 +37,11 @@ request.  ``simulate --like`` models those windows (:mod:`~arch_sim.models.bench
 plain run keeps its connections open throughout (the steady state, about 1.00 per request at
 100 requests/s, as a window in the middle of one wrk run measures: 1.04-1.09).
 
-At saturation (unpaced wrk, 64 connections) the real workers switch fewer than once a request
-(0.68 voluntary + 0.04 involuntary) because about 30% of their recv() calls find the next
-request already there: wrk, on the other CPU, answers a reply while the worker is still busy
-after its last send (logging, publishing its counters, Python's socket call).  Traced with
-``benchmarks/prefork_recv_trace.bt``: that work after the send takes 26 us on average, spread
-over 4-60 us; the time from the send to a blocked worker's wake-up (wrk woken from idle - it
-sleeps once a reply at this rate - reads, writes, loopback) 53 us on average; 4.5% of the
-workers are preempted in between (the involuntary switches; they then find their request).
-The clients answer a reply as of the time it reached them, even when the server reports it
-after the burst that sent it (:class:`~arch_sim.models.workload.ClosedClients`), so the model
-finds a request already there whenever the work after the send outlasts the client's
-turnaround; with the presets' fixed costs that is all or nothing: ``log_us`` (15% of a
-request by an estimated split) is shorter than ``client_us`` plus two hops, so every recv()
-blocks (1.00), where the real spread of both times gives 0.7.
+At saturation a real worker's recv() finds its next request already there when wrk, on the
+other CPU, answered the reply while the worker was still busy after its last send; the clients
+answer a reply as of its own time (:class:`~arch_sim.models.workload.ClosedClients`), so this
+model does too whenever the work after the send outlasts the client's turnaround (what was
+traced: docs/FIDELITY.md, "Prefork").
 
 A keep-alive connection is held by its worker, so at most ``workers`` connections are served at
 once; the model's keep-alive clients close theirs only at a bench window's end, if at all, so a

@@ -27,63 +27,9 @@ the GIL (:mod:`~arch_sim.models.gil`): a thread drops it around every blocking c
 epoll_wait, recv, send, a get() that waits) and a woken thread that finds it held sleeps again
 on the GIL's condition variable, as the pool server's threads do (python_threads.py).
 
-Window and steady state (``benchmarks/midrun.py --arch staged``, keep-alive, 64 connections,
-3 s windows, 3 interleaved rounds): the server's reschedules per request counted around a
-whole wrk run, as ``arch-sim bench`` counts them, and in the middle of a longer run agree
-within 3% at 100, 2000, 5000/s and unpaced (7.77 / 7.67, 5.68 / 5.69, 4.78 / 4.74, 1.40 /
-1.40), and with a connection per request within 2% up to 5000/s (8.81 / 8.64 at 100/s;
-unpaced 1.62 / 1.77, rounds spread over 1.36-2.02): wrk's 64 connects and closes at a
-window's edges arrive in bursts and cost this server next to nothing per request.  So its
-gap to this model is all steady state.
-
-Where the steady state's switches are (mid-run, per request, real / this model; each
-thread's voluntary and involuntary switches from /proc): wait_headers sleeps 0.95 / 0.95,
-0.43 / 0.44, 0.24 / 0.21 times at 100, 2000, 5000/s and is preempted 1.07 / 0.35, 1.17 /
-1.10, 1.11 / 1.04; send_data sleeps 1.74 / 1.24, 2.05 / 1.90, 1.91 / 1.83 and is preempted
-1.75 / 0.02, 0.82 / 0.07, 0.58 / 0.15; logging sleeps 2.12 / 0.97, 1.18 / 0.57, 0.87 / 0.50
-and is never preempted in either.  The wait_headers -> send_data hand-off matches from 2000/s
-on (at 100/s wait_headers is preempted 0.7 times a request more); the rest of the gap is one
-hand-off, send_data -> logging: the woken logging thread preempts its
-putter (``benchmarks/gil_audit.py --rate 100``: send_data preempted by logging 1.55 a request,
-all of it) and, since send_data still holds the GIL, sleeps on gil->cond, is signalled when
-send_data drops it, preempts it again inside drop_gil and sleeps on gil->mutex - logging's
-extra sleeps, 1.15, 0.61 and 0.37 a request.  Here that first preemption is rare
-(``benchmarks/wake_audit.py --rate 100``: 2% of send_data's wake-ups of logging preempt,
-against 49% on the kernel) because the logging thread wakes owed time 3% of the time against
-61%: on the kernel it last went to sleep while a thread that had run more was still queued
-(most likely the send_data it preempted, so that every preempting hand-off hands the owed time
-on to the next one); in this model send_data blocks the moment its put() returns and
-logging goes to sleep alone with lag 0, so the chain never starts.  The kernel's rules are
-this model's (policy_eevdf.py: a waker still eligible is never preempted, an ineligible one
-nearly always is); the state they meet differs.  Putting wait_headers' CPU after its put (the
-real thread runs on 16-32 us before epoll_wait) does not start the chain (100/s: 3.54 ->
-3.32-3.46), nor does 8-16 us more of send_data's after its put (3.54-3.55).
-
-Where the CPU is, which decides those lags: at 100/s the real threads spend 220 (wait_headers),
-89 (send_data) and 31 us (logging) a request - the first thread after an idle pays most of the
-cold caches, since the stages share the interpreter and the kernel's network path - and this
-model 202, 202 and 193 us, each stage paying ``cold_refill_us`` for its own code (606 us a
-request against the 365 measured).  One code for all stages (the refill paid once, by the
-first stage after an idle, re-solved from the 1000/s CPU: 915 us) moves 2000 and 5000/s to
-5.05 and 4.95 (measured 5.69, 4.74) but 100/s only to 3.81, and puts all the refill on
-wait_headers (send_data's 89 us are a real share); the refill per stage is not measured here.
-
-Unpaced (keep-alive) this model makes 2.14 switches a request against 1.40: every stage
-sleeps and is preempted 1.3-1.8 times as often (send_data 0.64 + 0.39 against 0.49 + 0.22,
-logging 0.46 against 0.29, wait_headers preempted 0.55 against 0.37) - its queues run dry
-more often, with a CPU per request (28 us) below the real 32.  With a connection per request
-it makes 0.28 against 1.77: no stage of this model ever finds its queue empty, while the real
-accept thread sleeps 0.27 times a request, send_data 0.68 and logging 0.17, and wait_headers
-is preempted 0.54 times.  The CPU is placed differently: the real threads spend 20 (accept),
-14 (wait_headers), 20 (send_data) and 20 us (logging) a request, this model's costs are 28
-(``accept_us``), 9, 10 and 31 (``log_us`` + ``close_us``; the preset halves a connection's
-cost between accept and close).  So the one logging thread here needs 41% of the CPU at
-13,000 requests/s, does not get it, and falls behind for good: its queue grows through the
-run (4,000 requests: 50, 156, 248, 337 on average in each quarter) while wrk, which reconnects
-once a reply is in, keeps the rate up - the model never reaches a steady state there, and
-accept, never idle either, keeps its queue full (22 on average, never empty).  Placing the
-connection's cost as the real threads do (the extra CPU per request over keep-alive, unpaced:
-accept 20, logging 15, wait_headers 4, send_data 4 us) is a calibration change not made here.
+Where this model misses the real server, and what was measured about it (per-stage switches
+and CPU, the send_data -> logging hand-off that preempts on the kernel and not here, the
+connection cost's placement over the stages): docs/FIDELITY.md, "Staged".
 
 Pool sizes are the real server's defaults (``ServerParams.stage_threads``,
 ``accept=1,wait_headers=1,send_data=4,logging=1``); the ``userspace`` state has no pool (static
