@@ -69,7 +69,13 @@ class Worker:
     # -- the main loop ---------------------------------------------------------------------
 
     def main_loop(self):
-        """MainDaemon: run the state groups in turn; sleep when a pass changed nothing."""
+        """MainDaemon: run the state groups in turn; sleep when a pass changed nothing.
+
+        A pass that sent replies runs as two bursts split at its last send: its replies are
+        out (and the clients act on them) while the worker still logs and closes.  A pass
+        after an idle CPU is slowed throughout by its cold caches (:meth:`_cold_stretch`), so
+        the work after the last send - logging, close, the next pass - is slowed too.
+        """
         sched, env, task = self.model.sched, self.model.env, self.task
         yield sched.start(task)
         while True:
@@ -79,15 +85,30 @@ class Worker:
             if p.moved == 0:  # the pass found nothing to do: pay for it, then sleep
                 yield from self.sleep(cost)
                 continue
-            yield from sched.run(task, cost)
-            shift = env.now - cost - start  # > 0 only if we were preempted before the pass
+            stretch = self._cold_stretch(cost)
             recorder = self.model.recorder
-            for req, t in p.finished:
-                recorder.complete(req, t + shift)
+            if p.finished:
+                yield from sched.run(task, (p.replied - start) * stretch)
+                out = env.now  # the last reply has left: the head burst ends with its send
+                for req, sent, t in p.finished:
+                    recorder.complete(req, out - (p.replied - sent) * stretch + (t - sent))
+                cost = p.t - p.replied
+            yield from sched.run(task, cost * stretch)
             for req in p.handed:
                 self.model.userspace.submit(req)
             for req in p.closed:
                 recorder.closed(req)
+
+    def _cold_stretch(self, cost: float) -> float:
+        """How much slower than warm this pass runs: the first burst after the CPU idled pays
+        the worker's cache refill (the scheduler's cold start, taken here so that the
+        scheduler does not add it again); the misses fall all through the pass's code, not
+        before it, so every part of the pass is slowed by the same factor."""
+        task = self.task
+        cpu = task.cpu
+        if not task.refill or cost <= 0.0 or cpu is None or task.idles_seen == cpu.idles:
+            return 1.0
+        return 1.0 + self.model.sched._cold_start(task, cpu) / cost
 
     def one_pass(self, t: float) -> Pass:
         """One pass over all state groups starting at time t (its clock ends at ``p.t``).
@@ -170,7 +191,8 @@ class Worker:
                 sending.append(req)
             else:
                 p.logging.append(req)
-                p.finished.append((req, conn.drained_at(t) + m.one_way))
+                p.finished.append((req, t, conn.drained_at(t) + m.one_way))
+                p.replied = t
         p.t = t
         self.send_data = sending
         self._batch(SEND_DATA, k)
@@ -268,12 +290,14 @@ class Worker:
 class Pass:
     """One pass's running totals: its clock, what moved, what finished, what was handed on."""
 
-    __slots__ = ("t", "moved", "finished", "handed", "logging", "closed")
+    __slots__ = ("t", "moved", "finished", "replied", "handed", "logging", "closed")
 
     def __init__(self, t: float) -> None:
         self.t = t  # the pass's own clock: when its next piece of work would end
         self.moved = 0
-        self.finished: list[tuple[Request, float]] = []  # (request, when its reply is in)
+        #: (request, when its last bytes were sent, when its reply is in), on the pass's clock
+        self.finished: list[tuple[Request, float, float]] = []
+        self.replied = t  # when the pass's last reply was sent, on its clock
         self.handed: list[Request] = []  # to the user-space server
         self.logging: list[Request] = []  # replies done (or handed over): to log and close
         self.closed: list[Request] = []  # connections closed on their client's end of file
