@@ -44,7 +44,7 @@ FILE_SIZES = {"specweb99": "specweb99", "1k": "fixed:1"}
 COLUMNS = ("regime", "arch", "threads", "count", "load", "target_rps", "connections",
            "measured_rps", "measured", "measured_ci", "measured_n", "simulated_rps",
            "simulated", "simulated_ci", "simulated_n", "diff", "rel_diff", "log_ratio",
-           "within")
+           "within", "in_ci")
 
 
 def load_label(target_rps: float | None) -> str:
@@ -179,8 +179,10 @@ def fidelity(measured: pd.DataFrame, simulated: pd.DataFrame,
     ``connections``, ``measured_rps``, ``measured`` (mean over repetitions), ``measured_ci``
     (95% half-width), ``measured_n``, the same for ``simulated``, ``diff`` (simulated -
     measured), ``rel_diff`` (diff / measured), ``log_ratio`` (ln simulated / measured) and
-    ``within`` (:func:`within`).  Points measured but not simulated get NaN and ``within``
-    False.  Rows are ordered by regime, count, architecture, shape, then load (``max`` last).
+    ``within`` (:func:`within`), and ``in_ci``: the simulated value lies inside the measured
+    mean's 95% interval (a miss the measurement itself cannot resolve).  Points measured but
+    not simulated get NaN and ``within`` False.  Rows are ordered by regime, count,
+    architecture, shape, then load (``max`` last).
     """
     rows = []
     for count in counts:
@@ -202,6 +204,8 @@ def fidelity(measured: pd.DataFrame, simulated: pd.DataFrame,
                 "simulated_ci": s.get("ci", math.nan), "simulated_n": s.get("n", 0),
                 "diff": diff, "rel_diff": diff / m["mean"] if m["mean"] else math.nan,
                 "log_ratio": ratio, "within": within(m["mean"], s_mean),
+                "in_ci": bool(np.isfinite(diff) and np.isfinite(m["ci"])
+                              and abs(diff) <= m["ci"]),
             })
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     if df.empty:
@@ -227,7 +231,18 @@ def headline(table: pd.DataFrame) -> str:
     """'N of M points within 10%' (over every regime, count and point of the table)."""
     if table is None or table.empty:
         return "no points compared"
-    return f"{int(table['within'].sum())} of {len(table)} points within 10% (or 0.01 per request)"
+    text = f"{int(table['within'].sum())} of {len(table)} points within 10% (or 0.01 per request)"
+    if "in_ci" in table:
+        misses = table[~table["within"].astype(bool)]
+        text += (f"; {int(misses['in_ci'].astype(bool).sum())} of the {len(misses)} others lie "
+                 "inside the measurement's own 95% interval")
+    return text
+
+
+def _verdict(row: pd.Series) -> str:
+    if row["within"]:
+        return "yes"
+    return "**no** (in CI)" if row.get("in_ci", False) else "**no**"
 
 
 def fidelity_markdown(table: pd.DataFrame) -> str:
@@ -242,5 +257,5 @@ def fidelity_markdown(table: pd.DataFrame) -> str:
             f"| {r['regime']} | {r['count']} | {shape_label(r['arch'], r['threads'])} "
             f"| {r['load']} | {r['measured_rps']:,.0f} | {r['measured']:.3f}{ci} "
             f"| {r['simulated']:.3f} | {r['diff']:+.3f}{rel} | "
-            f"{'yes' if r['within'] else '**no**'} |")
+            f"{_verdict(r)} |")
     return "\n".join(lines)

@@ -80,9 +80,16 @@ def test_fidelity_table_covers_both_counts_and_marks_every_miss():
     assert math.isnan(server.iloc[4]["simulated"])
     cpu = table[table["count"] == "cpu"]  # 2.5x against 2x: 25% off everywhere
     assert not cpu["within"].any()
-    assert headline(table) == "2 of 10 points within 10% (or 0.01 per request)"
+    # a miss inside the measured mean's 95% interval is told apart: two windows of 2.9 and
+    # 3.1 cannot tell 2.1 from 3.0; two of 0.08 and 0.07 can tell 0.155 from 0.075
+    assert list(server["in_ci"]) == [True, True, True, False, False]
+    misses_in_ci = int((~table["within"] & table["in_ci"]).sum())
+    assert headline(table) == (f"2 of 10 points within 10% (or 0.01 per request); "
+                               f"{misses_in_ci} of the 8 others lie inside the measurement's "
+                               "own 95% interval")
     text = fidelity_markdown(table)
     assert text.count("\n") == 2 + len(table) - 1 and "**no**" in text and "| yes |" in text
+    assert "| **no** (in CI) |" in text and "| **no** |" in text
 
 
 def test_regimes_and_shapes_are_kept_apart():
