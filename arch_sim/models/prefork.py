@@ -74,8 +74,12 @@ the burst it ends (:meth:`Prefork.after_send`). In the model that work still tak
 (median) against the clients' 80-110 us turnaround, because the model's whole request costs
 less than the measured one at 2000/s (168 us against 275 us). The model's worker therefore
 still sleeps in accept() before almost every connection (0.98 wake-ups per request at 500/s).
-Where the real queue gets its waiting connections is not settled: medians alone would predict
-fewer found than the traced 0.45 and 0.70.
+The race is not what keeps the model's count up: forcing its work after the send to 95 us, or
+to 300 us, moves the counts at 500/s by under 0.01. In the model 23% of the workers back in
+accept() find a connection queued, but 94% of the connections arrive while some worker is
+asleep in accept() (in the real server about 55% at 500/s), so a connection found queued leaves
+the worker woken for it to find nothing (0.17 per request). Why the real server so rarely has a
+worker asleep in accept() when a connection comes is not settled.
 
 A keep-alive connection is held by its worker, so at most ``workers`` connections are served at
 once; the model's keep-alive clients close theirs only at a bench window's end, if at all, so a
