@@ -250,9 +250,14 @@ class ThreadPerRequest:
             conn.write(n, env.now)
         # logging: log line (and close, for a one-request connection) after the last write
         yield from sched.run(task, work + log_work)
-        sent = env.now - log_work
+        sent = env.now - self.after_send(task, work + log_work, log_work)
         conn.write(n, sent)
         self.recorder.complete(req, conn.drained_at(sent) + self.one_way)
+
+    def after_send(self, task: Task, work: float, log_work: float) -> float:
+        """How long before the end of a request's last burst (``work`` of CPU, ``log_work`` of
+        it after the last write) its reply left: the log work, as costed."""
+        return log_work
 
     def sleep_until(self, task: Task, t: float):
         """Block (a voluntary reschedule) until time t, when the awaited event happens."""
