@@ -43,34 +43,11 @@ answer a reply as of its own time (:class:`~arch_sim.models.workload.ClosedClien
 model does too whenever the work after the send outlasts the client's turnaround (what was
 traced: docs/FIDELITY.md, "Prefork").
 
-With a connection per request (wrk reconnecting after each reply, then thinking) the model
-gives about two sleeps per request: accept() until the connection comes, then recv() until its
-request comes after the think time. The real workers save sleeps in accept() as the load rises.
-Traced with ``benchmarks/prefork_close_trace.bt`` (per accepted connection, bench windows at
-500 and 2000 requests/s): recv() blocks 0.98-1.00 times, as the model says. But only 0.55
-(500/s) and 0.30 (2000/s) of the accept() calls block: the others find a connection already
-queued. Very few wake-ups find the queue empty (0.006-0.02 per accept(); the model has
-0.17-0.24). Preemptions are 0.04-0.05. When a worker is woken in accept() it is nearly always
-the only worker asleep there, so the queue's wake order does not matter. Blocks outside
-accept() and recv() on CPU 0 - the master's waits, a poll() in a lingering close - are under
-0.003 per connection: the close does not sleep (the drain finds nothing unread, so the socket
-is closed at once) and the client's FIN comes to a closed socket.
-``benchmarks/prefork_close_race.bt`` times the race. A worker's time from its last send to
-accept() (shutdown, drain, close, publish its counters) is about a fifth of the request's CPU
-at every load: 24 us unpaced, 70 us at 2000/s, 95 us at 500/s, traced, as the whole request
-slows 1.0x, 2.7x and 4x with cold caches. wrk's turnaround from that send to the new connection
-joining the queue is longer, with a wide spread (medians 70, 110 and 160 us, timed from the
-latest send of any worker, so short under load). So the work after the send runs as slowly as
-the burst it ends (:meth:`Prefork.after_send`). In the model that work still takes 18-43 us
-(median) against the clients' 80-110 us turnaround, because the model's whole request costs
-less than the measured one at 2000/s (168 us against 275 us). The model's worker therefore
-still sleeps in accept() before almost every connection (0.98 wake-ups per request at 500/s).
-The race is not what keeps the model's count up: forcing its work after the send to 95 us, or
-to 300 us, moves the counts at 500/s by under 0.01. In the model 23% of the workers back in
-accept() find a connection queued, but 94% of the connections arrive while some worker is
-asleep in accept() (in the real server about 55% at 500/s), so a connection found queued leaves
-the worker woken for it to find nothing (0.17 per request). Why the real server so rarely has a
-worker asleep in accept() when a connection comes is not settled.
+The work after a worker's last send (shutdown, drain, close, the way back to accept()) runs as
+slowly as the burst it ends (:meth:`Prefork.after_send`): a cold refill or a slow jitter slows
+every part of the code, not just its start.  Where this model's count with a connection per
+request still differs from the real workers' (they sleep less in accept() as the load rises):
+docs/FIDELITY.md, "Prefork, a connection per request".
 
 A keep-alive connection is held by its worker, so at most ``workers`` connections are served at
 once; the model's keep-alive clients close theirs only at a bench window's end, if at all, so a
