@@ -12,7 +12,8 @@ import simpy
 
 from arch_sim.models import load_preset, simulate_point
 from arch_sim.models.params import NetworkParams
-from arch_sim.models.workload import ClosedClients, Workload
+from arch_sim.models.workload import Workload
+from arch_sim.models.wrk_clients import ClosedClients
 
 
 class _Sink:

@@ -233,7 +233,8 @@ def test_wrk_loop_fires_a_due_timer_when_it_next_wakes():
     ends a fraction of a ms past the edge (ae.c) - not on the edge itself."""
     import simpy
 
-    from arch_sim.models.workload import ClosedClients, Workload
+    from arch_sim.models.workload import Workload
+    from arch_sim.models.wrk_clients import ClosedClients
 
     env = simpy.Environment()
     sink = _Sink(env)
@@ -266,7 +267,8 @@ def test_a_client_reconnects_only_after_handling_the_reply():
     first if idle): the server sees the next connection wake + connect CPU after the reply."""
     import simpy
 
-    from arch_sim.models.workload import ClosedClients, Workload
+    from arch_sim.models.workload import Workload
+    from arch_sim.models.wrk_clients import ClosedClients
 
     env = simpy.Environment()
     sink = _Sink(env)

@@ -34,7 +34,7 @@ import simpy
 from arch_sim.models.clock import call_after, call_at
 from arch_sim.models.network import Connection, Request
 from arch_sim.models.recorder import Recorder
-from arch_sim.models.workload import ClosedClients, Slot
+from arch_sim.models.wrk_clients import ClosedClients, Slot
 
 #: the bench reads the counters after wrk has exited (a /server-status request): the server
 #: has finished the bursts the last ends of file started and gone back to sleep by then

@@ -39,7 +39,7 @@ plain run keeps its connections open throughout (the steady state, about 1.00 pe
 
 At saturation a real worker's recv() finds its next request already there when wrk, on the
 other CPU, answered the reply while the worker was still busy after its last send; the clients
-answer a reply as of its own time (:class:`~arch_sim.models.workload.ClosedClients`), so this
+answer a reply as of its own time (:class:`~arch_sim.models.wrk_clients.ClosedClients`), so this
 model does too whenever the work after the send outlasts the client's turnaround (what was
 traced: docs/FIDELITY.md, "Prefork").
 

@@ -33,7 +33,8 @@ from arch_sim.models.scheduler import Scheduler
 from arch_sim.models.staged import POOLED, Staged
 from arch_sim.models.state_group import StateGroup
 from arch_sim.models.thread_per_request import make as make_thread_per_request
-from arch_sim.models.workload import Workload, make_clients
+from arch_sim.models.workload import Workload
+from arch_sim.models.wrk_clients import make_clients
 from arch_sim.regimes import regime_of
 from real_servers.core.lifecycle import moved_column
 

@@ -454,6 +454,15 @@ class Scheduler:
         task.event = None
         event.succeed()
 
+    def cold_start(self, task: Task) -> float:
+        """The cache refill ``task``'s next burst would pay (0 with warm caches), taken now: a
+        model that spreads the refill over its own work rather than ahead of it (a
+        state-group pass) takes it here, and its burst pays nothing more for it."""
+        cpu = task.cpu
+        if cpu is None or not task.refill or task.idles_seen == cpu.idles:
+            return 0.0
+        return self._cold_start(task, cpu)
+
     def _cold_start(self, task: Task, cpu: Cpu) -> float:
         """The cache refill ``task`` pays now: its code went cold while ``cpu`` idled since a
         task running that code last ran here (the first run on a CPU pays it whole)."""

@@ -104,11 +104,9 @@ class Worker:
         the worker's cache refill (the scheduler's cold start, taken here so that the
         scheduler does not add it again); the misses fall all through the pass's code, not
         before it, so every part of the pass is slowed by the same factor."""
-        task = self.task
-        cpu = task.cpu
-        if not task.refill or cost <= 0.0 or cpu is None or task.idles_seen == cpu.idles:
+        if cost <= 0.0:
             return 1.0
-        return 1.0 + self.model.sched._cold_start(task, cpu) / cost
+        return 1.0 + self.model.sched.cold_start(self.task) / cost
 
     def one_pass(self, t: float) -> Pass:
         """One pass over all state groups starting at time t (its clock ends at ``p.t``).
