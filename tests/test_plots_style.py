@@ -308,8 +308,21 @@ def test_redraw_gives_back_every_committed_figure(tmp_path, folder, capsys):
             assert notes[:-1] == [n for n in before.pop("notes") if not n.startswith(NOTE_PREFIX)]
             assert notes[-1].startswith(NOTE_PREFIX)
         assert after == before
-    # again, into another folder: the figures only, the results folder untouched
-    before = {p: p.read_bytes() for p in copy.rglob("meta.json")}
+
+
+def test_redraw_elsewhere_writes_the_figures_only(tmp_path):
+    """``--out``: the figures go to another folder in the style asked for, and the results
+    folder (its meta.json included) is left as it was - once, on the smallest committed folder
+    whose meta.json has notes a redraw in place would add to (every folder is redrawn in place
+    above)."""
+    def takes_notes(f: Path) -> bool:
+        meta = f / "meta.json"
+        return meta.exists() and isinstance(json.loads(meta.read_text()).get("notes"), list)
+
+    folder = min(filter(takes_notes, committed_folders()), key=lambda f: len(figure_files(f)))
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("*.png", "*.svg"))
+    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
     assert main(["redraw", str(copy), "--style", "slides", "--out", str(tmp_path / "o")]) == 0
     assert figure_files(tmp_path / "o") == figure_files(folder)
-    assert {p: p.read_bytes() for p in copy.rglob("meta.json")} == before
+    assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
