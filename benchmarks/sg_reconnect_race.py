@@ -9,7 +9,7 @@ the next connection is queued before the worker blocks - accepted then without a
 own.  It also prints the worker's sleeps (blocking polls) and voluntary switches per request
 from ``/server-status``, to compare with an untraced ``arch-sim bench`` (the probes are few).
 
-    flock /tmp/arch-sim-cpu.lock timeout 300 python benchmarks/sg_reconnect_race.py 100 500 2000
+    python benchmarks/sg_reconnect_race.py 100 500 2000
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from arch_sim.argtypes import OneLineParser, positive_float
 from arch_sim.harness import fileset, servers
 from arch_sim.harness.wrk import run_wrk
 
@@ -90,11 +91,11 @@ def measure(rate: float, seconds: int = 4) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> int:
-    try:
-        rates = [float(a) for a in argv] or [100.0, 500.0, 2000.0]
-    except ValueError:
-        print(f"rates must be numbers (requests/s), not {' '.join(argv)!r}", file=sys.stderr)
-        return 2
+    parser = OneLineParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rates", nargs="*", type=positive_float, metavar="RATE",
+                        default=[100.0, 500.0, 2000.0],
+                        help="offered requests/s, one traced run each (default 100 500 2000)")
+    rates = parser.parse_args(argv).rates
     for rate in rates:
         row = measure(rate)
         print("  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
