@@ -1,0 +1,22 @@
+"""Benchmark scripts refuse bad arguments with one line and exit 2, before anything runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("argv, says", [(["abc"], "'abc' is not a number"),
+                                        (["--", "-5"], "give a number > 0")])
+def test_sg_reconnect_race_refuses_a_bad_rate_in_one_line(argv, says):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/sg_reconnect_race.py"), *argv],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0]
+    assert out.stdout == ""
