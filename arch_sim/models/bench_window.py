@@ -91,19 +91,10 @@ class WindowRecorder(Recorder):
         self.t1 = self.env.now
 
     def arrive(self, req: Request) -> bool:
-        """A request reaches the server; False if it is refused (too many connections)."""
+        """A request reaches the server; False if it is refused (too many connections: an
+        error while wrk runs).  Whether it counts is decided when its reply is in."""
         self.offered += 1
-        if self.in_system >= self.max_connections:
-            if self.spans and self.env.now < self.spans[-1][1]:
-                self.errors += 1
-            return False
-        req.id = len(self.arrived)
-        req.in_window = False  # decided when its reply is in
-        self.arrived.append(req.arrived)
-        self.done.append(math.nan)
-        self.window.append(False)
-        self.in_system += 1
-        return True
+        return self._admit(req, False, bool(self.spans) and self.env.now < self.spans[-1][1])
 
     def closed(self, req: Request) -> None:
         """The server closed its side of a connection whose client had closed it."""
@@ -198,7 +189,6 @@ class BenchWindows:
 
     def _settle(self) -> None:
         self.stopping = False
-        self.generation += 1
         call_after(self.env, SETTLE_S, self._end)
 
     def _end(self) -> None:

@@ -50,8 +50,13 @@ class Recorder:
             self.snap1 = self.snapshot()
             self._maybe_finish()
         in_window = self.warmup <= i < self.warmup + self.requests
+        return self._admit(req, in_window, in_window)
+
+    def _admit(self, req: Request, in_window: bool, counts: bool) -> bool:
+        """Number ``req`` and keep its times - unless the server holds ``max_connections``
+        already: then it is refused, an error if ``counts``."""
         if self.in_system >= self.max_connections:
-            if in_window:
+            if counts:
                 self.errors += 1
             return False
         req.id = len(self.arrived)

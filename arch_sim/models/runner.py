@@ -102,7 +102,7 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
         windows = windows_for(requests, float(target_rps), float(bench_window_s))
     load = Workload(
         kind=workload,
-        target_rps=None if target_rps is None or math.isnan(target_rps) else float(target_rps),
+        target_rps=float(target_rps) if paced else None,
         connections=connections,
         file_sizes=file_sizes or params.workload.file_sizes,
         userspace_frac=params.server.userspace_frac,
