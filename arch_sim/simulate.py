@@ -1,6 +1,6 @@
 """``arch-sim simulate``: sweep the SimPy models over load, with repetitions, into a run folder.
 
-    arch-sim simulate --preset linux-2.2-1999 --load-range 100:20000:25 --reps 5 --out runs/sim
+    arch-sim simulate --preset linux-2.2-1999 --load-range 100:3000:25 --reps 5 --out runs/sim
     arch-sim simulate --quick          # a short sweep: 6 loads, 3 repetitions, 3,000 requests
 
 Every (arch, load, repetition) is one :func:`arch_sim.models.simulate_point` run with its own
@@ -60,6 +60,7 @@ from arch_sim.sweep import (  # noqa: F401  (DaskError, DASK_*: the command's ow
     connect_dask,
     default_load_range,
     executor_name,
+    over_link_note,
     parse_load_range,
     plan_options,
     run_jobs,
@@ -322,6 +323,9 @@ def _sweep(args: argparse.Namespace, params: ModelParams, jobs: list[dict[str, A
     runinfo.write_json_atomic(out / "meta.json", meta)
     if params.placeholder and not args.quiet:
         print(f"note: preset {params.name!r} is a placeholder until calibrated", file=sys.stderr)
+    over = over_link_note(params, jobs)
+    if over and not args.quiet:
+        print(over, file=sys.stderr)
 
     wall = time.perf_counter()
     rows = run_jobs(jobs, workers=args.jobs, progress=not args.quiet, dask=client)

@@ -69,6 +69,24 @@ def default_load_range(params: ModelParams, points: int = 25) -> str:
     return f"100:{max(top, 200.0):.0f}:{points}"
 
 
+def over_link_note(params: ModelParams, jobs: Sequence[dict[str, Any]]) -> str | None:
+    """One line for a sweep whose open-workload loads exceed what the preset's link carries,
+    or None.  Past it arrivals pile up faster than replies leave: the run never reaches a
+    steady state, the state-group model polls every connection that waits in send_data each
+    pass, and such a run can take minutes where one below the link takes a second."""
+    from arch_sim.eras import OVERLOAD_LIMIT, link_capacity_rps
+
+    top = OVERLOAD_LIMIT * link_capacity_rps(params)
+    over = sorted({j["target_rps"] for j in jobs if j.get("workload", "open") == "open"
+                   and j.get("target_rps") is not None and j["target_rps"] > top})
+    if not over:
+        return None
+    return (f"note: {len(over)} load(s) from {over[0]:,.0f} requests/s are above what the "
+            f"link of preset {params.name!r} carries (~{top:,.0f} requests/s at its mean reply): "
+            "arrivals pile up with no steady state and those runs are slow; the default "
+            f"--load-range ({default_load_range(params)}) stops below it")
+
+
 def plan_options(args: argparse.Namespace, params: ModelParams) -> list[dict[str, Any]]:
     """The jobs of ``arch-sim simulate`` with these options (its meta.json's ``args``), in
     output order: the loads (``--loads``, ``--load-range`` or the preset's default range; a

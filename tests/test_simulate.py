@@ -117,3 +117,19 @@ def test_parquet_is_written_beside_the_csv_only_with_pyarrow(tmp_path, monkeypat
     assert written == {"rows": 2}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["measurements.csv",
                                                           "measurements.parquet"]
+
+
+def test_loads_above_the_link_get_a_note_and_the_default_range_stays_below():
+    from arch_sim.eras import link_capacity_rps
+    from arch_sim.models import load_preset
+    from arch_sim.sweep import default_load_range, over_link_note, plan
+
+    params = load_preset("linux-2.2-1999")
+    top = link_capacity_rps(params)
+    below = plan(params, parse_load_range(default_load_range(params)), ["state-group"])
+    assert over_link_note(params, below) is None
+    note = over_link_note(params, plan(params, [1000.0, top * 1.5, top * 3], ["state-group"]))
+    assert note is not None and "2 load(s)" in note and f"{top * 1.5:,.0f}" in note
+    assert "\n" not in note
+    closed = plan(params, [top * 3], ["state-group"], workload="closed")  # clients wait
+    assert over_link_note(params, closed) is None
