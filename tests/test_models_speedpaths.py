@@ -76,3 +76,33 @@ def test_host_state_group_schedules_under_two_events_per_request():
                          cpus=1, recorder_factory=recorder)
     offered = row["sim_requests_per_wall_s"] * row["wall_s"]
     assert next(envs[0]._eid) / offered < 2.0
+
+
+def _count_resumes(monkeypatch) -> list[int]:
+    """Count every SimPy process resume from now on (a one-element list)."""
+    count = [0]
+    resume = simpy.events.Process._resume
+
+    def counting(self, event):
+        count[0] += 1
+        resume(self, event)
+
+    monkeypatch.setattr(simpy.events.Process, "_resume", counting)
+    return count
+
+
+@pytest.mark.parametrize(("preset", "load", "cpus"), [("linux-2.2-1999", 1500.0, 2),
+                                                      ("linux-2.2-1999", 3000.0, 4),
+                                                      ("linux-2.4", 1500.0, 1)])
+def test_herd_wakeups_handled_by_a_dispatch_hook_give_the_same_rows(monkeypatch, preset, load,
+                                                                    cpus):
+    """A kernel pool thread woken in accept() with nothing to take polls and sleeps again in
+    its scheduler on_dispatch hook instead of its generator: the same row, fewer resumes."""
+    resumes = _count_resumes(monkeypatch)
+    hooked = _row(preset, "thread-per-request", load, cpus)
+    hooked_resumes, resumes[0] = resumes[0], 0
+    monkeypatch.setattr(Scheduler, "dispatch_hooks", False)
+    resumed = _row(preset, "thread-per-request", load, cpus)
+    assert hooked == resumed
+    if hooked["spurious_wakeups_per_request"]:  # the herd (2.2's wake-all) is what the hook saves
+        assert hooked_resumes < resumes[0]

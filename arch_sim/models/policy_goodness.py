@@ -4,7 +4,7 @@ reschedule_idle()); the hooks are described in :mod:`arch_sim.models.policies`.
 
 from __future__ import annotations
 
-import math
+from math import floor
 from typing import TYPE_CHECKING
 
 from arch_sim.models.policies import Policy
@@ -36,13 +36,19 @@ class Goodness(Policy):
 
     def _ticks(self, since: float, until: float) -> int:
         """Timer ticks between two times (ticks come every 1/HZ s on every CPU)."""
-        return max(0, math.floor(until * self.hz) - math.floor(since * self.hz))
+        ticks = floor(until * self.hz) - floor(since * self.hz)
+        return ticks if ticks > 0 else 0
 
     def _charge(self, task: Task) -> None:
-        """update_process_times(): the running task's counter loses a tick per tick."""
-        now = self.sched.env.now
+        """update_process_times(): the running task's counter loses a tick per tick (called
+        at every switch: :meth:`_ticks` and max() are written out)."""
         if task.cpu is not None:
-            task.counter = max(0, task.counter - self._ticks(task.vstart, now))
+            now = self.sched.env._now
+            hz = self.hz
+            ticks = floor(now * hz) - floor(task.vstart * hz)
+            if ticks > 0:
+                left = task.counter - ticks
+                task.counter = left if left > 0 else 0
             task.vstart = now
 
     def goodness(self, task: Task, cpu: Cpu) -> int:
@@ -129,10 +135,18 @@ class Goodness(Policy):
 
     def pick(self, cpu: Cpu) -> Task | None:
         """The run-queue loop: the highest goodness wins (the first of equals); all zero
-        with someone runnable: recalculate every task's counter and look again."""
+        with someone runnable: recalculate every task's counter and look again.
+        (:meth:`goodness` and :meth:`_candidates` written out: a switch's hot path.)"""
         best, best_g = None, -1
-        for t in self._candidates(cpu):
-            g = self.goodness(t, cpu)
+        for t in self.sched.runqueue:
+            if t.pin is not None and t.pin is not cpu:
+                continue
+            g = t.counter
+            if g > 0:  # goodness(t, cpu)
+                here = t.cpu if t.cpu is not None else t.last_cpu
+                g += STATIC_GOODNESS + PROC_CHANGE_PENALTY if here is cpu else STATIC_GOODNESS
+            else:
+                g = 0
             if g > best_g:
                 best, best_g = t, g
         if best is None:

@@ -63,10 +63,13 @@ import math
 import random
 from collections import deque
 from collections.abc import Generator, Iterable
+from heapq import heappush
 from typing import Any
 
 import simpy
+from simpy.events import NORMAL
 
+from arch_sim.models.clock import Call
 from arch_sim.models.params import SchedulerParams
 from arch_sim.models.policies import make_policy
 
@@ -86,7 +89,7 @@ class Task:
 
     __slots__ = ("name", "code", "refill", "idles_seen", "counted", "pin", "cpu", "last_cpu",
                  "lead", "used", "event", "state", "v", "vkey", "vstart", "deadline", "vlag",
-                 "queued", "delayed", "counter", "preemptible", "mm")
+                 "queued", "delayed", "counter", "preemptible", "mm", "on_dispatch")
 
     def __init__(self, name: str, counted: bool = True, pin: Cpu | None = None,
                  code: str | None = None, refill: float = 0.0, preemptible: bool = True,
@@ -119,6 +122,9 @@ class Task:
         self.queued = False  # counts in the run queue's average (running, runnable or delayed)
         self.delayed = False  # asleep but still queued, owing time (DELAY_DEQUEUE)
         self.counter = 0  # Linux 2.2/2.4: timer ticks left in its slice
+        # called with the wake-up event instead of resuming the task's generator when it is
+        # next dispatched (see Scheduler.block), then cleared
+        self.on_dispatch: Any = None
 
     def __repr__(self) -> str:
         return f"<Task {self.name} {self.state}>"
@@ -152,6 +158,9 @@ class Scheduler:
     #: a burst that no event can interrupt moves the clock at once (see :meth:`_burst`);
     #: False schedules a timeout for every burst (the same run, one event per burst more)
     compute_bursts = True
+    #: a task blocked with an ``on_dispatch`` hook is resumed through it (see :meth:`block`);
+    #: False ignores the hooks and resumes every task's generator (the same run)
+    dispatch_hooks = True
 
     def __init__(self, env: simpy.Environment, cpus: int, params: SchedulerParams,
                  rng: random.Random | None = None) -> None:
@@ -257,12 +266,22 @@ class Scheduler:
                 return (env.timeout(dt),)
         return ()
 
-    def block(self, task: Task, after: float = 0.0) -> simpy.Event:
+    def block(self, task: Task, after: float = 0.0,
+              on_dispatch: Any = None) -> simpy.Event:
         """Give up the CPU until :meth:`wake`; the event fires once the task runs again.
 
         ``after`` seconds of work still to do before blocking are charged to this CPU without
         a SimPy event of their own: the CPU is busy with them before it runs anyone else.
+
+        ``on_dispatch(event)``: when the task is next dispatched, a plain call
+        (:class:`~arch_sim.models.clock.Call`) with the returned event is queued instead of
+        the event itself - under the same (time, priority, sequence number) key, so it runs
+        exactly when the task's generator would have resumed.  The hook may do what the
+        generator would without resuming it (with :meth:`run_outside` and :meth:`reblock`),
+        or resume it with :func:`~arch_sim.models.clock.fire`.  A pool thread woken with
+        nothing to accept saves a generator resume this way.
         """
+        task.on_dispatch = on_dispatch if self.dispatch_hooks else None
         if self.policy.needs_waker:
             self._proc_task[self.env.active_process] = task
         if after > 0.0:
@@ -279,6 +298,27 @@ class Scheduler:
         task.state = "blocked"
         self._switch_out(task, voluntary=True)
         return event
+
+    def run_outside(self, task: Task, seconds: float) -> Steps:
+        """:meth:`run` for an ``on_dispatch`` hook of a task that is not preemptible: the same
+        checkpoint (its policy still charges its time there) and burst.  The hook runs outside
+        the task's SimPy process, so the process is not noted as the task's (the task noted
+        it itself when it blocked: nothing else runs its code)."""
+        if task.preemptible:
+            raise ValueError(f"{task.name}: run_outside() is for tasks that are not preemptible")
+        cpu = task.cpu
+        if not cpu.need_resched:  # run()'s test, short-circuited the same way
+            self.policy.slice_over(task, cpu)
+        return self._burst(task, seconds)
+
+    def reblock(self, task: Task, event: simpy.Event, on_dispatch: Any) -> None:
+        """:meth:`block` (nothing ``after``) from an ``on_dispatch`` hook: the task sleeps
+        again, to be resumed by the same, still untriggered ``event`` its generator waits
+        on."""
+        task.on_dispatch = on_dispatch if self.dispatch_hooks else None
+        task.event = event
+        task.state = "blocked"
+        self._switch_out(task, voluntary=True)
 
     def wake(self, task: Task, waker: Task | None = None) -> bool:
         """Make a blocked task runnable (False if it was not blocked).
@@ -452,7 +492,15 @@ class Scheduler:
         cpu.current = task
         event = task.event
         task.event = None
-        event.succeed()
+        env = self.env
+        hook = task.on_dispatch
+        if hook is not None:  # a call in the event's place, under the key it would get
+            task.on_dispatch = None
+            heappush(env._queue, (now, NORMAL, next(env._eid), Call(hook, (event,))))
+        else:  # event.succeed(), written out: env.schedule() pushes the same key
+            event._ok = True
+            event._value = None
+            heappush(env._queue, (now, NORMAL, next(env._eid), event))
 
     def cold_start(self, task: Task) -> float:
         """The cache refill ``task``'s next burst would pay (0 with warm caches), taken now: a
