@@ -31,6 +31,7 @@ class Goodness(Policy):
         self._per_task = sched.params.per_runnable_us * 1e-6
         self._decision: Cpu | None = None  # 2.2: the waker's CPU to reschedule
         self.needs_waker = version == "2.2"
+        self._v22 = version == "2.2"
 
     # -- counters ------------------------------------------------------------------------
 
@@ -80,7 +81,7 @@ class Goodness(Policy):
     def wake_cpu(self, task: Task, waker: Task | None) -> Cpu | None:
         sched = self.sched
         self._decision = None
-        if self.version == "2.2":
+        if self._v22:
             current = waker if waker is not None and waker.cpu is not None else None
             if current is None:  # an interrupt: it lands on the task's last CPU
                 cpu = task.last_cpu or sched.cpus[0]
@@ -94,7 +95,7 @@ class Goodness(Policy):
         return sched.idle_cpu_for(task)  # 2.4: last CPU if idle, else an idle one
 
     def wake_victim(self, task: Task, waker: Task | None) -> Cpu | None:
-        if self.version == "2.2":
+        if self._v22:
             cpu, self._decision = self._decision, None
             return cpu if cpu is not None and not cpu.need_resched else None
         best, best_prio = None, 1  # 2.4: preemption_goodness() above 1, over every CPU
@@ -128,7 +129,14 @@ class Goodness(Policy):
         return True
 
     def switched_out(self, task: Task, requeue: bool) -> None:
-        self._charge(task)
+        if task.cpu is not None:  # _charge(task), written out: every switch comes here
+            now = self.sched.env._now
+            hz = self.hz
+            ticks = floor(now * hz) - floor(task.vstart * hz)
+            if ticks > 0:
+                left = task.counter - ticks
+                task.counter = left if left > 0 else 0
+            task.vstart = now
 
     def _candidates(self, cpu: Cpu):
         return (t for t in self.sched.runqueue if t.pin is None or t.pin is cpu)

@@ -296,7 +296,7 @@ class Scheduler:
         event = self.env.event()
         task.event = event
         task.state = "blocked"
-        self._switch_out(task, voluntary=True)
+        self._switch_out(task, True)
         return event
 
     def run_outside(self, task: Task, seconds: float) -> Steps:
@@ -318,7 +318,7 @@ class Scheduler:
         task.on_dispatch = on_dispatch if self.dispatch_hooks else None
         task.event = event
         task.state = "blocked"
-        self._switch_out(task, voluntary=True)
+        self._switch_out(task, True)
 
     def wake(self, task: Task, waker: Task | None = None) -> bool:
         """Make a blocked task runnable (False if it was not blocked).
@@ -330,7 +330,7 @@ class Scheduler:
             return False
         if waker is None and self.policy.needs_waker:
             waker = self._proc_task.get(self.env.active_process)
-        self._make_runnable(task, task.event, waker=waker)
+        self._make_runnable(task, task.event, False, waker)
         return True
 
     def wake_from(self, task: Task, other: Task, checkpoint: bool = True) -> Steps:
@@ -386,7 +386,7 @@ class Scheduler:
         policy.enqueue(task, initial)
         cpu = policy.wake_cpu(task, waker)
         if cpu is not None:
-            self._dispatch(cpu, task, from_idle=True)
+            self._dispatch(cpu, task, True)
             return event
         self.runqueue.append(task)
         victim = policy.wake_victim(task, waker)
@@ -427,11 +427,13 @@ class Scheduler:
                     why: str = "") -> None:
         cpu = task.cpu
         now = self.env._now
-        self.policy.switched_out(task, requeue)
+        policy = self.policy
+        policy.switched_out(task, requeue)
+        lead = task.lead
         if self.observer is not None:  # the CPU is busy with the task's owed work until then
-            self.observer.switched_out(cpu, task, now + task.lead, why or task.state)
-        if task.lead > 0.0:  # switched in, then out again before computing anything
-            cpu.free_at = now + task.lead
+            self.observer.switched_out(cpu, task, now + lead, why or task.state)
+        if lead > 0.0:  # switched in, then out again before computing anything
+            cpu.free_at = now + lead
             task.lead = 0.0
         task.cpu = None
         task.last_cpu = cpu
@@ -445,9 +447,9 @@ class Scheduler:
                 self.involuntary += 1
         if requeue:
             self.runqueue.append(task)
-        nxt = self.policy.pick(cpu)
+        nxt = policy.pick(cpu)
         if nxt is not None:
-            self._dispatch(cpu, nxt, from_idle=False)
+            self._dispatch(cpu, nxt, False)
         else:  # switch to the idle task
             self.switches += 1
             start = now if now >= cpu.free_at else cpu.free_at
@@ -463,22 +465,27 @@ class Scheduler:
 
     def _dispatch(self, cpu: Cpu, task: Task, from_idle: bool) -> None:
         """``schedule()`` on ``cpu`` picked ``task``: charge its cost, then let it run."""
-        now = self.env._now
+        env = self.env
+        now = env._now
         cost = self._switch + self._per_runnable * (len(self.runqueue) + 1) + cpu.extra_cost
         cpu.extra_cost = 0.0
         if cpu.last is not task:
             cost += self._refill
-        if task.mm is not None and task.mm is not cpu.mm:  # switch_mm(): another process
+        mm = task.mm
+        if mm is not None and mm is not cpu.mm:  # switch_mm(): another process
             cost += self._mm_switch
-            cpu.mm = task.mm
-        start = now + self._wake_latency if from_idle else now
-        if cpu.free_at > start:  # (max(), written out: a hot path)
-            start = cpu.free_at
+            cpu.mm = mm
+        free_at = cpu.free_at
         if from_idle:  # its caches went cold meanwhile
+            start = now + self._wake_latency
+            if free_at > start:  # (max(), written out: a hot path)
+                start = free_at
             idle = start - cpu.idle_since
             if idle > 0.0:
                 cpu.idle_total += idle
             cpu.idles += 1
+        else:
+            start = free_at if free_at > now else now
         self.switches += 1
         self.sched_time += cost
         self.busy_time += cost
@@ -492,7 +499,6 @@ class Scheduler:
         cpu.current = task
         event = task.event
         task.event = None
-        env = self.env
         hook = task.on_dispatch
         if hook is not None:  # a call in the event's place, under the key it would get
             task.on_dispatch = None
