@@ -18,8 +18,9 @@ import simpy
 
 from arch_sim.models import load_preset, simulate_point
 from arch_sim.models.clock import call_after, call_at
+from arch_sim.models.params import SchedulerParams
 from arch_sim.models.recorder import Recorder
-from arch_sim.models.scheduler import Scheduler
+from arch_sim.models.scheduler import Scheduler, Task
 from arch_sim.sweep import WALL_FIELDS
 
 #: (preset, arch, load, cpus): closed host runs (EEVDF, the GIL), open 1999 runs (goodness())
@@ -106,3 +107,17 @@ def test_herd_wakeups_handled_by_a_dispatch_hook_give_the_same_rows(monkeypatch,
     assert hooked == resumed
     if hooked["spurious_wakeups_per_request"]:  # the herd (2.2's wake-all) is what the hook saves
         assert hooked_resumes < resumes[0]
+
+
+@pytest.mark.parametrize("version", ["2.2", "2.4"])
+def test_goodness_pick_prefers_the_task_that_last_ran_on_the_cpu(version):
+    """The written-out run-queue loop is goodness(): equal counters, the task whose cache is
+    on this CPU (PROC_CHANGE_PENALTY) wins over one queued before it; no ticks left loses."""
+    sched = Scheduler(simpy.Environment(), 2, SchedulerParams(policy=f"linux-{version}"))
+    here, there = sched.cpus
+    away, home, spent = Task("away"), Task("home"), Task("spent")
+    away.last_cpu, home.last_cpu, spent.last_cpu = there, here, here
+    away.counter, home.counter, spent.counter = 20, 20, 0
+    sched.runqueue.extend([spent, away, home])
+    assert sched.policy.pick(here) is home
+    assert sched.policy.pick(here) is away

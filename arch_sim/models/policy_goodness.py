@@ -47,9 +47,8 @@ class Goodness(Policy):
             now = self.sched.env._now
             hz = self.hz
             ticks = floor(now * hz) - floor(task.vstart * hz)
-            if ticks > 0:
-                left = task.counter - ticks
-                task.counter = left if left > 0 else 0
+            left = task.counter - ticks if ticks > 0 else task.counter
+            task.counter = left if left > 0 else 0
             task.vstart = now
 
     def goodness(self, task: Task, cpu: Cpu) -> int:
@@ -133,9 +132,8 @@ class Goodness(Policy):
             now = self.sched.env._now
             hz = self.hz
             ticks = floor(now * hz) - floor(task.vstart * hz)
-            if ticks > 0:
-                left = task.counter - ticks
-                task.counter = left if left > 0 else 0
+            left = task.counter - ticks if ticks > 0 else task.counter
+            task.counter = left if left > 0 else 0
             task.vstart = now
 
     def _candidates(self, cpu: Cpu):

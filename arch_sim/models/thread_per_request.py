@@ -194,7 +194,7 @@ class ThreadPerRequest:
         """A pool thread in accept(): take the next connection, serve it whole; woken with
         nothing to take (another thread got it first), look and sleep again."""
         task = thread.task
-        if not task.preemptible:  # a kernel thread: a herd wake-up is handled without us
+        if not task.preemptible:  # a kernel thread: a herd wake-up need not resume us
             thread.woken = partial(self._woken_in_accept, thread)
         yield self.sched.start(task)
         while True:
