@@ -18,8 +18,9 @@ import simpy
 
 from arch_sim.models import load_preset, simulate_point
 from arch_sim.models.clock import call_after, call_at
+from arch_sim.models.params import SchedulerParams
 from arch_sim.models.recorder import Recorder
-from arch_sim.models.scheduler import Scheduler
+from arch_sim.models.scheduler import Scheduler, Task
 from arch_sim.sweep import WALL_FIELDS
 
 #: (preset, arch, load, cpus): closed host runs (EEVDF, the GIL), open 1999 runs (goodness())
@@ -76,3 +77,47 @@ def test_host_state_group_schedules_under_two_events_per_request():
                          cpus=1, recorder_factory=recorder)
     offered = row["sim_requests_per_wall_s"] * row["wall_s"]
     assert next(envs[0]._eid) / offered < 2.0
+
+
+def _count_resumes(monkeypatch) -> list[int]:
+    """Count every SimPy process resume from now on (a one-element list)."""
+    count = [0]
+    resume = simpy.events.Process._resume
+
+    def counting(self, event):
+        count[0] += 1
+        resume(self, event)
+
+    monkeypatch.setattr(simpy.events.Process, "_resume", counting)
+    return count
+
+
+@pytest.mark.parametrize(("preset", "load", "cpus"), [("linux-2.2-1999", 1500.0, 2),
+                                                      ("linux-2.2-1999", 3000.0, 4),
+                                                      ("linux-2.4", 1500.0, 1)])
+def test_herd_wakeups_handled_by_a_dispatch_hook_give_the_same_rows(monkeypatch, preset, load,
+                                                                    cpus):
+    """A kernel pool thread woken in accept() with nothing to take polls and sleeps again in
+    its scheduler on_dispatch hook instead of its generator: the same row, fewer resumes."""
+    resumes = _count_resumes(monkeypatch)
+    hooked = _row(preset, "thread-per-request", load, cpus)
+    hooked_resumes, resumes[0] = resumes[0], 0
+    monkeypatch.setattr(Scheduler, "dispatch_hooks", False)
+    resumed = _row(preset, "thread-per-request", load, cpus)
+    assert hooked == resumed
+    if hooked["spurious_wakeups_per_request"]:  # the herd (2.2's wake-all) is what the hook saves
+        assert hooked_resumes < resumes[0]
+
+
+@pytest.mark.parametrize("version", ["2.2", "2.4"])
+def test_goodness_pick_prefers_the_task_that_last_ran_on_the_cpu(version):
+    """The written-out run-queue loop is goodness(): equal counters, the task whose cache is
+    on this CPU (PROC_CHANGE_PENALTY) wins over one queued before it; no ticks left loses."""
+    sched = Scheduler(simpy.Environment(), 2, SchedulerParams(policy=f"linux-{version}"))
+    here, there = sched.cpus
+    away, home, spent = Task("away"), Task("home"), Task("spent")
+    away.last_cpu, home.last_cpu, spent.last_cpu = there, here, here
+    away.counter, home.counter, spent.counter = 20, 20, 0
+    sched.runqueue.extend([spent, away, home])
+    assert sched.policy.pick(here) is home
+    assert sched.policy.pick(here) is away

@@ -53,3 +53,14 @@ def call_after(env: simpy.Environment, delay: float, fn: Callable[..., Any],
 def later(env: simpy.Environment, delay: float) -> float:
     """The time ``env.timeout(delay)`` would fire at."""
     return env._now + delay
+
+
+def fire(event: simpy.Event) -> None:
+    """Succeed a pending event and run its callbacks at once (resuming the process waiting on
+    it), as ``Environment.step()`` would when it processed the event now; for a
+    :class:`Call` that stands in for the event (a scheduler ``on_dispatch`` hook)."""
+    event._ok = True
+    event._value = None
+    callbacks, event.callbacks = event.callbacks, None
+    for callback in callbacks:
+        callback(event)

@@ -4,7 +4,7 @@ reschedule_idle()); the hooks are described in :mod:`arch_sim.models.policies`.
 
 from __future__ import annotations
 
-import math
+from math import floor
 from typing import TYPE_CHECKING
 
 from arch_sim.models.policies import Policy
@@ -31,18 +31,24 @@ class Goodness(Policy):
         self._per_task = sched.params.per_runnable_us * 1e-6
         self._decision: Cpu | None = None  # 2.2: the waker's CPU to reschedule
         self.needs_waker = version == "2.2"
+        self._v22 = version == "2.2"
 
     # -- counters ------------------------------------------------------------------------
 
     def _ticks(self, since: float, until: float) -> int:
         """Timer ticks between two times (ticks come every 1/HZ s on every CPU)."""
-        return max(0, math.floor(until * self.hz) - math.floor(since * self.hz))
+        ticks = floor(until * self.hz) - floor(since * self.hz)
+        return ticks if ticks > 0 else 0
 
     def _charge(self, task: Task) -> None:
-        """update_process_times(): the running task's counter loses a tick per tick."""
-        now = self.sched.env.now
+        """update_process_times(): the running task's counter loses a tick per tick (called
+        at every switch: :meth:`_ticks` and max() are written out)."""
         if task.cpu is not None:
-            task.counter = max(0, task.counter - self._ticks(task.vstart, now))
+            now = self.sched.env._now
+            hz = self.hz
+            ticks = floor(now * hz) - floor(task.vstart * hz)
+            left = task.counter - ticks if ticks > 0 else task.counter
+            task.counter = left if left > 0 else 0
             task.vstart = now
 
     def goodness(self, task: Task, cpu: Cpu) -> int:
@@ -74,7 +80,7 @@ class Goodness(Policy):
     def wake_cpu(self, task: Task, waker: Task | None) -> Cpu | None:
         sched = self.sched
         self._decision = None
-        if self.version == "2.2":
+        if self._v22:
             current = waker if waker is not None and waker.cpu is not None else None
             if current is None:  # an interrupt: it lands on the task's last CPU
                 cpu = task.last_cpu or sched.cpus[0]
@@ -88,7 +94,7 @@ class Goodness(Policy):
         return sched.idle_cpu_for(task)  # 2.4: last CPU if idle, else an idle one
 
     def wake_victim(self, task: Task, waker: Task | None) -> Cpu | None:
-        if self.version == "2.2":
+        if self._v22:
             cpu, self._decision = self._decision, None
             return cpu if cpu is not None and not cpu.need_resched else None
         best, best_prio = None, 1  # 2.4: preemption_goodness() above 1, over every CPU
@@ -122,17 +128,31 @@ class Goodness(Policy):
         return True
 
     def switched_out(self, task: Task, requeue: bool) -> None:
-        self._charge(task)
+        if task.cpu is not None:  # _charge(task), written out: every switch comes here
+            now = self.sched.env._now
+            hz = self.hz
+            ticks = floor(now * hz) - floor(task.vstart * hz)
+            left = task.counter - ticks if ticks > 0 else task.counter
+            task.counter = left if left > 0 else 0
+            task.vstart = now
 
     def _candidates(self, cpu: Cpu):
         return (t for t in self.sched.runqueue if t.pin is None or t.pin is cpu)
 
     def pick(self, cpu: Cpu) -> Task | None:
         """The run-queue loop: the highest goodness wins (the first of equals); all zero
-        with someone runnable: recalculate every task's counter and look again."""
+        with someone runnable: recalculate every task's counter and look again.
+        (:meth:`goodness` and :meth:`_candidates` written out: a switch's hot path.)"""
         best, best_g = None, -1
-        for t in self._candidates(cpu):
-            g = self.goodness(t, cpu)
+        for t in self.sched.runqueue:
+            if t.pin is not None and t.pin is not cpu:
+                continue
+            g = t.counter
+            if g > 0:  # goodness(t, cpu)
+                here = t.cpu if t.cpu is not None else t.last_cpu
+                g += STATIC_GOODNESS + PROC_CHANGE_PENALTY if here is cpu else STATIC_GOODNESS
+            else:
+                g = 0
             if g > best_g:
                 best, best_g = t, g
         if best is None:

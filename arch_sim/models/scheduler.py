@@ -63,10 +63,13 @@ import math
 import random
 from collections import deque
 from collections.abc import Generator, Iterable
+from heapq import heappush
 from typing import Any
 
 import simpy
+from simpy.events import NORMAL
 
+from arch_sim.models.clock import Call
 from arch_sim.models.params import SchedulerParams
 from arch_sim.models.policies import make_policy
 
@@ -86,7 +89,7 @@ class Task:
 
     __slots__ = ("name", "code", "refill", "idles_seen", "counted", "pin", "cpu", "last_cpu",
                  "lead", "used", "event", "state", "v", "vkey", "vstart", "deadline", "vlag",
-                 "queued", "delayed", "counter", "preemptible", "mm")
+                 "queued", "delayed", "counter", "preemptible", "mm", "on_dispatch")
 
     def __init__(self, name: str, counted: bool = True, pin: Cpu | None = None,
                  code: str | None = None, refill: float = 0.0, preemptible: bool = True,
@@ -119,6 +122,9 @@ class Task:
         self.queued = False  # counts in the run queue's average (running, runnable or delayed)
         self.delayed = False  # asleep but still queued, owing time (DELAY_DEQUEUE)
         self.counter = 0  # Linux 2.2/2.4: timer ticks left in its slice
+        # called with the wake-up event instead of resuming the task's generator when it is
+        # next dispatched (see Scheduler.block), then cleared
+        self.on_dispatch: Any = None
 
     def __repr__(self) -> str:
         return f"<Task {self.name} {self.state}>"
@@ -152,6 +158,9 @@ class Scheduler:
     #: a burst that no event can interrupt moves the clock at once (see :meth:`_burst`);
     #: False schedules a timeout for every burst (the same run, one event per burst more)
     compute_bursts = True
+    #: a task blocked with an ``on_dispatch`` hook is resumed through it (see :meth:`block`);
+    #: False ignores the hooks and resumes every task's generator (the same run)
+    dispatch_hooks = True
 
     def __init__(self, env: simpy.Environment, cpus: int, params: SchedulerParams,
                  rng: random.Random | None = None) -> None:
@@ -257,12 +266,22 @@ class Scheduler:
                 return (env.timeout(dt),)
         return ()
 
-    def block(self, task: Task, after: float = 0.0) -> simpy.Event:
+    def block(self, task: Task, after: float = 0.0,
+              on_dispatch: Any = None) -> simpy.Event:
         """Give up the CPU until :meth:`wake`; the event fires once the task runs again.
 
         ``after`` seconds of work still to do before blocking are charged to this CPU without
         a SimPy event of their own: the CPU is busy with them before it runs anyone else.
+
+        ``on_dispatch(event)``: when the task is next dispatched, a plain call
+        (:class:`~arch_sim.models.clock.Call`) with the returned event is queued instead of
+        the event itself - under the same (time, priority, sequence number) key, so it runs
+        exactly when the task's generator would have resumed.  The hook may do what the
+        generator would without resuming it (with :meth:`run_outside` and :meth:`reblock`),
+        or resume it with :func:`~arch_sim.models.clock.fire`.  A pool thread woken with
+        nothing to accept saves a generator resume this way.
         """
+        task.on_dispatch = on_dispatch if self.dispatch_hooks else None
         if self.policy.needs_waker:
             self._proc_task[self.env.active_process] = task
         if after > 0.0:
@@ -277,8 +296,29 @@ class Scheduler:
         event = self.env.event()
         task.event = event
         task.state = "blocked"
-        self._switch_out(task, voluntary=True)
+        self._switch_out(task, True)
         return event
+
+    def run_outside(self, task: Task, seconds: float) -> Steps:
+        """:meth:`run` for an ``on_dispatch`` hook of a task that is not preemptible: the same
+        checkpoint (its policy still charges its time there) and burst.  The hook runs outside
+        the task's SimPy process, so the process is not noted as the task's (the task noted
+        it itself when it blocked: nothing else runs its code)."""
+        if task.preemptible:
+            raise ValueError(f"{task.name}: run_outside() is for tasks that are not preemptible")
+        cpu = task.cpu
+        if not cpu.need_resched:  # run()'s test, short-circuited the same way
+            self.policy.slice_over(task, cpu)
+        return self._burst(task, seconds)
+
+    def reblock(self, task: Task, event: simpy.Event, on_dispatch: Any) -> None:
+        """:meth:`block` (nothing ``after``) from an ``on_dispatch`` hook: the task sleeps
+        again, to be resumed by the same, still untriggered ``event`` its generator waits
+        on."""
+        task.on_dispatch = on_dispatch if self.dispatch_hooks else None
+        task.event = event
+        task.state = "blocked"
+        self._switch_out(task, True)
 
     def wake(self, task: Task, waker: Task | None = None) -> bool:
         """Make a blocked task runnable (False if it was not blocked).
@@ -290,7 +330,7 @@ class Scheduler:
             return False
         if waker is None and self.policy.needs_waker:
             waker = self._proc_task.get(self.env.active_process)
-        self._make_runnable(task, task.event, waker=waker)
+        self._make_runnable(task, task.event, False, waker)
         return True
 
     def wake_from(self, task: Task, other: Task, checkpoint: bool = True) -> Steps:
@@ -346,7 +386,7 @@ class Scheduler:
         policy.enqueue(task, initial)
         cpu = policy.wake_cpu(task, waker)
         if cpu is not None:
-            self._dispatch(cpu, task, from_idle=True)
+            self._dispatch(cpu, task, True)
             return event
         self.runqueue.append(task)
         victim = policy.wake_victim(task, waker)
@@ -387,11 +427,13 @@ class Scheduler:
                     why: str = "") -> None:
         cpu = task.cpu
         now = self.env._now
-        self.policy.switched_out(task, requeue)
+        policy = self.policy
+        policy.switched_out(task, requeue)
+        lead = task.lead
         if self.observer is not None:  # the CPU is busy with the task's owed work until then
-            self.observer.switched_out(cpu, task, now + task.lead, why or task.state)
-        if task.lead > 0.0:  # switched in, then out again before computing anything
-            cpu.free_at = now + task.lead
+            self.observer.switched_out(cpu, task, now + lead, why or task.state)
+        if lead > 0.0:  # switched in, then out again before computing anything
+            cpu.free_at = now + lead
             task.lead = 0.0
         task.cpu = None
         task.last_cpu = cpu
@@ -405,9 +447,9 @@ class Scheduler:
                 self.involuntary += 1
         if requeue:
             self.runqueue.append(task)
-        nxt = self.policy.pick(cpu)
+        nxt = policy.pick(cpu)
         if nxt is not None:
-            self._dispatch(cpu, nxt, from_idle=False)
+            self._dispatch(cpu, nxt, False)
         else:  # switch to the idle task
             self.switches += 1
             start = now if now >= cpu.free_at else cpu.free_at
@@ -423,22 +465,27 @@ class Scheduler:
 
     def _dispatch(self, cpu: Cpu, task: Task, from_idle: bool) -> None:
         """``schedule()`` on ``cpu`` picked ``task``: charge its cost, then let it run."""
-        now = self.env._now
+        env = self.env
+        now = env._now
         cost = self._switch + self._per_runnable * (len(self.runqueue) + 1) + cpu.extra_cost
         cpu.extra_cost = 0.0
         if cpu.last is not task:
             cost += self._refill
-        if task.mm is not None and task.mm is not cpu.mm:  # switch_mm(): another process
+        mm = task.mm
+        if mm is not None and mm is not cpu.mm:  # switch_mm(): another process
             cost += self._mm_switch
-            cpu.mm = task.mm
-        start = now + self._wake_latency if from_idle else now
-        if cpu.free_at > start:  # (max(), written out: a hot path)
-            start = cpu.free_at
+            cpu.mm = mm
+        free_at = cpu.free_at
         if from_idle:  # its caches went cold meanwhile
+            start = now + self._wake_latency
+            if free_at > start:  # (max(), written out: a hot path)
+                start = free_at
             idle = start - cpu.idle_since
             if idle > 0.0:
                 cpu.idle_total += idle
             cpu.idles += 1
+        else:
+            start = free_at if free_at > now else now
         self.switches += 1
         self.sched_time += cost
         self.busy_time += cost
@@ -452,7 +499,14 @@ class Scheduler:
         cpu.current = task
         event = task.event
         task.event = None
-        event.succeed()
+        hook = task.on_dispatch
+        if hook is not None:  # a call in the event's place, under the key it would get
+            task.on_dispatch = None
+            heappush(env._queue, (now, NORMAL, next(env._eid), Call(hook, (event,))))
+        else:  # event.succeed(), written out: env.schedule() pushes the same key
+            event._ok = True
+            event._value = None
+            heappush(env._queue, (now, NORMAL, next(env._eid), event))
 
     def cold_start(self, task: Task) -> float:
         """The cache refill ``task``'s next burst would pay (0 with warm caches), taken now: a

@@ -33,10 +33,11 @@ thread and the GIL); :func:`make` picks the family a preset describes.
 from __future__ import annotations
 
 from collections import deque
+from functools import partial
 
 import simpy
 
-from arch_sim.models.clock import call_after
+from arch_sim.models.clock import call_after, fire
 from arch_sim.models.network import Connection, Request
 from arch_sim.models.params import ModelParams
 from arch_sim.models.recorder import Recorder
@@ -47,12 +48,13 @@ from arch_sim.models.userspace import UserspaceServer
 class PoolThread:
     """A pool thread and the request it was handed while it slept."""
 
-    __slots__ = ("task", "req", "asleep")
+    __slots__ = ("task", "req", "asleep", "woken")
 
     def __init__(self, task: Task) -> None:
         self.task = task
         self.req: Request | None = None
         self.asleep = False  # blocked on its own lock (dispatcher pool)
+        self.woken = None  # its scheduler on_dispatch hook while asleep in accept(), if any
 
 
 class ThreadPerRequest:
@@ -192,6 +194,8 @@ class ThreadPerRequest:
         """A pool thread in accept(): take the next connection, serve it whole; woken with
         nothing to take (another thread got it first), look and sleep again."""
         task = thread.task
+        if not task.preemptible:  # a kernel thread: a herd wake-up need not resume us
+            thread.woken = partial(self._woken_in_accept, thread)
         yield self.sched.start(task)
         while True:
             if self.backlog:
@@ -200,10 +204,35 @@ class ThreadPerRequest:
                 continue
             self.idle.append(thread)
             thread.asleep = True
-            yield self.sched.block(task)  # in accept()
+            yield self.sched.block(task, on_dispatch=thread.woken)  # in accept()
             if not self.backlog:
                 self.spurious_wakeups += 1
                 yield from self.sched.run(task, self.poll_cost)
+
+    def _woken_in_accept(self, thread: PoolThread, event: simpy.Event) -> None:
+        """:meth:`pool_thread` woken in accept(), run by the scheduler in place of the resume
+        (``on_dispatch``): with a connection to take, the generator resumes and takes it;
+        with none (another thread took it first: the herd) this does what the generator
+        would - count it, poll, sleep in accept() again on the same event - without it."""
+        if self.backlog:
+            fire(event)
+            return
+        self.spurious_wakeups += 1
+        steps = self.sched.run_outside(thread.task, self.poll_cost)
+        if steps:  # the poll is a timeout (an event comes first): go on when it fires
+            steps[0].callbacks.append(lambda _timeout: self._polled(thread, event))
+            return
+        self._polled(thread, event)
+
+    def _polled(self, thread: PoolThread, event: simpy.Event) -> None:
+        """After a herd wake-up's poll: a connection that came meanwhile resumes the generator
+        (after its poll it would take it too), else the thread sleeps in accept() again."""
+        if self.backlog:
+            fire(event)
+            return
+        self.idle.append(thread)
+        thread.asleep = True
+        self.sched.reblock(thread.task, event, thread.woken)
 
     # -- one request, start to finish ------------------------------------------------------
 
