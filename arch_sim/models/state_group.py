@@ -115,8 +115,9 @@ class Worker:
         servicing its group as a batch and handing requests on along the lifecycle's moves.
         """
         p = Pass(t + self.model.pass_cost)
-        for stage in STAGES:
-            stage(self, p)
+        if self.wait_headers or self.send_data or self.model.backlog:  # else none has work
+            for stage in STAGES:
+                stage(self, p)
         self.passes += 1
         return p
 
