@@ -1,7 +1,7 @@
 """The state-group worker's send-buffer shortcut changes how a pass is computed, never what.
 
 A worker skips the exact writable check of a connection until
-:meth:`~arch_sim.models.network.Connection.writable_from`, and computes
+:meth:`~arch_sim.models.network.Connection.write_room`'s bound, and computes
 :meth:`~arch_sim.models.network.Connection.space_at` when going to sleep only for connections
 whose bound could make them the earliest:
 
@@ -50,7 +50,7 @@ def _first_writable(conn: Connection, t: float, left: float) -> float:
     return hi
 
 
-def test_writable_from_is_a_tight_lower_bound():
+def test_write_room_bounds_the_next_room_tightly():
     rng = random.Random(5)
     link = Link(NET.server_mbit_s)
     conns = [Connection(NET, link) for _ in range(12)]
@@ -65,7 +65,7 @@ def test_writable_from_is_a_tight_lower_bound():
             conn.write(n, t)
             lefts[i] = left - n if left - n > 0.0 else rng.choice((500.0, 30000.0, 300000.0))
             continue
-        bound = conn.writable_from(t, left)
+        bound = conn.write_room(t, left)[1]
         first = _first_writable(conn, t, left)
         assert t < bound <= first, (t, bound, first)
         # tight: the margin is 1e-3 byte, drained at no less than a client's 11.75 MB/s
@@ -81,8 +81,12 @@ def _row(preset: str, load: float, requests: int, cpus: int | None = None) -> di
             for k, v in row.items() if k not in WALL_FIELDS}
 
 
-def _no_bound(self: Connection, t: float, left: float) -> float:
-    return t  # checked exactly again at the next pass
+_write_room = Connection.write_room
+
+
+def _no_bound(self: Connection, t: float, left: float) -> tuple[float, float]:
+    n, bound = _write_room(self, t, left)
+    return n, min(bound, t)  # no room: checked exactly again at the next pass
 
 
 #: over the 1999 link's capacity (the buffers stay full), below it, and the host's keep-alive
@@ -93,7 +97,7 @@ CASES = [("linux-2.2-1999", 5075.0, 300, None), ("linux-2.2-1999", 2500.0, 1500,
 @pytest.mark.parametrize(("preset", "load", "requests", "cpus"), CASES)
 def test_the_bound_gives_the_row_of_exact_checks(monkeypatch, preset, load, requests, cpus):
     bounded = _row(preset, load, requests, cpus)
-    monkeypatch.setattr(Connection, "writable_from", _no_bound)
+    monkeypatch.setattr(Connection, "write_room", _no_bound)
     exact = _row(preset, load, requests, cpus)
     assert bounded == exact
 
@@ -110,6 +114,6 @@ def test_the_bound_spares_exact_checks_above_the_link(monkeypatch):
     _row("linux-2.2-1999", 5075.0, 300)
     with_bound = calls[0]
     calls[0] = 0
-    monkeypatch.setattr(Connection, "writable_from", _no_bound)
+    monkeypatch.setattr(Connection, "write_room", _no_bound)
     _row("linux-2.2-1999", 5075.0, 300)
     assert with_bound < 0.5 * calls[0]

@@ -177,19 +177,19 @@ class Worker:
         k, t = 0, p.t
         for req in self.send_data:
             if t < req.ready_at:  # its buffer cannot have room yet: the check finds none
+                req.conn.drop_drained(t)  # but forgets what drained, as the check would
                 t += poll
                 continue
             conn = req.conn
-            n = min(conn.writable(t, req.left), m.max_send)
+            n, req.ready_at = conn.write_room(t, req.left)
+            n = min(n, m.max_send)
             if n <= 0.0:
-                req.ready_at = conn.writable_from(t, req.left)
                 t += poll
                 continue
             t += m.send_cost * (cohort if k else 1.0) + m.byte_cost * n
             k += 1
             conn.write(n, t)
             req.left -= n
-            req.ready_at = -math.inf  # the bound held for the buffer and the size left before
             if req.left <= 0.0:
                 req.ready_at = math.inf  # finished: leaves send_data below
                 done += 1
@@ -283,6 +283,8 @@ class Worker:
         for i, bound in enumerate(bounds):
             if bound < t and i != first:
                 t = min(t, sending[i].conn.space_at(now))
+            else:  # what the exact computation would have forgotten
+                sending[i].conn.drop_drained(now)
         return t
 
     def kick(self) -> None:
