@@ -15,6 +15,10 @@ from typing import Any
 from arch_sim.models.params import NetworkParams
 
 KB = 1024.0
+#: bytes added to the writable level when bounding when it is reached (:meth:`Connection.
+#: write_room`): far above the rounding of a buffer's byte count (~1e-10 bytes) and of a
+#: crossing time (at most ~1e-5 bytes' worth at the client's rate for a clock of 1e4 s)
+BOUND_MARGIN = 1e-3
 
 
 class Link:
@@ -65,8 +69,7 @@ class Connection:
     def buffered(self, t: float) -> float:
         """Bytes still in the send buffer at time t."""
         chunks = self.chunks
-        while chunks and chunks[0][1] <= t:
-            chunks.popleft()
+        self.drop_drained(t)
         left = 0.0
         for begin, end, nbytes in chunks:
             if t <= begin:
@@ -74,6 +77,13 @@ class Connection:
             else:
                 left += nbytes * (end - t) / (end - begin)
         return left
+
+    def drop_drained(self, t: float) -> None:
+        """Forget the chunks the client has read by time t (what every query at t does first:
+        a query at an earlier time afterwards no longer counts them)."""
+        chunks = self.chunks
+        while chunks and chunks[0][1] <= t:
+            chunks.popleft()
 
     def free(self, t: float) -> float:
         """Room in the send buffer at time t."""
@@ -85,9 +95,40 @@ class Connection:
         As poll() and a blocking write() see it: writable once ``wake_free`` bytes (or all
         that is left to send) are free.
         """
-        room = self.free(t)
+        return self.write_room(t, left)[0]
+
+    def write_room(self, t: float, left: float) -> tuple[float, float]:
+        """(:meth:`writable` at time t; when it finds no room, a lower bound on when it may
+        next find some - else -inf).  Until the bound a writer can skip the exact check.
+
+        The chunks already written drain on a fixed schedule (a later write only appends a
+        chunk, and the link's later traffic only delays later chunks), so the buffer's byte
+        count falls no faster than they do and only rises with writes.  A write needs it at or
+        below ``sndbuf - min(wake_free, left) + 1``; the time the chunks bring it down to that
+        level plus :data:`BOUND_MARGIN` bytes comes before that, with room to spare for
+        rounding.  The bound holds while ``left`` does not change (it only falls, with writes).
+        """
+        held = self.buffered(t)
+        room = self.sndbuf - held
+        need = min(self.wake_free, left)
         # a byte's tolerance: space_at() wakes a writer exactly when the room is there
-        return min(left, room) if room + 1.0 >= min(self.wake_free, left) else 0.0
+        if room + 1.0 >= need:
+            return min(left, room), -math.inf
+        return 0.0, self._falls_to(self.sndbuf - need + 1.0 + BOUND_MARGIN, t, held)
+
+    def _falls_to(self, level: float, t: float, held: float | None = None) -> float:
+        """When the chunks written so far bring the buffer down to ``level`` bytes (t if it
+        is there already); ``held``: the bytes in it at t, if known."""
+        excess = (self.buffered(t) if held is None else held) - level
+        if excess <= 0.0:
+            return t
+        for begin, end, nbytes in self.chunks:  # oldest first: they drain one after another
+            start = max(t, begin)
+            here = nbytes * (end - start) / (end - begin) if end > begin else 0.0
+            if here >= excess:
+                return start + (end - start) * excess / here if here else start
+            excess -= here
+        return self.chunks[-1][1]
 
     def write(self, nbytes: float, t: float) -> None:
         """The server put nbytes into the buffer at time t."""
@@ -105,16 +146,7 @@ class Connection:
 
     def space_at(self, t: float) -> float:
         """When a writer blocked at time t is woken (``wake_free`` bytes free again)."""
-        excess = self.buffered(t) - (self.sndbuf - self.wake_free)
-        if excess <= 0.0:
-            return t
-        for begin, end, nbytes in self.chunks:  # oldest first: they drain one after another
-            start = max(t, begin)
-            here = nbytes * (end - start) / (end - begin) if end > begin else 0.0
-            if here >= excess:
-                return start + (end - start) * excess / here if here else start
-            excess -= here
-        return self.chunks[-1][1]
+        return self._falls_to(self.sndbuf - self.wake_free, t)
 
 
 class Request:
@@ -128,7 +160,7 @@ class Request:
     """
 
     __slots__ = ("id", "conn", "size", "left", "arrived", "data_at", "opens", "closes", "eof",
-                 "userspace", "in_window", "reader", "looked")
+                 "userspace", "in_window", "reader", "looked", "ready_at")
 
     def __init__(self, conn: Connection, size: float, arrived: float, data_at: float,
                  opens: bool, userspace: bool = False, closes: bool | None = None) -> None:
@@ -145,6 +177,9 @@ class Request:
         self.in_window = False
         self.reader: Any = None  # who waits for its bytes (a thread in recv(), a worker)
         self.looked = False  # a state-group worker tried to read it before its bytes came
+        #: (state-group) no write can go out before this time (Connection.write_room()); inf:
+        #: its reply is all written
+        self.ready_at = -math.inf
 
     @classmethod
     def end_of(cls, conn: Connection, t: float) -> Request:

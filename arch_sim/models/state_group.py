@@ -115,8 +115,9 @@ class Worker:
         servicing its group as a batch and handing requests on along the lifecycle's moves.
         """
         p = Pass(t + self.model.pass_cost)
-        for stage in STAGES:
-            stage(self, p)
+        if self.wait_headers or self.send_data or self.model.backlog:  # else none has work
+            for stage in STAGES:
+                stage(self, p)
         self.passes += 1
         return p
 
@@ -172,27 +173,32 @@ class Worker:
         if not self.send_data:
             return
         m, cohort = self.model, self.model.cohort
-        sending: list[Request] = []
+        poll, done = m.poll_cost, 0
         k, t = 0, p.t
         for req in self.send_data:
+            if t < req.ready_at:  # its buffer cannot have room yet: the check finds none
+                req.conn.drop_drained(t)  # but forgets what drained, as the check would
+                t += poll
+                continue
             conn = req.conn
-            n = min(conn.writable(t, req.left), m.max_send)
+            n, req.ready_at = conn.write_room(t, req.left)
+            n = min(n, m.max_send)
             if n <= 0.0:
-                t += m.poll_cost
-                sending.append(req)
+                t += poll
                 continue
             t += m.send_cost * (cohort if k else 1.0) + m.byte_cost * n
             k += 1
             conn.write(n, t)
             req.left -= n
-            if req.left > 0.0:
-                sending.append(req)
-            else:
+            if req.left <= 0.0:
+                req.ready_at = math.inf  # finished: leaves send_data below
+                done += 1
                 p.logging.append(req)
                 p.finished.append((req, t, conn.drained_at(t) + m.one_way))
                 p.replied = t
         p.t = t
-        self.send_data = sending
+        if done:  # the rest stay in their order
+            self.send_data = [req for req in self.send_data if req.ready_at != math.inf]
         self._batch(SEND_DATA, k)
         p.moved += k
 
@@ -264,10 +270,21 @@ class Worker:
     def next_socket_event(self) -> float:
         """When the earliest full send buffer has room again (request bytes that arrive wake
         the worker themselves: :meth:`StateGroup.data_ready`)."""
-        t = math.inf
+        if not self.send_data:
+            return math.inf
         now = self.model.env.now
-        for req in self.send_data:
-            t = min(t, req.conn.space_at(now))
+        # a request's ready_at is at or before its space_at() (it bounds a higher level of
+        # the same draining buffer): only those whose bound is below the earliest found so far
+        # need the exact time, and the one with the lowest bound is the likeliest earliest
+        sending = self.send_data
+        bounds = [req.ready_at for req in sending]
+        first = bounds.index(min(bounds))
+        t = sending[first].conn.space_at(now)
+        for i, bound in enumerate(bounds):
+            if bound < t and i != first:
+                t = min(t, sending[i].conn.space_at(now))
+            else:  # what the exact computation would have forgotten
+                sending[i].conn.drop_drained(now)
         return t
 
     def kick(self) -> None:
