@@ -73,7 +73,7 @@ def over_link_note(params: ModelParams, jobs: Sequence[dict[str, Any]]) -> str |
     """One line for a sweep whose open-workload loads exceed what the preset's link carries,
     or None.  Past it arrivals pile up faster than replies leave: the run never reaches a
     steady state, the state-group model polls every connection that waits in send_data each
-    pass, and such a run can take minutes where one below the link takes a second."""
+    pass, and such a run takes ten times as long as one below the link."""
     from arch_sim.eras import OVERLOAD_LIMIT, link_capacity_rps
 
     top = OVERLOAD_LIMIT * link_capacity_rps(params)

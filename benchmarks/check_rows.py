@@ -23,8 +23,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_FOLDERS = ("results/reproduce-full-2026-11-29-b/simulated-host",
-                   "results/reproduce-full-2026-11-29-b/simulated-eras")
+DEFAULT_FOLDERS = ("results/reproduce-full-2026-11-30/simulated-host",
+                   "results/reproduce-full-2026-11-30/simulated-eras",
+                   "results/fidelity-2026-11-30")
 #: (preset, arch, load) points of the ``seeds`` check: both host models at 50% and 90% of
 #: one CPU (closed, the preset's workload) and the 1999 preset (open) at a low and a high load
 POINTS = (("host", "thread-per-request", 6000.0), ("host", "state-group", 6000.0),
