@@ -193,3 +193,38 @@ def test_the_oldest_entries_make_room_and_the_count_never_passes_the_cap(tmp_pat
 
 def test_default_cap_is_64_mib():
     assert dr.CACHE_MAX_BYTES == 64 * MB
+
+
+def test_a_file_replaced_before_each_open_is_looked_up_once_more_then_a_503(tmp_path):
+    """A sendfile response opens its file before the first byte: a file replaced since its
+    entry was revalidated is looked up again and served as it now is; replaced again before
+    that second open, the answer is a 503 with Retry-After, never a head for other bytes."""
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"a" * 4096)
+    root = dr.DocumentRoot(tmp_path, cache_max_file=1024)  # 4 KB: served with sendfile
+    responder = Responder(root)
+    parser = RequestParser()
+    parser.feed(get("/big.bin"))
+    request = parser.next_request()
+    opens, sizes = [0], iter([5000, 6000, 7000])
+    real_open = root.open_file
+
+    def replaced_first(entry):  # another version renamed over it just before the open
+        opens[0] += 1
+        tmp = tmp_path / ".big.tmp"
+        tmp.write_bytes(b"b" * next(sizes))
+        os.replace(tmp, path)
+        return real_open(entry)
+
+    root.open_file = replaced_first
+    response, fd = responder.opened(responder.respond(request), request)
+    assert opens[0] == 2 and fd == -1 and response.status == 503
+    assert b"Retry-After:" in response.head
+    root.open_file = real_open  # replaced once: looked up again, and its head is the new file
+    path.write_bytes(b"c" * 3000)
+    response, fd = responder.opened(responder.respond(request), request)
+    try:
+        assert response.status == 200 and fd >= 0 and os.fstat(fd).st_size == 3000
+        assert b"Content-Length: 3000" in response.head
+    finally:
+        os.close(fd)
