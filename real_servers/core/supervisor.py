@@ -14,6 +14,7 @@ a server defines (tell every worker to drain, wait for them).
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import resource
 import signal
@@ -32,6 +33,10 @@ class Supervisor:
     """The bookkeeping of a master's workers; a server adds :meth:`spawn` and :meth:`stop`."""
 
     name = "server"  # the first word of the master's messages
+    #: while stopping, SIGTERM the workers still running again this often (None: once); a
+    #: server whose workers may miss the first one's effect sets it (prefork: a shared accept
+    #: timeout that a worker still starting up clears)
+    resignal_s: float | None = None
 
     def __init__(self, board: b.Board) -> None:
         self.board = board
@@ -122,12 +127,18 @@ class Supervisor:
             kill(pid, signal.SIGTERM)
         clean = True
         deadline = time.monotonic() + grace
+        resignal = math.inf if self.resignal_s is None else time.monotonic() + self.resignal_s
         while self.workers:
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            left = deadline - now
             if left <= 0:
                 for pid in self.workers:
                     kill(pid, signal.SIGKILL)
-                deadline, clean = time.monotonic() + 5.0, False
+                deadline, clean, resignal = now + 5.0, False, math.inf
+            elif now >= resignal:
+                for pid in self.workers:
+                    kill(pid, signal.SIGTERM)
+                resignal = now + self.resignal_s
             signal.sigtimedwait({signal.SIGCHLD}, max(0.01, min(left, 0.2)))
             clean &= self.reap()
         self.publish()

@@ -23,6 +23,7 @@ STOP_GRACE_S = 2.0  # beyond --drain-timeout, before a worker still running is k
 
 class Master(Supervisor):
     name = "prefork"
+    resignal_s = 0.5  # (see Worker.on_term)
 
     def __init__(self, args: argparse.Namespace) -> None:
         super().__init__(b.Board(args.workers))

@@ -114,10 +114,13 @@ class Worker:
 
     # -- SIGTERM ------------------------------------------------------------------------
     def on_term(self, signum: int, frame: object) -> None:
-        if self.draining:
-            return
-        self.draining = True
-        self.drain_end = time.monotonic() + self.args.drain_timeout
+        """Start draining; a repeated SIGTERM (the master sends one every ``resignal_s`` while
+        it waits) sets the listener's accept timeout again: a worker still starting up when
+        the drain began clears that shared timeout in its ``__init__``, and an accept()
+        retried after that clear would wait with none."""
+        if not self.draining:
+            self.draining = True
+            self.drain_end = time.monotonic() + self.args.drain_timeout
         try:  # the interrupted accept() is retried: now it ends when the backlog is empty
             set_timeout(self.listener, socket.SO_RCVTIMEO, DRAIN_ACCEPT_S)
         except OSError:
