@@ -106,7 +106,7 @@ class Site:
         if status == 503:
             # replaced again between the second lookup's stat and its open: the core looks a
             # changed file up once more, then answers 503 with Retry-After (response.py
-            # open_sendfile) rather than a head that does not describe the bytes sent
+            # Responder.opened) rather than a head that does not describe the bytes sent
             return None
         if status != 200:
             return f"{name}: {status}"

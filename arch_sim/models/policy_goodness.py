@@ -35,14 +35,10 @@ class Goodness(Policy):
 
     # -- counters ------------------------------------------------------------------------
 
-    def _ticks(self, since: float, until: float) -> int:
-        """Timer ticks between two times (ticks come every 1/HZ s on every CPU)."""
-        ticks = floor(until * self.hz) - floor(since * self.hz)
-        return ticks if ticks > 0 else 0
-
-    def _charge(self, task: Task) -> None:
-        """update_process_times(): the running task's counter loses a tick per tick (called
-        at every switch: :meth:`_ticks` and max() are written out)."""
+    def _charge(self, task: Task, requeue: bool = False) -> None:
+        """update_process_times(): the running task's counter loses a tick per timer tick
+        since it last ran or was charged (ticks come every 1/HZ s on every CPU).  Every
+        switch comes here: it is also the ``switched_out`` hook, and max() is written out."""
         if task.cpu is not None:
             now = self.sched.env._now
             hz = self.hz
@@ -127,14 +123,7 @@ class Goodness(Policy):
             return self.keeps_cpu(task, cpu)
         return True
 
-    def switched_out(self, task: Task, requeue: bool) -> None:
-        if task.cpu is not None:  # _charge(task), written out: every switch comes here
-            now = self.sched.env._now
-            hz = self.hz
-            ticks = floor(now * hz) - floor(task.vstart * hz)
-            left = task.counter - ticks if ticks > 0 else task.counter
-            task.counter = left if left > 0 else 0
-            task.vstart = now
+    switched_out = _charge  # the outgoing task is charged its ticks (no call in between)
 
     def _candidates(self, cpu: Cpu):
         return (t for t in self.sched.runqueue if t.pin is None or t.pin is cpu)
