@@ -121,3 +121,17 @@ def test_goodness_pick_prefers_the_task_that_last_ran_on_the_cpu(version):
     sched.runqueue.extend([spent, away, home])
     assert sched.policy.pick(here) is home
     assert sched.policy.pick(here) is away
+
+
+def test_the_bursts_lognormal_draw_is_random_lognormvariate_from_the_same_stream():
+    """The bursts' jitter is one call per draw, and the draws are the standard library's:
+    the same values from the same seed, and the stream left where lognormvariate leaves it."""
+    import random
+
+    from arch_sim.models.jitter import lognormal_draw
+
+    ours, stdlib = random.Random(11), random.Random(11)
+    draw = lognormal_draw(ours, -0.036, 0.27)
+    assert [draw() for _ in range(20000)] == [stdlib.lognormvariate(-0.036, 0.27)
+                                               for _ in range(20000)]
+    assert ours.random() == stdlib.random()

@@ -62,7 +62,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from heapq import heappush
 from typing import Any
 
@@ -70,6 +70,7 @@ import simpy
 from simpy.events import NORMAL
 
 from arch_sim.models.clock import Call
+from arch_sim.models.jitter import lognormal_draw
 from arch_sim.models.params import SchedulerParams
 from arch_sim.models.policies import make_policy
 from arch_sim.models.tasks import US, Cpu, Steps, Task
@@ -95,9 +96,9 @@ class Scheduler:
         self.rng = rng or random.Random(0)
         cv = params.cpu_time_cv
         self._jitter = math.sqrt(math.log1p(cv * cv)) if cv > 0 else 0.0
-        # the lognormal factor's mu (its mean is 1) and the generator's uniform draw
-        self._jitter_mu = -0.5 * self._jitter * self._jitter
-        self._lognormal = self.rng.lognormvariate
+        # the lognormal factor, its mu set so that its mean is 1
+        self._lognormal = lognormal_draw(self.rng, -0.5 * self._jitter * self._jitter,
+                                         self._jitter)
         self.params = params
         self.cpus = [Cpu(i) for i in range(cpus)]
         self.idle: deque[Cpu] = deque(self.cpus)
@@ -162,17 +163,20 @@ class Scheduler:
             yield self._preempt(task, why)
         yield from self._burst(task, seconds)
 
-    def _burst(self, task: Task, seconds: float) -> Steps:
+    def _burst(self, task: Task, seconds: float, then: Callable[..., Any] | None = None,
+               args: tuple[Any, ...] = ()) -> Steps:
         """``seconds`` of CPU on the task's CPU, with no preemption point before them.
 
         A burst that no event can interrupt - the next scheduled event comes after it ends -
         moves the clock to its end at once instead of scheduling a timeout: nothing else can
         happen meanwhile, so the run is the same, event for event, with one event fewer.
-        Returns the steps to ``yield from``: none, or the burst's timeout.
+        Returns the steps to ``yield from``: none, or the burst's timeout.  With ``then``
+        (code outside a SimPy process) there are no steps: ``then(*args)`` is called at the
+        burst's end - now if it was computed, else by a call queued in its timeout's place.
         """
         cpu = task.cpu
         if self._jitter and seconds > 0.0:  # the same work does not always take as long
-            seconds *= self._lognormal(self._jitter_mu, self._jitter)
+            seconds *= self._lognormal()
         if task.refill and task.idles_seen != cpu.idles:
             seconds += self._cold_start(task, cpu)
         dt = task.lead + seconds
@@ -187,8 +191,13 @@ class Scheduler:
             queue = env._queue  # no event comes before its end (env.peek(), inlined):
             if self.compute_bursts and (not queue or queue[0][0] > end):
                 env._now = end  # the burst is computed, not scheduled
-            else:
+            elif then is None:
                 return (env.timeout(dt),)
+            else:  # env.timeout(dt)'s key: (now + dt, NORMAL, the next event number)
+                heappush(queue, (end, NORMAL, next(env._eid), Call(then, args)))
+                return ()
+        if then is not None:
+            then(*args)
         return ()
 
     def block(self, task: Task, after: float = 0.0,
@@ -224,17 +233,21 @@ class Scheduler:
         self._switch_out(task, True)
         return event
 
-    def run_outside(self, task: Task, seconds: float) -> Steps:
-        """:meth:`run` for an ``on_dispatch`` hook of a task that is not preemptible: the same
-        checkpoint (its policy still charges its time there) and burst.  The hook runs outside
-        the task's SimPy process, so the process is not noted as the task's (the task noted
-        it itself when it blocked: nothing else runs its code)."""
+    def run_outside(self, task: Task, seconds: float, then: Callable[..., Any],
+                    *args: Any) -> None:
+        """:meth:`run` for an ``on_dispatch`` hook of a task that is not preemptible, then
+        ``then(*args)``: the same checkpoint (its policy still charges its time there) and
+        burst.  A burst computed at once calls ``then`` now; a burst that must be scheduled
+        queues the call under the key its timeout would get (its end, then the order of
+        scheduling), so the run is the same without a Timeout and its callback.  The hook runs
+        outside the task's SimPy process, so the process is not noted as the task's (the task
+        noted it itself when it blocked: nothing else runs its code)."""
         if task.preemptible:
             raise ValueError(f"{task.name}: run_outside() is for tasks that are not preemptible")
         cpu = task.cpu
         if not cpu.need_resched:  # run()'s test, short-circuited the same way
             self.policy.slice_over(task, cpu)
-        return self._burst(task, seconds)
+        self._burst(task, seconds, then, args)
 
     def reblock(self, task: Task, event: simpy.Event, on_dispatch: Any) -> None:
         """:meth:`block` (nothing ``after``) from an ``on_dispatch`` hook: the task sleeps

@@ -218,11 +218,7 @@ class ThreadPerRequest:
             fire(event)
             return
         self.spurious_wakeups += 1
-        steps = self.sched.run_outside(thread.task, self.poll_cost)
-        if steps:  # the poll is a timeout (an event comes first): go on when it fires
-            steps[0].callbacks.append(lambda _timeout: self._polled(thread, event))
-            return
-        self._polled(thread, event)
+        self.sched.run_outside(thread.task, self.poll_cost, self._polled, thread, event)
 
     def _polled(self, thread: PoolThread, event: simpy.Event) -> None:
         """After a herd wake-up's poll: a connection that came meanwhile resumes the generator
