@@ -135,3 +135,35 @@ def test_the_bursts_lognormal_draw_is_random_lognormvariate_from_the_same_stream
     assert [draw() for _ in range(20000)] == [stdlib.lognormvariate(-0.036, 0.27)
                                                for _ in range(20000)]
     assert ours.random() == stdlib.random()
+
+
+@pytest.mark.parametrize(("preset", "arch", "load", "cpus"), CASES)
+def test_the_faster_run_loop_gives_the_rows_of_simpys(monkeypatch, preset, arch, load, cpus):
+    """clock.Environment's run loop calls a Call's function without its callback list: the
+    same row as SimPy's own Environment.run()."""
+    from arch_sim.models import runner
+
+    fast = _row(preset, arch, load, cpus)
+    monkeypatch.setattr(runner, "Environment", simpy.Environment)
+    assert _row(preset, arch, load, cpus) == fast
+
+
+def test_the_faster_run_loop_runs_until_a_time_an_event_or_the_end():
+    from arch_sim.models.clock import Environment
+
+    env = Environment()
+    seen: list[tuple[str, float]] = []
+    call_at(env, 1.0, lambda: seen.append(("call", env.now)))
+    env.timeout(2.0).callbacks.append(lambda _ev: seen.append(("timeout", env.now)))
+    env.run(until=1.5)
+    assert seen == [("call", 1.0)] and env.now == 1.5
+    done = env.timeout(3.0, value="v")
+    assert env.run(until=done) == "v" and env.now == 4.5
+    assert seen == [("call", 1.0), ("timeout", 2.0)]
+    assert env.run(until=done) == "v"  # already processed
+    with pytest.raises(RuntimeError):
+        env.run(until=env.event())  # nothing left to trigger it
+    failing = Environment()
+    failing.event().fail(ValueError("boom"))
+    with pytest.raises(ValueError, match="boom"):
+        failing.run()

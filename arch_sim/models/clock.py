@@ -15,11 +15,12 @@ reached, computed the same way: :func:`later` is ``now + delay`` as SimPy comput
 from __future__ import annotations
 
 from collections.abc import Callable
-from heapq import heappush
+from heapq import heappop, heappush
 from typing import Any
 
 import simpy
-from simpy.events import NORMAL
+from simpy.core import EmptySchedule, StopSimulation
+from simpy.events import NORMAL, URGENT, Event
 
 
 def _fire(event: Call) -> None:
@@ -64,3 +65,58 @@ def fire(event: simpy.Event) -> None:
     callbacks, event.callbacks = event.callbacks, None
     for callback in callbacks:
         callback(event)
+
+
+class Environment(simpy.Environment):
+    """A SimPy environment whose :meth:`run` loop calls a :class:`Call`'s function directly.
+
+    Every other event goes through its callbacks exactly as :meth:`simpy.Environment.step`
+    runs them, and the queue is the same, so a run is the same event for event; a
+    :class:`Call` (most of a model's events) skips the callback list, its function and the
+    failure check (it cannot fail).  A plain :class:`simpy.Environment` runs the same models
+    (a Call's one callback does the same call).
+    """
+
+    def run(self, until: float | Event | None = None) -> Any:
+        """:meth:`simpy.Environment.run`, with its :meth:`step` written into the loop."""
+        if until is not None:
+            if not isinstance(until, Event):
+                at = until if isinstance(until, int) else float(until)
+                if at <= self._now:
+                    raise ValueError(
+                        f"until ({at}) must be greater than the current simulation time")
+                until = Event(self)
+                until._ok = True
+                until._value = None
+                self.schedule(until, URGENT, at - self._now)
+            elif until.callbacks is None:  # already processed
+                return until.value
+            until.callbacks.append(StopSimulation.callback)
+        queue = self._queue
+        try:
+            while True:
+                if not queue:
+                    raise EmptySchedule
+                self._now, _, _, event = heappop(queue)
+                if type(event) is Call:
+                    event.fn(*event.args)
+                    continue
+                callbacks, event.callbacks = event.callbacks, None
+                try:
+                    for callback in callbacks:
+                        callback(event)
+                except StopSimulation:  # as step(): the rest run when the simulation resumes
+                    event.callbacks = callbacks[callbacks.index(callback) + 1:]
+                    self.schedule(event, URGENT - 1)
+                    raise
+                if not event._ok and not hasattr(event, "_defused"):
+                    exc = type(event._value)(*event._value.args)
+                    exc.__cause__ = event._value
+                    raise exc
+        except StopSimulation as stop:
+            return stop.args[0]
+        except EmptySchedule:
+            if until is not None:
+                raise RuntimeError(f'No scheduled events left but "until" event was not '
+                                   f"triggered: {until}") from None
+        return None
