@@ -223,9 +223,9 @@ class WindowClients(ClosedClients):
             self._connect(slot)
             self._next(slot)
 
-    def _reconnected(self, slot: Slot) -> None:
+    def _reconnected(self, slot: Slot, at: float | None = None) -> None:
         if not slot.closed:
-            super()._reconnected(slot)
+            super()._reconnected(slot, at)
 
     def stop_all(self) -> int:
         """wrk stops and exits: each connection is closed, one after another, and the server

@@ -102,17 +102,24 @@ class ClosedClients(Clients):
     def think(self) -> float:
         return self.rng.expovariate(1.0 / self.think_mean) if self.think_mean else 0.0
 
-    def _connect(self, slot: Slot) -> None:
-        """A new connection: the server can accept it one network hop from now; its request
+    def _connect(self, slot: Slot, at: float | None = None) -> None:
+        """A new connection, opened now (or at ``at``, a time already past): the server can
+        accept it one network hop later - at once, if that time has passed too; its request
         is not sent yet (a keep-alive connection's first: the server keeps it open after)."""
         rng = self.rng
         userspace = self.userspace_frac > 0 and rng.random() < self.userspace_frac
         conn = self.connection()
-        req = Request(conn, self.sizes.draw(rng), self.env.now, math.inf, True, userspace,
+        opened = self.env._now if at is None else at
+        req = Request(conn, self.sizes.draw(rng), opened, math.inf, True, userspace,
                       closes=self.close)
         slot.conn, slot.req, slot.established = conn, req, False
         self._slot_of[req] = slot
-        call_after(self.env, self.one_way, self._established, slot, req)
+        if at is None:
+            call_after(self.env, self.one_way, self._established, slot, req)
+        elif opened + self.one_way <= self.env._now:
+            self._established(slot, req)
+        else:
+            call_at(self.env, opened + self.one_way, self._established, slot, req)
 
     def _established(self, slot: Slot, req: Request) -> None:
         slot.established = True
@@ -127,31 +134,44 @@ class ClosedClients(Clients):
         as of t: the client, on a CPU of its own, answered it while the server's burst went on,
         so its next request may already be at the server when the burst ends."""
         now = self.env._now
-        if t <= now and not self.close:
-            self._next(self._slot_of.pop(req), t)
+        if t <= now:
+            slot = self._slot_of.pop(req)
+            if self.close:
+                self._reply_in(slot, t)
+            else:
+                self._next(slot, t)
             return
-        call_after(self.env, max(0.0, t - now), self._reply_of, req)
+        call_after(self.env, t - now, self._reply_of, req)
 
     def _reply_of(self, req: Request) -> None:
         self._reply_in(self._slot_of.pop(req))
 
-    def _reply_in(self, slot: Slot) -> None:
+    def _reply_in(self, slot: Slot, at: float | None = None) -> None:
+        """The reply on ``slot`` is in (at ``at``, a time already past, or now)."""
         if slot.closed:
             return
         if self.close:
             # wrk handles the reply on its one thread - woken first if it was idle - closes the
             # connection and opens the next (wrk.c response_complete -> reconnect_socket): the
-            # server sees the new connection only after that [WRK-close]
-            now = self.env.now
-            woken = now + self.client_wake if self.client_free <= now else now
+            # server sees the new connection only after that [WRK-close].  A reply the server
+            # reported after the burst that sent it is handled as of its own time, so the new
+            # connection may be in the listen queue before the server's burst ends.
+            now = self.env._now
+            t = now if at is None else at
+            woken = t + self.client_wake if self.client_free <= t else t
             self.client_free = max(woken, self.client_free) + self.connect_cost
-            call_after(self.env, self.client_free - now, self._reconnected, slot)
+            if self.client_free <= now:
+                self._reconnected(slot, self.client_free)
+            else:
+                call_after(self.env, self.client_free - now, self._reconnected, slot)
             return
         self._next(slot)
 
-    def _reconnected(self, slot: Slot) -> None:
-        self._connect(slot)
-        self._next(slot)
+    def _reconnected(self, slot: Slot, at: float | None = None) -> None:
+        """The client opened ``slot``'s next connection (at ``at``, already past, or now);
+        its think time runs from then."""
+        self._connect(slot, at)
+        self._next(slot, at)
 
     def _next(self, slot: Slot, since: float | None = None) -> None:
         """Think, then send the next request on ``slot`` (the think time runs from ``since``,
@@ -241,11 +261,12 @@ class ClosedClients(Clients):
         elif sent > now:
             call_at(self.env, leaves, self._send, slot)
         else:
-            self._send(slot)
+            self._send(slot, sent)
 
-    def _send(self, slot: Slot) -> None:
-        """(close) The request of the connection the client opened leaves now."""
-        now = self.env.now
+    def _send(self, slot: Slot, at: float | None = None) -> None:
+        """(close) The request of the connection the client opened leaves now (or at ``at``,
+        a time already past: its bytes may be at the server already)."""
+        now = self.env._now if at is None else at
         req = slot.req
         if slot.closed or req is None:
             return
