@@ -26,6 +26,8 @@ from collections.abc import Callable
 from arch_sim.argtypes import OneLineParser
 from real_servers.stategroup import status
 from real_servers.stategroup.config import Config
+from real_servers.stategroup.lifecycle import GRACEFUL
+from real_servers.stategroup.states import logging as logging_state
 from real_servers.stategroup.worker import Worker
 
 GAPS_MS = (0.1, 0.3, 1.0, 3.0, 10.0)
@@ -97,16 +99,39 @@ def measure() -> dict[str, float]:
             client.close()
             return took
 
+        def close_one(gap_ms: float = 0.0) -> float:
+            """The close of a connection per request as the logging state does it (uncount,
+            drain - a recv that finds nothing -, close: the FIN goes out), after ``gap_ms``
+            of idle; the connection is accepted and the client closed outside the timed part."""
+            client = socket.create_connection(("127.0.0.1", port))
+            worker._dispatch(poll(0, 512))
+            runs[0](worker)
+            conn = next(iter(worker.conns.values()))
+            if gap_ms:
+                time.sleep(gap_ms / 1e3)
+            t0 = time.thread_time_ns()
+            logging_state._shutdown(worker, conn, GRACEFUL)
+            took = (time.thread_time_ns() - t0) / 1e3
+            for other in list(worker.conns.values()):
+                worker.close(other)
+            worker.queues = [[] for _ in worker.queues]
+            client.close()
+            return took
+
         for _ in range(200):
             accept_cycle()
+            close_one()
         out = {"accept_cycle_us": statistics.median(accept_cycle() for _ in range(3000)),
                "empty_pass_us": per_call_us(empty_pass),
                "publish_us": per_call_us(lambda: status.publish(worker)),
                "failing_accept_us": per_call_us(failing_accept),
                "failing_recv_us": per_call_us(failing_recv)}
+        out["close_us"] = statistics.median(close_one() for _ in range(3000))
         for gap in GAPS_MS:  # the same cycle after the CPU idled: its cold curve
             out[f"accept_cycle_after_{gap:g}ms_us"] = statistics.median(
                 accept_cycle(gap) for _ in range(max(20, int(300 / (1 + gap)))))
+            out[f"close_after_{gap:g}ms_us"] = statistics.median(
+                close_one(gap) for _ in range(max(20, int(300 / (1 + gap)))))
         a.close()
         b.close()
         listener.close()
