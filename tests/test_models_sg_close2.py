@@ -3,11 +3,11 @@
 Measured on the real server in process (benchmarks/sg_pass_cost.py): a wake cycle that accepts
 one connection - the pass that accepts it and tries its first recv, the pass that finds
 nothing, the counters published - costs 26 us warm, of which 5.7 us is the last accept(),
-which meets EAGAIN and raises: the real worker learns of connections from the listener's
-edge-triggered event and accepts until the call fails.  Unpaced that call ends a batch of up to
-64 connections; with a connection per request at a few thousand requests/s it ends nearly
-every connection's own wake-up.  kHTTPd (no readiness events) looks at its queue on every pass
-instead, which its pass cost holds.
+which meets EAGAIN and raises: once the listener is reported readable the real worker accepts
+until the call fails (real_servers/stategroup/states/accept.py).  Unpaced that call ends a
+batch of up to 64 connections; with a connection per request at a few thousand requests/s it
+ends nearly every connection's own wake-up.  kHTTPd (no readiness events) looks at its queue
+on every pass instead, which its pass cost holds.
 """
 
 from __future__ import annotations

@@ -125,11 +125,12 @@ class Worker:
     def accept(self, p: Pass) -> None:
         """accept: every connection waiting in the shared listen queue -> wait_headers.
 
-        With readiness events the worker learns of new connections from the listener's edge
-        and accepts until a call finds the queue empty (edge-triggered epoll reports the
-        listener again only when another connection comes: docs/SOURCES.md [LX-epoll-et]), so
-        every batch ends with a failed accept, a call that finds nothing (``poll_cost``).
-        kHTTPd looks at its listen queue on every pass; that look is in ``pass_cost``."""
+        With readiness events the worker tries accept() once the listener is reported
+        readable and accepts until a call finds the queue empty (real_servers/stategroup/
+        states/accept.py; a pass stops after 64 without that call, which the model does not
+        follow), so a batch ends with a failed accept, a call that finds nothing
+        (``poll_cost``).  kHTTPd looks at its listen queue on every pass; that look is in
+        ``pass_cost``."""
         m, backlog = self.model, self.model.backlog
         if not backlog:
             return
