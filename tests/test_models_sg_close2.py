@@ -62,10 +62,15 @@ def test_kHTTPd_pays_no_failed_accept_after_a_batch():
 
 
 def test_a_pass_with_nothing_to_accept_pays_no_failed_accept():
-    """Only a listener event (a connection queued) makes the worker try accept()."""
+    """Only a listener event (a connection queued) makes the worker try accept(): a pass over
+    a connection parked for its request (already looked at once) costs the pass alone."""
     model = _model(True)
-    p = model.workers[0].one_pass(0.0)
-    assert p.moved == 0
+    worker = model.workers[0]
+    req = Request(Connection(load_preset("host").network), 4 * KB, 0.0, math.inf, True)
+    req.looked = True
+    worker.wait_headers.append(req)
+    p = worker.one_pass(0.0)
+    assert p.moved == 0 and worker.wait_headers == [req]
     assert math.isclose(p.t, model.pass_cost, rel_tol=1e-9)
 
 
