@@ -35,6 +35,7 @@ from arch_sim.models.network import KB, Request
 from arch_sim.models.params import ModelParams
 from arch_sim.models.recorder import Recorder
 from arch_sim.models.scheduler import US, Scheduler, Task
+from arch_sim.models.stategroup_pass import Pass
 from arch_sim.models.userspace import UserspaceServer
 from real_servers.core.lifecycle import (
     ACCEPT,
@@ -122,7 +123,14 @@ class Worker:
         return p
 
     def accept(self, p: Pass) -> None:
-        """accept: every connection waiting in the shared listen queue -> wait_headers."""
+        """accept: every connection waiting in the shared listen queue -> wait_headers.
+
+        With readiness events the worker tries accept() once the listener is reported
+        readable and accepts until a call finds the queue empty (real_servers/stategroup/
+        states/accept.py; a pass stops after 64 without that call, which the model does not
+        follow), so a batch ends with a failed accept, a call that finds nothing
+        (``poll_cost``).  kHTTPd looks at its listen queue on every pass; that look is in
+        ``pass_cost``."""
         m, backlog = self.model, self.model.backlog
         if not backlog:
             return
@@ -133,7 +141,7 @@ class Worker:
             k += 1
             req.conn.owner = self  # its request's arrival wakes this worker
             self.wait_headers.append(req)
-        p.t = t
+        p.t = t + m.accept_empty
         self._batch(ACCEPT, k)
         p.moved += k
 
@@ -302,22 +310,6 @@ class Worker:
             self.kick()
 
 
-class Pass:
-    """One pass's running totals: its clock, what moved, what finished, what was handed on."""
-
-    __slots__ = ("t", "moved", "finished", "replied", "handed", "logging", "closed")
-
-    def __init__(self, t: float) -> None:
-        self.t = t  # the pass's own clock: when its next piece of work would end
-        self.moved = 0
-        #: (request, when its last bytes were sent, when its reply is in), on the pass's clock
-        self.finished: list[tuple[Request, float, float]] = []
-        self.replied = t  # when the pass's last reply was sent, on its clock
-        self.handed: list[Request] = []  # to the user-space server
-        self.logging: list[Request] = []  # replies done (or handed over): to log and close
-        self.closed: list[Request] = []  # connections closed on their client's end of file
-
-
 #: the stages of a pass, one per lifecycle state, in the lifecycle's order; each hands requests
 #: on only along the lifecycle's moves (checked once, here)
 STAGES = (Worker.accept, Worker.decode, Worker.send, Worker.userspace, Worker.log)
@@ -348,6 +340,7 @@ class StateGroup:
         self.pass_cost = s.pass_us * US
         self.poll_cost = s.poll_item_us * US
         self.readiness = s.readiness_events
+        self.accept_empty = self.poll_cost if self.readiness else 0.0  # the batch's last accept
         self.cohort = s.cohort_factor
         self.max_send = s.max_send_kb_per_pass * KB
         self.one_way = net.one_way_us * US
