@@ -111,3 +111,83 @@ def test_trace_leaves_out_another_process_on_the_server_cpu():
     # the server's 300, plus kernel threads' (the two processes' exits free memory through RCU)
     assert 290 <= counted.kept <= 400, counted
     assert counted.all >= counted.kept + 2 * 500, counted  # the other's were there
+
+
+# -- the model's grace-period thread ---------------------------------------------------------
+
+
+def _gp_thread_switches(rate: float, seconds: float, params) -> float:
+    """Switches per second the grace-period thread adds to an otherwise idle CPU when
+    connections close at Poisson times at ``rate``."""
+    import random
+
+    import simpy
+
+    from arch_sim.models.params import load_preset
+    from arch_sim.models.rcu import GracePeriods
+    from arch_sim.models.scheduler import Scheduler
+
+    env = simpy.Environment()
+    sched = Scheduler(env, 1, load_preset("host").scheduler, random.Random(1))
+    rcu = GracePeriods(env, sched, params, sched.cpus[0])
+    rng = random.Random(2)
+
+    def closes():
+        while True:
+            yield env.timeout(rng.expovariate(rate))
+            rcu.closed()
+
+    env.process(closes())
+    env.run(until=1.0)  # the thread's first run, at its start, is behind us
+    before = sched.switches
+    env.run(until=1.0 + seconds)
+    return (sched.switches - before) / seconds
+
+
+@pytest.mark.parametrize("rate", [20.0, 100.0, 1000.0])
+def test_grace_periods_follow_from_their_inputs(rate):
+    """Two switches a run, ``runs_per_gp`` runs a grace period, and a grace period for the
+    closes that arrive while none runs or during the one before: at rate r that is
+    2 k r / (r G + exp(-r G)) a second (benchmarks/rcu_grace_periods.py's model)."""
+    import math
+
+    from arch_sim.models.rcu import RcuParams
+
+    params = RcuParams(runs_per_gp=2.0, gp_ms=10.0, run_us=10.0, source="test")
+    g = params.gp_ms / 1000
+    expect = 2 * params.runs_per_gp * rate / (rate * g + math.exp(-rate * g))
+    got = _gp_thread_switches(rate, 60.0, params)
+    assert got == pytest.approx(expect, rel=0.08)
+
+
+def test_host_model_counts_the_rcu_thread_with_a_connection_per_request_only(monkeypatch):
+    """At 100 requests/s the host model's CPU count gains the grace-period thread's switches
+    with a connection per request (about what the bare-socket input predicts per close) and
+    next to none with keep-alive (its connections close only when a bench window ends); the
+    server's own count moves little (the thread is not the server's; it preempts the server
+    only when it wakes while the server runs)."""
+    import math
+
+    from arch_sim.models import rcu
+    from arch_sim.models.runner import simulate_point
+
+    params = rcu.load_rcu("host")
+    if params is None:
+        pytest.skip("no presets/host.rcu.json")
+
+    def point(connection: str) -> dict:
+        return simulate_point("state-group", "host", 100, workload="closed",
+                              connection=connection, requests=1500, bench_window_s=3.0)
+
+    with_rcu = {c: point(c) for c in ("close", "keep-alive")}
+    monkeypatch.setattr(rcu, "load_rcu", lambda preset: None)
+    without = {c: point(c) for c in ("close", "keep-alive")}
+    added = {c: with_rcu[c]["cpu_switches_per_request"] - without[c]["cpu_switches_per_request"]
+             for c in with_rcu}
+    r, g = with_rcu["close"]["rps"], params.gp_ms / 1000
+    per_close = 2 * params.runs_per_gp / (r * g + math.exp(-r * g))
+    assert added["close"] == pytest.approx(per_close, rel=0.25), added
+    assert 0 <= added["keep-alive"] < 0.15, added
+    for c in with_rcu:
+        assert with_rcu[c]["reschedules_per_request"] == pytest.approx(
+            without[c]["reschedules_per_request"], abs=0.15)
