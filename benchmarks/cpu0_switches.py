@@ -26,7 +26,7 @@ margin holds above that rate lands in ``cpu_switches_per_request``.  Each switch
 other than idle carries its waker (the kind of the task that woke it, and on which CPU).
 
 Beside it, the host model's switches at the same point (``simulate_point(..., workload =
-"closed", bench_window_s = 3.0)``) split into switches to the idle task and switches to a task.
+"closed", bench_window_s = 3.0)``) by the same kinds.
 Needs root and perf.
 """
 
@@ -51,6 +51,7 @@ from arch_sim.harness.bench import IDLE_BASELINE_S
 from arch_sim.harness.measure import Load, Target
 from arch_sim.models.runner import simulate_point
 from arch_sim.models.scheduler import Scheduler
+from arch_sim.models.trace import SwitchTrace
 
 IDLE_TRACE_S = 3.0  # seconds of the idle server traced for the background
 EVENTS = ("sched:sched_switch", "sched:sched_wakeup", "sched:sched_process_fork")
@@ -246,25 +247,36 @@ def record(args) -> list[dict]:
 
 
 def model(args) -> dict:
-    """The host model at the same point: every switch, to idle and to a task."""
-    to_idle = {"n": 0}
-    real = Scheduler._switch_out
+    """The host model at the same point, and its switches by kind over the whole run (a
+    :class:`~arch_sim.models.trace.SwitchTrace` on the scheduler): each change of task on the
+    CPU, named idle, server or kthread (the RCU grace-period thread, :mod:`arch_sim.models.rcu`)."""
+    traces: list[SwitchTrace] = []
+    real_init = Scheduler.__init__
 
-    def counting(self, task, voluntary, requeue=False, why=""):
-        before = self.switches
-        real(self, task, voluntary, requeue, why)
-        if self.switches == before + 1 and task.cpu is None and all(c.current is None
-                                                                     for c in self.cpus):
-            to_idle["n"] += 1
+    def traced_init(self, *a, **kw):
+        real_init(self, *a, **kw)
+        self.observer = SwitchTrace()
+        traces.append(self.observer)
 
-    Scheduler._switch_out = counting
+    Scheduler.__init__ = traced_init
     try:
         row = simulate_point(args.arch, "host", args.rate, workload="closed",
                              connection=args.connection, requests=3000, bench_window_s=3.0)
     finally:
-        Scheduler._switch_out = real
+        Scheduler.__init__ = real_init
+    rows = [r for r in traces[0].finish(0.0) if r.cpu == 0]
+    kinds: collections.Counter[str] = collections.Counter()
+    for a, b in zip(rows, rows[1:], strict=False):
+        if a.task != b.task:
+            kinds[f"{_model_kind(a.task)} -> {_model_kind(b.task)}"] += 1
+    served = row["completions"] / max(row["duration_s"], 1e-9) * (rows[-1].end - rows[0].start)
     return {"cpu_per_request": row["cpu_switches_per_request"],
-            "server_per_request": row["reschedules_per_request"]}
+            "server_per_request": row["reschedules_per_request"],
+            "by_kind_per_request": {k: v / served for k, v in kinds.most_common()}}
+
+
+def _model_kind(task: str) -> str:
+    return task if task == "idle" else "kthread rcu_gp" if task == "rcu_gp" else "server"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,11 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--file-set", default="specweb99")
     p.add_argument("--out", type=Path)
+    p.add_argument("--model-only", action="store_true", help="only the model's split")
     args = p.parse_args(argv)
     if args.rate <= 0 or args.reps < 1 or args.duration < 1:
         p.error("--rate must be > 0, --reps >= 1, --duration >= 1")
     report = {"arch": args.arch, "connection": args.connection, "rate": args.rate,
-              "real": record(args), "model": model(args)}
+              "real": [] if args.model_only else record(args), "model": model(args)}
     text = json.dumps(report, indent=1)
     if args.out:
         args.out.write_text(text)

@@ -6,7 +6,7 @@ kernel thread (``rcu_preempt``; ``rcu_sched`` without preemptible RCU) drives th
 periods: it is woken when one is requested and then by a timer every ``jiffies_till_next_fqs``
 jiffies until every CPU has passed through a quiescent state [RCU-gp-kthread].  Measured on
 this host at 100 requests/s with a connection per request, it switches in and out of the
-server's otherwise idle CPU 1.0-1.4 times per request - with keep-alive connections almost
+server's otherwise idle CPU 1.0-1.5 times per request - with keep-alive connections almost
 never (benchmarks/cpu0_switches.py; docs/FIDELITY.md, "Switches on the server's CPU at low
 load").  It is none of the server's own switches, but every one is a switch of the CPU's.
 
