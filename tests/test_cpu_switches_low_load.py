@@ -138,7 +138,7 @@ def _gp_thread_switches(rate: float, seconds: float, params) -> float:
             rcu.closed()
 
     env.process(closes())
-    env.run(until=1.0)  # the thread's first run, at its start, is behind us
+    env.run(until=1.0)  # the first grace periods, and the thread's creation, are behind us
     before = sched.switches
     env.run(until=1.0 + seconds)
     return (sched.switches - before) / seconds

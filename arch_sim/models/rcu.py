@@ -73,7 +73,8 @@ class GracePeriods:
         self.requested = False  # a callback waits for the next one
         self.periods = 0
         self._credit = 0.0  # runs owed: a fractional runs_per_gp spread over periods
-        env.process(self._thread())
+        self.started = False  # the thread is created at its first run: a run with no closed
+        # connection has no such task at all, and schedules exactly as it would without it
 
     def closed(self, *_: object) -> None:
         """A connection was closed: its socket waits for a grace period."""
@@ -91,7 +92,7 @@ class GracePeriods:
             self._credit -= runs
             spacing = self.gp_s / max(runs, 1)
             for _ in range(runs):  # the request's wake-up, then the timer's, over the period
-                self.sched.wake(self.task)  # None as waker: an interrupt or a timer
+                self._wake()
                 yield self.env.timeout(spacing)
             if runs == 0:
                 yield self.env.timeout(self.gp_s)
@@ -100,12 +101,19 @@ class GracePeriods:
                 return
             self.requested = False
 
+    def _wake(self) -> None:
+        if self.started:
+            self.sched.wake(self.task)  # None as waker: an interrupt or a timer
+        else:
+            self.started = True
+            self.env.process(self._thread())
+
     def _thread(self) -> Generator[simpy.Event, Any, None]:
         sched = self.sched
         yield sched.start(self.task)
         while True:
-            yield sched.block(self.task)
             yield from sched.run(self.task, self.run_s)
+            yield sched.block(self.task)
 
 
 def attach_rcu(env: simpy.Environment, sched: Scheduler, preset: str, recorder: Any,
