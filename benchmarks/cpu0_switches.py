@@ -32,7 +32,6 @@ Needs root and perf.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 import os
@@ -46,6 +45,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from arch_sim.argtypes import OneLineParser
 from arch_sim.harness import counters, fileset, measure, servers
 from arch_sim.harness.bench import IDLE_BASELINE_S
 from arch_sim.harness.measure import Load, Target
@@ -280,7 +280,7 @@ def _model_kind(task: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = OneLineParser(description=__doc__.split("\n")[0])
     p.add_argument("--arch", default="state-group", choices=sorted(servers.SERVER_MODULES))
     p.add_argument("--connection", default="close", choices=("keep-alive", "close"))
     p.add_argument("--rate", type=float, default=100.0)

@@ -28,7 +28,6 @@ perf.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -44,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from arch_sim.argtypes import OneLineParser
 from arch_sim.harness.cpu_trace import LINE, SWITCH
 from arch_sim.runinfo import host_info, now_iso
 
@@ -166,7 +166,7 @@ def fit(rows: list[dict]) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = OneLineParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--rates", default=",".join(f"{r:g}" for r in RATES))
     p.add_argument("--write", type=Path, help="write the fitted inputs to this JSON file")

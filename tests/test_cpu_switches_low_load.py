@@ -191,3 +191,22 @@ def test_host_model_counts_the_rcu_thread_with_a_connection_per_request_only(mon
     for c in with_rcu:
         assert with_rcu[c]["reschedules_per_request"] == pytest.approx(
             without[c]["reschedules_per_request"], abs=0.15)
+
+
+@pytest.mark.parametrize(("script", "argv", "says"), [
+    ("cpu0_switches.py", ["--rate", "abc"], "invalid float value"),
+    ("cpu0_switches.py", ["--rate", "-5"], "--rate must be > 0"),
+    ("rcu_grace_periods.py", ["--rates", "25,x"], "give rates like"),
+    ("rcu_grace_periods.py", ["--seconds", "0"], "must be > 0"),
+])
+def test_the_benchmarks_refuse_bad_arguments_in_one_line(script, argv, says):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / script), *argv],
+                         capture_output=True, text=True, timeout=60, cwd=root,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], out.stderr
+    assert out.stdout == ""
