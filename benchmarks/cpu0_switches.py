@@ -4,11 +4,12 @@ window, by task and by cause.
     PYTHONPATH=. python benchmarks/cpu0_switches.py [--arch state-group] [--connection close]
         [--rate 100] [--duration 3] [--reps 2] [--out FILE]
 
-Runs one of our servers on CPU 0 as ``arch-sim bench`` does (the same ``measure()``: perf
-counting the server's pids and every switch on CPU 0, wrk -c 64 paced on CPU 1, the idle
-baseline taken just before) while ``perf record -a`` (pinned to CPU 1) traces sched_switch,
-sched_wakeup and sched_process_fork.  Each switch on CPU 0 is put down as ``prev -> next`` with
-each task named by kind:
+Runs one of our servers on CPU 0 as ``arch-sim bench`` did before it read CPU 0 from a trace
+(the same ``measure()`` with ``perf stat -a -C 0`` counting every switch on CPU 0 - its count is
+``perf_stat_cpu_per_request`` - perf counting the server's pids, wrk -c 64 paced on CPU 1, the
+idle baseline of one second taken just before) while ``perf record -a`` (pinned to CPU 1)
+traces sched_switch, sched_wakeup and sched_process_fork.  Each switch on CPU 0 is put down
+as ``prev -> next`` with each task named by kind:
 
     idle      the idle task (pid 0)
     server    a thread or process of the server
@@ -62,7 +63,7 @@ WAKEUP = re.compile(r"comm=(.*) pid=(\d+) prio=\d+ target_cpu=(\d+)")
 FORK = re.compile(r"comm=(.*) pid=(\d+) child_comm=(.*) child_pid=(\d+)")
 KTHREAD = re.compile(r"^(ksoftirqd|kworker|rcu|migration|cpuhp|idle_inject|watchdog|kthreadd|"
                      r"irq/|jbd2|kcompactd|khugepaged|kswapd|oom_reaper|writeback|kblockd|"
-                     r"scsi_|ext4|xfs|kauditd|khungtaskd|ksmd|pool_workqueue)")
+                     r"scsi_|ext4|xfs|kauditd|khungtaskd|ksmd|pool_workqueue|kdamond)")
 
 
 def kthread_name(comm: str) -> str:
@@ -208,7 +209,7 @@ def one_window(target: Target, load: Load | None, idle: float, tmp: Path, perf: 
         "requests": result.requests, "rps": result.rps, "window_s": marks["wrk1"] - marks["wrk0"],
         "margin_s": margin_s, "idle_per_s": idle,
         "server_per_request": (d.reschedules or 0) / requests,
-        "bench_cpu_per_request": (cpu.count - idle * result.duration_s) / requests
+        "perf_stat_cpu_per_request": (cpu.count - idle * result.duration_s) / requests
         if cpu.count is not None else None,
         "traced_window_per_request": sum(tally["window"].values()) / requests,
         "traced_margin_less_idle_per_request": (sum(tally["margin"].values())
