@@ -31,6 +31,7 @@ from ..runinfo import git_commit, host_info, now_iso, write_json_atomic
 from ..schema import RowWriter, write_parquet_beside
 from . import byo, fileset, servers
 from .counters import PerfCounter, idle_cpu_switches
+from .cpu_trace import CpuSwitchTrace
 from .measure import EXTRA_COLUMNS, Load, Target, drive, measure, row
 from .peers import PEERS, peer_target, peer_version, start_peer
 from .plan import DEFAULT_LOADS, Plan, load_item, make_plan
@@ -123,6 +124,8 @@ class Bench:
         self.run_id = plan.out.name
         self.mode = plan.modes[0]  # the connection mode being swept
         self.perf_ok, self.perf_reason = PerfCounter.available()
+        # switches on the server's CPUs from a trace, other processes' left out (cpu_trace.py)
+        self.trace_ok = self.perf_ok and CpuSwitchTrace.available()
         self.meta = self._meta()
 
     def run(self) -> int:
@@ -157,14 +160,17 @@ class Bench:
             drive(target, self._load(files, None, 0), duration=1)  # prime caches
             for target_rps in self.plan.loads:
                 # the server's CPUs with the load off: the background a CPU-wide count holds
-                idle = idle_cpu_switches(cpus, IDLE_BASELINE_S) if self.perf_ok else None
+                idle = (idle_cpu_switches(cpus, IDLE_BASELINE_S,
+                                          target.pids if self.trace_ok else None)
+                        if self.perf_ok else None)
                 load = self._load(files, target_rps, 0)
                 if self.plan.warmup:
                     drive(target, load, duration=self.plan.warmup)
                 for rep in range(self.plan.reps):
                     bar.set_postfix_str(f"{label} @ {_fmt_load(target_rps)} rep {rep}")
                     load = self._load(files, target_rps, rep)
-                    result, d, perf, on_cpus = measure(target, load, self.perf_ok, cpus, idle)
+                    result, d, perf, on_cpus = measure(target, load, self.perf_ok, cpus, idle,
+                                                       trace=self.trace_ok)
                     fixed = {**self._fixed(rep, load), "threads": threads}
                     out.write(row(target, load, result, d, perf, len(cpus), fixed, on_cpus))
                     bar.update()
@@ -236,7 +242,9 @@ class Bench:
             "duration_s": plan.duration,
             "warmup_s": plan.warmup,
             "args": {k: v for k, v in vars(self.args).items() if k != "func"},
-            "perf": {"used": self.perf_ok, "reason": self.perf_reason},
+            "perf": {"used": self.perf_ok, "reason": self.perf_reason,
+                     # cpu_switches_*: from perf record, other processes' switches left out
+                     "cpu_trace": self.trace_ok},
             "file_set": {"name": self.args.file_set, "seed": 1999},
             "notes": self._notes(),
             "started": now_iso(),

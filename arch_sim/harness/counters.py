@@ -22,7 +22,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -239,11 +239,24 @@ class PerfCounter:
     seconds: float | None = None
 
 
-def idle_cpu_switches(cpus: Iterable[int], seconds: float = 1.0) -> float | None:
+def idle_cpu_switches(cpus: Iterable[int], seconds: float = 1.0,
+                      server_pids: Callable[[], Sequence[int]] | None = None) -> float | None:
     """Switches per second on ``cpus`` while the load is off: the background a CPU-wide count
-    includes (None without perf)."""
+    includes (None without perf).  With ``server_pids``, read from a trace of those CPUs as
+    :func:`~arch_sim.harness.measure.measure` reads a window with ``trace``: other processes'
+    switches left out (:mod:`~arch_sim.harness.cpu_trace`)."""
     import time
 
+    from .cpu_trace import CpuSwitchTrace
+
+    if server_pids is not None:
+        trace = CpuSwitchTrace(list(cpus), server_pids)
+        trace.start()
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        t1 = time.monotonic()
+        trace.stop()
+        return trace.count(t0, t1).kept / (t1 - t0)
     counter = PerfCounter(cpus=cpus)
     counter.start()
     time.sleep(seconds)

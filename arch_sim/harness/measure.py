@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from real_servers.core.lifecycle import NAMES, moved_column
 
 from .counters import Delta, PerfCounter, delta, snapshot
+from .cpu_trace import CpuSwitchTrace
 from .wrk import WrkResult, run_wrk
 
 #: columns the harness adds after the shared schema, so the sources can be compared
@@ -20,6 +21,7 @@ EXTRA_COLUMNS = (
     "cpu_switches_per_s",
     "cpu_switches_idle_per_s",
     "cpu_switches_per_request",
+    "cpu_switches_foreign_per_s",
     "system_ctxt_per_s",
     "wrk_requests",
     "server_requests",
@@ -57,8 +59,9 @@ class Target:
 class CpuCount:
     """Every switch on the server's CPUs over one window, and the idle background rate."""
 
-    count: float | None  # in the wrk window (perf's extra idle seconds taken off)
+    count: float | None  # in the wrk window (the seconds counted beyond it taken off)
     idle_per_s: float | None  # the same CPUs with no load, measured just before
+    foreign: float | None = None  # switches other processes caused there (left out of count)
 
 
 @dataclass
@@ -82,31 +85,49 @@ def drive(target: Target, load: Load, duration: float | None = None) -> WrkResul
 
 
 def measure(target: Target, load: Load, use_perf: bool, server_cpus: Sequence[int] = (),
-            idle_per_s: float | None = None) -> tuple[WrkResult, Delta, int | None, CpuCount]:
+            idle_per_s: float | None = None, trace: bool = False,
+            ) -> tuple[WrkResult, Delta, int | None, CpuCount]:
     """Counters before, wrk, counters after: the deltas cover exactly the wrk window.
 
-    With perf, also every switch on ``server_cpus``; perf counts a little longer than the wrk
-    window (it starts first and stops last), and those extra seconds, idle, are taken off at
-    the ``idle_per_s`` background rate.
+    With perf, also every switch on ``server_cpus``.  With ``trace`` (perf may record the
+    scheduler's tracepoints) they are read from a trace of those CPUs
+    (:class:`~arch_sim.harness.cpu_trace.CpuSwitchTrace`): only the switches while wrk runs,
+    as if no other process had run there.  Without it, ``perf stat`` counts every switch there
+    a little longer than the wrk window (it starts first and stops last).  Either way the
+    count's seconds beyond wrk's own duration are taken off at the ``idle_per_s`` background.
     """
     pids = list(target.pids())
     perf = PerfCounter(pids) if use_perf else None
-    on_cpus = PerfCounter(cpus=server_cpus) if use_perf and server_cpus else None
+    on_cpus: PerfCounter | CpuSwitchTrace | None = None
+    if use_perf and server_cpus:
+        on_cpus = CpuSwitchTrace(server_cpus, target.pids) if trace else PerfCounter(
+            cpus=server_cpus)
     for counter in (perf, on_cpus):
         if counter is not None:
             counter.start()
     if perf is not None:
         time.sleep(PERF_SETTLE_S)
     before = snapshot(pids, target.status())
+    t0 = time.monotonic()
     result = drive(target, load)
+    t1 = time.monotonic()
     after = snapshot(pids, target.status())
     perf_count = perf.stop() if perf is not None else None
-    cpu_count = on_cpus.stop() if on_cpus is not None else None
-    if cpu_count is not None and on_cpus.seconds and idle_per_s is not None:
-        cpu_count = max(0.0, cpu_count - idle_per_s * max(0.0, on_cpus.seconds
-                                                          - result.duration_s))
+    cpu = CpuCount(None, idle_per_s)
+    seconds: float | None = None
+    if isinstance(on_cpus, CpuSwitchTrace):
+        on_cpus.stop()
+        counted = on_cpus.count(t0, t1)
+        cpu = CpuCount(float(counted.kept), idle_per_s, float(counted.all - counted.kept))
+        seconds = counted.seconds
+    elif on_cpus is not None:
+        count = on_cpus.stop()
+        cpu = CpuCount(None if count is None else float(count), idle_per_s)
+        seconds = on_cpus.seconds
+    if cpu.count is not None and seconds and idle_per_s is not None:
+        cpu.count = max(0.0, cpu.count - idle_per_s * max(0.0, seconds - result.duration_s))
     target.check_alive()
-    return result, delta(before, after), perf_count, CpuCount(cpu_count, idle_per_s)
+    return result, delta(before, after), perf_count, cpu
 
 
 def _reschedules(d: Delta, perf_count: int | None) -> tuple[str, float]:
@@ -167,6 +188,8 @@ def row(
         "cpu_switches_idle_per_s": idle,
         # what the load added to the server's CPUs, per request (the idle background off)
         "cpu_switches_per_request": (cpu_per_s - idle) * secs / reqs,
+        # switches other processes caused on those CPUs, left out of cpu_switches_per_s
+        "cpu_switches_foreign_per_s": cpu.foreign / secs if cpu.foreign is not None else math.nan,
         "system_ctxt_per_s": d.system_ctxt / secs,
         "wrk_requests": result.requests,
         "server_requests": d.server_requests if d.server_requests is not None else math.nan,

@@ -28,6 +28,7 @@ from arch_sim.models.bench_window import (
 from arch_sim.models.clock import Environment
 from arch_sim.models.params import ModelParams, load_preset
 from arch_sim.models.prefork import Prefork, check_workload
+from arch_sim.models.rcu import attach_rcu
 from arch_sim.models.recorder import Recorder
 from arch_sim.models.scheduler import Scheduler
 from arch_sim.models.staged import POOLED, Staged
@@ -143,6 +144,7 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
     else:
         model = StateGroup(env, sched, params, recorder)
     model_box.append(model)
+    attach_rcu(env, sched, params.name, recorder, arch, close)  # the preset's RCU thread
     if windows:
         clients = WindowClients(env, load, params.network, random.Random(seed), model, recorder)
         BenchWindows(env, clients, recorder, windows)
