@@ -26,6 +26,7 @@ from arch_sim.harness.wrk import run_wrk
 
 PROBES = """
 tracepoint:syscalls:sys_enter_epoll_wait /pid == $1 && args->timeout != 0/ { printf("%llu SLEEP\\n", nsecs); }
+tracepoint:syscalls:sys_enter_sendto /pid == $1/ { printf("%llu SEND\\n", nsecs); }
 tracepoint:syscalls:sys_enter_sendfile64 /pid == $1/ { printf("%llu SEND\\n", nsecs); }
 tracepoint:syscalls:sys_enter_sendmsg /pid == $1/ { printf("%llu SEND\\n", nsecs); }
 tracepoint:syscalls:sys_enter_connect /comm == "wrk"/ { printf("%llu CONNECT\\n", nsecs); }
