@@ -5,7 +5,10 @@ models alters the order of random draws, compares means over seeds with their ru
     .venv/bin/python benchmarks/check_rows.py seeds --against REF_GIT_REV [--seeds 10]
 
 ``replay`` re-simulates committed rows (``arch_sim.results.replay``) and prints how many are
-``same`` (every compared column within 1e-9, relative).  ``seeds`` runs the same points with
+``same`` (every compared column within 1e-9, relative).  The default folders are the current
+reference runs; three rows of reproduce-full-2026-11-30's eras (unpaced, state-group, a
+connection per request) predate the clients' answering a reply as of its own time, so 33 of its
+36 replay the same.  ``seeds`` runs the same points with
 ``--seeds`` seeds in this tree and in a checkout of ``REF_GIT_REV`` (``git worktree``) and
 prints, per point and column, both means, their difference and the 95% CI of that difference
 (Welch): a change that only reorders random draws keeps the difference inside it.
@@ -23,9 +26,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_FOLDERS = ("results/reproduce-full-2026-11-30/simulated-host",
-                   "results/reproduce-full-2026-11-30/simulated-eras",
-                   "results/fidelity-2026-11-30")
+DEFAULT_FOLDERS = ("results/fidelity-2026-11-30-b", "results/perf-sweep-2026-11-30-c",
+                   "results/reproduce-full-2026-11-30/simulated-eras")
 #: (preset, arch, load) points of the ``seeds`` check: both host models at 50% and 90% of
 #: one CPU (closed, the preset's workload) and the 1999 preset (open) at a low and a high load
 POINTS = (("host", "thread-per-request", 6000.0), ("host", "state-group", 6000.0),
