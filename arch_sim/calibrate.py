@@ -136,7 +136,8 @@ def _servers_at_saturation(args: argparse.Namespace,
                              duration=args.duration, warmup=1.0, reps=1,
                              server_cpus=args.server_cpus, client_cpus=args.client_cpus,
                              file_set=args.file_set, connections=args.connections,
-                             threads=[THREADS], out=str(Path(tmp) / "run"), no_plots=True)
+                             threads=[THREADS], out=str(Path(tmp) / "run"), no_plots=True,
+                             no_cpu_trace=True)  # no switch count is an input
         code = bench.Bench(bench.make_plan(bench_args), bench_args).run()
         if code != 0:
             return {}, f"the saturation run failed (exit {code}); see the messages above"
@@ -181,7 +182,8 @@ def _close_at_saturation(args: argparse.Namespace, archs: list[str]) -> dict[str
                              warmup=1.0, reps=1, server_cpus=args.server_cpus,
                              client_cpus=args.client_cpus, file_set=args.file_set,
                              connections=args.connections, connection="close",
-                             threads=[0, THREADS], out=str(Path(tmp) / "run"), no_plots=True)
+                             threads=[0, THREADS], out=str(Path(tmp) / "run"), no_plots=True,
+                             no_cpu_trace=True)
         if bench.Bench(bench.make_plan(bench_args), bench_args).run() != 0:
             return {}
         df = pd.read_csv(Path(tmp) / "run" / "measurements.csv")

@@ -49,9 +49,10 @@ KNOWN_EXTRAS: dict[str, str] = {
     "connection_mode": "keep-alive | close: how the clients used connections",
     "threads": "thread-per-request shape: 0 = a thread per connection, N = a pool of N",
     "cpu_switches_per_s": "every context switch on the server's CPUs, to and from idle "
-                          "included (vmstat's cs; measured: a perf record trace of the wrk "
-                          "window, other processes' runs left out - perf stat -a -C where "
-                          "tracing is not allowed, and in runs before the trace)",
+                          "included (vmstat's cs; measured at a paced load: a perf record "
+                          "trace of the wrk window, other processes' runs left out; unpaced, "
+                          "where tracing is not allowed, and in runs before the trace: perf "
+                          "stat -a -C)",
     "cpu_switches_idle_per_s": "the same CPUs' rate with no load (measured; 0 in the model)",
     "cpu_switches_per_request": "(cpu_switches_per_s - cpu_switches_idle_per_s) / rps",
 }

@@ -139,6 +139,19 @@ def test_every_switch_on_the_server_cpu_is_counted_idle_included(short_sweep):
     assert (abs(low["cpu_switches_per_request"] - expect) < 0.05 * expect + 0.01).all()
 
 
+def test_the_cpu_count_is_traced_at_paced_loads_and_counted_by_perf_stat_unpaced(short_sweep):
+    """A paced point's switches on the server's CPU come from a trace that leaves other
+    processes' runs out (``cpu_switches_foreign_per_s`` says how many it left); an unpaced one
+    from perf stat, so that a saturated server is not charged a tracepoint per switch."""
+    meta = json.loads((short_sweep / "meta.json").read_text())
+    if not meta["perf"].get("cpu_trace"):
+        pytest.skip("perf may not record the scheduler's tracepoints here")
+    df = schema.load(short_sweep)
+    foreign = df.set_index(df["target_rps"].fillna(-1))["cpu_switches_foreign_per_s"]
+    assert foreign.loc[200].notna().all() and (foreign.loc[200] >= 0).all()
+    assert foreign.loc[-1].isna().all()
+
+
 def test_old_design_reschedules_per_request_new_design_stops(short_sweep):
     df = schema.load(short_sweep)
     old = df[df["arch"] == "thread-per-request"]
@@ -298,3 +311,25 @@ def test_one_cpu_list_grammar_for_the_harness_and_the_servers():
     assert bench_plan.parse_cpus("0-1") == [0, 1] and bench_plan.parse_cpus(["0", "1"]) == [0, 1]
     with pytest.raises(ValueError):
         cpu_list("a-b")
+
+
+def test_a_quick_bench_and_no_cpu_trace_count_with_perf_stat(tmp_path):
+    """The trace of the server's CPUs costs a perf record session a window (about 2 s): a
+    quick bench and ``--no-cpu-trace`` (calibrate's benches, which use no switch count) count
+    with perf stat instead."""
+    from arch_sim.argtypes import options
+    from arch_sim.harness import bench
+    from arch_sim.harness.counters import PerfCounter
+    from arch_sim.harness.cpu_trace import CpuSwitchTrace
+
+    need_wrk()
+    if not (PerfCounter.available()[0] and CpuSwitchTrace.available()):
+        pytest.skip("perf may not record the scheduler's tracepoints here")
+
+    def traced(**values) -> bool:
+        args = options(bench.add_arguments, out=str(tmp_path / "run"), **values)
+        return bench.Bench(bench.make_plan(args), args).trace_ok
+
+    assert traced()
+    assert not traced(quick=True)
+    assert not traced(no_cpu_trace=True)

@@ -92,7 +92,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    metavar="CPU", help=f"CPUs for wrk (1), {LIST_HELP}")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default=None, help="run folder (default results/bench-<time>)")
-    p.add_argument("--quick", action="store_true", help="3 points, 2 s, 1 rep: under 2 minutes")
+    p.add_argument("--quick", action="store_true",
+                   help="3 points, 2 s, 1 rep, switches on the server's CPUs counted with perf "
+                   "stat: under 2 minutes")
+    p.add_argument("--no-cpu-trace", action="store_true",
+                   help="count the switches on the server's CPUs with perf stat at every load "
+                   "(about 2 s less a paced point; other processes' switches there then count)")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     plotstyle.add_style_argument(p)
 
@@ -124,8 +129,12 @@ class Bench:
         self.run_id = plan.out.name
         self.mode = plan.modes[0]  # the connection mode being swept
         self.perf_ok, self.perf_reason = PerfCounter.available()
-        # switches on the server's CPUs from a trace, other processes' left out (cpu_trace.py)
-        self.trace_ok = self.perf_ok and CpuSwitchTrace.available()
+        # switches on the server's CPUs from a trace, other processes' left out (cpu_trace.py);
+        # a perf record session costs about a second to start and one to stop, so a quick run
+        # (and one asked not to) counts with perf stat
+        self.trace_ok = (self.perf_ok and not getattr(args, "quick", False)
+                         and not getattr(args, "no_cpu_trace", False)
+                         and CpuSwitchTrace.available())
         self.meta = self._meta()
 
     def run(self) -> int:
@@ -159,9 +168,13 @@ class Bench:
         try:
             drive(target, self._load(files, None, 0), duration=1)  # prime caches
             for target_rps in self.plan.loads:
+                # a trace at paced loads only: there a request is rare beside another
+                # process's wake-ups, and tracing a saturated server would charge it a
+                # tracepoint per switch where foreign switches hardly count per request
+                trace = self.trace_ok and target_rps is not None
                 # the server's CPUs with the load off: the background a CPU-wide count holds
                 idle = (idle_cpu_switches(cpus, IDLE_BASELINE_S,
-                                          target.pids if self.trace_ok else None)
+                                          target.pids if trace else None)
                         if self.perf_ok else None)
                 load = self._load(files, target_rps, 0)
                 if self.plan.warmup:
@@ -170,7 +183,7 @@ class Bench:
                     bar.set_postfix_str(f"{label} @ {_fmt_load(target_rps)} rep {rep}")
                     load = self._load(files, target_rps, rep)
                     result, d, perf, on_cpus = measure(target, load, self.perf_ok, cpus, idle,
-                                                       trace=self.trace_ok)
+                                                       trace=trace)
                     fixed = {**self._fixed(rep, load), "threads": threads}
                     out.write(row(target, load, result, d, perf, len(cpus), fixed, on_cpus))
                     bar.update()
@@ -243,7 +256,8 @@ class Bench:
             "warmup_s": plan.warmup,
             "args": {k: v for k, v in vars(self.args).items() if k != "func"},
             "perf": {"used": self.perf_ok, "reason": self.perf_reason,
-                     # cpu_switches_*: from perf record, other processes' switches left out
+                     # cpu_switches_* at paced loads: from perf record, other processes'
+                     # switches left out (unpaced: perf stat)
                      "cpu_trace": self.trace_ok},
             "file_set": {"name": self.args.file_set, "seed": 1999},
             "notes": self._notes(),

@@ -20,6 +20,7 @@ around the window, not for the load.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -159,8 +160,10 @@ class CpuSwitchTrace:
         self._foreign: dict[int, bool] = {}
 
     @staticmethod
+    @functools.cache
     def available() -> bool:
-        """perf is installed and may record the scheduler's tracepoints here."""
+        """perf is installed and may record the scheduler's tracepoints here (asked once a
+        process: the answer costs a perf record session, about a second)."""
         perf = shutil.which("perf")
         if perf is None:
             return False
