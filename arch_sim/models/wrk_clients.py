@@ -127,12 +127,14 @@ class ClosedClients(Clients):
             self.server.submit(req)
 
     def reply_received(self, req: Request, t: float) -> None:
-        """The reply is in at time t: think, then send the next request.
+        """The reply is in at time t: think, then send the next request (with a connection per
+        request: reconnect first).
 
-        A keep-alive reply already in (t <= now: a server reports a reply after the CPU burst
-        that sent it - a state-group pass, a worker's logging after its last send) is handled
-        as of t: the client, on a CPU of its own, answered it while the server's burst went on,
-        so its next request may already be at the server when the burst ends."""
+        A reply already in (t <= now: a server reports a reply after the CPU burst that sent
+        it - a state-group pass, a worker's logging after its last send) is handled as of t:
+        the client, on a CPU of its own, answered it while the server's burst went on, so its
+        next request - or its next connection - may already be at the server when the burst
+        ends."""
         now = self.env._now
         if t <= now:
             slot = self._slot_of.pop(req)
