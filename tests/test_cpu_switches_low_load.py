@@ -193,6 +193,30 @@ def test_host_model_counts_the_rcu_thread_with_a_connection_per_request_only(mon
             without[c]["reschedules_per_request"], abs=0.15)
 
 
+def test_host_model_feeds_the_rcu_thread_with_open_arrivals_too(monkeypatch):
+    """Open arrivals are a connection each, closed after its reply: the grace-period thread
+    adds its switches to the host model's CPU count as with a closed workload's connection per
+    request."""
+    import math
+
+    from arch_sim.models import rcu
+    from arch_sim.models.runner import simulate_point
+
+    params = rcu.load_rcu("host")
+    if params is None:
+        pytest.skip("no presets/host.rcu.json")
+
+    def point() -> dict:
+        return simulate_point("state-group", "host", 100, workload="open", requests=1500)
+
+    with_rcu = point()
+    monkeypatch.setattr(rcu, "load_rcu", lambda preset: None)
+    added = with_rcu["cpu_switches_per_request"] - point()["cpu_switches_per_request"]
+    r, g = with_rcu["rps"], params.gp_ms / 1000
+    assert added == pytest.approx(2 * params.runs_per_gp / (r * g + math.exp(-r * g)),
+                                  rel=0.25)
+
+
 @pytest.mark.parametrize(("script", "argv", "says"), [
     ("cpu0_switches.py", ["--rate", "abc"], "invalid float value"),
     ("cpu0_switches.py", ["--rate", "-5"], "--rate must be > 0"),

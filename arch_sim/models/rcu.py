@@ -119,11 +119,12 @@ class GracePeriods:
 def attach_rcu(env: simpy.Environment, sched: Scheduler, preset: str, recorder: Any,
                arch: str, close: bool) -> GracePeriods | None:
     """Model the preset's grace-period thread (if it has one) on the server's first CPU, fed
-    by every connection the server closes.  With a connection per request (``close``) the
-    server closes each right after its reply, which the recorder hears of as the request's
-    completion; with keep-alive a connection closes when its client closes it (a bench
-    window's end), which the recorder hears of as ``closed`` (prefork's workers do not tell
-    it: a handful of grace periods per window, left out)."""
+    by every connection the server closes.  With a connection per request (``close``: a closed
+    workload's, or open arrivals, each a connection of its own) the server closes each right
+    after its reply, which the recorder hears of as the request's completion; with keep-alive
+    a connection closes when its client closes it (a bench window's end), which the recorder
+    hears of as ``closed`` (prefork's workers do not tell it: a handful of grace periods per
+    window, left out)."""
     params = load_rcu(preset)
     if params is None:
         return None

@@ -144,7 +144,9 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
     else:
         model = StateGroup(env, sched, params, recorder)
     model_box.append(model)
-    attach_rcu(env, sched, params.name, recorder, arch, close)  # the preset's RCU thread
+    # the preset's RCU thread, fed by every closed connection: one per request with a
+    # connection per request or open arrivals (each a connection of its own)
+    attach_rcu(env, sched, params.name, recorder, arch, close or workload == "open")
     if windows:
         clients = WindowClients(env, load, params.network, random.Random(seed), model, recorder)
         BenchWindows(env, clients, recorder, windows)
