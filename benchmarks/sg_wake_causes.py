@@ -12,8 +12,8 @@ had slept before, and the passes, accepts and sends it made (counted in the kern
 a cycle, so the probes slow the worker little).  It prints totals per request, medians per
 cycle, and the busy time of the cycles that accepted one connection and sent nothing, by the
 sleep before them.  ``--race`` traces the reconnect race instead (the worker's last send, its
-sleep, wrk's connect, the handshake done: benchmarks/sg_reconnect_race.py with the ``send(2)``
-of a cached reply too), ``--tail`` what the worker does between its last send and its sleep.
+sleep, wrk's connect, the handshake done: benchmarks/sg_reconnect_race.py's probes and
+account), ``--tail`` what the worker does between its last send and its sleep.
 ``benchmarks/sg_wake_model.py`` prints the same account for the model.
 
     python benchmarks/sg_wake_causes.py 2000 5000
@@ -30,6 +30,7 @@ from pathlib import Path
 from arch_sim.argtypes import OneLineParser, positive_float
 from arch_sim.harness import fileset, servers
 from arch_sim.harness.wrk import run_wrk
+from benchmarks.sg_reconnect_race import PROBES as RACE_PROBES  # the reconnect race
 from benchmarks.sg_reconnect_race import race
 
 # a blocking epoll_wait's events: struct epoll_event is packed on x86-64 (u32 events, u64 data;
@@ -55,16 +56,6 @@ tracepoint:syscalls:sys_exit_sendmsg /pid == $1/ { @sends++; @ls = nsecs; }
 tracepoint:syscalls:sys_exit_sendfile64 /pid == $1/ { @sends++; @ls = nsecs; }
 """  # noqa: E501  (bpftrace lines)
 
-# the reconnect race (benchmarks/sg_reconnect_race.py's probes, with the send(2) of a cached
-# reply too): the worker's sends and blocking polls, wrk's connects, handshakes done
-RACE_PROBES = r"""
-tracepoint:syscalls:sys_enter_epoll_wait /pid == $1 && args->timeout != 0/ { printf("%llu SLEEP\n", nsecs); }
-tracepoint:syscalls:sys_enter_sendto /pid == $1/ { printf("%llu SEND\n", nsecs); }
-tracepoint:syscalls:sys_enter_sendfile64 /pid == $1/ { printf("%llu SEND\n", nsecs); }
-tracepoint:syscalls:sys_enter_sendmsg /pid == $1/ { printf("%llu SEND\n", nsecs); }
-tracepoint:syscalls:sys_enter_connect /comm == "wrk"/ { printf("%llu CONNECT\n", nsecs); }
-tracepoint:sock:inet_sock_set_state /args->oldstate == 3 && args->newstate == 1/ { printf("%llu QUEUED\n", nsecs); }
-"""  # noqa: E501  (bpftrace lines)
 
 # what the worker does between its last send and its sleep: sends, closes (enter and exit),
 # non-blocking polls (one a pass), accepts, recvs, sleeps

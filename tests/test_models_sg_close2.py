@@ -17,6 +17,7 @@ import math
 import simpy
 
 from arch_sim.models import load_preset
+from arch_sim.models.clock import call_at
 from arch_sim.models.network import KB, Connection, Request
 from arch_sim.models.recorder import Recorder
 from arch_sim.models.scheduler import US, Scheduler
@@ -100,13 +101,8 @@ def test_a_wake_cycle_that_accepts_one_connection_costs_what_its_calls_add_up_to
         model.submit(Request(Connection(load_preset("host").network), 4 * KB, env.now,
                              math.inf, True))
 
-    env.process(_at(env, 0.005, connect))
+    call_at(env, 0.005, connect)
     env.run(until=0.010)
     s = load_preset("host").for_arch("state-group").server
     want = (2 * s.pass_us + s.accept_us + 2 * s.poll_item_us) * US
     assert math.isclose(seen["sleep"] - seen["start"], want, rel_tol=1e-6)
-
-
-def _at(env: simpy.Environment, t: float, fn):
-    yield env.timeout(t)
-    fn()

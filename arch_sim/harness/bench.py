@@ -132,8 +132,7 @@ class Bench:
         # switches on the server's CPUs from a trace, other processes' left out (cpu_trace.py);
         # a perf record session costs about a second to start and one to stop, so a quick run
         # (and one asked not to) counts with perf stat
-        self.trace_ok = (self.perf_ok and not getattr(args, "quick", False)
-                         and not getattr(args, "no_cpu_trace", False)
+        self.trace_ok = (self.perf_ok and not args.quick and not args.no_cpu_trace
                          and CpuSwitchTrace.available())
         self.meta = self._meta()
 
