@@ -1,0 +1,130 @@
+"""How well does the measurement agree with itself?  ``arch-sim bench`` runs of the same servers
+at the same points, judged against each other by the rule the models are judged by.
+
+    .venv/bin/python benchmarks/bench_repeat.py RUN_A RUN_B [RUN_C ...] [--model SIM] [--list]
+
+The fidelity rule (``arch_sim.fidelity.within``: |ln(b / a)| <= ln 1.10, or within 0.01 per
+request) is applied to every pair of runs, the earlier named as the measurement, per regime,
+design, count and load, over the four designs of our own servers.  On a shared machine a point
+moves between runs hours apart by more than its windows' 95% interval says (the windows of one
+point run back to back), so the pairs' counts are what a model exact in the mean could hope for
+against any one run.
+
+``--model SIM`` (a ``simulate --like`` folder) judges the model's rows against each run and
+prints how many points it meets in every run and in at least one; ``--list`` prints the points
+where two runs disagree (or, with ``--model``, the points the model misses in every run: the
+misses no run-to-run drift explains).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from arch_sim import ALL_ARCHS  # noqa: E402
+from arch_sim.fidelity import fidelity  # noqa: E402
+
+KEY = ["regime", "count", "arch", "load"]
+
+
+class Refused(Exception):
+    """A bad argument: one line on stderr, exit 2."""
+
+
+def rows(folder: str, name: str = "measurements.csv") -> pd.DataFrame:
+    path = Path(folder) / name
+    if not path.is_file():
+        raise Refused(f"{path} not found: give the folder of an arch-sim "
+                      + ("bench run" if name == "measurements.csv" else "simulate --like run"))
+    df = pd.read_csv(path)
+    return df[df["arch"].isin(ALL_ARCHS)]
+
+
+def agreement(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """The fidelity table of rows ``b`` against run ``a`` (``a`` in the measured columns), only
+    the points both have."""
+    table = fidelity(a, b)
+    return table[table["simulated"].notna()]
+
+
+def summary(table: pd.DataFrame) -> list[str]:
+    lines = [f"{int(table['within'].sum())} of {len(table)} points within 10% "
+             "(or 0.01 per request)"]
+    for (regime, count), group in table.groupby(["regime", "count"], sort=False):
+        lines.append(f"  {regime:<6} {count:<6} {int(group['within'].sum()):>2} of {len(group)}")
+    for arch, group in table.groupby("arch", sort=False):
+        lines.append(f"  {arch:<20} {int(group['within'].sum()):>2} of {len(group)}")
+    return lines
+
+
+def model_against_runs(runs: dict[str, pd.DataFrame], sim: pd.DataFrame) -> pd.DataFrame:
+    """Per point: the model's value, each run's, and whether the model is within 10% of each."""
+    out = None
+    for name, measured in runs.items():
+        t = agreement(measured, sim).set_index(KEY)
+        part = t[["measured", "within"]].rename(columns={"measured": name,
+                                                         "within": f"within_{name}"})
+        out = part.join(t[["simulated"]]) if out is None else out.join(part, how="inner")
+    assert out is not None
+    flags = out[[f"within_{n}" for n in runs]]
+    return out.assign(every=flags.all(axis=1), some=flags.any(axis=1)).reset_index()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", metavar="RUN", help="arch-sim bench folders (two or more)")
+    ap.add_argument("--model", metavar="SIM", help="a simulate --like folder to judge as well")
+    ap.add_argument("--list", action="store_true",
+                    help="print the disagreeing points (with --model: the model's misses in "
+                         "every run)")
+    args = ap.parse_args(argv)
+    try:
+        if len(args.runs) < 2:
+            raise Refused("give at least two bench runs")
+        return report(args)
+    except Refused as e:
+        print(f"bench_repeat: {e}", file=sys.stderr)
+        return 2
+
+
+def report(args: argparse.Namespace) -> int:
+    runs = {Path(r).name: rows(r) for r in args.runs}
+    for (na, a), (nb, b) in itertools.combinations(runs.items(), 2):
+        table = agreement(a, b)
+        if table.empty:
+            raise Refused(f"{na} and {nb} share no point")
+        lines = summary(table)
+        print(f"{nb} against {na}: {lines[0]}")
+        print("\n".join(lines[1:]))
+        if args.list and not args.model:
+            for _, r in table[~table["within"]].iterrows():
+                print(f"    {r['regime']:<6} {r['count']:<6} {r['arch']:<20} {r['load']:>5}: "
+                      f"{r['measured']:.3f} (+-{r['measured_ci']:.3f}) then "
+                      f"{r['simulated']:.3f} (+-{r['simulated_ci']:.3f}), "
+                      f"{100 * r['rel_diff']:+.0f}%")
+    if args.model:
+        sim = rows(args.model, "simulated.csv")
+        table = model_against_runs(runs, sim)
+        for name in runs:
+            print(f"the model against {name}: {int(table[f'within_{name}'].sum())} of "
+                  f"{len(table)}")
+        print(f"the model within 10% of every run at {int(table['every'].sum())} of "
+              f"{len(table)} points, of at least one at {int(table['some'].sum())}")
+        if args.list:
+            print("missed in every run (model; runs):")
+            for _, r in table[~table["some"]].iterrows():
+                measured = " / ".join(f"{r[n]:.3f}" for n in runs)
+                print(f"    {r['regime']:<6} {r['count']:<6} {r['arch']:<20} {r['load']:>5}: "
+                      f"{r['simulated']:.3f}; {measured}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
