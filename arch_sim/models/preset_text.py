@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from arch_sim import ALL_ARCHS, specweb99
+from arch_sim.hostbench import INTERRUPTED_X
 from arch_sim.models.calibration_more import more_sections
 from arch_sim.models.request_costs import DISPATCHER_SHARE, SEND_US_PER_KB, STATE_SHARES
 from real_servers.stategroup.config import DEFAULT_SEND_CHUNK
@@ -72,6 +73,10 @@ class Inputs:
         self.slice_ms = self.base * (1 + int(math.log2(min(max(self.ncpu_host, 1), 8))))
         self.client = (m.get("client") or {}).get("cpu_us_per_request")
         self.cv = (m.get("cpu_jitter") or {}).get("cv")
+        left_out = (m.get("cpu_jitter") or {}).get("left_out")  # not in older measurements
+        self.cv_left_out = ("" if left_out is None else
+                            f", {left_out} interrupted run(s) left out (over "
+                            f"{INTERRUPTED_X:g}x the median)")
         self.decay = (m.get("cold_cache") or {}).get("decay_ms")
         self.futex = m.get("futex") or {}
         self.wake_us = self.futex.get("wake_us")
@@ -186,7 +191,7 @@ def _scheduler(i: Inputs) -> list[str]:
            "development host"),
         f"cpu_time_cv = {cv if cv is not None else FALLBACK_CPU_CV:.3f}      # "
         + (f"{tag}: run-to-run variation of the CPU time of the same Python work, "
-           "1 ms apart (hostbench.cpu_time_cv)" if cv is not None else
+           f"1 ms apart{i.cv_left_out} (hostbench.cpu_time_cv)" if cv is not None else
            "not measured by this calibrate run: cpu_time_cv() on the development host "
            "(same Python work, 1 ms apart); it decides EEVDF's close calls"),
         f"cold_decay_ms = {decay_ms:.2f}       # "
