@@ -20,3 +20,12 @@ def test_sg_reconnect_race_refuses_a_bad_rate_in_one_line(argv, says):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0]
     assert out.stdout == ""
+
+
+def test_staged_chain_refuses_a_negative_force_in_one_line():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/staged_chain.py"), "--force",
+                          "-1"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--force must be >= 0" in lines[0]
+    assert out.stdout == ""
