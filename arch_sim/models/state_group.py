@@ -18,9 +18,9 @@ Within a batch the first item pays the full cost of its state and the following 
 ``cohort_factor`` of it (the same code and data are still in the cache).
 
 A pass is computed on a virtual clock from its start, then its CPU time is used as one burst:
-one SimPy timeout per pass, however many requests it moved.  Each state is one stage method of
-the worker (:data:`STAGES`), as each is one module of the real server: a stage can be replaced
-without touching the others.
+one SimPy timeout per pass, however many requests it moved.  Each state is one stage function
+(:mod:`~arch_sim.models.stategroup_pass`, ``STAGES``) with one interface to this main loop, as
+each is one module of the real server: a stage can be replaced without touching the others.
 """
 
 from __future__ import annotations
@@ -35,17 +35,9 @@ from arch_sim.models.network import KB, Request
 from arch_sim.models.params import ModelParams
 from arch_sim.models.recorder import Recorder
 from arch_sim.models.scheduler import US, Scheduler, Task
-from arch_sim.models.stategroup_pass import Pass
+from arch_sim.models.stategroup_pass import STAGES, Pass
 from arch_sim.models.userspace import UserspaceServer
-from real_servers.core.lifecycle import (
-    ACCEPT,
-    LOGGING,
-    NAMES,
-    SEND_DATA,
-    USERSPACE,
-    WAIT_HEADERS,
-    may_move,
-)
+from real_servers.core.lifecycle import NAMES
 
 
 class Worker:
@@ -112,7 +104,7 @@ class Worker:
     def one_pass(self, t: float) -> Pass:
         """One pass over all state groups starting at time t (its clock ends at ``p.t``).
 
-        The stages run in the lifecycle's order, one method per state (:data:`STAGES`), each
+        The stages run in the lifecycle's order, one function per state (``STAGES``), each
         servicing its group as a batch and handing requests on along the lifecycle's moves.
         """
         p = Pass(t + self.model.pass_cost)
@@ -122,119 +114,8 @@ class Worker:
         self.passes += 1
         return p
 
-    def accept(self, p: Pass) -> None:
-        """accept: every connection waiting in the shared listen queue -> wait_headers.
-
-        With readiness events the worker tries accept() once the listener is reported
-        readable and accepts until a call finds the queue empty (real_servers/stategroup/
-        states/accept.py; a pass stops after 64 without that call, which the model does not
-        follow), so a batch ends with a failed accept, a call that finds nothing
-        (``poll_cost``).  kHTTPd looks at its listen queue on every pass; that look is in
-        ``pass_cost``."""
-        m, backlog = self.model, self.model.backlog
-        if not backlog:
-            return
-        k, t, cohort = 0, p.t, m.cohort
-        while backlog:
-            req = backlog.popleft()
-            t += m.accept_cost * (cohort if k else 1.0)
-            k += 1
-            req.conn.owner = self  # its request's arrival wakes this worker
-            self.wait_headers.append(req)
-        p.t = t + m.accept_empty
-        self._batch(ACCEPT, k)
-        p.moved += k
-
-    def decode(self, p: Pass) -> None:
-        """wait_headers: parse what has arrived (-> send_data, or userspace), peek at the rest."""
-        if not self.wait_headers:
-            return
-        m, cohort = self.model, self.model.cohort
-        waiting: list[Request] = []
-        k, t = 0, p.t
-        for req in self.wait_headers:
-            if req.data_at <= t:
-                if req.eof:  # end of file: the client closed, so close our side
-                    t += m.close_cost
-                    p.closed.append(req)
-                    p.moved += 1
-                    continue
-                t += m.parse_cost * (cohort if k else 1.0)
-                k += 1
-                if req.userspace:
-                    p.handed.append(req)
-                else:
-                    self.send_data.append(req)
-            else:
-                if not (m.readiness and req.looked):  # epoll: only the first try costs
-                    t += m.poll_cost
-                    req.looked = True
-                waiting.append(req)
-        p.t = t
-        self.wait_headers = waiting
-        self._batch(WAIT_HEADERS, k)
-        p.moved += k
-
-    def send(self, p: Pass) -> None:
-        """send_data: up to max_send bytes to every connection with room in its buffer; a
-        finished reply -> logging."""
-        if not self.send_data:
-            return
-        m, cohort = self.model, self.model.cohort
-        poll, done = m.poll_cost, 0
-        k, t = 0, p.t
-        for req in self.send_data:
-            if t < req.ready_at:  # its buffer cannot have room yet: the check finds none
-                req.conn.drop_drained(t)  # but forgets what drained, as the check would
-                t += poll
-                continue
-            conn = req.conn
-            n, req.ready_at = conn.write_room(t, req.left)
-            n = min(n, m.max_send)
-            if n <= 0.0:
-                t += poll
-                continue
-            t += m.send_cost * (cohort if k else 1.0) + m.byte_cost * n
-            k += 1
-            conn.write(n, t)
-            req.left -= n
-            if req.left <= 0.0:
-                req.ready_at = math.inf  # finished: leaves send_data below
-                done += 1
-                p.logging.append(req)
-                p.finished.append((req, t, conn.drained_at(t) + m.one_way))
-                p.replied = t
-        p.t = t
-        if done:  # the rest stay in their order
-            self.send_data = [req for req in self.send_data if req.ready_at != math.inf]
-        self._batch(SEND_DATA, k)
-        p.moved += k
-
-    def userspace(self, p: Pass) -> None:
-        """userspace: hand the connection over (the user-space server starts after the pass)
-        -> logging."""
-        handed = p.handed
-        if not handed:
-            return
-        m = self.model
-        p.t += m.handoff_cost * (1.0 + m.cohort * (len(handed) - 1))
-        self._batch(USERSPACE, len(handed))
-        p.moved += len(handed)
-        p.logging.extend(handed)
-
-    def log(self, p: Pass) -> None:
-        """logging: log line, close (a keep-alive connection's next request is a new one)."""
-        batch = p.logging
-        if not batch:
-            return
-        m, cohort, t = self.model, self.model.cohort, p.t
-        for k, req in enumerate(batch):
-            t += (m.log_cost + (m.close_cost if req.closes else 0.0)) * (cohort if k else 1.0)
-        p.t = t
-        self._batch(LOGGING, len(batch))
-        p.moved += len(batch)
-
-    def _batch(self, state: int, k: int) -> None:
+    def count_batch(self, state: int, k: int) -> None:
+        """A stage moved ``k`` items out of ``state`` in this pass (a batch, if any)."""
         if k:
             self.moved[state] += k
             self.batches[state] += 1
@@ -308,14 +189,6 @@ class Worker:
     def _timer(self, generation: int) -> None:
         if self.sleeping and generation == self.generation:
             self.kick()
-
-
-#: the stages of a pass, one per lifecycle state, in the lifecycle's order; each hands requests
-#: on only along the lifecycle's moves (checked once, here)
-STAGES = (Worker.accept, Worker.decode, Worker.send, Worker.userspace, Worker.log)
-_STAGE_MOVES = ((ACCEPT, WAIT_HEADERS), (WAIT_HEADERS, SEND_DATA), (WAIT_HEADERS, USERSPACE),
-                (SEND_DATA, LOGGING), (USERSPACE, LOGGING))
-assert len(STAGES) == len(NAMES) and all(may_move(a, b) for a, b in _STAGE_MOVES)
 
 
 class StateGroup:
