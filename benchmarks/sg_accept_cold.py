@@ -22,12 +22,15 @@ import os
 import statistics
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
-from arch_sim.argtypes import OneLineParser, positive_float
-from arch_sim.hostbench import fit_cold_decay
-from arch_sim.models import simulate_point
-from arch_sim.models import state_group as sg
-from benchmarks.sg_pass_cost import GAPS_MS, measure
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script, too
+
+from arch_sim.argtypes import OneLineParser, positive_float  # noqa: E402
+from arch_sim.hostbench import fit_cold_decay  # noqa: E402
+from arch_sim.models import simulate_point  # noqa: E402
+from arch_sim.models import state_group as sg  # noqa: E402
+from benchmarks.sg_pass_cost import GAPS_MS, measure  # noqa: E402
 
 
 def cold_curve(rows: list[dict[str, float]], name: str) -> tuple[list[float], float]:

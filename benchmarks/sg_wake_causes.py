@@ -27,11 +27,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from arch_sim.argtypes import OneLineParser, positive_float
-from arch_sim.harness import fileset, servers
-from arch_sim.harness.wrk import run_wrk
-from benchmarks.sg_reconnect_race import PROBES as RACE_PROBES  # the reconnect race
-from benchmarks.sg_reconnect_race import race
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script, too
+
+from arch_sim.argtypes import OneLineParser, positive_float  # noqa: E402
+from arch_sim.harness import fileset, servers  # noqa: E402
+from arch_sim.harness.wrk import run_wrk  # noqa: E402
+from benchmarks.sg_reconnect_race import PROBES as RACE_PROBES  # noqa: E402 (the reconnect race)
+from benchmarks.sg_reconnect_race import race  # noqa: E402
 
 # a blocking epoll_wait's events: struct epoll_event is packed on x86-64 (u32 events, u64 data;
 # Python's epoll keeps the fd in data), 12 bytes each; the first 8 events are printed raw

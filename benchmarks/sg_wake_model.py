@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from arch_sim.argtypes import OneLineParser, positive_float
-from arch_sim.models import simulate_point, wrk_clients
-from arch_sim.models import state_group as sg
-from arch_sim.models.bench_window import WindowRecorder as Recorder
-from benchmarks.sg_reconnect_race import race
-from benchmarks.sg_wake_causes import by_idle, median
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script, too
+
+from arch_sim.argtypes import OneLineParser, positive_float  # noqa: E402
+from arch_sim.models import simulate_point, wrk_clients  # noqa: E402
+from arch_sim.models import state_group as sg  # noqa: E402
+from arch_sim.models.bench_window import WindowRecorder as Recorder  # noqa: E402
+from benchmarks.sg_reconnect_race import race  # noqa: E402
+from benchmarks.sg_wake_causes import by_idle, median  # noqa: E402
 from real_servers.core.lifecycle import ACCEPT, LOGGING
 
 

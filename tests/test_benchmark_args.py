@@ -29,3 +29,22 @@ def test_staged_chain_refuses_a_negative_force_in_one_line():
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "--force must be >= 0" in lines[0]
     assert out.stdout == ""
+
+
+def test_scripts_that_import_other_benchmarks_run_as_scripts_too():
+    """``python benchmarks/X.py`` puts benchmarks/, not the repository, on sys.path: a script
+    importing ``benchmarks.Y`` must add the repository root first (three did not)."""
+    import ast
+
+    missing = []
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        body = tree.body
+        first = next((i for i, node in enumerate(body) if isinstance(node, ast.ImportFrom)
+                      and (node.module or "").startswith("benchmarks")), None)
+        if first is None:
+            continue
+        before = ast.unparse(ast.Module(body=body[:first], type_ignores=[]))
+        if "sys.path.insert(0" not in before or "parent.parent" not in before:
+            missing.append(path.name)
+    assert not missing, missing
