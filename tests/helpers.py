@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import socket
 import time
 from dataclasses import dataclass, field
@@ -164,3 +165,14 @@ def read_to_end(sock: socket.socket, timeout: float = 10.0) -> str:
     except TimeoutError:
         return "timeout"
     return "eof"
+
+
+def benchmark(name: str):
+    """The script benchmarks/NAME.py, imported as a module (its main() not run)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

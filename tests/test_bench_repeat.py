@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import pandas as pd
+from helpers import benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "results" / "archs-bench-2026-11-30-c"
 
-
-def _script():
-    spec = importlib.util.spec_from_file_location("bench_repeat",
-                                                  ROOT / "benchmarks" / "bench_repeat.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _copy(tmp_path: Path, name: str, scale: float = 1.0) -> Path:
@@ -36,7 +29,7 @@ def _copy(tmp_path: Path, name: str, scale: float = 1.0) -> Path:
 
 def test_a_point_moved_by_a_fifth_is_the_only_disagreement(tmp_path, capsys):
     a, b = _copy(tmp_path, "a"), _copy(tmp_path, "b", 1.2)
-    assert _script().main([str(a), str(b), "--list"]) == 0
+    assert benchmark("bench_repeat").main([str(a), str(b), "--list"]) == 0
     out = capsys.readouterr().out
     assert "b against a: 79 of 80 points within 10%" in out
     listed = [line for line in out.splitlines() if line.startswith("    ")]
@@ -49,7 +42,7 @@ def test_the_model_is_judged_against_every_run(tmp_path, capsys):
     sim = tmp_path / "sim"
     sim.mkdir()  # the model in run a's place: exact against a, 1/1.2 of b at that point
     shutil.copy(a / "measurements.csv", sim / "simulated.csv")
-    assert _script().main([str(a), str(b), "--model", str(sim), "--list"]) == 0
+    assert benchmark("bench_repeat").main([str(a), str(b), "--model", str(sim), "--list"]) == 0
     out = capsys.readouterr().out
     assert "the model against a: 80 of 80" in out
     assert "the model against b: 79 of 80" in out
@@ -57,7 +50,7 @@ def test_the_model_is_judged_against_every_run(tmp_path, capsys):
 
 
 def test_bad_arguments_get_one_line_and_exit_2(tmp_path, capsys):
-    mod = _script()
+    mod = benchmark("bench_repeat")
     assert mod.main([str(RUN)]) == 2
     assert capsys.readouterr().err.strip() == "bench_repeat: give at least two bench runs"
     assert mod.main([str(RUN), str(tmp_path / "nowhere")]) == 2

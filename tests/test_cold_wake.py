@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
+from helpers import benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "results" / "archs-bench-2026-11-30-c"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("cold_wake", ROOT / "benchmarks" / "cold_wake.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def test_each_paced_point_gets_its_cpu_above_saturation_per_idle_period():
-    lines = _script().per_idle(str(RUN))
+    lines = benchmark("cold_wake").per_idle(str(RUN))
     assert len(lines) == 1 + 2 * 4 * 4  # a header, two workloads x four designs x four loads
     df = pd.read_csv(RUN / "measurements.csv")
     sg = df[(df["arch"] == "state-group") & (df["connection_mode"] == "close")]
@@ -34,6 +28,6 @@ def test_each_paced_point_gets_its_cpu_above_saturation_per_idle_period():
 
 
 def test_a_folder_without_measurements_gets_one_line_and_exit_2(tmp_path, capsys):
-    assert _script().main(["--bench", str(tmp_path)]) == 2
+    assert benchmark("cold_wake").main(["--bench", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "measurements.csv not found" in err[0]

@@ -3,26 +3,15 @@ asked and no more, and is unwrapped afterwards."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+from helpers import benchmark
 
 from arch_sim.models import policy_eevdf
 from arch_sim.models.policy_eevdf import watch_wake_checks
 from arch_sim.models.runner import simulate_point
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("staged_chain",
-                                                  ROOT / "benchmarks" / "staged_chain.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def test_forcing_preempts_the_first_hand_offs_then_the_model_decides_again():
-    mod = _script()
+    mod = benchmark("staged_chain")
     original = policy_eevdf.Eevdf.wake_victim
     checks = []
     with mod.forced(30) as done, watch_wake_checks(checks.append):
