@@ -75,12 +75,14 @@ def run(cpu: int, other_cpu: int, rounds: int, gaps_ms: tuple[float, ...]) -> di
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
+    listener.settimeout(10.0)  # a sender that never connects ends the run, not hangs it
     # every packet round: one per (gap, round) and one warm (gap 0) per round
     plan = [g / 1e3 for _ in range(rounds) for g in (0.0, *gaps_ms)]
     ready = mp.Event()
     proc = mp.Process(target=sender, args=(listener.getsockname()[1], other_cpu, plan, ready))
     proc.start()
     conn, _ = listener.accept()
+    conn.settimeout(None)  # recv() blocks as a server's does (the sender's exit is an EOF)
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     ready.wait(5)
     for _ in range(200):
@@ -97,7 +99,8 @@ def run(cpu: int, other_cpu: int, rounds: int, gaps_ms: tuple[float, ...]) -> di
                 while gap == 0.0 and not select.select([conn], [], [], 0)[0]:
                     work(pa, pb)  # wait, warm, until the byte is queued: recv() won't sleep
                 t0 = time.thread_time_ns()
-                conn.recv(1)
+                if not conn.recv(1):
+                    raise RuntimeError("cold_wake: the sending process went away")
                 work(pa, pb)
                 took = (time.thread_time_ns() - t0) / 1e3
                 (warm_packet if gap == 0.0 else packet[gap]).append(took)
