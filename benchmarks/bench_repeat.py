@@ -13,7 +13,8 @@ against any one run.
 ``--model SIM`` (a ``simulate --like`` folder) judges the model's rows against each run and
 prints how many points it meets in every run and in at least one; ``--list`` prints the points
 where two runs disagree (or, with ``--model``, the points the model misses in every run: the
-misses no run-to-run drift explains).
+misses no run-to-run drift explains).  The judging is :mod:`arch_sim.repeatability`'s, which
+``arch-sim simulate --like A --like B`` also writes into its ``fidelity.md``.
 """
 
 from __future__ import annotations
@@ -29,9 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from arch_sim import ALL_ARCHS  # noqa: E402
-from arch_sim.fidelity import fidelity  # noqa: E402
-
-KEY = ["regime", "count", "arch", "load"]
+from arch_sim.repeatability import agreement, model_against_runs  # noqa: E402
 
 
 class Refused(Exception):
@@ -47,13 +46,6 @@ def rows(folder: str, name: str = "measurements.csv") -> pd.DataFrame:
     return df[df["arch"].isin(ALL_ARCHS)]
 
 
-def agreement(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    """The fidelity table of rows ``b`` against run ``a`` (``a`` in the measured columns), only
-    the points both have."""
-    table = fidelity(a, b)
-    return table[table["simulated"].notna()]
-
-
 def summary(table: pd.DataFrame) -> list[str]:
     lines = [f"{int(table['within'].sum())} of {len(table)} points within 10% "
              "(or 0.01 per request)"]
@@ -62,19 +54,6 @@ def summary(table: pd.DataFrame) -> list[str]:
     for arch, group in table.groupby("arch", sort=False):
         lines.append(f"  {arch:<20} {int(group['within'].sum()):>2} of {len(group)}")
     return lines
-
-
-def model_against_runs(runs: dict[str, pd.DataFrame], sim: pd.DataFrame) -> pd.DataFrame:
-    """Per point: the model's value, each run's, and whether the model is within 10% of each."""
-    out = None
-    for name, measured in runs.items():
-        t = agreement(measured, sim).set_index(KEY)
-        part = t[["measured", "within"]].rename(columns={"measured": name,
-                                                         "within": f"within_{name}"})
-        out = part.join(t[["simulated"]]) if out is None else out.join(part, how="inner")
-    assert out is not None
-    flags = out[[f"within_{n}" for n in runs]]
-    return out.assign(every=flags.all(axis=1), some=flags.any(axis=1)).reset_index()
 
 
 def main(argv: list[str] | None = None) -> int:
