@@ -215,7 +215,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="simulate exactly the load points of an `arch-sim bench` run (its "
                             "workloads, connections, CPUs, file set), each of our "
                             "architectures in it, and write measured beside modelled: "
-                            "architectures.png/.md/.csv and fidelity.md/.csv (repeatable)")
+                            "architectures.png/.md/.csv and fidelity.md/.csv (repeatable: "
+                            "several runs are pooled, and fidelity.md also judges the model "
+                            "against each)")
     parser.add_argument("--cpus", type=positive_int, default=None,
                         help="CPUs (default: the preset's)")
     parser.add_argument("--workload", choices=("open", "closed"), default=None,
