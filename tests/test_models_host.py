@@ -124,8 +124,8 @@ def test_cold_decay_fit_recovers_the_time_constant():
 
 def test_host_cache_refill_makes_idle_requests_dearer():
     """The packaged host preset: a request at 200 req/s costs several times its CPU with warm
-    caches (the pool server measured 270 us at 200 req/s against 45 us at saturation in
-    results/reproduce-full-2026-11-29-b; the cost depends on how long the CPU idled, so the
+    caches (the pool server measured 270 us at 200 req/s against 45 us at saturation in the
+    run reproduce-full-2026-11-29-b; the cost depends on how long the CPU idled, so the
     ratio moves with each calibration), and more of them preempt their dispatcher."""
     kw = {"workload": "closed", "requests": 2000, "seed": 3}
     warm = HOST.replace(server_by_arch={
