@@ -168,11 +168,14 @@ def read_to_end(sock: socket.socket, timeout: float = 10.0) -> str:
 
 
 def benchmark(name: str):
-    """The script benchmarks/NAME.py, imported as a module (its main() not run)."""
+    """The script benchmarks/NAME.py, imported as module NAME (its main() not run).  It is
+    put in ``sys.modules`` first, as an import would: a dataclass looks its module up there."""
+    import sys
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from helpers import benchmark
 
-spec = importlib.util.spec_from_file_location(
-    "gil_audit", Path(__file__).resolve().parents[1] / "benchmarks" / "gil_audit.py")
-audit = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(audit)
+audit = benchmark("gil_audit")
 
 OWN, OWN2, MUTEX, COND0, COND1, SWITCH_COND = (
     "0x55aa00000100", "0x55aa00000200", "0x7f0000000af8", "0x7f0000000af0", "0x7f0000000af4",

@@ -3,13 +3,12 @@ path, the pool's edge-triggered hand-offs, and the benchmark's per-workload rati
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import Reader, connect, get
+from helpers import Reader, benchmark, connect, get
 
 from arch_sim.harness import servers
 from real_servers.core import DocumentRoot, ParseError, RequestParser, Responder
@@ -93,10 +92,7 @@ def test_the_pool_answers_a_pipelined_burst_larger_than_one_read(site, tmp_path)
 
 # -- the benchmark: a ratio is to nginx in the same workload and round --------------------------
 def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench_servers", ROOT / "benchmarks/servers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark("servers")
 
 
 def test_ratios_are_per_workload_even_on_one_file_set():

@@ -1,19 +1,16 @@
 """benchmarks/midrun.py: bad arguments are one line and exit 2 before any server starts, and
 a window's reschedules per request come from the two /server-status replies around it."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "midrun.py"
-_spec = importlib.util.spec_from_file_location("midrun", SCRIPT)
-midrun = importlib.util.module_from_spec(_spec)
-sys.modules["midrun"] = midrun  # (its dataclass looks its module up)
-_spec.loader.exec_module(midrun)
+midrun = benchmark("midrun")
 
 
 @pytest.mark.parametrize("argv, says", [
