@@ -18,7 +18,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any
 
 from arch_sim.argtypes import OneLineParser, positive_float
 from arch_sim.harness import fileset, servers
@@ -65,19 +68,32 @@ def race(lines: list[str]) -> dict[str, float]:
             "queued_first": sum(r[2] < r[0] for r in rows) / len(rows)}
 
 
+@contextmanager
+def traced_worker(tmp: Path) -> Iterator[tuple[Any, Any, int]]:
+    """The state-group server on CPU 0 over a SPECweb99 file set made in ``tmp``: its
+    process, the file set and the pid of its one worker (what the probes trace)."""
+    files = fileset.generate(tmp / "www", "specweb99")
+    with servers.start("state-group", files.root, cpus=[0], args=["--cpus", "0"]) as proc:
+        yield proc, files, proc.status()["workers"][0]["pid"]
+
+
+def bpftrace(probes: Path, pid: int, sink: IO[str]) -> subprocess.Popen:
+    """bpftrace running ``probes`` on the worker ``pid``, on wrk's CPU (1) so that it takes
+    none of the server's, printing into ``sink``."""
+    return subprocess.Popen(["taskset", "-c", "1", "bpftrace", "-q", str(probes), str(pid)],
+                            stdout=sink, stderr=subprocess.DEVNULL)
+
+
 def measure(rate: float, seconds: int = 4) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        files = fileset.generate(Path(tmp) / "www", "specweb99")
         probes = Path(tmp) / "race.bt"
         probes.write_text(PROBES)
-        with servers.start("state-group", files.root, cpus=[0], args=["--cpus", "0"]) as proc:
-            pid = proc.status()["workers"][0]["pid"]
+        with traced_worker(Path(tmp)) as (proc, files, pid):
             run_wrk(proc.url, files.urls, 64, 2, rate, (1,), False, 1, weights=files.weights)
             before = proc.status()["workers"][0]
             log = Path(tmp) / "race.log"
             with log.open("w") as sink:
-                trace = subprocess.Popen(["taskset", "-c", "1", "bpftrace", "-q", str(probes),
-                                          str(pid)], stdout=sink, stderr=subprocess.DEVNULL)
+                trace = bpftrace(probes, pid, sink)
                 time.sleep(2.5)  # bpftrace attaches
                 run_wrk(proc.url, files.urls, 64, seconds, rate, (1,), False, 2,
                         weights=files.weights)

@@ -21,7 +21,6 @@ account), ``--tail`` what the worker does between its last send and its sleep.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,10 +29,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script, too
 
 from arch_sim.argtypes import OneLineParser, positive_float  # noqa: E402
-from arch_sim.harness import fileset, servers  # noqa: E402
 from arch_sim.harness.wrk import run_wrk  # noqa: E402
 from benchmarks.sg_reconnect_race import PROBES as RACE_PROBES  # noqa: E402 (the reconnect race)
-from benchmarks.sg_reconnect_race import race  # noqa: E402
+from benchmarks.sg_reconnect_race import bpftrace, race, traced_worker  # noqa: E402
 
 # a blocking epoll_wait's events: struct epoll_event is packed on x86-64 (u32 events, u64 data;
 # Python's epoll keeps the fd in data), 12 bytes each; the first 8 events are printed raw
@@ -220,11 +218,9 @@ def measure(rate: float, seconds: int = 3, probes_text: str = PROBES) -> dict[st
     """One server: an untraced wrk run (its sleeps per request from ``/server-status``, to see
     what the probes cost), then a traced one."""
     with tempfile.TemporaryDirectory() as tmp:
-        files = fileset.generate(Path(tmp) / "www", "specweb99")
         probes = Path(tmp) / "wake.bt"
         probes.write_text(probes_text)
-        with servers.start("state-group", files.root, cpus=[0], args=["--cpus", "0"]) as proc:
-            pid = proc.status()["workers"][0]["pid"]
+        with traced_worker(Path(tmp)) as (proc, files, pid):
             run_wrk(proc.url, files.urls, 64, 1, rate, (1,), False, 1, weights=files.weights)
             before = proc.status()["workers"][0]
             run_wrk(proc.url, files.urls, 64, seconds, rate, (1,), False, 3,
@@ -234,8 +230,7 @@ def measure(rate: float, seconds: int = 3, probes_text: str = PROBES) -> dict[st
                         / max(after["requests"] - before["requests"], 1))
             log = Path(tmp) / "wake.log"
             with log.open("w") as sink:
-                trace = subprocess.Popen(["taskset", "-c", "1", "bpftrace", "-q", str(probes),
-                                          str(pid)], stdout=sink, stderr=subprocess.DEVNULL)
+                trace = bpftrace(probes, pid, sink)
                 time.sleep(3.0)  # bpftrace attaches
                 before = proc.status()["workers"][0]
                 run_wrk(proc.url, files.urls, 64, seconds, rate, (1,), False, 2,
