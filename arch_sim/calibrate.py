@@ -12,7 +12,8 @@ Three measurements, kept raw in ``<preset>.calibration.json`` beside the preset:
    thread-per-request shapes), which prices a connection of its own;
 4. how fast an idle CPU's caches go cold (``cold_cache``: short work after 0.3-10 ms of sleep);
 5. what waking a sleeping thread costs the waker (``futex_wake_us``: a ``Lock.release()`` with a
-   thread asleep on it, on the servers' CPU).
+   thread asleep on it, on the servers' CPU; that thread at ``SCHED_IDLE``, so that its wake-up
+   does not preempt the releaser and add a switch the model charges on its own).
 
 Without wrk, (3) is skipped and the preset keeps its server costs from the placeholder.
 

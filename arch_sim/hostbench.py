@@ -6,7 +6,8 @@
 - :func:`wakeup_latency_us`: a process blocked in ``read`` is woken by a write from another CPU
   carrying the writer's clock; the reader's clock on waking minus that is the wake-up latency.
 - :func:`futex_wake_us`: what waking a thread costs the waker: a Python thread's CPU time in a
-  ``Lock.release()`` another thread (same CPU) sleeps on, less a release nobody waits for.
+  ``Lock.release()`` another thread (same CPU, ``SCHED_IDLE`` so that it cannot preempt the
+  releaser) sleeps on, less a release nobody waits for.
 - :func:`cpu_time_cv`: run-to-run variation of the CPU time of one fixed piece of work.
 - :func:`cold_cache`: how fast an idle CPU's caches go cold (:func:`fit_cold_decay` fits it).
 """
@@ -96,8 +97,13 @@ def _pingpong_roundtrip_us(iterations: int, cpu: int) -> float:
     return elapsed / iterations / 1e3
 
 
-def wakeup_latency_us(samples: int = 2_000, waker_cpu: int = 1, sleeper_cpu: int = 0) -> dict:
-    """Median and p99 time from a write to the blocked reader running (microseconds)."""
+def wakeup_latency_us(samples: int = 2_000, waker_cpu: int = 1, sleeper_cpu: int = 0,
+                      gap_us: float | None = None) -> dict:
+    """Median and p99 time from a write to the blocked reader running (microseconds).
+
+    Between samples the waker sleeps 0.2 ms (calibrate's setting: the sleeper's CPU idles about
+    0.25 ms before each write), or with ``gap_us`` spins that long on its own CPU, so that the
+    sleeper's CPU idles for a known time (``benchmarks/wake_latency.py`` runs a range)."""
     r, w = os.pipe()
     back_r, back_w = os.pipe()
     pid = os.fork()
@@ -118,7 +124,12 @@ def wakeup_latency_us(samples: int = 2_000, waker_cpu: int = 1, sleeper_cpu: int
     lat = []
     try:
         for _ in range(samples):
-            time.sleep(0.0002)  # let the sleeper block again
+            if gap_us is None:
+                time.sleep(0.0002)  # let the sleeper block again
+            else:  # spin: the waker's own sleep would add its timer slack to the gap
+                until = time.perf_counter_ns() + int(gap_us * 1e3)
+                while time.perf_counter_ns() < until:
+                    pass
             os.write(w, struct.pack("q", time.perf_counter_ns()))
             lat.append(struct.unpack("q", os.read(back_r, 8))[0] / 1e3)
     finally:
@@ -145,7 +156,18 @@ def futex_wake_us(samples: int = 2_000, cpu: int = 0) -> dict:
     servers' threads are; the releaser's own CPU time (``thread_time``) is read around each
     release, with the waiter asleep in ``acquire()``, and around a release nobody waits for;
     the difference of the medians is the wake-up's cost to the waker.
-    Returns ``{"wake_us", "release_woke_us", "release_idle_us", "samples", "cpu"}``.
+
+    The waiter runs under ``SCHED_IDLE``, whose wake-ups never preempt a normal task
+    (kernel/sched/fair.c, check_preempt_wakeup_fair) [LX-sched-idle]: otherwise the woken
+    thread takes the CPU at the release's return about once a release, and the releaser's
+    time would include its own switch out and back in - which the model charges separately,
+    as ``switch_us`` - on top of the wake (measured on the 6.18 VM: 3.3-3.8 us with a normal
+    waiter, 1.5 preemptions of the releaser a release; 2.5 us with the waiter idle, none).
+    ``waker_preempted``: the releaser's involuntary switches per release while timed (from
+    /proc/thread-self/status; about 0 when the waiter could be made idle); ``waiter_policy``:
+    ``"idle"``, or ``"normal"`` where the system refused ``SCHED_IDLE``.
+    Returns ``{"wake_us", "release_woke_us", "release_idle_us", "waker_preempted",
+    "waiter_policy", "samples", "cpu"}``.
     """
     import threading
 
@@ -154,9 +176,15 @@ def futex_wake_us(samples: int = 2_000, cpu: int = 0) -> dict:
     lock.acquire()
     asleep = threading.Semaphore(0)
     done = False
+    policy = ["normal"]
 
     def waiter() -> None:
         os.sched_setaffinity(0, {cpu})
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            policy[0] = "idle"
+        except (OSError, AttributeError):  # not Linux, or not allowed: measured as it is
+            pass
         while True:
             asleep.release()
             lock.acquire()  # blocks in sem_wait: the futex the release below wakes
@@ -169,6 +197,7 @@ def futex_wake_us(samples: int = 2_000, cpu: int = 0) -> dict:
     t.start()
     try:
         spare = threading.Lock()
+        before = involuntary_switches()
         for _ in range(samples):
             asleep.acquire()
             time.sleep(0.0002)  # the waiter runs on and blocks in acquire()
@@ -179,6 +208,7 @@ def futex_wake_us(samples: int = 2_000, cpu: int = 0) -> dict:
             t0 = time.thread_time_ns()
             spare.release()  # nobody waits: no system call
             idle.append((time.thread_time_ns() - t0) / 1e3)
+        preempted = (involuntary_switches() - before) / samples
         asleep.acquire()  # the waiter is back in acquire(): let it out
         done = True
         lock.release()
@@ -187,7 +217,21 @@ def futex_wake_us(samples: int = 2_000, cpu: int = 0) -> dict:
         os.sched_setaffinity(0, old)
     woke_us, idle_us = statistics.median(woke), statistics.median(idle)
     return {"wake_us": max(0.0, woke_us - idle_us), "release_woke_us": woke_us,
-            "release_idle_us": idle_us, "samples": samples, "cpu": cpu}
+            "release_idle_us": idle_us, "waker_preempted": preempted,
+            "waiter_policy": policy[0], "samples": samples, "cpu": cpu}
+
+
+def involuntary_switches() -> int:
+    """The calling thread's involuntary context switches so far (its
+    ``nonvoluntary_ctxt_switches`` in /proc/thread-self/status; 0 where there is none)."""
+    try:
+        with open("/proc/thread-self/status") as f:
+            for line in f:
+                if line.startswith("nonvoluntary_ctxt_switches:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 #: a run of the work that took more than this many times the median was interrupted (on this

@@ -34,6 +34,19 @@ def agreement(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     return table[table["simulated"].notna()]
 
 
+def halves(measured: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One run's windows split in two: the even-numbered repetitions of every point and the
+    odd ones (``rep`` 0, 2, ... and 1, 3, ...).  The windows of a point run back to back, so
+    judging the halves against each other shows how far a run agrees with itself; the gap to
+    how far two runs agree is drift between the runs, which more windows would not take out."""
+    if "rep" not in measured.columns:
+        raise ValueError("the rows have no rep column: not one bench run's windows")
+    even = measured["rep"] % 2 == 0
+    if even.all() or not even.any():
+        raise ValueError("every point has one window: nothing to split")
+    return measured[even], measured[~even]
+
+
 def model_against_runs(by_run: dict[str, pd.DataFrame], simulated: pd.DataFrame) -> pd.DataFrame:
     """Per point: the model's value (``simulated``), each run's (a column per run name), whether
     the model is within the rule of each (``within_NAME``), of ``every`` run and of ``some``."""

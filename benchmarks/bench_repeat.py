@@ -2,6 +2,7 @@
 at the same points, judged against each other by the rule the models are judged by.
 
     .venv/bin/python benchmarks/bench_repeat.py RUN_A RUN_B [RUN_C ...] [--model SIM] [--list]
+    .venv/bin/python benchmarks/bench_repeat.py RUN [RUN ...] --halves
 
 The fidelity rule (``arch_sim.fidelity.within``: |ln(b / a)| <= ln 1.10, or within 0.01 per
 request) is applied to every pair of runs, the earlier named as the measurement, per regime,
@@ -13,7 +14,10 @@ against any one run.
 ``--model SIM`` (a ``simulate --like`` folder) judges the model's rows against each run and
 prints how many points it meets in every run and in at least one; ``--list`` prints the points
 where two runs disagree (or, with ``--model``, the points the model misses in every run: the
-misses no run-to-run drift explains).  The judging is :mod:`arch_sim.repeatability`'s, which
+misses no run-to-run drift explains).  ``--halves`` judges each run's even-numbered windows
+against its odd ones (a run against itself: the windows of a point run back to back), and, with
+two or more runs, the same half of each run against the others, so that both comparisons have
+the same number of windows.  The judging is :mod:`arch_sim.repeatability`'s, which
 ``arch-sim simulate --like A --like B`` also writes into its ``fidelity.md``.
 """
 
@@ -30,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from arch_sim import ALL_ARCHS  # noqa: E402
-from arch_sim.repeatability import agreement, model_against_runs  # noqa: E402
+from arch_sim.repeatability import agreement, halves, model_against_runs  # noqa: E402
 
 
 class Refused(Exception):
@@ -60,13 +64,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", metavar="RUN", help="arch-sim bench folders (two or more)")
     ap.add_argument("--model", metavar="SIM", help="a simulate --like folder to judge as well")
+    ap.add_argument("--halves", action="store_true",
+                    help="judge each run's even windows against its odd ones, and the runs' "
+                         "halves against each other")
     ap.add_argument("--list", action="store_true",
                     help="print the disagreeing points (with --model: the model's misses in "
                          "every run)")
     args = ap.parse_args(argv)
     try:
+        if args.halves:
+            if args.model:
+                raise Refused("--halves judges the runs, not a model: leave out --model")
+            return report_halves(args)
         if len(args.runs) < 2:
-            raise Refused("give at least two bench runs")
+            raise Refused("give at least two bench runs (or one with --halves)")
         return report(args)
     except Refused as e:
         print(f"bench_repeat: {e}", file=sys.stderr)
@@ -102,6 +113,23 @@ def report(args: argparse.Namespace) -> int:
                 measured = " / ".join(f"{r[n]:.3f}" for n in runs)
                 print(f"    {r['regime']:<6} {r['count']:<6} {r['arch']:<20} {r['load']:>5}: "
                       f"{r['simulated']:.3f}; {measured}")
+    return 0
+
+
+def report_halves(args: argparse.Namespace) -> int:
+    split = {}
+    for r in args.runs:
+        try:
+            split[Path(r).name] = halves(rows(r))
+        except ValueError as e:
+            raise Refused(f"{r}: {e}") from None
+    for name, (even, odd) in split.items():
+        table = agreement(even, odd)
+        print(f"{name}, odd windows against even: {summary(table)[0]}")
+    for side, label in ((0, "even"), (1, "odd")):
+        for (na, a), (nb, b) in itertools.combinations(split.items(), 2):
+            table = agreement(a[side], b[side])
+            print(f"{nb} against {na}, {label} windows of each: {summary(table)[0]}")
     return 0
 
 

@@ -52,7 +52,30 @@ def test_the_model_is_judged_against_every_run(tmp_path, capsys):
 def test_bad_arguments_get_one_line_and_exit_2(tmp_path, capsys):
     mod = benchmark("bench_repeat")
     assert mod.main([str(RUN)]) == 2
-    assert capsys.readouterr().err.strip() == "bench_repeat: give at least two bench runs"
+    assert capsys.readouterr().err.strip() == ("bench_repeat: give at least two bench runs (or "
+                                               "one with --halves)")
     assert mod.main([str(RUN), str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "measurements.csv not found" in err[0]
+
+
+def test_halves_judge_a_run_against_itself_and_runs_half_by_half(tmp_path, capsys):
+    """--halves: a run's even windows against its odd ones, then the same half of two runs.
+    Run b is run a with one point's odd windows 30% higher: only the odd halves disagree."""
+    a = _copy(tmp_path, "a")
+    b = tmp_path / "b"
+    b.mkdir()
+    df = pd.read_csv(a / "measurements.csv")
+    hit = ((df["arch"] == "state-group") & (df["connection_mode"] == "keep-alive")
+           & (df["target_rps"] == 500) & (df["rep"] % 2 == 1))
+    assert hit.sum() == 2
+    df.loc[hit, "reschedules_per_request"] *= 1.3
+    df.to_csv(b / "measurements.csv", index=False)
+    assert benchmark("bench_repeat").main([str(a), str(b), "--halves"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    mine = [x for x in out if "odd windows against even" in x]
+    assert len(mine) == 2 and mine[0].startswith("a, ") and mine[1].startswith("b, ")
+    assert "b against a, even windows of each: 80 of 80" in "\n".join(out)
+    assert "b against a, odd windows of each: 79 of 80" in "\n".join(out)
+    assert benchmark("bench_repeat").main([str(a), "--halves", "--model", str(a)]) == 2
+    assert "leave out --model" in capsys.readouterr().err

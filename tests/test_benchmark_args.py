@@ -31,6 +31,18 @@ def test_staged_chain_refuses_a_negative_force_in_one_line():
     assert out.stdout == ""
 
 
+@pytest.mark.parametrize("argv, says", [(["--gaps", "abc"], "give idle times in microseconds"),
+                                        (["--gaps", "10,-1"], "give idle times in microseconds"),
+                                        (["--rounds", "0"], "--rounds >= 1")])
+def test_wake_latency_refuses_bad_arguments_in_one_line(argv, says):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/wake_latency.py"), *argv],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0]
+    assert out.stdout == ""
+
+
 def test_scripts_that_import_other_benchmarks_run_as_scripts_too():
     """``python benchmarks/X.py`` puts benchmarks/, not the repository, on sys.path: a script
     importing ``benchmarks.Y`` must add the repository root first (three did not)."""

@@ -56,3 +56,22 @@ def test_fidelity_md_gets_the_section_with_two_runs_and_not_with_one(tmp_path):
     write_comparison(one, simulated, tmp_path / "one", figures=False)
     assert "## Against each run" not in (tmp_path / "one" / "fidelity.md").read_text()
     assert repeatability_markdown(one, simulated) == ""
+
+
+def test_a_run_splits_into_its_even_and_odd_windows():
+    """halves(): every point's windows 0, 2 and 1, 3 - disjoint, all of them, each half with
+    every point - and a run with one window a point cannot be split."""
+    import pytest
+
+    from arch_sim.repeatability import agreement, halves
+
+    run = pd.read_csv(RUN / "measurements.csv")
+    run = run[run["arch"].isin(ALL_ARCHS)]
+    even, odd = halves(run)
+    assert set(even["rep"]) == {0, 2} and set(odd["rep"]) == {1, 3}
+    assert len(even) + len(odd) == len(run)
+    assert len(agreement(even, odd)) == 80  # both halves have every point
+    with pytest.raises(ValueError, match="one window"):
+        halves(run[run["rep"] == 0])
+    with pytest.raises(ValueError, match="no rep column"):
+        halves(run.drop(columns="rep"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import tomllib
 
 import pytest
@@ -24,6 +25,11 @@ def test_switch_cost_is_physically_plausible():
     assert cost.roundtrip_us > 2 * cost.pipe_pair_us
     wake = wakeup_latency_us(samples=200)
     assert 0 < wake["median_us"] <= wake["p99_us"] < 20_000
+    # the sleeper's CPU idle for a chosen time: the waker spins that long between writes
+    t0 = time.perf_counter()
+    spun = wakeup_latency_us(samples=50, gap_us=2000.0)
+    assert time.perf_counter() - t0 >= 50 * 0.002
+    assert 0 < spun["median_us"] <= spun["p99_us"] < 20_000
 
 
 @pytest.fixture(scope="module")

@@ -156,6 +156,17 @@ def _head(i: Inputs) -> list[str]:
     ]
 
 
+def _waiter(futex: dict) -> str:
+    """How the woken thread was run, for measurements that say (older ones do not)."""
+    if futex.get("waiter_policy") == "idle":
+        return (", the woken thread at SCHED_IDLE so that it cannot preempt the releaser "
+                f"(preempted {float(futex['waker_preempted']):.2f} times a release)")
+    if futex.get("waiter_policy") == "normal":
+        return (", SCHED_IDLE refused: the woken thread preempted the releaser "
+                f"{float(futex['waker_preempted']):.2f} times a release, its switches included")
+    return ""
+
+
 def _scheduler(i: Inputs) -> list[str]:
     kernel, tag, switch, switch_us, base, ncpu_host = (i.kernel, i.tag, i.switch, i.switch_us,
                                                        i.base, i.ncpu_host)
@@ -186,7 +197,7 @@ def _scheduler(i: Inputs) -> list[str]:
         + (f"{tag}: a Python thread's CPU time in a Lock.release() that wakes a thread "
            f"asleep on it on the same CPU ({float(futex['release_woke_us']):.2f} us), less "
            f"a release nobody waits for ({float(futex['release_idle_us']):.2f} us): the "
-           "futex wake (hostbench.futex_wake_us)" if wake_us is not None else
+           f"futex wake{_waiter(futex)} (hostbench.futex_wake_us)" if wake_us is not None else
            "not measured by this calibrate run: hostbench.futex_wake_us() on the "
            "development host"),
         f"cpu_time_cv = {cv if cv is not None else FALLBACK_CPU_CV:.3f}      # "
