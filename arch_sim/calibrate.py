@@ -13,7 +13,10 @@ Three measurements, kept raw in ``<preset>.calibration.json`` beside the preset:
 4. how fast an idle CPU's caches go cold (``cold_cache``: short work after 0.3-10 ms of sleep);
 5. what waking a sleeping thread costs the waker (``futex_wake_us``: a ``Lock.release()`` with a
    thread asleep on it, on the servers' CPU; that thread at ``SCHED_IDLE``, so that its wake-up
-   does not preempt the releaser and add a switch the model charges on its own).
+   does not preempt the releaser and add a switch the model charges on its own);
+6. RCU's grace-period thread on the servers' CPU per closed connection (:mod:`.rcubench`: bare
+   loopback connections closed at 25-1,600/s, traced with perf; needs root and perf), written to
+   ``NAME.rcu.json`` beside the preset (``--no-rcu`` skips it; ``--arch`` does not redo it).
 
 Without wrk, (3) is skipped and the preset keeps its server costs from the placeholder.
 
@@ -36,7 +39,7 @@ from typing import Any
 import pandas as pd
 
 from . import ALL_ARCHS
-from .argtypes import UsageError, options
+from .argtypes import UsageError, options, positive_float
 from .hostbench import cold_cache, context_switch_us, cpu_time_cv, futex_wake_us, wakeup_latency_us
 from .runinfo import host_info, now_iso, write_atomic, write_json_atomic
 
@@ -54,6 +57,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--file-set", default="specweb99", choices=("specweb99", "1k"))
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--no-servers", action="store_true", help="skip the real-server measurements")
+    p.add_argument("--no-rcu", action="store_true",
+                   help="skip the RCU grace-period measurement (the preset keeps the .rcu.json "
+                        "beside it, if any)")
+    p.add_argument("--rcu-seconds", type=positive_float, default=3.0,
+                   help="seconds per close rate in the RCU grace-period measurement (3)")
     p.add_argument("--arch", action="append", choices=ALL_ARCHS, default=None,
                    help="re-measure only this architecture's server (repeatable); the preset's "
                         "other values stay as they were (needs its calibration.json)")
@@ -267,5 +275,36 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: server costs not measured ({measurements['servers_skipped']}); "
               "the preset keeps the placeholder server costs", file=sys.stderr)
     print(f"wrote {out} and {calibration_path(out).name}")
+    if not args.no_rcu:
+        write_rcu(args, out)
     print(json.dumps({k: measurements[k] for k in ("switch", "wakeup", "servers")}, indent=1))
     return 0
+
+
+def write_rcu(args: argparse.Namespace, out: Path) -> Path | None:
+    """Measure RCU's grace-period thread on the servers' CPU (:mod:`.rcubench`) and write it
+    beside the preset ``out`` (atomically); without root or perf say so and write nothing."""
+    from .harness.plan import parse_cpus
+    from .models.rcu import rcu_file
+    from .rcubench import RATES, RcuUnavailable, rcu_path
+    from .rcubench import measure as measure_rcu
+    from .rcubench import record as rcu_record
+
+    cpu, other = parse_cpus(args.server_cpus)[0], parse_cpus(args.client_cpus)[0]
+    print(f"calibrate: RCU's grace-period thread on CPU {cpu} per closed connection "
+          f"({len(RATES) + 1} rates x {args.rcu_seconds:g} s)...", flush=True)
+    try:
+        rows = measure_rcu(list(RATES), args.rcu_seconds, cpu=cpu, other_cpu=other,
+                           progress=lambda rate: print(f"  {rate:g} closes/s", flush=True))
+    except RcuUnavailable as exc:
+        kept = rcu_file("host", str(out))
+        print(f"note: RCU grace periods not measured ({exc}); simulations of this preset use "
+              + (f"{kept}" if kept else "no grace-period thread"), file=sys.stderr)
+        return None
+    data = rcu_record(rows, f"arch-sim calibrate --rcu-seconds {args.rcu_seconds:g}",
+                      "arch-sim calibrate")
+    path = rcu_path(out)
+    write_json_atomic(path, data)
+    print(f"  runs per grace period {data['runs_per_gp']}, grace period {data['gp_ms']:g} ms, "
+          f"{data['run_us']} us a run; wrote {path.name}", flush=True)
+    return path

@@ -180,7 +180,7 @@ def test_host_model_counts_the_rcu_thread_with_a_connection_per_request_only(mon
                               connection=connection, requests=1500, bench_window_s=3.0)
 
     with_rcu = {c: point(c) for c in ("close", "keep-alive")}
-    monkeypatch.setattr(rcu, "load_rcu", lambda preset: None)
+    monkeypatch.setattr(rcu, "load_rcu", lambda preset, source="": None)
     without = {c: point(c) for c in ("close", "keep-alive")}
     added = {c: with_rcu[c]["cpu_switches_per_request"] - without[c]["cpu_switches_per_request"]
              for c in with_rcu}
@@ -210,7 +210,7 @@ def test_host_model_feeds_the_rcu_thread_with_open_arrivals_too(monkeypatch):
         return simulate_point("state-group", "host", 100, workload="open", requests=1500)
 
     with_rcu = point()
-    monkeypatch.setattr(rcu, "load_rcu", lambda preset: None)
+    monkeypatch.setattr(rcu, "load_rcu", lambda preset, source="": None)
     added = with_rcu["cpu_switches_per_request"] - point()["cpu_switches_per_request"]
     r, g = with_rcu["rps"], params.gp_ms / 1000
     assert added == pytest.approx(2 * params.runs_per_gp / (r * g + math.exp(-r * g)),

@@ -15,10 +15,10 @@ one of ``gp_ms``; one closed during a grace period asks for the next, which star
 one ends (its callback must wait a whole grace period); the thread, a task of its own pinned
 to the server's CPU and not counted as the server's, is woken ``runs_per_gp`` times in each,
 spread over it, and runs ``run_us`` each time.  The three inputs come from
-benchmarks/rcu_grace_periods.py, which closes bare loopback TCP connections on CPU 0 at rates
-from 25 to 1,600/s with no HTTP server at all, into ``presets/NAME.rcu.json`` beside the
-preset; a preset without that file (the period kernels: RCU came with Linux 2.5) has no such
-thread.
+:mod:`arch_sim.rcubench` (a step of ``arch-sim calibrate``; ``benchmarks/rcu_grace_periods.py``
+runs it alone), which closes bare loopback TCP connections on the server's CPU at rates from 25
+to 1,600/s with no HTTP server at all, into ``NAME.rcu.json`` beside the preset's TOML file; a
+preset without that file (the period kernels: RCU came with Linux 2.5) has no such thread.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import simpy
@@ -47,10 +48,21 @@ class RcuParams:
     source: str  # where they were measured
 
 
-def load_rcu(preset: str) -> RcuParams | None:
-    """The inputs measured for preset ``preset`` (``presets/PRESET.rcu.json``), or None."""
-    path = PRESET_DIR / f"{preset}.rcu.json"
-    if not path.exists():
+def rcu_file(preset: str, source: str = "") -> Path | None:
+    """Where a preset's inputs are: ``NAME.rcu.json`` beside its TOML file (``source``, as
+    ``arch-sim calibrate --out`` writes them), else ``presets/PRESET.rcu.json``; None if neither
+    exists."""
+    for path in ([Path(source).with_name(Path(source).stem + ".rcu.json")] if source else []) \
+            + [PRESET_DIR / f"{preset}.rcu.json"]:
+        if path.exists():
+            return path
+    return None
+
+
+def load_rcu(preset: str, source: str = "") -> RcuParams | None:
+    """The inputs measured for preset ``preset`` (see :func:`rcu_file`), or None."""
+    path = rcu_file(preset, source)
+    if path is None:
         return None
     data = json.loads(path.read_text())
     return RcuParams(float(data["runs_per_gp"]), float(data["gp_ms"]), float(data["run_us"]),
@@ -117,15 +129,16 @@ class GracePeriods:
 
 
 def attach_rcu(env: simpy.Environment, sched: Scheduler, preset: str, recorder: Any,
-               arch: str, close: bool) -> GracePeriods | None:
+               arch: str, close: bool, source: str = "") -> GracePeriods | None:
     """Model the preset's grace-period thread (if it has one) on the server's first CPU, fed
     by every connection the server closes.  With a connection per request (``close``: a closed
     workload's, or open arrivals, each a connection of its own) the server closes each right
     after its reply, which the recorder hears of as the request's completion; with keep-alive
     a connection closes when its client closes it (a bench window's end), which the recorder
     hears of as ``closed`` (prefork's workers do not tell it: a handful of grace periods per
-    window, left out)."""
-    params = load_rcu(preset)
+    window, left out).  ``source``: the preset's TOML file, beside which its inputs are looked
+    for first."""
+    params = load_rcu(preset, source)
     if params is None:
         return None
     rcu = GracePeriods(env, sched, params, sched.cpus[0])

@@ -146,7 +146,8 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
     model_box.append(model)
     # the preset's RCU thread, fed by every closed connection: one per request with a
     # connection per request or open arrivals (each a connection of its own)
-    attach_rcu(env, sched, params.name, recorder, arch, close or workload == "open")
+    attach_rcu(env, sched, params.name, recorder, arch, close or workload == "open",
+               params.source)
     if windows:
         clients = WindowClients(env, load, params.network, random.Random(seed), model, recorder)
         BenchWindows(env, clients, recorder, windows)
