@@ -5,6 +5,8 @@ keep-alive) and *seed* (HTTP/1.0, a connection per request, both of kHTTPd 0.1.2
 thread-per-request shapes).  One folder holds everything::
 
     OUT/host.toml, host.calibration.json   the calibrated model preset and its raw numbers
+    OUT/host.rcu.json                      (full runs, as root with perf) RCU's grace-period
+                                           thread; without it the packaged preset's is used
     OUT/measured-today/, measured-seed/    the real sweeps (rows carry ``regime``)
     OUT/simulated-host/                    the host model at exactly the measured points
     OUT/simulated-eras/                    the 1999 machine under Linux 2.2, 2.4 and 2.6
@@ -127,15 +129,19 @@ class Reproduction:
     # -- steps ------------------------------------------------------------------------------
     def calibrate(self) -> dict:
         from .calibrate import add_arguments as calibrate_arguments
-        from .calibrate import measure, write_preset
+        from .calibrate import measure, write_preset, write_rcu
 
-        # the full run calibrates every design (its host.toml is a complete preset); the quick
-        # one only the seed's two it measures (the others' costs stay placeholders)
-        measurements = measure(options(calibrate_arguments, server_cpus=self.args.server_cpus,
-                                       client_cpus=self.args.client_cpus,
-                                       duration=self._window(2.0, 4.0)),
-                               archs=list(ARCHS) if self.args.quick else None)
+        # the full run calibrates every design (its host.toml is a complete preset) and RCU's
+        # grace-period thread (host.rcu.json beside it, where the model looks first); the quick
+        # one only the seed's two designs it measures (the others' costs stay placeholders, the
+        # grace periods the packaged preset's)
+        args = options(calibrate_arguments, server_cpus=self.args.server_cpus,
+                       client_cpus=self.args.client_cpus, duration=self._window(2.0, 4.0))
+        measurements = measure(args, archs=list(ARCHS) if self.args.quick else None)
         write_preset(measurements, self.out / "host.toml")
+        if not self.args.quick and write_rcu(args, self.out / "host.toml") is None:
+            self.skipped.append("RCU's grace periods in the host preset: not measured here "
+                                "(needs root and perf); the packaged preset's are used")
         if measurements.get("servers_skipped"):
             why = measurements["servers_skipped"]
             self.skipped.append(f"server costs in the host preset: {why}")

@@ -99,3 +99,22 @@ def test_without_perf_calibrate_says_so_and_writes_nothing(tmp_path, capsys, mon
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "perf not installed" in err[0] and "host.rcu.json" in err[0]
     assert not (tmp_path / "mine.rcu.json").exists()
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_a_full_reproduce_measures_the_grace_periods_and_a_quick_one_does_not(
+        tmp_path, monkeypatch, quick):
+    """reproduce's calibrate step: the full run writes host.rcu.json beside its host.toml (so
+    its own simulations use it), the quick one keeps the packaged inputs.  The host and server
+    measurements are stubbed: this checks the step's wiring, which the 18-minute full run
+    alone would otherwise exercise."""
+    from arch_sim import calibrate, reproduce
+
+    monkeypatch.setattr(calibrate, "measure", lambda args, archs=None: {"servers_skipped": None})
+    monkeypatch.setattr(calibrate, "write_preset", lambda m, out: out)
+    called = []
+    monkeypatch.setattr(calibrate, "write_rcu", lambda args, out: called.append(out) or out)
+    run = reproduce.Reproduction(options(reproduce.add_arguments, out=tmp_path / "r",
+                                         quick=quick))
+    run.calibrate()
+    assert called == ([] if quick else [tmp_path / "r" / "host.toml"])
