@@ -281,9 +281,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_rcu(args: argparse.Namespace, out: Path) -> Path | None:
-    """Measure RCU's grace-period thread on the servers' CPU (:mod:`.rcubench`) and write it
-    beside the preset ``out`` (atomically); without root or perf say so and write nothing."""
+def write_rcu(args: argparse.Namespace, out: Path,
+              rates: tuple[float, ...] | None = None) -> Path | None:
+    """Measure RCU's grace-period thread on the servers' CPU (:mod:`.rcubench`; at ``rates``
+    closes a second, default ``RATES``) and write it beside the preset ``out`` (atomically);
+    without root or perf say so and write nothing."""
     from .harness.plan import parse_cpus
     from .models.rcu import rcu_file
     from .rcubench import RATES, RcuUnavailable, rcu_path
@@ -291,10 +293,11 @@ def write_rcu(args: argparse.Namespace, out: Path) -> Path | None:
     from .rcubench import record as rcu_record
 
     cpu, other = parse_cpus(args.server_cpus)[0], parse_cpus(args.client_cpus)[0]
+    rates = RATES if rates is None else rates
     print(f"calibrate: RCU's grace-period thread on CPU {cpu} per closed connection "
-          f"({len(RATES) + 1} rates x {args.rcu_seconds:g} s)...", flush=True)
+          f"({len(rates) + 1} rates x {args.rcu_seconds:g} s)...", flush=True)
     try:
-        rows = measure_rcu(list(RATES), args.rcu_seconds, cpu=cpu, other_cpu=other,
+        rows = measure_rcu(list(rates), args.rcu_seconds, cpu=cpu, other_cpu=other,
                            progress=lambda rate: print(f"  {rate:g} closes/s", flush=True))
     except RcuUnavailable as exc:
         kept = rcu_file("host", str(out))

@@ -82,10 +82,11 @@ def test_calibrate_writes_the_rcu_inputs_beside_the_preset(tmp_path, capsys):
     need_perf()
     out = _preset_copy(tmp_path, None)
     args = options(add_arguments, out=str(out), rcu_seconds=0.3)
-    path = write_rcu(args, out)
+    path = write_rcu(args, out, rates=(100.0, 400.0))  # calibrate's own: rcubench.RATES
     assert path == tmp_path / "mine.rcu.json"
     data = json.loads(path.read_text())
-    assert [r["rate"] for r in data["rows"]] == [0.0, *rcubench.RATES]
+    assert [r["rate"] for r in data["rows"]] == [0.0, 100.0, 400.0]
+    assert data["rows"][1]["gp_thread_switches_per_s"] > 0  # closes wake the thread
     assert data["runs_per_gp"] >= 0 and 1.0 <= data["gp_ms"] < 100.0
     assert data["command"].startswith("arch-sim calibrate") and "grace-period" in data["what"]
     assert rcu.load_rcu("host", str(out)).runs_per_gp == data["runs_per_gp"]
