@@ -1,6 +1,7 @@
 """``arch-sim calibrate``: measure this host and write the ``host`` model preset.
 
-Three measurements, kept raw in ``<preset>.calibration.json`` beside the preset:
+The measurements, kept raw in ``<preset>.calibration.json`` beside the preset (the sixth in
+``<preset>.rcu.json``):
 
 1. the cost of one context switch between two processes pinned to one CPU (lmbench
    ``lat_ctx`` style pipe ping-pong, the one-process pipe cost subtracted);
