@@ -31,7 +31,7 @@ from arch_sim.fidelity import fidelity, fidelity_markdown, headline, plan_like
 from arch_sim.models import ModelParams
 from arch_sim.plots import save_all
 from arch_sim.plots_archs import architectures, architectures_table, table_markdown
-from arch_sim.repeatability import repeatability_markdown
+from arch_sim.repeatability import repeatability_markdown, self_agreement_markdown
 
 #: the copy of the measured rows a ``--like`` run keeps beside its own
 LIKE_CSV = "like-measurements.csv"
@@ -95,9 +95,10 @@ def write_comparison(measured: pd.DataFrame, simulated: pd.DataFrame, out: Path,
     check = fidelity(measured, simulated)
     fcsv, fmd = out / "fidelity.csv", out / "fidelity.md"
     runinfo.write_atomic(fcsv, lambda tmp: check.to_csv(tmp, index=False))
+    own = self_agreement_markdown(measured)  # with two or more windows a point
     again = repeatability_markdown(measured, simulated)  # with two or more bench runs
     runinfo.write_atomic(fmd, lambda tmp: tmp.write_text(
         f"Fidelity: {headline(check)}\n\n{fidelity_markdown(check)}\n"
-        + (f"\n{again}" if again else "")))
+        + (f"\n{own}" if own else "") + (f"\n{again}" if again else "")))
     written += [fcsv, fmd]
     return written

@@ -47,6 +47,29 @@ def halves(measured: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return measured[even], measured[~even]
 
 
+def self_agreement_markdown(measured: pd.DataFrame) -> str:
+    """A section for ``fidelity.md``: each bench run's odd windows judged against its even ones
+    by the fidelity rule (:func:`halves`) - about as many points as a model exact in the mean
+    could meet against that run.  "" when no run has two windows a point."""
+    lines = []
+    for name, rows in runs(measured).items():
+        try:
+            even, odd = halves(rows)
+        except ValueError:
+            continue
+        t = agreement(even, odd)
+        if len(t):
+            lines.append(f"- `{name}`: {int(t['within'].sum())} of {len(t)} points")
+    if not lines:
+        return ""
+    return "\n".join([
+        "## The measurement against itself", "",
+        "Each point's windows split in two, the even-numbered against the odd ones, judged by "
+        "the same rule.  The windows of a point run back to back, so this is the most a model "
+        "exact in the mean could expect to meet of this run; runs hours apart agree less "
+        "(drift between them).", "", *lines]) + "\n"
+
+
 def model_against_runs(by_run: dict[str, pd.DataFrame], simulated: pd.DataFrame) -> pd.DataFrame:
     """Per point: the model's value (``simulated``), each run's (a column per run name), whether
     the model is within the rule of each (``within_NAME``), of ``every`` run and of ``some``."""

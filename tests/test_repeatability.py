@@ -75,3 +75,21 @@ def test_a_run_splits_into_its_even_and_odd_windows():
         halves(run[run["rep"] == 0])
     with pytest.raises(ValueError, match="no rep column"):
         halves(run.drop(columns="rep"))
+
+
+def test_fidelity_md_says_how_far_each_run_agrees_with_itself(tmp_path):
+    """One run with four windows a point: its odd windows against its even ones (the committed
+    run: 67 of 80), in fidelity.md beside the model's count; one window a point: no section."""
+    from arch_sim.repeatability import self_agreement_markdown
+
+    run = pd.read_csv(RUN / "measurements.csv")
+    run = run[run["arch"].isin(ALL_ARCHS)]
+    simulated = run.assign(source="simulated")
+    write_comparison(run, simulated, tmp_path, figures=False)
+    text = (tmp_path / "fidelity.md").read_text()
+    assert "## The measurement against itself" in text
+    assert "67 of 80 points" in text and "## Against each run" not in text
+    assert self_agreement_markdown(run[run["rep"] == 0]) == ""
+    two, _ = _two_runs()
+    lines = [x for x in self_agreement_markdown(two).splitlines() if x.startswith("- `")]
+    assert lines == ["- `a`: 67 of 80 points", "- `b`: 67 of 80 points"]
