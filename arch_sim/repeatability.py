@@ -65,9 +65,9 @@ def self_agreement_markdown(measured: pd.DataFrame) -> str:
     return "\n".join([
         "## The measurement against itself", "",
         "Each point's windows split in two, the even-numbered against the odd ones, judged by "
-        "the same rule.  The windows of a point run back to back, so this is the most a model "
-        "exact in the mean could expect to meet of this run; runs hours apart agree less "
-        "(drift between them).", "", *lines]) + "\n"
+        "the same rule.  The windows of a point run back to back, so a line is about the most "
+        "a model exact in the mean could expect to meet of that run; runs hours apart agree "
+        "less (drift between them).", "", *lines]) + "\n"
 
 
 def model_against_runs(by_run: dict[str, pd.DataFrame], simulated: pd.DataFrame) -> pd.DataFrame:
