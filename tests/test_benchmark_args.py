@@ -11,36 +11,33 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("argv, says", [(["abc"], "'abc' is not a number"),
-                                        (["--", "-5"], "give a number > 0")])
-def test_sg_reconnect_race_refuses_a_bad_rate_in_one_line(argv, says):
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/sg_reconnect_race.py"), *argv],
+def refused(script: str, *argv: str) -> str:
+    """Run ``benchmarks/SCRIPT ARGV...``; it must exit 2 with one line on stderr and nothing on
+    stdout.  Returns that line."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *argv],
                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and says in lines[0]
+    assert len(lines) == 1, out.stderr
     assert out.stdout == ""
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, says", [(["abc"], "'abc' is not a number"),
+                                        (["--", "-5"], "give a number > 0")])
+def test_sg_reconnect_race_refuses_a_bad_rate_in_one_line(argv, says):
+    assert says in refused("sg_reconnect_race.py", *argv)
 
 
 def test_staged_chain_refuses_a_negative_force_in_one_line():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/staged_chain.py"), "--force",
-                          "-1"], capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert out.returncode == 2
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--force must be >= 0" in lines[0]
-    assert out.stdout == ""
+    assert "--force must be >= 0" in refused("staged_chain.py", "--force", "-1")
 
 
 @pytest.mark.parametrize("argv, says", [(["--gaps", "abc"], "give idle times in microseconds"),
                                         (["--gaps", "10,-1"], "give idle times in microseconds"),
                                         (["--rounds", "0"], "--rounds >= 1")])
 def test_wake_latency_refuses_bad_arguments_in_one_line(argv, says):
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/wake_latency.py"), *argv],
-                         capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert out.returncode == 2
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and says in lines[0]
-    assert out.stdout == ""
+    assert says in refused("wake_latency.py", *argv)
 
 
 def test_scripts_that_import_other_benchmarks_run_as_scripts_too():
