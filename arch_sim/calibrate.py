@@ -288,8 +288,8 @@ def write_rcu(args: argparse.Namespace, out: Path,
     closes a second, default ``RATES``) and write it beside the preset ``out`` (atomically);
     without root or perf say so and write nothing."""
     from .harness.plan import parse_cpus
-    from .models.rcu import rcu_file
-    from .rcubench import RATES, RcuUnavailable, rcu_path
+    from .models.rcu import rcu_file, rcu_path
+    from .rcubench import RATES, RcuUnavailable
     from .rcubench import measure as measure_rcu
     from .rcubench import record as rcu_record
 

@@ -68,11 +68,6 @@ class RcuUnavailable(Exception):
     """The measurement cannot run here (no perf, not root); the message names the fix."""
 
 
-def rcu_path(preset: Path) -> Path:
-    """Where a preset's grace-period inputs live: ``NAME.rcu.json`` beside ``NAME.toml``."""
-    return preset.with_name(preset.stem + ".rcu.json")
-
-
 def closes_at(rate: float, seconds: float, port: int, rng: random.Random) -> int:
     """Open, use and close connections at Poisson times at ``rate``/s; how many."""
     n, t_end = 0, time.monotonic() + seconds

@@ -48,12 +48,16 @@ class RcuParams:
     source: str  # where they were measured
 
 
+def rcu_path(preset: Path) -> Path:
+    """Where a preset file's grace-period inputs belong: ``NAME.rcu.json`` beside ``NAME.toml``
+    (``arch-sim calibrate`` writes them there)."""
+    return preset.with_name(preset.stem + ".rcu.json")
+
+
 def rcu_file(preset: str, source: str = "") -> Path | None:
-    """Where a preset's inputs are: ``NAME.rcu.json`` beside its TOML file (``source``, as
-    ``arch-sim calibrate --out`` writes them), else ``presets/PRESET.rcu.json``; None if neither
-    exists."""
-    for path in ([Path(source).with_name(Path(source).stem + ".rcu.json")] if source else []) \
-            + [PRESET_DIR / f"{preset}.rcu.json"]:
+    """Where a preset's inputs are: beside its TOML file ``source`` (:func:`rcu_path`), else
+    ``presets/PRESET.rcu.json``; None if neither exists."""
+    for path in ([rcu_path(Path(source))] if source else []) + [PRESET_DIR / f"{preset}.rcu.json"]:
         if path.exists():
             return path
     return None
