@@ -4,7 +4,13 @@ shared-memory board.
 The master maps an anonymous shared ``mmap`` before it forks, so every worker writes its own
 slot and any worker can read them all to answer ``/server-status``.  Values are int64;
 CPU times are stored in microseconds.  Writers never lock: each field has one writer, and a
-reader at worst sees a slot mid-update (a counter one pass old).
+reader at worst sees a slot mid-update (a counter one pass old).  Every field is stored on its
+own (one aligned 8-byte store), so a reader never sees a field half written.
+
+``/server-status`` asks for fresh counters: the worker answering it bumps ``STATUS_ASKED`` (the
+one master field any worker writes; two askers may get the same number, which does no harm) and
+waits until every other live worker has published since (``ANSWERED``) or is asleep (``ASLEEP``:
+it publishes before it blocks, so its slot is current).
 
 A worker's context switches come from its own ``getrusage(RUSAGE_SELF)``.  When a worker dies,
 the master reaps it, moves its published request count to ``RETIRED_REQUESTS`` and clears its
@@ -16,16 +22,14 @@ from __future__ import annotations
 
 import mmap
 import resource
-import struct
 from collections.abc import Callable
-from functools import partial
 
 from .lifecycle import NAMES
 
 # -- the master's fields ---------------------------------------------------------------------
 (M_PID, M_NVCSW, M_NIVCSW, M_UTIME, M_STIME, C_NVCSW, C_NIVCSW, C_UTIME, C_STIME,
- RETIRED_REQUESTS, RESTARTS) = range(11)
-MASTER_LEN = 11
+ RETIRED_REQUESTS, RESTARTS, STATUS_ASKED) = range(12)
+MASTER_LEN = 12
 
 # -- one worker's fields (PASSES, SLEEPS, BUSY_POLLS, MOVED, QUEUE: the state-group loop's) ----
 (PID, CPU, ALIVE, OPEN, REQUESTS, PASSES, SLEEPS, BUSY_POLLS, NVCSW, NIVCSW, UTIME,
@@ -34,7 +38,9 @@ MOVED = 12  # MOVED + i: requests state i moved, in total
 QUEUE = MOVED + len(NAMES)  # QUEUE + i: connections in state i
 CACHE_BYTES = QUEUE + len(NAMES)  # the worker's file cache: bytes counted against its cap
 CACHE_ENTRIES = CACHE_BYTES + 1  # (published by prefork workers)
-SLOT_LEN = CACHE_ENTRIES + 1
+ANSWERED = CACHE_ENTRIES + 1  # the STATUS_ASKED its last publication answers (state-group)
+ASLEEP = ANSWERED + 1  # 1 while the worker blocks in epoll with its counters published
+SLOT_LEN = ASLEEP + 1
 
 
 class Board:
@@ -54,9 +60,18 @@ class Board:
         return [self.slot(i) for i in range(self.workers)]
 
     def writer(self, index: int, first: int, count: int) -> Callable[..., None]:
-        """A function writing *count* values from field *first* of slot *index*, in one call."""
-        offset = 8 * (MASTER_LEN + index * SLOT_LEN + first)
-        return partial(struct.Struct(f"{count}q").pack_into, self._map, offset)
+        """A function writing *count* values from field *first* of slot *index*, in one call.
+
+        Field by field: ``struct.pack_into`` would zero its whole range before packing, and a
+        reader in another process could catch a counter at 0 in between."""
+        values = self.values
+        fields = range(MASTER_LEN + index * SLOT_LEN + first,
+                       MASTER_LEN + index * SLOT_LEN + first + count)
+
+        def write(*new: int) -> None:
+            for i, value in zip(fields, new, strict=True):
+                values[i] = value
+        return write
 
     def open_connections(self) -> int:
         """Open connections over every worker (for --max-connections)."""

@@ -13,6 +13,7 @@ state, the requests it moved and the connections in it.
 from __future__ import annotations
 
 import os
+import time
 from resource import RUSAGE_SELF, getrusage
 from typing import Any
 
@@ -23,6 +24,7 @@ ARCH = "state-group"
 PUBLISH_S = 0.05  # a busy worker publishes its counters this often (an idle one before sleeping)
 RECOUNT_S = 0.5  # per-state connection counts are taken at most this often
 ACCESS_LOG_TAIL = 10  # access-log entries shown in /server-status
+STATUS_WAIT_S = 0.25  # how long /server-status waits for a busy worker's fresh counters
 
 
 def announce(worker: Any) -> None:
@@ -35,7 +37,9 @@ def announce(worker: Any) -> None:
 
 
 def publish(worker: Any, recount: bool = False) -> None:
-    """Write *worker*'s counters to its board slot (per-state counts every ``RECOUNT_S``)."""
+    """Write *worker*'s counters to its board slot (per-state counts every ``RECOUNT_S``); they
+    answer every request for fresh counters made before it (``worker.answered``)."""
+    asked = worker.board.master[b.STATUS_ASKED]  # read first: what follows is at least as new
     ru = getrusage(RUSAGE_SELF)
     worker._write_counters(
         worker.requests, worker.passes, worker.sleeps, worker.busy_polls,
@@ -48,13 +52,44 @@ def publish(worker: Any, recount: bool = False) -> None:
             counts[conn.state] += 1
         worker.counted_at = worker.now
         worker._write_states(*worker.moved, *counts)
+    worker.slot[b.ANSWERED] = worker.answered = asked
+
+
+def due(worker: Any) -> bool:
+    """Whether a busy worker publishes at the end of this pass: every ``PUBLISH_S``, and at
+    once when a /server-status request asked for fresh counters (:func:`refresh`)."""
+    return (worker.now - worker.published >= PUBLISH_S
+            or worker.board.master[b.STATUS_ASKED] != worker.answered)
+
+
+def refresh(worker: Any) -> list[int]:
+    """Ask every worker for fresh counters and wait (at most ``STATUS_WAIT_S``) until each live
+    one has published since or is asleep: a busy worker otherwise publishes only every
+    ``PUBLISH_S``, and /server-status would miss the requests it served meanwhile.  Returns
+    the pids of the workers that did not answer in time (stopped or dying ones: their last
+    counters are what there is)."""
+    board = worker.board
+    asked = board.master[b.STATUS_ASKED] + 1
+    board.master[b.STATUS_ASKED] = asked
+    publish(worker, recount=True)
+    others = [s for s in board.slots() if s[b.PID] != worker.slot[b.PID]]
+    deadline = time.monotonic() + STATUS_WAIT_S
+    while waiting := [s[b.PID] for s in others
+                      if s[b.ALIVE] and not s[b.ASLEEP] and s[b.ANSWERED] < asked]:
+        if time.monotonic() >= deadline:
+            return waiting
+        time.sleep(0.0002)
+        if board.master[b.STATUS_ASKED] != worker.answered:
+            publish(worker)  # another worker asks at the same time: answer it too
+    return []
 
 
 def document(worker: Any) -> dict:
     """The ``/server-status`` document as *worker* serves it: every worker's counters (this
     one's fresh) and the tail of this worker's access log."""
-    publish(worker, recount=True)
+    unanswered = refresh(worker)
     out = collect(worker.board)
+    out["unanswered"] = unanswered  # these workers' counters are as they last published them
     out["cache"] = worker.responder.docroot.cache_stats()  # this worker's
     log = getattr(worker, "access_log", None)  # kept by the logging state
     if log is not None:

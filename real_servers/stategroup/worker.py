@@ -53,7 +53,7 @@ from .lifecycle import (
     WRITE,
     may_move,
 )
-from .status import PUBLISH_S, announce, document, publish
+from .status import announce, document, due, publish
 
 MAX_EVENTS = 512
 SWEEP_S = 0.5  # timeouts are checked at most this often
@@ -107,6 +107,7 @@ class Worker:
         self.requests = self.passes = self.sleeps = self.busy_polls = self.open_count = 0
         self.rbuf = bytearray(RECV_BYTES)  # scratch for reads whose bytes are discarded
         self.now = self.last_sweep = self.published = self.counted_at = time.monotonic()
+        self.answered = 0  # the last request for fresh counters published for (status.py)
         self.min_deadline = math.inf  # no connection's deadline is earlier than this
         self.accept_ready = True
         self.draining = False
@@ -127,6 +128,7 @@ class Worker:
         moved_total = self.moved
         poll = self.epoll.poll
         monotonic = time.monotonic
+        slot = self.slot
         while True:
             moved = 0
             for i, run in enumerate(runs):
@@ -137,7 +139,7 @@ class Worker:
             self.passes += 1
             if moved:
                 self.busy_polls += 1
-                if self.now - self.published >= PUBLISH_S:
+                if due(self):
                     publish(self)
                 events = poll(0, MAX_EVENTS)
             else:
@@ -145,7 +147,9 @@ class Worker:
                     break
                 self.sleeps += 1
                 publish(self)
+                slot[b.ASLEEP] = 1
                 events = poll(self._sleep_timeout(), MAX_EVENTS)
+                slot[b.ASLEEP] = 0
             self.now = now = monotonic()
             if events:
                 self._dispatch(events)
