@@ -11,9 +11,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import re
 import shutil
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -37,19 +39,33 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 
-def execute(name: str, monkeypatch: pytest.MonkeyPatch, **env: str) -> tuple[object, float]:
-    """Run one notebook in a fresh python3 kernel (QUICK=1 plus *env*); (notebook, seconds)."""
-    monkeypatch.setenv("QUICK", "1")
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+def execute(name: str, **env: str) -> tuple[object, float]:
+    """Run one notebook in a fresh python3 kernel (QUICK=1 plus *env* in the kernel's
+    environment); (notebook, seconds)."""
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     client = nbclient.NotebookClient(
         nb, kernel_name="python3", timeout=300, startup_timeout=60,
         resources={"metadata": {"path": str(NOTEBOOKS)}},
     )
     t0 = time.perf_counter()
-    client.execute()  # raises CellExecutionError on the first cell that fails
+    # raises CellExecutionError on the first cell that fails
+    client.execute(env={**os.environ, "QUICK": "1", **env})
     return nb, time.perf_counter() - t0
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Future]:
+    """Every notebook run of this module, started at once, two at a time: each kernel is one
+    process, so two CPUs run two notebooks in the time of one (a run's seconds still count its
+    own notebook only, started when it starts).  Key: the notebook, or ``no-reference``."""
+    jobs = {name: {} for name in NAMES}
+    jobs["no-reference"] = {"ARCH_SIM_RESULTS": str(tmp_path_factory.mktemp("no-results"))}
+    pool = ThreadPoolExecutor(max_workers=2)
+    longest_first = sorted(jobs, key=lambda k: k != NAMES[1])  # 02 is the longest
+    futures = {key: pool.submit(execute, NAMES[0] if key == "no-reference" else key, **jobs[key])
+               for key in longest_first}
+    yield futures
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def text_of(nb) -> str:
@@ -68,18 +84,18 @@ def images(nb) -> int:
 # -- the notebooks run ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs_top_to_bottom(name, monkeypatch):
-    nb, seconds = execute(name, monkeypatch)
+def test_notebook_runs_top_to_bottom(name, runs):
+    nb, seconds = runs[name].result()
     print(f"{name}: {seconds:.1f} s with QUICK=1")
     assert seconds < QUICK_LIMIT_S, f"{name} took {seconds:.0f} s with QUICK=1"
     assert images(nb) >= 3, "the notebook drew (almost) no figures"
 
 
-def test_reproduce_notebook_without_a_reference_run(tmp_path, monkeypatch):
+def test_reproduce_notebook_without_a_reference_run(runs):
     """No reference run: notebook 01 says so plainly and still runs, on the models alone."""
     if not results.runs("reproduce-full", needs=results.REPRODUCTION):
         pytest.skip("no reference run committed: the run of 01 above already took this path")
-    nb, seconds = execute(NAMES[0], monkeypatch, ARCH_SIM_RESULTS=str(tmp_path / "no-results"))
+    nb, seconds = runs["no-reference"].result()
     print(f"{NAMES[0]} without a reference run: {seconds:.1f} s with QUICK=1")
     assert seconds < QUICK_LIMIT_S
     text = text_of(nb)
