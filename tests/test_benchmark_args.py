@@ -57,3 +57,13 @@ def test_scripts_that_import_other_benchmarks_run_as_scripts_too():
         if "sys.path.insert(0" not in before or "parent.parent" not in before:
             missing.append(path.name)
     assert not missing, missing
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["results/no-such-run", "x.toml"], "measurements.csv not found"),
+    (["results/archs-bench-2026-11-30-c", "x.toml", "--paced", "1000"],
+     "no thread-per-request keep-alive rows 1000 requests/s"),
+    (["results/byo-2026-11-30", "x.toml"], "--connection keep-alive,close"),
+    (["results/archs-bench-2026-11-30-c", "x.json"], "must be a .toml file")])
+def test_calibrate_from_bench_refuses_in_one_line(argv, says):
+    assert says in refused("calibrate_from_bench.py", *argv)

@@ -1,0 +1,112 @@
+"""Is a model's miss the model's, or the machine's drift since the preset was calibrated?  The
+host preset's per-design inputs re-solved from one ``arch-sim bench`` run's own CPU.
+
+    .venv/bin/python benchmarks/calibrate_from_bench.py RUN OUT.toml [--paced RPS] [--no-solve]
+    .venv/bin/python -m arch_sim.cli simulate --preset OUT.toml --like RUN ...
+
+``arch-sim calibrate`` measures the host on one day and the bench runs on another; on a shared
+machine the CPU a request costs moves by tens of percent between them (docs/FIDELITY.md, "The
+calibration against itself").  This writes a preset whose inputs come from the bench run
+itself, solved as calibrate solves them (:func:`arch_sim.models.calibration.host_preset_text`):
+
+* each design's CPU per request at saturation: the run's keep-alive unpaced rows;
+* each design's cache refill: its keep-alive rows paced at ``--paced`` requests/s (default 500;
+  calibrate uses 1,000, which the archs benches do not run) - that point's CPU is then matched
+  by construction, its switches are not;
+* each design's connection costs: the run's connection-per-request unpaced rows;
+* wrk's CPU per request and its extra for a connection per request: the state-group rows, as
+  calibrate measures them against the faster server.
+
+Everything measured about the host itself (switch cost, wake-up latency, the futex wake, CPU
+jitter, the cold-cache decay, RCU's grace periods) is kept from the packaged calibration
+(``arch_sim/models/presets/host.calibration.json`` and ``host.rcu.json``, copied beside OUT).
+No switch count of the run is an input: the switches simulated with this preset can be judged
+against the run (``simulate --like RUN``, ``benchmarks/bench_repeat.py --model``).
+``--no-solve`` sets the costs analytically (fast; for checking the inputs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from arch_sim import ALL_ARCHS  # noqa: E402
+from arch_sim.models.calibration import host_preset_text  # noqa: E402
+
+PRESETS = ROOT / "arch_sim" / "models" / "presets"
+FIELDS = ("cpu_us_per_request", "reschedules_per_request", "rps")
+
+
+class Refused(Exception):
+    """A bad argument: one line on stderr, exit 2."""
+
+
+def point(rows: pd.DataFrame, arch: str, mode: str, rps: float | None) -> dict[str, float]:
+    """The mean over a point's windows: the run's CPU, switches, rate and wrk's CPU."""
+    sel = rows[(rows["arch"] == arch) & (rows["connection_mode"] == mode)]
+    sel = sel[sel["target_rps"].isna()] if rps is None else sel[sel["target_rps"] == rps]
+    if sel.empty:
+        at = "unpaced" if rps is None else f"{rps:g} requests/s"
+        raise Refused(f"the run has no {arch} {mode} rows {at}: give a run of the four designs, "
+                      "both workloads (arch-sim bench --arch ... --connection keep-alive,close)"
+                      + ("" if rps is None else ", or another --paced load it ran"))
+    return {k: float(sel[k].mean()) for k in (*FIELDS, "client_cpu_us_per_request")}
+
+
+def measurements(run: Path, paced: float) -> dict:
+    """calibrate's measurements, with every per-design input taken from ``run``."""
+    path = run / "measurements.csv"
+    if not path.is_file():
+        raise Refused(f"{path} not found: give the folder of an arch-sim bench run")
+    rows = pd.read_csv(path)
+    cal = json.loads((PRESETS / "host.calibration.json").read_text())
+    for arch in ALL_ARCHS:
+        saturated = point(rows, arch, "keep-alive", None)
+        slow = point(rows, arch, "keep-alive", paced)
+        closing = point(rows, arch, "close", None)
+        server = cal["servers"].setdefault(arch, {})
+        server.update({k: saturated[k] for k in FIELDS})
+        server["paced"] = {**{k: slow[k] for k in FIELDS}, "target_rps": paced}
+        cal["close"][arch] = {k: closing[k] for k in FIELDS}
+    keep, close = (point(rows, "state-group", mode, None) for mode in ("keep-alive", "close"))
+    cal["client"] = {"cpu_us_per_request": keep["client_cpu_us_per_request"]}
+    cal["close"]["client_close_us"] = (close["client_cpu_us_per_request"]
+                                       - keep["client_cpu_us_per_request"])
+    cal["from_bench"] = {"run": str(run), "paced_rps": paced}
+    return cal
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run", type=Path, help="an arch-sim bench folder of the four designs")
+    p.add_argument("out", type=Path, help="the preset to write (NAME.toml)")
+    p.add_argument("--paced", type=float, default=500.0,
+                   help="the paced load whose CPU solves the cache refill (500)")
+    p.add_argument("--no-solve", action="store_true", help="set the costs analytically")
+    args = p.parse_args(argv)
+    try:
+        if args.out.suffix != ".toml":
+            raise Refused(f"{args.out}: the preset must be a .toml file")
+        cal = measurements(args.run, args.paced)
+    except Refused as exc:
+        print(f"calibrate_from_bench: {exc}", file=sys.stderr)
+        return 2
+    text = host_preset_text(cal, name=args.out.stem, solve=not args.no_solve)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    args.out.with_suffix(".calibration.json").write_text(json.dumps(cal, indent=1) + "\n")
+    shutil.copy(PRESETS / "host.rcu.json", args.out.with_name(f"{args.out.stem}.rcu.json"))
+    print(f"wrote {args.out} (inputs from {args.run}, refill at {args.paced:g} requests/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""benchmarks/calibrate_from_bench.py: a preset whose per-design inputs are a bench run's own."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers import benchmark
+
+from arch_sim import ALL_ARCHS
+from arch_sim.models import load_preset
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ROOT / "results" / "archs-bench-2026-11-30-c"
+
+
+def mean(rows: pd.DataFrame, arch: str, mode: str, rps: float | None, column: str) -> float:
+    sel = rows[(rows["arch"] == arch) & (rows["connection_mode"] == mode)]
+    sel = sel[sel["target_rps"].isna()] if rps is None else sel[sel["target_rps"] == rps]
+    return float(sel[column].mean())
+
+
+def test_every_per_design_input_is_the_runs_and_the_host_inputs_are_kept(tmp_path):
+    script = benchmark("calibrate_from_bench")
+    out = tmp_path / "fromrun.toml"
+    assert script.main([str(RUN), str(out), "--paced", "2000", "--no-solve"]) == 0
+    rows = pd.read_csv(RUN / "measurements.csv")
+    cal = json.loads(out.with_suffix(".calibration.json").read_text())
+    shipped = json.loads((script.PRESETS / "host.calibration.json").read_text())
+    for arch in ALL_ARCHS:
+        server, closing = cal["servers"][arch], cal["close"][arch]
+        assert server["cpu_us_per_request"] == mean(rows, arch, "keep-alive", None,
+                                                    "cpu_us_per_request")
+        assert server["paced"]["target_rps"] == 2000
+        assert server["paced"]["cpu_us_per_request"] == mean(rows, arch, "keep-alive", 2000,
+                                                             "cpu_us_per_request")
+        assert closing["rps"] == mean(rows, arch, "close", None, "rps")
+    wrk = mean(rows, "state-group", "keep-alive", None, "client_cpu_us_per_request")
+    wrk_close = mean(rows, "state-group", "close", None, "client_cpu_us_per_request")
+    workload = tomllib.loads(out.read_text())["workload"]
+    assert workload["client_us"] == pytest.approx(wrk, abs=0.006)
+    assert workload["client_close_us"] == pytest.approx(wrk_close - wrk, abs=0.006)
+    for host_input in ("switch", "wakeup", "futex", "cpu_jitter", "cold_cache"):
+        assert cal[host_input] == shipped[host_input]
+    assert out.with_name("fromrun.rcu.json").read_bytes() == (
+        script.PRESETS / "host.rcu.json").read_bytes()
+    assert load_preset(out).name == "fromrun"
