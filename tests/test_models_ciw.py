@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import functools
 import math
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
@@ -63,36 +65,49 @@ def mean_and_stderr(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1) / math.sqrt(arr.size))
 
 
+def replications(rep_of, *args) -> tuple[float, float]:
+    """``rep_of(*args, rep)`` for every replication, in two processes (each is one CPU's work
+    and its own seed, so the means are the same as one after the other): (mean, stderr)."""
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+        return mean_and_stderr(list(pool.map(functools.partial(rep_of, *args), range(REPS))))
+
+
+def ciw_rep(lam: float, mu: float, c: int, rep: int) -> float:
+    """One ciw replication's mean response time (s) over the window."""
+    ciw = _ciw()
+    ciw.seed(4000 + rep)
+    network = ciw.create_network(
+        arrival_distributions=[ciw.dists.Exponential(rate=lam)],
+        service_distributions=[ciw.dists.Exponential(rate=mu)],
+        number_of_servers=[c],
+    )
+    sim = ciw.Simulation(network)
+    sim.simulate_until_max_time(1.1 * (WARMUP + REQUESTS) / lam)
+    records = sorted(sim.get_all_records(), key=lambda r: r.arrival_date)
+    window = records[WARMUP:WARMUP + REQUESTS]
+    # every customer of the window has left: those still inside arrived after it
+    inside = [ind.arrival_date for ind in sim.nodes[1].all_individuals]
+    assert len(window) == REQUESTS and min(inside, default=math.inf) > window[-1].arrival_date
+    return float(np.mean([r.exit_date - r.arrival_date for r in window]))
+
+
 @functools.cache
 def ciw_response(lam: float, mu: float, c: int) -> tuple[float, float]:
     """ciw's M/M/c mean response time (s) over the window: (mean, standard error)."""
-    ciw = _ciw()
-    means = []
-    for rep in range(REPS):
-        ciw.seed(4000 + rep)
-        network = ciw.create_network(
-            arrival_distributions=[ciw.dists.Exponential(rate=lam)],
-            service_distributions=[ciw.dists.Exponential(rate=mu)],
-            number_of_servers=[c],
-        )
-        sim = ciw.Simulation(network)
-        sim.simulate_until_max_time(1.1 * (WARMUP + REQUESTS) / lam)
-        records = sorted(sim.get_all_records(), key=lambda r: r.arrival_date)
-        window = records[WARMUP:WARMUP + REQUESTS]
-        # every customer of the window has left: those still inside arrived after it
-        inside = [ind.arrival_date for ind in sim.nodes[1].all_individuals]
-        assert len(window) == REQUESTS and min(inside, default=math.inf) > window[-1].arrival_date
-        means.append(float(np.mean([r.exit_date - r.arrival_date for r in window])))
-    return mean_and_stderr(means)
+    _ciw()  # skips (or fails) here, not in a worker process
+    return replications(ciw_rep, lam, mu, c)
+
+
+def archsim_rep(arch: str, lam: float, c: int, threads: int | None, rep: int) -> float:
+    """One arch-sim replication's mean response time (s) over the window."""
+    return simulate_point(arch, QUEUE, lam, cpus=c, requests=REQUESTS, warmup=WARMUP,
+                          seed=3000 + rep, rep=rep, file_sizes=f"exp:{MEAN_KB}",
+                          threads=threads)["mean_response_ms"] / 1e3
 
 
 def archsim_response(arch: str, lam: float, c: int, threads: int | None) -> tuple[float, float]:
     """arch-sim's mean response time (s) over the window: (mean, standard error)."""
-    means = [simulate_point(arch, QUEUE, lam, cpus=c, requests=REQUESTS, warmup=WARMUP,
-                            seed=3000 + rep, rep=rep, file_sizes=f"exp:{MEAN_KB}",
-                            threads=threads)["mean_response_ms"] / 1e3
-             for rep in range(REPS)]
-    return mean_and_stderr(means)
+    return replications(archsim_rep, arch, lam, c, threads)
 
 
 @pytest.mark.parametrize("c, arch, threads", [

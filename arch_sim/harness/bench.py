@@ -38,7 +38,10 @@ from .plan import DEFAULT_LOADS, Plan, load_item, make_plan
 from .servers import ServerError
 from .wrk import WrkError, find_wrk, wrk_version
 
-IDLE_BASELINE_S = 1.0  # seconds of the server's CPUs without load, before each load point
+# seconds of the server's CPUs without load before each load point: at most this, and no longer
+# than half a window (the rate is only taken off for the fraction of a second that a CPU-wide
+# count runs beyond wrk's window, so a short run's shorter baseline costs it little)
+IDLE_BASELINE_S = 1.0
 CLOSE_NOTE = (
     "--connection close opens a new TCP connection per request (kHTTPd's HTTP/1.0 days); on a "
     "small machine the client's connect cost may keep the server from saturating."
@@ -172,7 +175,7 @@ class Bench:
                 # tracepoint per switch where foreign switches hardly count per request
                 trace = self.trace_ok and target_rps is not None
                 # the server's CPUs with the load off: the background a CPU-wide count holds
-                idle = (idle_cpu_switches(cpus, IDLE_BASELINE_S,
+                idle = (idle_cpu_switches(cpus, min(IDLE_BASELINE_S, self.plan.duration / 2),
                                           target.pids if trace else None)
                         if self.perf_ok else None)
                 load = self._load(files, target_rps, 0)

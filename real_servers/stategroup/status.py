@@ -85,8 +85,8 @@ def refresh(worker: Any) -> list[int]:
 
 
 def document(worker: Any) -> dict:
-    """The ``/server-status`` document as *worker* serves it: every worker's counters (this
-    one's fresh) and the tail of this worker's access log."""
+    """The ``/server-status`` document as *worker* serves it: every worker's counters, fresh
+    (:func:`refresh`), and the tail of this worker's access log."""
     unanswered = refresh(worker)
     out = collect(worker.board)
     out["unanswered"] = unanswered  # these workers' counters are as they last published them
