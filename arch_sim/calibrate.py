@@ -153,30 +153,54 @@ def _servers_at_saturation(args: argparse.Namespace,
             return {}, f"the saturation run failed (exit {code}); see the messages above"
         df = pd.read_csv(Path(tmp) / "run" / "measurements.csv")
     close = _close_at_saturation(args, archs)
-    servers = {}
-    unpaced = df[df["target_rps"].isna()]
-    client = float(unpaced["client_cpu_us_per_request"].min())  # wrk's, with the faster server
-    for arch in archs:
-        row = unpaced[unpaced["arch"] == arch].iloc[0]
-        servers[arch] = {
-            "cpu_us_per_request": float(row["cpu_us_per_request"]),
-            "reschedules_per_request": float(row["reschedules_per_request"]),
-            "rps": float(row["rps"]),
-            "cpu_util": float(row["cpu_util"]),
-        }
-        if arch == "thread-per-request":
-            servers[arch]["threads"] = THREADS
-        paced = df[(df["arch"] == arch) & (df["target_rps"] == PACED_RPS)]
-        if len(paced):
-            servers[arch]["paced"] = {
-                "target_rps": float(PACED_RPS),
-                "rps": float(paced["rps"].iloc[0]),
-                "cpu_us_per_request": float(paced["cpu_us_per_request"].iloc[0]),
-                "reschedules_per_request": float(paced["reschedules_per_request"].iloc[0]),
-            }
+    servers, client = servers_from_rows(df, archs, PACED_RPS)
     if close.get("client_us") is not None:
         close["client_close_us"] = max(0.0, close.pop("client_us") - client)
     return {"servers": servers, "client": {"cpu_us_per_request": client}, "close": close}, None
+
+
+def _point(rows: pd.DataFrame, fields: tuple[str, ...]) -> dict[str, float]:
+    """A load point's measurements: the mean over its windows (one, in calibrate's own runs)."""
+    return {k: float(rows[k].mean()) for k in fields}
+
+
+def servers_from_rows(df: pd.DataFrame, archs: list[str],
+                      paced_rps: float) -> tuple[dict[str, Any], float]:
+    """Each design's measurements at saturation, and paced at ``paced_rps`` if ``df`` has that
+    load, from ``arch-sim bench`` rows (keep-alive); and wrk's own CPU per request at saturation
+    with the fastest of them.  ValueError names a design without an unpaced point."""
+    unpaced = df[df["target_rps"].isna()]
+    servers, clients = {}, []
+    for arch in archs:
+        rows = unpaced[unpaced["arch"] == arch]
+        if rows.empty:
+            raise ValueError(f"no {arch} rows unpaced")
+        servers[arch] = _point(rows, ("cpu_us_per_request", "reschedules_per_request", "rps",
+                                      "cpu_util"))
+        clients.append(float(rows["client_cpu_us_per_request"].mean()))
+        if arch == "thread-per-request":
+            servers[arch]["threads"] = THREADS
+        paced = df[(df["arch"] == arch) & (df["target_rps"] == paced_rps)]
+        if len(paced):
+            servers[arch]["paced"] = {"target_rps": float(paced_rps), **_point(
+                paced, ("rps", "cpu_us_per_request", "reschedules_per_request"))}
+    return servers, min(clients)  # wrk's, with the faster server
+
+
+def close_from_rows(df: pd.DataFrame) -> dict[str, Any]:
+    """Every server's measurements unpaced with a connection per request, from ``arch-sim
+    bench`` rows (the pool with ``--threads 0`` as ``thread-per-connection``), and wrk's own
+    CPU per request where it was busiest (``client_us``)."""
+    out: dict[str, Any] = {}
+    clients = []
+    unpaced = df[df["target_rps"].isna()]
+    for (arch, threads), rows in unpaced.groupby(["arch", unpaced["threads"].fillna(-1)],
+                                                 sort=False):
+        name = "thread-per-connection" if arch == "thread-per-request" and threads == 0 else arch
+        out[name] = _point(rows, ("cpu_us_per_request", "reschedules_per_request", "rps"))
+        clients.append(float(rows["client_cpu_us_per_request"].mean()))
+    out["client_us"] = min(clients)
+    return out
 
 
 def _close_at_saturation(args: argparse.Namespace, archs: list[str]) -> dict[str, Any]:
@@ -197,16 +221,7 @@ def _close_at_saturation(args: argparse.Namespace, archs: list[str]) -> dict[str
         if bench.Bench(bench.make_plan(bench_args), bench_args).run() != 0:
             return {}
         df = pd.read_csv(Path(tmp) / "run" / "measurements.csv")
-    out: dict[str, Any] = {}
-    for _, row in df.iterrows():
-        name = str(row["arch"])
-        if name == "thread-per-request" and int(row["threads"]) == 0:
-            name = "thread-per-connection"
-        out[name] = {"cpu_us_per_request": float(row["cpu_us_per_request"]),
-                     "reschedules_per_request": float(row["reschedules_per_request"]),
-                     "rps": float(row["rps"])}
-    out["client_us"] = float(df["client_cpu_us_per_request"].min())
-    return out
+    return close_from_rows(df)
 
 
 def remeasure(args: argparse.Namespace) -> dict[str, Any]:

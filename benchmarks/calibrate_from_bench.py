@@ -14,8 +14,8 @@ itself, solved as calibrate solves them (:func:`arch_sim.models.calibration.host
   calibrate uses 1,000, which the archs benches do not run) - that point's CPU is then matched
   by construction, its switches are not;
 * each design's connection costs: the run's connection-per-request unpaced rows;
-* wrk's CPU per request and its extra for a connection per request: the state-group rows, as
-  calibrate measures them against the faster server.
+* wrk's CPU per request and its extra for a connection per request: against the fastest
+  server, as calibrate takes them.
 
 Everything measured about the host itself (switch cost, wake-up latency, the futex wake, CPU
 jitter, the cold-cache decay, RCU's grace periods) is kept from the packaged calibration
@@ -39,47 +39,44 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from arch_sim import ALL_ARCHS  # noqa: E402
+from arch_sim.calibrate import close_from_rows, servers_from_rows  # noqa: E402
 from arch_sim.models.calibration import host_preset_text  # noqa: E402
 
 PRESETS = ROOT / "arch_sim" / "models" / "presets"
-FIELDS = ("cpu_us_per_request", "reschedules_per_request", "rps")
 
 
 class Refused(Exception):
     """A bad argument: one line on stderr, exit 2."""
 
 
-def point(rows: pd.DataFrame, arch: str, mode: str, rps: float | None) -> dict[str, float]:
-    """The mean over a point's windows: the run's CPU, switches, rate and wrk's CPU."""
-    sel = rows[(rows["arch"] == arch) & (rows["connection_mode"] == mode)]
-    sel = sel[sel["target_rps"].isna()] if rps is None else sel[sel["target_rps"] == rps]
-    if sel.empty:
-        at = "unpaced" if rps is None else f"{rps:g} requests/s"
-        raise Refused(f"the run has no {arch} {mode} rows {at}: give a run of the four designs, "
-                      "both workloads (arch-sim bench --arch ... --connection keep-alive,close)"
-                      + ("" if rps is None else ", or another --paced load it ran"))
-    return {k: float(sel[k].mean()) for k in (*FIELDS, "client_cpu_us_per_request")}
-
-
 def measurements(run: Path, paced: float) -> dict:
-    """calibrate's measurements, with every per-design input taken from ``run``."""
+    """calibrate's measurements, with every per-design input taken from ``run``'s rows as
+    calibrate takes them from its own bench runs (:func:`arch_sim.calibrate.servers_from_rows`,
+    :func:`~arch_sim.calibrate.close_from_rows`; a point's windows averaged)."""
     path = run / "measurements.csv"
     if not path.is_file():
         raise Refused(f"{path} not found: give the folder of an arch-sim bench run")
     rows = pd.read_csv(path)
+    rows = rows[rows["arch"].isin(ALL_ARCHS)]
+    keep = rows[rows["connection_mode"] == "keep-alive"]
+    slow = keep[keep["target_rps"] == paced]
+    missing = [a for a in ALL_ARCHS if a not in set(slow["arch"])]
+    try:
+        if missing:
+            raise ValueError(f"no {missing[0]} keep-alive rows {paced:g} requests/s")
+        servers, client = servers_from_rows(keep, list(ALL_ARCHS), paced)
+        close = close_from_rows(rows[rows["connection_mode"] == "close"])
+        if not set(ALL_ARCHS) <= set(close):
+            raise ValueError("no connection-per-request rows of every design")
+    except ValueError as exc:
+        raise Refused(f"the run has {exc}: give a run of the four designs, both workloads "
+                      "(arch-sim bench --arch ... --connection keep-alive,close)"
+                      + (", or another --paced load it ran" if missing else "")) from None
     cal = json.loads((PRESETS / "host.calibration.json").read_text())
-    for arch in ALL_ARCHS:
-        saturated = point(rows, arch, "keep-alive", None)
-        slow = point(rows, arch, "keep-alive", paced)
-        closing = point(rows, arch, "close", None)
-        server = cal["servers"].setdefault(arch, {})
-        server.update({k: saturated[k] for k in FIELDS})
-        server["paced"] = {**{k: slow[k] for k in FIELDS}, "target_rps": paced}
-        cal["close"][arch] = {k: closing[k] for k in FIELDS}
-    keep, close = (point(rows, "state-group", mode, None) for mode in ("keep-alive", "close"))
-    cal["client"] = {"cpu_us_per_request": keep["client_cpu_us_per_request"]}
-    cal["close"]["client_close_us"] = (close["client_cpu_us_per_request"]
-                                       - keep["client_cpu_us_per_request"])
+    cal["servers"].update(servers)
+    cal["close"].update({arch: close[arch] for arch in ALL_ARCHS})
+    cal["client"] = {"cpu_us_per_request": client}
+    cal["close"]["client_close_us"] = max(0.0, close["client_us"] - client)
     cal["from_bench"] = {"run": str(run), "paced_rps": paced}
     return cal
 
