@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
+import multiprocessing
 import socket
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -179,3 +184,23 @@ def benchmark(name: str):
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def in_two_processes(run: Callable, *args, reps: int) -> list:
+    """``run(*args, rep)`` for rep in 0..reps-1, in two forked processes: replications are each
+    one CPU's work with a seed of their own, so two CPUs halve the time and the results are
+    those of a loop."""
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(functools.partial(run, *args), range(reps)))
+
+
+@contextlib.contextmanager
+def two_at_a_time(calls: dict) -> Iterator[dict[str, Future]]:
+    """Start every call (``{key: (fn, *args)}``, in that order) two at a time on threads - each
+    runs a process of its own (a notebook kernel, a command), one CPU's work - and give their
+    futures by key; on leaving, wait for the running ones and drop those not started."""
+    pool = ThreadPoolExecutor(max_workers=2)
+    try:
+        yield {key: pool.submit(*call) for key, call in calls.items()}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -29,12 +29,11 @@ from __future__ import annotations
 
 import functools
 import math
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
+from helpers import in_two_processes
 from test_models_queueing import MEAN_KB, MU, QUEUE, mmc_response
 
 from arch_sim.models import simulate_point
@@ -66,10 +65,8 @@ def mean_and_stderr(values: list[float]) -> tuple[float, float]:
 
 
 def replications(rep_of, *args) -> tuple[float, float]:
-    """``rep_of(*args, rep)`` for every replication, in two processes (each is one CPU's work
-    and its own seed, so the means are the same as one after the other): (mean, stderr)."""
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
-        return mean_and_stderr(list(pool.map(functools.partial(rep_of, *args), range(REPS))))
+    """``rep_of(*args, rep)`` for every replication, two at a time: (mean, stderr)."""
+    return mean_and_stderr(in_two_processes(rep_of, *args, reps=REPS))
 
 
 def ciw_rep(lam: float, mu: float, c: int, rep: int) -> float:

@@ -12,12 +12,10 @@ batch of connections, which is not the single shared queue of M/M/c.
 
 from __future__ import annotations
 
-import functools
 import math
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 
 import pytest
+from helpers import in_two_processes
 
 from arch_sim.models import simulate_point
 from arch_sim.models.params import ModelParams, ServerParams
@@ -58,9 +56,7 @@ def mean_response(arch: str, lam: float, cpus: int, reps: int, requests: int,
                   threads: int | None = None) -> float:
     """Mean response time (s) over independent replications; checks Little's law in each.  The
     replications run in two processes (each is one CPU's work and its own seed)."""
-    run = functools.partial(replication, arch, lam, cpus, requests, threads)
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
-        rows = list(pool.map(run, range(reps)))
+    rows = in_two_processes(replication, arch, lam, cpus, requests, threads, reps=reps)
     total = 0.0
     for row in rows:
         assert row["littles_rel_err"] < 0.02, row

@@ -8,6 +8,7 @@ Each notebook is executed with nbclient in a fresh ``python3`` kernel, cwd ``not
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import math
@@ -15,11 +16,12 @@ import os
 import re
 import shutil
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import two_at_a_time
 
 from arch_sim import explore, results, schema
 from arch_sim.cli import main as cli_main
@@ -60,12 +62,11 @@ def runs(tmp_path_factory) -> dict[str, Future]:
     own notebook only, started when it starts).  Key: the notebook, or ``no-reference``."""
     jobs = {name: {} for name in NAMES}
     jobs["no-reference"] = {"ARCH_SIM_RESULTS": str(tmp_path_factory.mktemp("no-results"))}
-    pool = ThreadPoolExecutor(max_workers=2)
     longest_first = sorted(jobs, key=lambda k: k != NAMES[1])  # 02 is the longest
-    futures = {key: pool.submit(execute, NAMES[0] if key == "no-reference" else key, **jobs[key])
-               for key in longest_first}
-    yield futures
-    pool.shutdown(wait=True, cancel_futures=True)
+    with two_at_a_time({key: (functools.partial(execute, **jobs[key]),
+                              NAMES[0] if key == "no-reference" else key)
+                        for key in longest_first}) as futures:
+        yield futures
 
 
 def text_of(nb) -> str:

@@ -8,12 +8,13 @@ import shutil
 import struct
 import subprocess
 import sys
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import two_at_a_time
 from matplotlib.figure import Figure
 
 from arch_sim import plotstyle, schema
@@ -308,10 +309,9 @@ def redrawn(tmp_path_factory) -> dict[str, Future]:
                               capture_output=True, text=True, cwd=ROOT, timeout=280)
         return copy, metas, done
 
-    pool = ThreadPoolExecutor(max_workers=2)
     folders = sorted(committed_folders(), key=lambda f: -len(figure_files(f)))
-    yield {folder.name: pool.submit(redraw, folder) for folder in folders}
-    pool.shutdown(wait=True, cancel_futures=True)
+    with two_at_a_time({folder.name: (redraw, folder) for folder in folders}) as futures:
+        yield futures
 
 
 @pytest.mark.parametrize("folder", committed_folders(), ids=lambda p: p.name)
