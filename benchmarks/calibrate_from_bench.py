@@ -2,6 +2,7 @@
 host preset's per-design inputs re-solved from one ``arch-sim bench`` run's own CPU.
 
     .venv/bin/python benchmarks/calibrate_from_bench.py RUN OUT.toml [--paced RPS] [--no-solve]
+                                                           [--cold-decay-ms MS]
     .venv/bin/python -m arch_sim.cli simulate --preset OUT.toml --like RUN ...
 
 ``arch-sim calibrate`` measures the host on one day and the bench runs on another; on a shared
@@ -22,12 +23,14 @@ jitter, the cold-cache decay, RCU's grace periods) is kept from the packaged cal
 (``arch_sim/models/presets/host.calibration.json`` and ``host.rcu.json``, copied beside OUT).
 No switch count of the run is an input: the switches simulated with this preset can be judged
 against the run (``simulate --like RUN``, ``benchmarks/bench_repeat.py --model``).
-``--no-solve`` sets the costs analytically (fast; for checking the inputs).
+``--no-solve`` sets the costs analytically (fast; for checking the inputs).  ``--cold-decay-ms``
+puts another decay time in place of the calibrated one (an experiment on the refill's shape
+against idle time: each design's refill is re-solved with it, so the paced point's CPU is still
+matched; the ``cold_cache`` record says it was set by hand).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -39,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from arch_sim import ALL_ARCHS  # noqa: E402
+from arch_sim.argtypes import OneLineParser, positive_float  # noqa: E402
 from arch_sim.calibrate import close_from_rows, servers_from_rows  # noqa: E402
 from arch_sim.models.calibration import host_preset_text  # noqa: E402
 
@@ -49,7 +53,7 @@ class Refused(Exception):
     """A bad argument: one line on stderr, exit 2."""
 
 
-def measurements(run: Path, paced: float) -> dict:
+def measurements(run: Path, paced: float, decay_ms: float | None = None) -> dict:
     """calibrate's measurements, with every per-design input taken from ``run``'s rows as
     calibrate takes them from its own bench runs (:func:`arch_sim.calibrate.servers_from_rows`,
     :func:`~arch_sim.calibrate.close_from_rows`; a point's windows averaged)."""
@@ -78,21 +82,25 @@ def measurements(run: Path, paced: float) -> dict:
     cal["client"] = {"cpu_us_per_request": client}
     cal["close"]["client_close_us"] = max(0.0, close["client_us"] - client)
     cal["from_bench"] = {"run": str(run), "paced_rps": paced}
+    if decay_ms is not None:
+        cal["cold_cache"] = {"decay_ms": decay_ms, "set_by_hand": True}
     return cal
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run", type=Path, help="an arch-sim bench folder of the four designs")
     p.add_argument("out", type=Path, help="the preset to write (NAME.toml)")
-    p.add_argument("--paced", type=float, default=500.0,
+    p.add_argument("--paced", type=positive_float, default=500.0,
                    help="the paced load whose CPU solves the cache refill (500)")
     p.add_argument("--no-solve", action="store_true", help="set the costs analytically")
+    p.add_argument("--cold-decay-ms", type=positive_float, default=None, metavar="MS",
+                   help="this cold-cache decay time instead of the calibrated one")
     args = p.parse_args(argv)
     try:
         if args.out.suffix != ".toml":
             raise Refused(f"{args.out}: the preset must be a .toml file")
-        cal = measurements(args.run, args.paced)
+        cal = measurements(args.run, args.paced, args.cold_decay_ms)
     except Refused as exc:
         print(f"calibrate_from_bench: {exc}", file=sys.stderr)
         return 2

@@ -64,6 +64,9 @@ def test_scripts_that_import_other_benchmarks_run_as_scripts_too():
     (["results/archs-bench-2026-11-30-c", "x.toml", "--paced", "1000"],
      "no thread-per-request keep-alive rows 1000 requests/s"),
     (["results/byo-2026-11-30", "x.toml"], "--connection keep-alive,close"),
-    (["results/archs-bench-2026-11-30-c", "x.json"], "must be a .toml file")])
+    (["results/archs-bench-2026-11-30-c", "x.json"], "must be a .toml file"),
+    (["results/archs-bench-2026-11-30-c", "x.toml", "--paced", "abc"], "'abc' is not a number"),
+    (["results/archs-bench-2026-11-30-c", "x.toml", "--cold-decay-ms", "0"],
+     "give a number > 0")])
 def test_calibrate_from_bench_refuses_in_one_line(argv, says):
     assert says in refused("calibrate_from_bench.py", *argv)

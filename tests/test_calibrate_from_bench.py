@@ -51,3 +51,20 @@ def test_every_per_design_input_is_the_runs_and_the_host_inputs_are_kept(tmp_pat
     assert out.with_name("fromrun.rcu.json").read_bytes() == (
         script.PRESETS / "host.rcu.json").read_bytes()
     assert load_preset(out).name == "fromrun"
+
+
+def test_a_decay_time_set_by_hand_is_used_and_says_so(tmp_path):
+    """``--cold-decay-ms``: the preset's decay is the one given, its comment and the
+    calibration record say it was set by hand; every other host input is kept."""
+    script = benchmark("calibrate_from_bench")
+    out = tmp_path / "decay.toml"
+    assert script.main([str(RUN), str(out), "--no-solve", "--cold-decay-ms", "2"]) == 0
+    line = next(x for x in out.read_text().splitlines() if x.startswith("cold_decay_ms"))
+    assert line.startswith("cold_decay_ms = 2.00 ") and "set by hand" in line
+    assert "measured by" not in line
+    assert load_preset(out).scheduler.cold_decay_ms == 2.0
+    cal = json.loads(out.with_suffix(".calibration.json").read_text())
+    assert cal["cold_cache"] == {"decay_ms": 2.0, "set_by_hand": True}
+    shipped = json.loads((script.PRESETS / "host.calibration.json").read_text())
+    for host_input in ("switch", "wakeup", "futex", "cpu_jitter"):
+        assert cal[host_input] == shipped[host_input]

@@ -78,6 +78,7 @@ class Inputs:
                             f", {left_out} interrupted run(s) left out (over "
                             f"{INTERRUPTED_X:g}x the median)")
         self.decay = (m.get("cold_cache") or {}).get("decay_ms")
+        self.decay_by_hand = bool((m.get("cold_cache") or {}).get("set_by_hand"))
         self.futex = m.get("futex") or {}
         self.wake_us = self.futex.get("wake_us")
         self.decay_ms = float(self.decay) if self.decay is not None else FALLBACK_COLD_DECAY_MS
@@ -206,7 +207,9 @@ def _scheduler(i: Inputs) -> list[str]:
            "not measured by this calibrate run: cpu_time_cv() on the development host "
            "(same Python work, 1 ms apart); it decides EEVDF's close calls"),
         f"cold_decay_ms = {decay_ms:.2f}       # "
-        + (f"{tag}: extra CPU of the same short socket + Python work after the CPU "
+        + ("set by hand (an experiment on the refill's shape), not measured"
+           if i.decay_by_hand else
+           f"{tag}: extra CPU of the same short socket + Python work after the CPU "
            "idled 0.3-30 ms, fitted to 1 - exp(-idle / decay) (hostbench.cold_cache)"
            if decay is not None else
            "not measured by this calibrate run: cold_cache() on the development host "
