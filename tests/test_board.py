@@ -48,6 +48,39 @@ def test_a_reader_in_another_process_never_sees_a_counter_zeroed_while_it_is_wri
     assert zeros == 0, f"{zeros} of {reads} reads saw a counter at 0 while it was rewritten"
 
 
+def test_a_status_read_never_sees_a_dead_workers_requests_twice_or_not_at_all():
+    """The master retires dead workers (their requests move to RETIRED_REQUESTS, the slot is
+    cleared) while another process reads the totals: a worker that served N requests is
+    respawned and serves N more, so the total a reader sees never goes down - unless it read
+    in the middle of a retire, with N counted twice."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("the master and the reader must run at once: needs two CPUs")
+    board, served = b.Board(1), 7
+    slot = board.slot(0)
+    child = os.fork()
+    if child == 0:  # the master: a worker serves, dies and is retired, again and again
+        end = time.monotonic() + 1.2
+        while time.monotonic() < end:
+            slot[b.PID], slot[b.ALIVE] = 4242, 1  # respawned: 0 requests
+            slot[b.REQUESTS] = served
+            b.retire(board, 0)
+            gap = time.perf_counter() + 30e-6  # the next death: readers get a quiet moment
+            while time.perf_counter() < gap:
+                pass
+        os._exit(0)
+    last, drops, reads, changes = 0, 0, 0, 0
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:
+        total = b.totals(board)["requests"]
+        reads += 1
+        drops += total < last
+        changes += total != last
+        last = total
+    os.waitpid(child, 0)
+    assert changes > 100, "the master never retired beside the reader: nothing was tested"
+    assert drops == 0, f"{drops} of {reads} reads came after one that counted a retire twice"
+
+
 def fake_worker(board: b.Board, index: int) -> SimpleNamespace:
     """The parts of a state-group Worker that publish() and refresh() use."""
     return SimpleNamespace(

@@ -15,21 +15,30 @@ it publishes before it blocks, so its slot is current).
 A worker's context switches come from its own ``getrusage(RUSAGE_SELF)``.  When a worker dies,
 the master reaps it, moves its published request count to ``RETIRED_REQUESTS`` and clears its
 slot; its context switches and CPU time then reach the master's ``RUSAGE_CHILDREN``, which the
-master publishes too - so no count is lost or counted twice.
+master publishes too - so no count is lost or counted twice.  Those three steps are one change
+to a reader: between them the dead worker's requests would count twice (in ``RETIRED_REQUESTS``
+and in its slot) and its switches not at all (its slot cleared, ``RUSAGE_CHILDREN`` not yet
+published).  So :func:`retire` brackets them with a sequence counter (``RETIRE_SEQ``, odd while a
+retire is under way; a seqlock with one writer, the master) and :func:`totals` reads again until
+it has read between two retires.  The stores and loads are plain ones in program order, which
+x86-64's memory model keeps in order between processes (Python has no fences to ask for it).
 """
 
 from __future__ import annotations
 
 import mmap
 import resource
+import time
 from collections.abc import Callable
 
 from .lifecycle import NAMES
 
 # -- the master's fields ---------------------------------------------------------------------
 (M_PID, M_NVCSW, M_NIVCSW, M_UTIME, M_STIME, C_NVCSW, C_NIVCSW, C_UTIME, C_STIME,
- RETIRED_REQUESTS, RESTARTS, STATUS_ASKED) = range(12)
-MASTER_LEN = 12
+ RETIRED_REQUESTS, RESTARTS, STATUS_ASKED, RETIRE_SEQ) = range(13)
+MASTER_LEN = 13
+#: how many times totals() reads again while retires keep coming (then it answers anyway)
+READ_TRIES = 100
 
 # -- one worker's fields (PASSES, SLEEPS, BUSY_POLLS, MOVED, QUEUE: the state-group loop's) ----
 (PID, CPU, ALIVE, OPEN, REQUESTS, PASSES, SLEEPS, BUSY_POLLS, NVCSW, NIVCSW, UTIME,
@@ -95,9 +104,36 @@ def clear(slot: memoryview) -> None:
         slot[i] = 0
 
 
+def retire(board: Board, index: int) -> None:
+    """(the master, after reaping worker *index*) Keep its requests in ``RETIRED_REQUESTS``,
+    clear its slot and publish ``RUSAGE_CHILDREN``, which now holds its switches and CPU time -
+    as one change to readers (``RETIRE_SEQ`` odd meanwhile)."""
+    master = board.master
+    master[RETIRE_SEQ] += 1
+    slot = board.slot(index)
+    master[RETIRED_REQUESTS] += slot[REQUESTS]
+    clear(slot)
+    publish_rusage(master, C_NVCSW, resource.RUSAGE_CHILDREN)
+    master[RETIRE_SEQ] += 1
+
+
 def totals(board: Board) -> dict:
     """The ``/server-status`` totals over the master (itself and its reaped workers, from
-    ``RUSAGE_CHILDREN``) and every live worker's slot: pids, requests, switches, CPU time."""
+    ``RUSAGE_CHILDREN``) and every live worker's slot: pids, requests, switches, CPU time.
+    Read between two retires (see :func:`retire`): again if one was under way or came
+    meanwhile, up to ``READ_TRIES`` times (a master stopped mid-retire cannot hold it up)."""
+    master = board.master
+    for _ in range(READ_TRIES):
+        seq = master[RETIRE_SEQ]
+        if seq % 2 == 0:
+            counts = _totals(board)
+            if master[RETIRE_SEQ] == seq:
+                return counts
+        time.sleep(0.0001)  # let the master (maybe on this CPU) finish its retire
+    return _totals(board)
+
+
+def _totals(board: Board) -> dict:
     master = board.master
     live = [slot for slot in board.slots() if slot[ALIVE]]
     pids = ([master[M_PID]] if master[M_PID] else []) + [slot[PID] for slot in live]

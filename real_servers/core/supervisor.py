@@ -16,7 +16,6 @@ from __future__ import annotations
 import ctypes
 import math
 import os
-import resource
 import signal
 import sys
 import time
@@ -105,10 +104,7 @@ class Supervisor:
 
     def retire(self, index: int) -> None:
         """Keep a dead worker's requests; its rusage now shows in RUSAGE_CHILDREN."""
-        slot = self.board.slot(index)
-        self.board.master[b.RETIRED_REQUESTS] += slot[b.REQUESTS]
-        b.clear(slot)
-        b.publish_rusage(self.board.master, b.C_NVCSW, resource.RUSAGE_CHILDREN)
+        b.retire(self.board, index)
 
     def respawn_due(self) -> None:
         now = time.monotonic()
