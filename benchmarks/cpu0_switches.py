@@ -51,8 +51,7 @@ from arch_sim.harness import counters, fileset, measure, servers
 from arch_sim.harness.bench import IDLE_BASELINE_S
 from arch_sim.harness.measure import Load, Target
 from arch_sim.models.runner import simulate_point
-from arch_sim.models.scheduler import Scheduler
-from arch_sim.models.trace import SwitchTrace
+from arch_sim.models.trace import switch_traces
 
 IDLE_TRACE_S = 3.0  # seconds of the idle server traced for the background
 EVENTS = ("sched:sched_switch", "sched:sched_wakeup", "sched:sched_process_fork")
@@ -251,20 +250,9 @@ def model(args) -> dict:
     """The host model at the same point, and its switches by kind over the whole run (a
     :class:`~arch_sim.models.trace.SwitchTrace` on the scheduler): each change of task on the
     CPU, named idle, server or kthread (the RCU grace-period thread, :mod:`arch_sim.models.rcu`)."""
-    traces: list[SwitchTrace] = []
-    real_init = Scheduler.__init__
-
-    def traced_init(self, *a, **kw):
-        real_init(self, *a, **kw)
-        self.observer = SwitchTrace()
-        traces.append(self.observer)
-
-    Scheduler.__init__ = traced_init
-    try:
+    with switch_traces() as traces:
         row = simulate_point(args.arch, "host", args.rate, workload="closed",
                              connection=args.connection, requests=3000, bench_window_s=3.0)
-    finally:
-        Scheduler.__init__ = real_init
     rows = [r for r in traces[0].finish(0.0) if r.cpu == 0]
     kinds: collections.Counter[str] = collections.Counter()
     for a, b in zip(rows, rows[1:], strict=False):

@@ -39,8 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from arch_sim.argtypes import OneLineParser, positive_float, positive_int  # noqa: E402
 from arch_sim.models.runner import simulate_point  # noqa: E402
-from arch_sim.models.scheduler import Scheduler  # noqa: E402
-from arch_sim.models.trace import SwitchTrace  # noqa: E402
+from arch_sim.models.trace import switch_traces  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gil_audit import loaded_server, task_names, thread_groups  # noqa: E402
@@ -142,20 +141,9 @@ def _group(pid: int, groups: dict[int, str]) -> str:
 
 def model(rate: float, requests: int, seed: int = 1) -> tuple[list[list[Run]], float]:
     """The host model's cycles on CPU 0 at the same point, and the requests it completed."""
-    traces: list[SwitchTrace] = []
-    real_init = Scheduler.__init__
-
-    def traced_init(self, *a, **kw):
-        real_init(self, *a, **kw)
-        self.observer = SwitchTrace()
-        traces.append(self.observer)
-
-    Scheduler.__init__ = traced_init
-    try:
+    with switch_traces() as traces:
         row = simulate_point("staged", "host", rate, workload="closed",
                              connection="keep-alive", requests=requests, seed=seed)
-    finally:
-        Scheduler.__init__ = real_init
     stretches = [s for s in traces[0].finish(0.0) if s.cpu == 0]
     switches = [(a.end, a.task.split("/")[0], a.why in ("wakeup", "slice"),
                  b.task.split("/")[0]) for a, b in zip(stretches, stretches[1:], strict=False)]

@@ -243,3 +243,19 @@ def test_schedule_cost_ticks_are_plain_numbers():
     labels = [t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels() if t.get_text()]
     assert labels and not any("^" in t or "times" in t for t in labels), labels
     assert "1,000" in labels
+
+
+def test_switch_traces_traces_the_schedulers_made_inside_the_block_only():
+    """``switch_traces()``: a run inside the block is traced (its stretches cover the run), a
+    scheduler made after it has no observer."""
+    from arch_sim.models.runner import simulate_point
+    from arch_sim.models.trace import switch_traces
+
+    with switch_traces() as traces:
+        row = simulate_point("state-group", "host", 500.0, workload="closed", requests=300)
+    assert len(traces) == 1
+    stretches = traces[0].finish(0.0)
+    assert {s.task.split("/")[0] for s in stretches} >= {"idle", "khttpd"}
+    assert sum(s.end - s.start for s in stretches if s.cpu == 0) >= row["duration_s"]
+    after = Scheduler(simpy.Environment(), 1, SchedulerParams(), random.Random(1))
+    assert after.observer is None

@@ -4,6 +4,9 @@
     ...                                     # run the simulation
     rows = trace.finish(env.now)            # [Slice(cpu, task, start, end, sched, why), ...]
 
+    with switch_traces() as traces:         # a run that builds its own scheduler(s)
+        simulate_point(...)                 # (traces[0]: the first scheduler's trace)
+
 Each :class:`Slice` is one stretch of one CPU: a task's turn (from the moment ``schedule()``
 starts switching to it, ``sched`` seconds of which are the scheduler's own cost, to the moment
 it stops) or an idle stretch (``task`` "idle").  ``why`` says how the stretch ended:
@@ -21,6 +24,8 @@ observer only when one is set, so an untraced run pays one attribute test per sw
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,3 +91,24 @@ class SwitchTrace:
                         "running")
         self._open.clear()
         return sorted(self.rows, key=lambda r: (r.cpu, r.start, r.end))
+
+
+@contextlib.contextmanager
+def switch_traces() -> Iterator[list[SwitchTrace]]:
+    """Give every :class:`~arch_sim.models.scheduler.Scheduler` made inside the block a
+    :class:`SwitchTrace` as its observer; yields the list they are added to, in order."""
+    from arch_sim.models.scheduler import Scheduler  # (scheduler.py reports to this module)
+
+    traces: list[SwitchTrace] = []
+    made = Scheduler.__init__
+
+    def traced(self: Any, *args: Any, **kwargs: Any) -> None:
+        made(self, *args, **kwargs)
+        self.observer = SwitchTrace()
+        traces.append(self.observer)
+
+    Scheduler.__init__ = traced  # type: ignore[method-assign]
+    try:
+        yield traces
+    finally:
+        Scheduler.__init__ = made  # type: ignore[method-assign]
