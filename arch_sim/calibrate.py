@@ -10,7 +10,9 @@ The measurements, kept raw in ``<preset>.calibration.json`` beside the preset (t
    window) and its reschedules per request there - and the same at a paced load
    (``PACED_RPS``), where the CPU idles between requests and each costs more (cold caches);
    then each unpaced with a new connection per request (the seed's HTTP/1.0 regime, both
-   thread-per-request shapes), which prices a connection of its own;
+   thread-per-request shapes), which prices a connection of its own; and for prefork, the
+   share of its CPU per request spent after a reply's last send (:mod:`.aftersend`, traced with
+   perf; without root or perf the preset keeps the estimated share), its ``log_us``;
 4. how fast an idle CPU's caches go cold (``cold_cache``: short work after 0.3-10 ms of sleep);
 5. what waking a sleeping thread costs the waker (``futex_wake_us``: a ``Lock.release()`` with a
    thread asleep on it, on the servers' CPU; that thread at ``SCHED_IDLE``, so that its wake-up
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -154,9 +157,33 @@ def _servers_at_saturation(args: argparse.Namespace,
         df = pd.read_csv(Path(tmp) / "run" / "measurements.csv")
     close = _close_at_saturation(args, archs)
     servers, client = servers_from_rows(df, archs, PACED_RPS)
+    if "prefork" in servers:
+        servers["prefork"]["after_send"] = _prefork_after_send(args)
     if close.get("client_us") is not None:
         close["client_close_us"] = max(0.0, close.pop("client_us") - client)
     return {"servers": servers, "client": {"cpu_us_per_request": client}, "close": close}, None
+
+
+def _prefork_after_send(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The prefork worker's work after its last send, as a share of its CPU per request
+    (:mod:`arch_sim.aftersend`); None, said in one line, where perf or root is missing."""
+    from . import aftersend
+    from .harness.plan import parse_cpus
+
+    print("calibrate: the prefork worker's work after a reply's last send (perf record)...",
+          flush=True)
+    try:
+        found = aftersend.measure(seconds=min(3.0, float(args.duration)),
+                                  server_cpu=parse_cpus(args.server_cpus)[0],
+                                  client_cpu=parse_cpus(args.client_cpus)[0],
+                                  file_set=args.file_set, connections=args.connections)
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        print(f"  not measured ({exc}): the preset keeps the estimated logging share",
+              flush=True)
+        return None
+    print(f"  {found['after_send_us']:.1f} us of {found['cpu_us_per_request']:.1f} us a "
+          f"request: {found['share']:.0%}", flush=True)
+    return found
 
 
 def _point(rows: pd.DataFrame, fields: tuple[str, ...]) -> dict[str, float]:

@@ -11,10 +11,11 @@ line saying so, until ``arch-sim calibrate --arch NAME`` measures it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from arch_sim import MORE_ARCHS
 from arch_sim.models.params import ServerParams
-from arch_sim.models.request_costs import STATE_SHARES
+from arch_sim.models.request_costs import state_shares
 
 #: the comment of every placeholder value
 PLACEHOLDER = ("placeholder until arch-sim calibrate --arch prefork --arch staged: "
@@ -32,13 +33,27 @@ def shape_line(arch: str) -> str:
             "--stage-threads defaults (real_servers/staged)")
 
 
+def log_why(share: float, measured: dict[str, Any] | None) -> str:
+    """What ``log_us`` is: the estimated share, or the work after the last send as measured
+    (:mod:`arch_sim.aftersend`)."""
+    if measured is None:
+        return f"{share:.0%} of it (logging: log line, re-arm)"
+    return (f"{share:.0%} of it: the work after the last send "
+            f"({float(measured['after_send_us']):.1f} of "
+            f"{float(measured['cpu_us_per_request']):.1f} us a request over "
+            f"{int(measured['stretches'])} sends, perf record of the syscalls; aftersend.py)")
+
+
 def more_sections(costs: dict[str, dict[str, float]], refill: dict[str, float],
                   conn: dict[str, dict[str, float]], measured: list[str],
                   cpu_us: dict[str, float], why: Callable[[str, str], str],
                   cold_why: Callable[[str], str],
-                  conn_why: Callable[[str, str], str]) -> list[str]:
+                  conn_why: Callable[[str, str], str],
+                  after_send: dict[str, dict[str, Any]] | None = None) -> list[str]:
     """The TOML lines of ``[server.prefork]`` and ``[server.staged]``: measured (``why``,
-    ``cold_why``, ``conn_why`` write the comments, as for the seed's two) or placeholders."""
+    ``cold_why``, ``conn_why`` write the comments, as for the seed's two) or placeholders.
+    ``after_send``: per design, calibrate's measurement of the work after the last send."""
+    after_send = after_send or {}
     tpr, tpr_conn = costs["thread-per-request"], conn["thread-per-request"]
     lines: list[str] = []
     for arch in MORE_ARCHS:
@@ -53,14 +68,16 @@ def more_sections(costs: dict[str, dict[str, float]], refill: dict[str, float],
                       for key, value, fmt in values]
             continue
         c = costs[arch]
+        measured_log = after_send.get(arch)
+        shares = state_shares(None if measured_log is None else measured_log["share"])
         lines += [
             f"parse_us = {c['parse_us']:.2f}           # "
-            + why(arch, f"{STATE_SHARES['parse']:.0%} of the {WHO[arch]} "
+            + why(arch, f"{shares['parse']:.0%} of the {WHO[arch]} "
                   f"{cpu_us[arch]:.1f} us per request at saturation"),
             f"send_us = {c['send_us']:.2f}            # "
-            + why(arch, f"{STATE_SHARES['send']:.0%} of it, less the per-KB part"),
+            + why(arch, f"{shares['send']:.0%} of it, less the per-KB part"),
             f"log_us = {c['log_us']:.2f}             # "
-            + why(arch, f"{STATE_SHARES['log']:.0%} of it (logging: log line, re-arm)"),
+            + why(arch, log_why(shares["log"], measured_log)),
             f"cold_refill_us = {refill[arch]:.1f}     # " + cold_why(arch),
             f"accept_us = {conn[arch]['accept_us']:.2f}          # "
             + conn_why(arch, "half of a connection's own cost (accept; the other half: "

@@ -62,6 +62,9 @@ class Inputs:
         self.wake = m["wakeup"]
         self.servers = m.get("servers") or {}
         self.measured_archs = [a for a in ALL_ARCHS if a in self.servers]
+        # the work after the last send, where calibrate measured it (prefork: aftersend.py)
+        self.after_send = {a: s["after_send"] for a, s in self.servers.items()
+                           if isinstance(s, dict) and s.get("after_send")}
         self.tpr = self.servers.get("thread-per-request", {})
         self.sg = self.servers.get("state-group", {})
         self.file_set = str(m.get("file_set", "specweb99"))
@@ -126,7 +129,7 @@ def render(i: Inputs, costs: dict[str, dict[str, float]], refill: dict[str, floa
              + _thread_per_request(i, costs, refill, conn) + [""]
              + _state_group(i, costs, refill, conn)
              + more_sections(costs, refill, conn, i.measured_archs, cpu_us, i.why, i.cold_why,
-                             i.conn_why)
+                             i.conn_why, i.after_send)
              + [""] + _network() + [""] + _workload(i, conn) + [""])
     return "\n".join(lines)
 

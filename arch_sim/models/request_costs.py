@@ -109,15 +109,35 @@ def model_cpu_us_per_request(arch: str, params, requests: int = 3000, seed: int 
     return row["cpu_util"] * row["cpus"] * 1e6 / row["rps"]
 
 
-def split_costs(budget_us: float, arch: str, mean_kb: float) -> dict[str, float]:
+def state_shares(log_share: float | None = None) -> dict[str, float]:
+    """The shares of a request's CPU per state: :data:`STATE_SHARES`, or with the logging
+    state's share measured (``log_share``: the work after the last send, arch_sim/aftersend.py)
+    and parse and send splitting the rest as they split it there."""
+    if log_share is None:
+        return dict(STATE_SHARES)
+    log = min(max(log_share, 0.0), 0.9)
+    rest = (1.0 - log) / (STATE_SHARES["parse"] + STATE_SHARES["send"])
+    return {"parse": STATE_SHARES["parse"] * rest, "send": STATE_SHARES["send"] * rest,
+            "log": log}
+
+
+def after_send_share(server: dict[str, Any]) -> float | None:
+    """A calibrate measurement's logging share, if it measured the work after the send."""
+    share = (server.get("after_send") or {}).get("share")
+    return None if share is None else float(share)
+
+
+def split_costs(budget_us: float, arch: str, mean_kb: float,
+                log_share: float | None = None) -> dict[str, float]:
     budget = max(budget_us, 1.0)
+    shares = state_shares(log_share)
     out: dict[str, float] = {}
     if arch == "thread-per-request":
         out["dispatch_us"] = DISPATCHER_SHARE * budget
         budget -= out["dispatch_us"]
-    out["parse_us"] = STATE_SHARES["parse"] * budget
-    out["send_us"] = max(0.5, STATE_SHARES["send"] * budget - SEND_US_PER_KB * mean_kb)
-    out["log_us"] = STATE_SHARES["log"] * budget
+    out["parse_us"] = shares["parse"] * budget
+    out["send_us"] = max(0.5, shares["send"] * budget - SEND_US_PER_KB * mean_kb)
+    out["log_us"] = shares["log"] * budget
     return out
 
 

@@ -1,0 +1,95 @@
+"""arch_sim.aftersend: the prefork worker's work after a reply's last send, the share of its
+CPU the model's ``log_us`` stands for, and how calibrate writes it into the preset."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tomllib
+from argparse import Namespace
+
+import pytest
+
+from arch_sim import aftersend, calibrate
+from arch_sim.models.calibration import host_preset_text
+from arch_sim.models.params import from_dict
+from arch_sim.models.request_costs import STATE_SHARES, state_shares
+
+#: perf script -F tid,time,event: two workers interleaved
+SCRIPT = """\
+  101  10.000000: syscalls:sys_enter_recvfrom:
+  101  10.000050: syscalls:sys_exit_sendto:
+  202  10.000060: syscalls:sys_exit_sendfile64:
+  101  10.000080: syscalls:sys_enter_recvfrom:
+  202  10.000100: syscalls:sys_enter_poll:
+  101  10.000200: syscalls:sys_exit_sendmsg:
+  101  10.003200: syscalls:sys_enter_recvfrom:
+  202  10.003300: syscalls:sys_enter_ppoll:
+"""
+
+
+def test_a_stretch_runs_from_a_send_to_the_same_workers_next_wait():
+    got = [round(s * 1e6, 3) for s in aftersend.stretches(SCRIPT)]
+    # 101: 30 us; 202: 40 us; 101's 3-ms stretch was preempted; 202's last wait had no send
+    assert got == [30.0, 40.0]
+
+
+def test_a_measured_share_replaces_the_logging_estimate_and_keeps_parse_to_send():
+    assert state_shares() == STATE_SHARES
+    shares = state_shares(0.24)
+    assert shares["log"] == 0.24 and sum(shares.values()) == pytest.approx(1.0)
+    assert shares["parse"] / shares["send"] == pytest.approx(
+        STATE_SHARES["parse"] / STATE_SHARES["send"])
+
+
+def calibration(after_send: dict | None) -> dict:
+    prefork = {"cpu_us_per_request": 100.0, "reschedules_per_request": 0.7, "rps": 9000.0}
+    if after_send is not None:
+        prefork["after_send"] = after_send
+    return {
+        "kind": "calibration", "host": {"hostname": "testbox"},
+        "switch": {"switch_us": 2.0, "roundtrip_us": 5.0, "pipe_pair_us": 0.5},
+        "wakeup": {"median_us": 25.0, "p99_us": 60.0},
+        "servers": {"thread-per-request": {"cpu_us_per_request": 30.0,
+                                           "reschedules_per_request": 2.2, "rps": 28000.0,
+                                           "threads": 64},
+                    "state-group": {"cpu_us_per_request": 15.0,
+                                    "reschedules_per_request": 0.005, "rps": 40000.0},
+                    "prefork": prefork},
+        "server_cpus": [0], "client_cpus": [1], "file_set": "specweb99", "connections": 64,
+    }
+
+
+def test_the_preset_takes_prefork_s_logging_share_from_the_measurement():
+    found = {"after_send_us": 24.0, "cpu_us_per_request": 100.0, "stretches": 30000,
+             "share": 0.24, "seconds": 3.0}
+    text = host_preset_text(calibration(found), solve=False)
+    prefork = from_dict(tomllib.loads(text)).server_by_arch["prefork"]
+    budget = 100.0 - 0.7 * 2.0  # the CPU per request less its switches
+    assert prefork["log_us"] == pytest.approx(0.24 * budget, abs=0.01)
+    line = next(x for x in text.splitlines() if x.startswith("log_us")
+                and "after the last send" in x)
+    assert "24% of it" in line and "24.0 of 100.0 us" in line and "30000 sends" in line
+    estimated = host_preset_text(calibration(None), solve=False)
+    prefork = from_dict(tomllib.loads(estimated)).server_by_arch["prefork"]
+    assert prefork["log_us"] == pytest.approx(STATE_SHARES["log"] * budget, abs=0.01)
+    assert "after the last send" not in estimated
+
+
+def test_without_perf_calibrate_says_so_in_one_line_and_keeps_the_estimate(monkeypatch,
+                                                                              capsys):
+    monkeypatch.setattr(aftersend, "perf_missing", lambda: "perf not found (install it)")
+    args = Namespace(duration=2.0, server_cpus="0", client_cpus="1", file_set="specweb99",
+                     connections=64)
+    assert calibrate._prefork_after_send(args) is None
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "perf not found" in out[-1] and "estimated logging share" in out[-1]
+
+
+@pytest.mark.skipif(shutil.which("perf") is None or os.geteuid() != 0,
+                    reason="needs root and perf")
+def test_the_real_prefork_server_spends_a_share_of_its_cpu_after_the_send():
+    found = aftersend.measure(seconds=2.0)
+    assert found["stretches"] > 1000
+    assert 5.0 < found["after_send_us"] < found["cpu_us_per_request"]
+    assert 0.05 < found["share"] < 0.6
