@@ -10,14 +10,17 @@ made the model sleep on every request.
 How: the prefork server on the server's CPU under wrk -c 64, keep-alive, unpaced (the client's
 CPU); ``perf record`` of the syscall tracepoints on the server's CPU for ``seconds``.  For each
 worker, the time from the end of a send (``sendto``, ``sendmsg``, ``sendfile64``) to the start
-of its next wait (``recvfrom``, ``poll``, ``ppoll``) is one after-send stretch; stretches over
-``PREEMPTED_S`` held a preemption and are left out.  Their mean, over the CPU a request cost
+of its next wait (``recvfrom``, ``poll``, ``ppoll``) is one after-send stretch; a stretch
+during which the worker was switched out (``sched:sched_switch`` with it as the task leaving:
+another worker ran meanwhile, for about a request's time) is left out, and so is any over
+``PREEMPTED_S``.  Their mean, over the CPU a request cost
 over the whole wrk run (getrusage through ``/server-status``, read before and after it), is the
 share.  Needs root and perf (as calibrate's other traced measurements do).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -31,6 +34,8 @@ SEND_EXITS = ("syscalls:sys_exit_sendto", "syscalls:sys_exit_sendmsg",
               "syscalls:sys_exit_sendfile64")
 WAIT_ENTERS = ("syscalls:sys_enter_recvfrom", "syscalls:sys_enter_poll",
                "syscalls:sys_enter_ppoll")
+#: fires with the task leaving the CPU as its ``tid``
+SWITCH = "sched:sched_switch"
 #: a stretch this long was preempted (the work itself takes tens of microseconds)
 PREEMPTED_S = 1e-3
 #: ``perf script -F tid,time,event``: "  TID  SECONDS: EVENT:"
@@ -40,7 +45,8 @@ LINE = re.compile(r"^\s*(\d+)\s+([\d.]+):\s+(\S+?):?\s*$")
 def stretches(script: str) -> list[float]:
     """The after-send stretches (s) in ``perf script -F tid,time,event`` output, per thread:
     from a send's end to the thread's next wait; a wait with no send before it (the first
-    request, a connection's first bytes) starts none; preempted ones are left out."""
+    request, a connection's first bytes) starts none; one the thread was switched out in
+    (preempted) is left out, as is one over ``PREEMPTED_S``."""
     sent: dict[int, float] = {}
     out: list[float] = []
     for line in script.splitlines():
@@ -50,6 +56,8 @@ def stretches(script: str) -> list[float]:
         tid, t, event = int(m.group(1)), float(m.group(2)), m.group(3)
         if event in SEND_EXITS:
             sent[tid] = t
+        elif event == SWITCH:
+            sent.pop(tid, None)
         elif event in WAIT_ENTERS and tid in sent:
             gap = t - sent.pop(tid)
             if gap < PREEMPTED_S:
@@ -59,8 +67,6 @@ def stretches(script: str) -> list[float]:
 
 def perf_missing() -> str | None:
     """Why this cannot run here (no perf, not root), or None."""
-    import os
-
     if shutil.which("perf") is None:
         return "perf not found (Debian: apt-get install -y linux-perf)"
     if os.geteuid() != 0:
@@ -93,7 +99,7 @@ def measure(seconds: float = 3.0, server_cpu: int = 0, client_cpu: int = 1,
             time.sleep(warmup)
             data = Path(tmp) / "perf.data"
             subprocess.run(["perf", "record", "-q", "-C", str(server_cpu), "-o", str(data)]
-                           + [f"-e{e}" for e in SEND_EXITS + WAIT_ENTERS]
+                           + [f"-e{e}" for e in SEND_EXITS + WAIT_ENTERS + (SWITCH,)]
                            + ["--", "sleep", str(seconds)],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             load.join()

@@ -25,13 +25,19 @@ SCRIPT = """\
   101  10.000200: syscalls:sys_exit_sendmsg:
   101  10.003200: syscalls:sys_enter_recvfrom:
   202  10.003300: syscalls:sys_enter_ppoll:
+  202  10.004000: syscalls:sys_exit_sendto:
+  202  10.004010: sched:sched_switch:
+  101  10.004100: syscalls:sys_exit_sendto:
+  202  10.004120: syscalls:sys_enter_recvfrom:
+  101  10.004125: syscalls:sys_enter_recvfrom:
 """
 
 
 def test_a_stretch_runs_from_a_send_to_the_same_workers_next_wait():
     got = [round(s * 1e6, 3) for s in aftersend.stretches(SCRIPT)]
-    # 101: 30 us; 202: 40 us; 101's 3-ms stretch was preempted; 202's last wait had no send
-    assert got == [30.0, 40.0]
+    # 101: 30 us; 202: 40 us; 101's 3-ms stretch was preempted; 202's wait at 10.0033 had no
+    # send before it; 202's 120-us stretch held a switch out (another worker ran); 101: 25 us
+    assert got == [30.0, 40.0, 25.0]
 
 
 def test_a_measured_share_replaces_the_logging_estimate_and_keeps_parse_to_send():
