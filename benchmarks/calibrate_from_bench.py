@@ -19,7 +19,8 @@ itself, solved as calibrate solves them (:func:`arch_sim.models.calibration.host
   server, as calibrate takes them.
 
 Everything measured about the host itself (switch cost, wake-up latency, the futex wake, CPU
-jitter, the cold-cache decay, RCU's grace periods) is kept from the packaged calibration
+jitter, the cold-cache decay, RCU's grace periods), and prefork's work after the last send
+(traced by calibrate, not in a bench's rows), is kept from the packaged calibration
 (``arch_sim/models/presets/host.calibration.json`` and ``host.rcu.json``, copied beside OUT).
 No switch count of the run is an input: the switches simulated with this preset can be judged
 against the run (``simulate --like RUN``, ``benchmarks/bench_repeat.py --model``).
@@ -77,7 +78,12 @@ def measurements(run: Path, paced: float, decay_ms: float | None = None) -> dict
                       "(arch-sim bench --arch ... --connection keep-alive,close)"
                       + (", or another --paced load it ran" if missing else "")) from None
     cal = json.loads((PRESETS / "host.calibration.json").read_text())
+    # a design's work after the last send is traced by calibrate, not in a bench's rows: kept
+    traced = {arch: row["after_send"] for arch, row in cal["servers"].items()
+              if isinstance(row, dict) and row.get("after_send")}
     cal["servers"].update(servers)
+    for arch, after_send in traced.items():
+        cal["servers"][arch]["after_send"] = after_send
     cal["close"].update({arch: close[arch] for arch in ALL_ARCHS})
     cal["client"] = {"cpu_us_per_request": client}
     cal["close"]["client_close_us"] = max(0.0, close["client_us"] - client)

@@ -68,3 +68,27 @@ def test_a_decay_time_set_by_hand_is_used_and_says_so(tmp_path):
     shipped = json.loads((script.PRESETS / "host.calibration.json").read_text())
     for host_input in ("switch", "wakeup", "futex", "cpu_jitter"):
         assert cal[host_input] == shipped[host_input]
+
+
+def test_a_traced_after_send_share_in_the_packaged_calibration_is_kept(tmp_path, monkeypatch):
+    """calibrate traces prefork's work after the last send (arch_sim/aftersend.py); a bench
+    run's rows do not hold it, so the preset made from them keeps the packaged one."""
+    script = benchmark("calibrate_from_bench")
+    packaged = json.loads((script.PRESETS / "host.calibration.json").read_text())
+    found = {"after_send_us": 25.0, "cpu_us_per_request": 100.0, "stretches": 9000,
+             "share": 0.25, "seconds": 3.0}
+    packaged["servers"]["prefork"]["after_send"] = found
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    (presets / "host.calibration.json").write_text(json.dumps(packaged))
+    (presets / "host.rcu.json").write_bytes((script.PRESETS / "host.rcu.json").read_bytes())
+    monkeypatch.setattr(script, "PRESETS", presets)
+    out = tmp_path / "kept.toml"
+    assert script.main([str(RUN), str(out), "--no-solve"]) == 0
+    cal = json.loads(out.with_suffix(".calibration.json").read_text())
+    assert cal["servers"]["prefork"]["after_send"] == found
+    assert cal["servers"]["prefork"]["cpu_us_per_request"] == mean(
+        pd.read_csv(RUN / "measurements.csv"), "prefork", "keep-alive", None,
+        "cpu_us_per_request")  # the rest is the run's
+    assert any(line.startswith("log_us") and "after the last send" in line
+               for line in out.read_text().splitlines())
