@@ -204,3 +204,20 @@ def two_at_a_time(calls: dict) -> Iterator[dict[str, Future]]:
         yield {key: pool.submit(*call) for key, call in calls.items()}
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+#: what ``arch-sim calibrate`` measures, as its calibration.json holds it: a host and the seed's
+#: two designs (the presets written from it in tests; add a design's record to test its section)
+CALIBRATION = {
+    "host": {"host": "testbox", "kernel": "6.18.1", "cpu_count": 2, "cpu_model": "x86",
+             "python": "3.11.7"},
+    "switch": {"switch_us": 1.5, "roundtrip_us": 4.2, "pipe_pair_us": 0.6},
+    "wakeup": {"median_us": 15.0, "p99_us": 40.0},
+    "servers": {
+        "thread-per-request": {"cpu_us_per_request": 30.0, "reschedules_per_request": 2.2,
+                               "rps": 28000.0, "threads": 64},
+        "state-group": {"cpu_us_per_request": 15.0, "reschedules_per_request": 0.005,
+                        "rps": 40000.0},
+    },
+    "server_cpus": [0], "client_cpus": [1], "file_set": "specweb99", "connections": 64,
+}

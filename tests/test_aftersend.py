@@ -9,6 +9,7 @@ import tomllib
 from argparse import Namespace
 
 import pytest
+from helpers import CALIBRATION
 
 from arch_sim import aftersend, calibrate
 from arch_sim.models.calibration import host_preset_text
@@ -49,21 +50,11 @@ def test_a_measured_share_replaces_the_logging_estimate_and_keeps_parse_to_send(
 
 
 def calibration(after_send: dict | None) -> dict:
+    """calibrate's measurements with prefork's saturation point (and its after-send trace)."""
     prefork = {"cpu_us_per_request": 100.0, "reschedules_per_request": 0.7, "rps": 9000.0}
     if after_send is not None:
         prefork["after_send"] = after_send
-    return {
-        "kind": "calibration", "host": {"hostname": "testbox"},
-        "switch": {"switch_us": 2.0, "roundtrip_us": 5.0, "pipe_pair_us": 0.5},
-        "wakeup": {"median_us": 25.0, "p99_us": 60.0},
-        "servers": {"thread-per-request": {"cpu_us_per_request": 30.0,
-                                           "reschedules_per_request": 2.2, "rps": 28000.0,
-                                           "threads": 64},
-                    "state-group": {"cpu_us_per_request": 15.0,
-                                    "reschedules_per_request": 0.005, "rps": 40000.0},
-                    "prefork": prefork},
-        "server_cpus": [0], "client_cpus": [1], "file_set": "specweb99", "connections": 64,
-    }
+    return {**CALIBRATION, "servers": {**CALIBRATION["servers"], "prefork": prefork}}
 
 
 def test_the_preset_takes_prefork_s_logging_share_from_the_measurement():
@@ -71,7 +62,7 @@ def test_the_preset_takes_prefork_s_logging_share_from_the_measurement():
              "share": 0.24, "seconds": 3.0}
     text = host_preset_text(calibration(found), solve=False)
     prefork = from_dict(tomllib.loads(text)).server_by_arch["prefork"]
-    budget = 100.0 - 0.7 * 2.0  # the CPU per request less its switches
+    budget = 100.0 - 0.7 * CALIBRATION["switch"]["switch_us"]  # less its switches
     assert prefork["log_us"] == pytest.approx(0.24 * budget, abs=0.01)
     line = next(x for x in text.splitlines() if x.startswith("log_us")
                 and "after the last send" in x)

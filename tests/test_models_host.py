@@ -7,26 +7,13 @@ import re
 import tomllib
 
 import pytest
+from helpers import CALIBRATION as MEASUREMENTS
 
 from arch_sim import ALL_ARCHS
 from arch_sim.hostbench import fit_cold_decay
 from arch_sim.models import load_preset, simulate_point
 from arch_sim.models.calibration import host_preset_text, model_cpu_us_per_request
 from arch_sim.models.params import from_dict
-
-MEASUREMENTS = {
-    "host": {"host": "testbox", "kernel": "6.18.1", "cpu_count": 2, "cpu_model": "x86",
-             "python": "3.11.7"},
-    "switch": {"switch_us": 1.5, "roundtrip_us": 4.2, "pipe_pair_us": 0.6},
-    "wakeup": {"median_us": 15.0, "p99_us": 40.0},
-    "servers": {
-        "thread-per-request": {"cpu_us_per_request": 30.0, "reschedules_per_request": 2.2,
-                               "rps": 28000.0, "threads": 64},
-        "state-group": {"cpu_us_per_request": 15.0, "reschedules_per_request": 0.005,
-                        "rps": 40000.0},
-    },
-    "server_cpus": [0], "client_cpus": [1], "file_set": "specweb99", "connections": 64,
-}
 
 
 @pytest.fixture(scope="module")
