@@ -50,7 +50,6 @@ from arch_sim.models.connection_costs import previous_connection_costs
 from arch_sim.models.params import from_dict
 from arch_sim.models.preset_text import Inputs, render
 from arch_sim.models.request_costs import (
-    after_send_share,
     model_cpu_us_per_request,
     previous_cold_refill_us,
     previous_server_costs,
@@ -87,8 +86,7 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
     for arch in solved:
         costs[arch] = split_costs(float(servers[arch]["cpu_us_per_request"])
                                   - float(servers[arch].get("reschedules_per_request", 0.0))
-                                  * i.switch_us, arch, i.mean_kb,
-                                  after_send_share(servers[arch]))
+                                  * i.switch_us, arch, i.mean_kb, i.log_share(arch))
 
     text = render(i, costs, refill, conn)
     if solve:

@@ -98,6 +98,12 @@ class Inputs:
                     f"previous host preset ({what})")
         return f"{self.tag}: {what}"
 
+    def log_share(self, arch: str) -> float | None:
+        """``arch``'s logging share as calibrate measured it (the work after the last send),
+        or None: the estimate."""
+        found = self.after_send.get(arch)
+        return None if found is None else float(found["share"])
+
     def cold_why(self, arch: str) -> str:
         """The comment of a per-arch cache refill: solved now, or kept from before."""
         if arch not in self.paced_all:

@@ -121,12 +121,6 @@ def state_shares(log_share: float | None = None) -> dict[str, float]:
             "log": log}
 
 
-def after_send_share(server: dict[str, Any]) -> float | None:
-    """A calibrate measurement's logging share, if it measured the work after the send."""
-    share = (server.get("after_send") or {}).get("share")
-    return None if share is None else float(share)
-
-
 def split_costs(budget_us: float, arch: str, mean_kb: float,
                 log_share: float | None = None) -> dict[str, float]:
     budget = max(budget_us, 1.0)
