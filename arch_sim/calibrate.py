@@ -42,7 +42,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import ALL_ARCHS
+from . import ALL_ARCHS, threadcpu
 from .argtypes import UsageError, options, positive_float
 from .hostbench import cold_cache, context_switch_us, cpu_time_cv, futex_wake_us, wakeup_latency_us
 from .runinfo import host_info, now_iso, write_atomic, write_json_atomic
@@ -159,6 +159,9 @@ def _servers_at_saturation(args: argparse.Namespace,
     servers, client = servers_from_rows(df, archs, PACED_RPS)
     if "prefork" in servers:
         servers["prefork"]["after_send"] = _prefork_after_send(args)
+    for arch in threadcpu.ARCHS:
+        if arch in servers:
+            servers[arch]["threads_cpu"] = _thread_split(args, arch)
     if close.get("client_us") is not None:
         close["client_close_us"] = max(0.0, close.pop("client_us") - client)
     return {"servers": servers, "client": {"cpu_us_per_request": client}, "close": close}, None
@@ -183,6 +186,25 @@ def _prefork_after_send(args: argparse.Namespace) -> dict[str, Any] | None:
         return None
     print(f"  {found['after_send_us']:.1f} us of {found['cpu_us_per_request']:.1f} us a "
           f"request: {found['share']:.0%}", flush=True)
+    return found
+
+
+def _thread_split(args: argparse.Namespace, arch: str) -> dict[str, Any] | None:
+    """How ``arch``'s CPU divides over its threads (:mod:`arch_sim.threadcpu`); None, said in
+    one line, where it cannot be read."""
+    from .harness.plan import parse_cpus
+
+    print(f"calibrate: the {arch} server's CPU thread by thread (schedstat)...", flush=True)
+    try:
+        found = threadcpu.measure(arch, seconds=min(2.0, float(args.duration)),
+                                  server_cpu=parse_cpus(args.server_cpus)[0],
+                                  client_cpu=parse_cpus(args.client_cpus)[0],
+                                  file_set=args.file_set, connections=args.connections,
+                                  threads=THREADS)
+    except (RuntimeError, OSError, ValueError) as exc:
+        print(f"  not measured ({exc}): the preset keeps the estimated split", flush=True)
+        return None
+    print("  " + ", ".join(f"{k} {v:.0%}" for k, v in found["shares"].items()), flush=True)
     return found
 
 

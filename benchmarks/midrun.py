@@ -38,6 +38,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from arch_sim import threadcpu
 from arch_sim.argtypes import LIST_HELP, ListAction, OneLineParser, positive_float, positive_int
 from arch_sim.harness import fileset, servers
 from arch_sim.harness.plan import load_item
@@ -79,24 +80,8 @@ def group_of(comm: str) -> str:
 
 def thread_counts(pids: list[int]) -> dict[int, tuple[str, int, int, int]]:
     """Every live thread of ``pids``: tid -> (group, CPU ns, voluntary, involuntary)."""
-    out = {}
-    for pid in pids:
-        try:
-            tasks = list(Path(f"/proc/{pid}/task").iterdir())
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                comm = (task / "comm").read_text().strip()
-                run_ns = int((task / "schedstat").read_text().split()[0])
-                fields = dict(line.split(":", 1) for line in
-                              (task / "status").read_text().splitlines() if ":" in line)
-            except (OSError, ValueError):
-                continue  # the thread exited meanwhile
-            out[int(task.name)] = (group_of(comm), run_ns,
-                                   int(fields["voluntary_ctxt_switches"]),
-                                   int(fields["nonvoluntary_ctxt_switches"]))
-    return out
+    return {tid: (group_of(name), *rest)
+            for tid, (name, *rest) in threadcpu.thread_counts(pids).items()}
 
 
 def by_group(before: dict[int, tuple[str, int, int, int]],

@@ -86,7 +86,8 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
     for arch in solved:
         costs[arch] = split_costs(float(servers[arch]["cpu_us_per_request"])
                                   - float(servers[arch].get("reschedules_per_request", 0.0))
-                                  * i.switch_us, arch, i.mean_kb, i.log_share(arch))
+                                  * i.switch_us, arch, i.mean_kb, i.shares(arch),
+                                  i.dispatch_share())
 
     text = render(i, costs, refill, conn)
     if solve:

@@ -15,7 +15,6 @@ from typing import Any
 
 from arch_sim import MORE_ARCHS
 from arch_sim.models.params import ServerParams
-from arch_sim.models.request_costs import state_shares
 
 #: the comment of every placeholder value
 PLACEHOLDER = ("placeholder until arch-sim calibrate --arch prefork --arch staged: "
@@ -31,6 +30,18 @@ def shape_line(arch: str) -> str:
                 "--workers default (real_servers/prefork), one per wrk connection")
     return (f'stage_threads = "{ServerParams.stage_threads}"  # the real staged server\'s '
             "--stage-threads defaults (real_servers/staged)")
+
+
+def thread_share(what: str, threads: dict[str, Any] | None) -> str:
+    """Where a staged cost's share came from: the ``what`` stage thread's share of the stage
+    threads' CPU as calibrate read it thread by thread (:mod:`arch_sim.threadcpu`), or
+    nothing (the estimate)."""
+    if threads is None:
+        return ""
+    per = threads["us_per_request"]
+    return (f": the {what} thread's share of the stage threads' CPU "
+            f"({float(per.get(what, 0.0)):.1f} us a request over {int(threads['requests'])} "
+            "requests, schedstat; threadcpu.py)")
 
 
 def log_why(share: float, measured: dict[str, Any] | None) -> str:
@@ -49,11 +60,16 @@ def more_sections(costs: dict[str, dict[str, float]], refill: dict[str, float],
                   cpu_us: dict[str, float], why: Callable[[str, str], str],
                   cold_why: Callable[[str], str],
                   conn_why: Callable[[str, str], str],
-                  after_send: dict[str, dict[str, Any]] | None = None) -> list[str]:
+                  shares: dict[str, dict[str, float]],
+                  after_send: dict[str, dict[str, Any]] | None = None,
+                  threads_cpu: dict[str, dict[str, Any] | None] | None = None) -> list[str]:
     """The TOML lines of ``[server.prefork]`` and ``[server.staged]``: measured (``why``,
     ``cold_why``, ``conn_why`` write the comments, as for the seed's two) or placeholders.
-    ``after_send``: per design, calibrate's measurement of the work after the last send."""
+    ``shares``: per design, how its CPU was split over parse, send and log; ``after_send``
+    and ``threads_cpu``: calibrate's measurements those shares came from, where it made
+    them (the work after the last send; the CPU thread by thread)."""
     after_send = after_send or {}
+    threads_cpu = threads_cpu or {}
     tpr, tpr_conn = costs["thread-per-request"], conn["thread-per-request"]
     lines: list[str] = []
     for arch in MORE_ARCHS:
@@ -69,15 +85,19 @@ def more_sections(costs: dict[str, dict[str, float]], refill: dict[str, float],
             continue
         c = costs[arch]
         measured_log = after_send.get(arch)
-        shares = state_shares(None if measured_log is None else measured_log["share"])
+        split = shares[arch]
+        threads = threads_cpu.get(arch) if arch == "staged" else None
         lines += [
             f"parse_us = {c['parse_us']:.2f}           # "
-            + why(arch, f"{shares['parse']:.0%} of the {WHO[arch]} "
-                  f"{cpu_us[arch]:.1f} us per request at saturation"),
+            + why(arch, f"{split['parse']:.0%} of the {WHO[arch]} "
+                  f"{cpu_us[arch]:.1f} us per request at saturation"
+                  + thread_share("wait_headers", threads)),
             f"send_us = {c['send_us']:.2f}            # "
-            + why(arch, f"{shares['send']:.0%} of it, less the per-KB part"),
+            + why(arch, f"{split['send']:.0%} of it, less the per-KB part"
+                  + thread_share("send_data", threads)),
             f"log_us = {c['log_us']:.2f}             # "
-            + why(arch, log_why(shares["log"], measured_log)),
+            + why(arch, f"{split['log']:.0%} of it" + thread_share("logging", threads)
+                  if threads is not None else log_why(split["log"], measured_log)),
             f"cold_refill_us = {refill[arch]:.1f}     # " + cold_why(arch),
             f"accept_us = {conn[arch]['accept_us']:.2f}          # "
             + conn_why(arch, "half of a connection's own cost (accept; the other half: "

@@ -17,7 +17,11 @@ from typing import Any
 from arch_sim import ALL_ARCHS, specweb99
 from arch_sim.hostbench import INTERRUPTED_X
 from arch_sim.models.calibration_more import more_sections
-from arch_sim.models.request_costs import DISPATCHER_SHARE, SEND_US_PER_KB, STATE_SHARES
+from arch_sim.models.request_costs import (
+    DISPATCHER_SHARE,
+    SEND_US_PER_KB,
+    state_shares,
+)
 from real_servers.stategroup.config import DEFAULT_SEND_CHUNK
 
 #: SPECweb99 class mix mean reply (KB), as the harness's file set and the model's draw it
@@ -104,6 +108,27 @@ class Inputs:
         found = self.after_send.get(arch)
         return None if found is None else float(found["share"])
 
+    def threads_cpu(self, arch: str) -> dict[str, Any] | None:
+        """``arch``'s CPU thread by thread as calibrate measured it (arch_sim/threadcpu.py),
+        or None."""
+        found = self.servers.get(arch, {})
+        return found.get("threads_cpu") if isinstance(found, dict) else None
+
+    def shares(self, arch: str) -> dict[str, float]:
+        """How ``arch``'s own CPU per request divides over parse, send and log: its stage
+        threads' shares where calibrate measured them (staged), the measured logging share
+        with parse and send splitting the rest (prefork), or the estimate."""
+        found = self.threads_cpu(arch)
+        if arch == "staged" and found:
+            return {k: float(found["shares"][k]) for k in ("parse", "send", "log")}
+        return state_shares(self.log_share(arch))
+
+    def dispatch_share(self) -> float:
+        """The pool dispatcher's share of the pool server's CPU: measured by calibrate
+        (its main thread's runtime), or :data:`DISPATCHER_SHARE`."""
+        found = self.threads_cpu("thread-per-request")
+        return DISPATCHER_SHARE if not found else float(found["shares"]["dispatch"])
+
     def cold_why(self, arch: str) -> str:
         """The comment of a per-arch cache refill: solved now, or kept from before."""
         if arch not in self.paced_all:
@@ -135,7 +160,8 @@ def render(i: Inputs, costs: dict[str, dict[str, float]], refill: dict[str, floa
              + _thread_per_request(i, costs, refill, conn) + [""]
              + _state_group(i, costs, refill, conn)
              + more_sections(costs, refill, conn, i.measured_archs, cpu_us, i.why, i.cold_why,
-                             i.conn_why, i.after_send)
+                             i.conn_why, {a: i.shares(a) for a in ALL_ARCHS}, i.after_send,
+                             {a: i.threads_cpu(a) for a in ALL_ARCHS})
              + [""] + _network() + [""] + _workload(i, conn) + [""])
     return "\n".join(lines)
 
@@ -279,22 +305,28 @@ def _thread_per_request(i: Inputs, costs: dict[str, dict[str, float]], refill: d
                         conn: dict[str, Any]) -> list[str]:
     t, tpr, mean_kb = costs["thread-per-request"], i.tpr, i.mean_kb
     why, cold_why, conn_why = i.why, i.cold_why, i.conn_why
+    shares, threads = i.shares("thread-per-request"), i.threads_cpu("thread-per-request")
+    whose = ("the dispatcher's (main thread's) share of the server's CPU as calibrate read it "
+             f"thread by thread over {int(threads['requests'])} requests (schedstat; "
+             "threadcpu.py)" if threads else
+             "the share is the dispatcher's, measured once with perf sched on the development "
+             "host")
     return [
         "[server.thread-per-request]",
         f"dispatch_us = {t['dispatch_us']:.2f}        # "
         + why("thread-per-request",
-              f"{DISPATCHER_SHARE:.0%} of the pool server's "
+              f"{i.dispatch_share():.0%} of the pool server's "
               f"{float(tpr.get('cpu_us_per_request', math.nan)):.1f} us per request at "
               f"saturation (less {float(tpr.get('reschedules_per_request', 0)):.2f} "
-              "switches x switch_us); the share is the dispatcher's, from perf sched"),
+              f"switches x switch_us); {whose}"),
         f"parse_us = {t['parse_us']:.2f}           # "
-        + why("thread-per-request", f"{STATE_SHARES['parse']:.0%} of the pool thread's "
+        + why("thread-per-request", f"{shares['parse']:.0%} of the pool thread's "
               "share (recv, parse, respond)"),
         f"send_us = {t['send_us']:.2f}            # "
-        + why("thread-per-request", f"{STATE_SHARES['send']:.0%} of the pool thread's "
+        + why("thread-per-request", f"{shares['send']:.0%} of the pool thread's "
               f"share, less the per-KB part for a {mean_kb:.1f} KB mean reply"),
         f"log_us = {t['log_us']:.2f}             # "
-        + why("thread-per-request", f"{STATE_SHARES['log']:.0%} of the pool thread's "
+        + why("thread-per-request", f"{shares['log']:.0%} of the pool thread's "
               "share (epoll re-arm, bookkeeping)"),
         f"cold_refill_us = {refill['thread-per-request']:.1f}     # "
         + cold_why("thread-per-request"),
@@ -313,16 +345,17 @@ def _state_group(i: Inputs, costs: dict[str, dict[str, float]], refill: dict[str
                  conn: dict[str, Any]) -> list[str]:
     s, sg = costs["state-group"], i.sg
     why, cold_why, conn_why = i.why, i.cold_why, i.conn_why
+    shares = i.shares("state-group")
     return [
         "[server.state-group]",
         f"parse_us = {s['parse_us']:.2f}           # "
-        + why("state-group", f"{STATE_SHARES['parse']:.0%} of the state-group worker's "
+        + why("state-group", f"{shares['parse']:.0%} of the state-group worker's "
               f"{float(sg.get('cpu_us_per_request', math.nan)):.1f} us per request at "
               "saturation"),
         f"send_us = {s['send_us']:.2f}            # "
-        + why("state-group", f"{STATE_SHARES['send']:.0%} of it, less the per-KB part"),
+        + why("state-group", f"{shares['send']:.0%} of it, less the per-KB part"),
         f"log_us = {s['log_us']:.2f}             # "
-        + why("state-group", f"{STATE_SHARES['log']:.0%} of it (logging state: log "
+        + why("state-group", f"{shares['log']:.0%} of it (logging state: log "
               "line, re-arm)"),
         f"cold_refill_us = {refill['state-group']:.1f}     # "
         + cold_why("state-group"),

@@ -122,12 +122,18 @@ def state_shares(log_share: float | None = None) -> dict[str, float]:
 
 
 def split_costs(budget_us: float, arch: str, mean_kb: float,
-                log_share: float | None = None) -> dict[str, float]:
+                shares: dict[str, float] | None = None,
+                dispatch_share: float | None = None) -> dict[str, float]:
+    """A design's CPU per request (``budget_us``, switches taken out) over the model's costs:
+    ``shares`` of parse, send and log (default :data:`STATE_SHARES`; see :func:`state_shares`
+    and :mod:`arch_sim.threadcpu` for measured ones) and, for the pool, the dispatcher's share
+    first (``dispatch_share``, default :data:`DISPATCHER_SHARE`)."""
     budget = max(budget_us, 1.0)
-    shares = state_shares(log_share)
+    shares = dict(STATE_SHARES) if shares is None else shares
     out: dict[str, float] = {}
     if arch == "thread-per-request":
-        out["dispatch_us"] = DISPATCHER_SHARE * budget
+        out["dispatch_us"] = (DISPATCHER_SHARE if dispatch_share is None
+                              else dispatch_share) * budget
         budget -= out["dispatch_us"]
     out["parse_us"] = shares["parse"] * budget
     out["send_us"] = max(0.5, shares["send"] * budget - SEND_US_PER_KB * mean_kb)

@@ -1,0 +1,174 @@
+"""arch_sim.threadcpu: a multi-threaded server's CPU thread by thread (schedstat), and how
+calibrate writes it into the preset: the staged server's split over its stages, the pool's
+dispatcher share."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+import tomllib
+from argparse import Namespace
+
+import pytest
+from helpers import CALIBRATION
+
+from arch_sim import calibrate, threadcpu
+from arch_sim.models.calibration import host_preset_text
+from arch_sim.models.params import from_dict
+from arch_sim.models.request_costs import DISPATCHER_SHARE, STATE_SHARES
+
+PID = 500
+#: two readings of a staged server: tid -> (kernel name, ns run)
+BEFORE = {PID: ("python", 1_000, 1, 0), 501: ("accept-0", 10, 1, 0),
+          502: ("wait_headers-0", 1_000_000, 9, 2), 503: ("send_data-0", 500_000, 5, 5),
+          504: ("send_data-1", 0, 0, 0), 505: ("logging-0", 100_000, 3, 0)}
+AFTER = {PID: ("python", 2_000, 2, 0), 501: ("accept-0", 10, 1, 0),
+         502: ("wait_headers-0", 5_000_000, 90, 20), 503: ("send_data-0", 2_500_000, 50, 50),
+         504: ("send_data-1", 2_500_000, 40, 30), 505: ("logging-0", 1_100_000, 30, 0),
+         506: ("send_data-2", 1_000, 1, 0)}
+
+
+def test_the_staged_threads_count_in_their_stages_and_the_main_thread_apart():
+    groups = threadcpu.split("staged", PID, BEFORE, AFTER)
+    # wait_headers 4 ms; send_data 2 + 2.5 ms and a thread new since the first reading
+    # (counted from zero); logging 1 ms; the main thread 1 us; accept nothing
+    assert groups == {"main": 1_000, "accept": 0, "wait_headers": 4_000_000,
+                      "send_data": 4_501_000, "logging": 1_000_000}
+    shares = threadcpu.shares("staged", groups)
+    assert shares == pytest.approx({"parse": 4 / 9.501, "send": 4.501 / 9.501,
+                                    "log": 1 / 9.501})
+
+
+def test_the_pool_s_dispatcher_is_its_main_thread():
+    before = {PID: ("python", 0, 0, 0), 601: ("python", 0, 0, 0), 602: ("python", 0, 0, 0)}
+    after = {PID: ("python", 1_000, 1, 0), 601: ("python", 4_000, 5, 1),
+             602: ("python", 5_000, 6, 0)}
+    groups = threadcpu.split("thread-per-request", PID, before, after)
+    assert groups == {"main": 1_000, "pool": 9_000}
+    assert threadcpu.shares("thread-per-request", groups) == {"dispatch": 0.1}
+
+
+def test_a_server_whose_threads_ran_nothing_is_an_error_not_a_split():
+    with pytest.raises(ValueError, match="ran no CPU"):
+        threadcpu.shares("staged", {"main": 5.0, "accept": 0.0})
+    with pytest.raises(ValueError, match="prefork"):
+        threadcpu.measure("prefork")
+
+
+def test_this_process_s_threads_are_read_by_name_and_runtime():
+    done = threading.Event()
+
+    def spin() -> None:
+        end = time.thread_time() + 0.02
+        while time.thread_time() < end:
+            pass
+        done.wait(5)
+
+    worker = threading.Thread(target=spin)
+    worker.start()
+    try:
+        time.sleep(0.1)
+        found = threadcpu.thread_counts([os.getpid()])
+        tid = worker.native_id
+        assert tid in found and found[tid][1] >= 15_000_000  # ns: it spun 20 ms
+        assert found[tid][2] >= 1  # it slept once at least (in sleep's wait)
+        assert os.getpid() in found and all(len(c) == 4 for c in found.values())
+    finally:
+        done.set()
+        worker.join()
+
+
+def measured(staged: dict | None, pool: dict | None) -> dict:
+    """calibrate's measurements with the staged server's saturation point, and the per-thread
+    CPU of the staged and pool servers where given."""
+    servers = {name: dict(row) for name, row in CALIBRATION["servers"].items()}
+    servers["staged"] = {"cpu_us_per_request": 40.0, "reschedules_per_request": 1.4,
+                         "rps": 27000.0}
+    if staged is not None:
+        servers["staged"]["threads_cpu"] = staged
+    if pool is not None:
+        servers["thread-per-request"]["threads_cpu"] = pool
+    return {**CALIBRATION, "servers": servers}
+
+
+STAGED = {"shares": {"parse": 0.5, "send": 0.3, "log": 0.2}, "requests": 54000,
+          "us_per_request": {"wait_headers": 20.0, "send_data": 12.0, "logging": 8.0},
+          "cpu_us_per_request": 40.5, "seconds": 2.0}
+POOL = {"shares": {"dispatch": 0.2}, "requests": 56000, "cpu_us_per_request": 30.0,
+        "us_per_request": {"main": 6.0, "pool": 24.0}, "seconds": 2.0}
+
+
+def section(text: str, arch: str) -> dict[str, str]:
+    """The lines of a preset's ``[server.ARCH]``, by key."""
+    lines = text.splitlines()
+    start = lines.index(f"[server.{arch}]") + 1
+    out = {}
+    for line in lines[start:]:
+        if not line.strip() or line.startswith("["):
+            break
+        out[line.split()[0]] = line
+    return out
+
+
+def costs(text: str, arch: str) -> dict[str, float]:
+    return from_dict(tomllib.loads(text)).server_by_arch[arch]
+
+
+def test_the_preset_splits_the_staged_server_as_its_threads_ran():
+    switch_us = CALIBRATION["switch"]["switch_us"]
+    text = host_preset_text(measured(STAGED, None), solve=False)
+    staged = costs(text, "staged")
+    budget = 40.0 - 1.4 * switch_us
+    assert staged["parse_us"] == pytest.approx(0.5 * budget, abs=0.01)
+    assert staged["log_us"] == pytest.approx(0.2 * budget, abs=0.01)
+    lines = section(text, "staged")
+    assert "the wait_headers thread's share" in lines["parse_us"]
+    assert "20.0 us a request over 54000 requests" in lines["parse_us"]
+    assert "30% of it" in lines["send_us"] and "send_data thread" in lines["send_us"]
+    assert "20% of it" in lines["log_us"] and "logging thread" in lines["log_us"]
+    # without the per-thread reading: the estimated split, and no such comment
+    estimated = host_preset_text(measured(None, None), solve=False)
+    assert costs(estimated, "staged")["parse_us"] == pytest.approx(
+        STATE_SHARES["parse"] * budget, abs=0.01)
+    assert "thread's share of the stage" not in estimated
+
+
+def test_the_preset_takes_the_pool_s_dispatcher_share_from_its_main_thread():
+    budget = 30.0 - 2.2 * CALIBRATION["switch"]["switch_us"]
+    text = host_preset_text(measured(None, POOL), solve=False)
+    assert costs(text, "thread-per-request")["dispatch_us"] == pytest.approx(0.2 * budget,
+                                                                             abs=0.01)
+    line = section(text, "thread-per-request")["dispatch_us"]
+    assert "20% of the pool server's" in line and "56000 requests" in line
+    estimated = host_preset_text(measured(None, None), solve=False)
+    assert costs(estimated, "thread-per-request")["dispatch_us"] == pytest.approx(
+        DISPATCHER_SHARE * budget, abs=0.01)
+    assert "perf sched" in section(estimated, "thread-per-request")["dispatch_us"]
+
+
+def test_calibrate_says_in_one_line_when_it_cannot_read_the_threads(monkeypatch, capsys):
+    def fail(arch, **kwargs):
+        raise RuntimeError("the staged server served no request in 2 s")
+
+    monkeypatch.setattr(threadcpu, "measure", fail)
+    args = Namespace(duration=2.0, server_cpus="0", client_cpus="1", file_set="specweb99",
+                     connections=64)
+    assert calibrate._thread_split(args, "staged") is None
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "served no request" in out[-1] and "estimated split" in out[-1]
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk")
+@pytest.mark.parametrize("arch", threadcpu.ARCHS)
+def test_the_real_server_s_cpu_is_read_thread_by_thread(arch):
+    found = threadcpu.measure(arch, seconds=0.5, warmup=0.5)
+    assert found["requests"] > 500
+    assert sum(found["shares"].values()) <= 1.0 + 1e-9
+    if arch == "staged":
+        assert found["shares"]["parse"] > 0.1 and found["shares"]["send"] > 0.1
+        assert found["us_per_request"]["logging"] > 0.5
+    else:
+        assert 0.01 < found["shares"]["dispatch"] < 0.5
+        assert found["us_per_request"]["pool"] > found["us_per_request"]["main"]
