@@ -232,8 +232,8 @@ def test_the_futex_wake_is_measured_without_the_wakee_preempting_the_releaser():
 
 
 def test_the_preset_says_how_the_futex_wake_was_measured():
-    """A calibration that ran the waker's measurement at SCHED_IDLE says so in the preset; the
-    shipped calibration.json, measured before, renders as it did."""
+    """A calibration that ran the waker's measurement at SCHED_IDLE says so in the preset (the
+    shipped calibration.json is one); one measured before that method renders as it did."""
     import json
     from pathlib import Path
 
@@ -241,13 +241,16 @@ def test_the_preset_says_how_the_futex_wake_was_measured():
 
     shipped = json.loads((Path(models.__file__).parent / "presets" /
                           "host.calibration.json").read_text())
-    assert "waiter_policy" not in shipped["futex"]
+    assert shipped["futex"]["waiter_policy"] == "idle"
 
     def wake_line(measured: dict) -> str:
         return next(x for x in host_preset_text(measured, only=[]).splitlines()
                     if x.startswith("wake_us"))
 
-    assert "SCHED_IDLE" not in wake_line(shipped)
+    assert "SCHED_IDLE" in wake_line(shipped)
+    older = {**shipped, "futex": {"wake_us": 2.33, "release_woke_us": 3.02,
+                                  "release_idle_us": 0.68, "samples": 2000, "cpu": 0}}
+    assert "SCHED_IDLE" not in wake_line(older)
     newer = {**shipped, "futex": {"wake_us": 2.5, "release_woke_us": 3.4,
                                   "release_idle_us": 0.9, "waker_preempted": 0.0,
                                   "waiter_policy": "idle", "samples": 2000, "cpu": 0}}
