@@ -34,6 +34,8 @@ from real_servers.core.lifecycle import LOGGING, NAMES, SEND_DATA, WAIT_HEADERS
 #: the designs measured here, and the cost each thread group's share stands for
 ARCHS = ("staged", "thread-per-request")
 STAGE_COSTS = {NAMES[WAIT_HEADERS]: "parse", NAMES[SEND_DATA]: "send", NAMES[LOGGING]: "log"}
+#: the stage whose thread a cost's share is read from
+STAGE_OF = {cost: stage for stage, cost in STAGE_COSTS.items()}
 
 
 def thread_counts(pids: list[int]) -> dict[int, tuple[str, int, int, int]]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from arch_sim import MORE_ARCHS
 from arch_sim.models.params import ServerParams
+from arch_sim.threadcpu import STAGE_OF
 
 #: the comment of every placeholder value
 PLACEHOLDER = ("placeholder until arch-sim calibrate --arch prefork --arch staged: "
@@ -91,12 +92,12 @@ def more_sections(costs: dict[str, dict[str, float]], refill: dict[str, float],
             f"parse_us = {c['parse_us']:.2f}           # "
             + why(arch, f"{split['parse']:.0%} of the {WHO[arch]} "
                   f"{cpu_us[arch]:.1f} us per request at saturation"
-                  + thread_share("wait_headers", threads)),
+                  + thread_share(STAGE_OF["parse"], threads)),
             f"send_us = {c['send_us']:.2f}            # "
             + why(arch, f"{split['send']:.0%} of it, less the per-KB part"
-                  + thread_share("send_data", threads)),
+                  + thread_share(STAGE_OF["send"], threads)),
             f"log_us = {c['log_us']:.2f}             # "
-            + why(arch, f"{split['log']:.0%} of it" + thread_share("logging", threads)
+            + why(arch, f"{split['log']:.0%} of it" + thread_share(STAGE_OF["log"], threads)
                   if threads is not None else log_why(split["log"], measured_log)),
             f"cold_refill_us = {refill[arch]:.1f}     # " + cold_why(arch),
             f"accept_us = {conn[arch]['accept_us']:.2f}          # "
