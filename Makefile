@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test reproduce lab wrk venv lint clean
+.PHONY: test reproduce lab wrk trace-tools venv lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "arch-sim needs Python >= 3.11"'
@@ -24,26 +24,37 @@ venv: $(STAMP)
 # while installing we put such a script in place, unless the machine has one already, and
 # remove it afterwards: no service binds port 80 even briefly and none has to be stopped, and
 # two packages never fight over the port, whether or not systemd runs (containers have none).
-TOOLS := wrk:wrk nginx:nginx-light apache2:apache2 lighttpd:lighttpd curl:curl
+TOOLS := wrk:wrk nginx:nginx-light apache2:apache2 lighttpd:lighttpd curl:curl perf:linux-perf
+# bpftrace: only the tracing benchmarks use it (benchmarks/wake_audit.py, staged_cycles.py and
+# the .bt scripts): `make trace-tools`.  perf (above) counts switches and traces for calibrate.
+TRACE_TOOLS := bpftrace:bpftrace
 POLICY_RC ?= /usr/sbin/policy-rc.d
-wrk:
+# $(call install_tools,CMD:PACKAGE ...): apt-get install each package whose command is missing
+define install_tools
 	@if [ "$$(id -u)" = 0 ] && [ ! -e $(POLICY_RC) ]; then \
-	  printf '#!/bin/sh\n# make wrk (arch-sim): no service starts while tools install\nexit 101\n' \
+	  printf '#!/bin/sh\n# make (arch-sim): no service starts while tools install\nexit 101\n' \
 	    > $(POLICY_RC) && chmod 755 $(POLICY_RC) && trap 'rm -f $(POLICY_RC)' EXIT INT TERM; \
 	fi; \
-	for pair in $(TOOLS); do \
+	for pair in $(1); do \
 	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] && continue; \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "$$cmd not found: installing $$pkg with apt-get"; \
 	    apt-get install -y -qq $$pkg >/dev/null 2>&1 || \
 	      (apt-get update -qq && apt-get install -y -qq $$pkg) || \
-	      echo "warning: could not install $$pkg; tests that need $$cmd will say so"; \
+	      echo "warning: could not install $$pkg; what needs $$cmd will say so"; \
 	  else \
 	    echo "$$cmd not found: install it with 'sudo apt-get install $$pkg' (Debian/Ubuntu);"; \
-	    echo "tests that need it will be skipped."; \
+	    echo "what needs it will say so (tests that need it are skipped)."; \
 	  fi; \
 	done
+endef
+
+wrk:
+	$(call install_tools,$(TOOLS))
+
+trace-tools:
+	$(call install_tools,$(TRACE_TOOLS))
 
 test: $(STAMP) wrk
 	$(PY) -m pytest
