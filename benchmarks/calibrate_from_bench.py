@@ -48,6 +48,8 @@ from arch_sim.calibrate import close_from_rows, servers_from_rows  # noqa: E402
 from arch_sim.models.calibration import host_preset_text  # noqa: E402
 
 PRESETS = ROOT / "arch_sim" / "models" / "presets"
+#: a design's measurements calibrate makes apart from its saturation bench
+CALIBRATE_ONLY = ("after_send", "threads_cpu")
 
 
 class Refused(Exception):
@@ -78,12 +80,13 @@ def measurements(run: Path, paced: float, decay_ms: float | None = None) -> dict
                       "(arch-sim bench --arch ... --connection keep-alive,close)"
                       + (", or another --paced load it ran" if missing else "")) from None
     cal = json.loads((PRESETS / "host.calibration.json").read_text())
-    # a design's work after the last send is traced by calibrate, not in a bench's rows: kept
-    traced = {arch: row["after_send"] for arch, row in cal["servers"].items()
-              if isinstance(row, dict) and row.get("after_send")}
+    # what calibrate measures beside the bench (a design's work after the last send, its CPU
+    # thread by thread) is not in a bench's rows: kept from the packaged calibration
+    kept = {arch: {key: row[key] for key in CALIBRATE_ONLY if row.get(key)}
+            for arch, row in cal["servers"].items() if isinstance(row, dict)}
     cal["servers"].update(servers)
-    for arch, after_send in traced.items():
-        cal["servers"][arch]["after_send"] = after_send
+    for arch, extra in kept.items():
+        cal["servers"].setdefault(arch, {}).update(extra)
     cal["close"].update({arch: close[arch] for arch in ALL_ARCHS})
     cal["client"] = {"cpu_us_per_request": client}
     cal["close"]["client_close_us"] = max(0.0, close["client_us"] - client)

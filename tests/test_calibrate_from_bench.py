@@ -70,14 +70,19 @@ def test_a_decay_time_set_by_hand_is_used_and_says_so(tmp_path):
         assert cal[host_input] == shipped[host_input]
 
 
-def test_a_traced_after_send_share_in_the_packaged_calibration_is_kept(tmp_path, monkeypatch):
-    """calibrate traces prefork's work after the last send (arch_sim/aftersend.py); a bench
-    run's rows do not hold it, so the preset made from them keeps the packaged one."""
+def test_what_calibrate_measures_beside_the_bench_is_kept(tmp_path, monkeypatch):
+    """calibrate traces prefork's work after the last send (arch_sim/aftersend.py) and reads the
+    staged server's CPU thread by thread (arch_sim/threadcpu.py); a bench run's rows hold
+    neither, so the preset made from them keeps the packaged ones."""
     script = benchmark("calibrate_from_bench")
     packaged = json.loads((script.PRESETS / "host.calibration.json").read_text())
     found = {"after_send_us": 25.0, "cpu_us_per_request": 100.0, "stretches": 9000,
              "share": 0.25, "seconds": 3.0}
+    threads = {"shares": {"parse": 0.3, "send": 0.5, "log": 0.2}, "requests": 7000,
+               "us_per_request": {"wait_headers": 12.0, "send_data": 20.0, "logging": 8.0},
+               "cpu_us_per_request": 40.0, "seconds": 2.0}
     packaged["servers"]["prefork"]["after_send"] = found
+    packaged["servers"]["staged"]["threads_cpu"] = threads
     presets = tmp_path / "presets"
     presets.mkdir()
     (presets / "host.calibration.json").write_text(json.dumps(packaged))
@@ -91,4 +96,7 @@ def test_a_traced_after_send_share_in_the_packaged_calibration_is_kept(tmp_path,
         pd.read_csv(RUN / "measurements.csv"), "prefork", "keep-alive", None,
         "cpu_us_per_request")  # the rest is the run's
     assert any(line.startswith("log_us") and "after the last send" in line
+               for line in out.read_text().splitlines())
+    assert cal["servers"]["staged"]["threads_cpu"] == threads
+    assert any(line.startswith("parse_us") and "7000 requests" in line
                for line in out.read_text().splitlines())
