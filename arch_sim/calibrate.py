@@ -42,7 +42,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import ALL_ARCHS, threadcpu
+from . import ALL_ARCHS, statecpu, threadcpu
 from .argtypes import UsageError, options, positive_float
 from .hostbench import cold_cache, context_switch_us, cpu_time_cv, futex_wake_us, wakeup_latency_us
 from .runinfo import host_info, now_iso, write_atomic, write_json_atomic
@@ -161,7 +161,9 @@ def _servers_at_saturation(args: argparse.Namespace,
         servers["prefork"]["after_send"] = _prefork_after_send(args)
     for arch in threadcpu.ARCHS:
         if arch in servers:
-            servers[arch]["threads_cpu"] = _thread_split(args, arch)
+            servers[arch]["threads_cpu"] = _cpu_split(args, arch)
+    if statecpu.ARCH in servers:
+        servers[statecpu.ARCH]["states_cpu"] = _cpu_split(args, statecpu.ARCH)
     if close.get("client_us") is not None:
         close["client_close_us"] = max(0.0, close.pop("client_us") - client)
     return {"servers": servers, "client": {"cpu_us_per_request": client}, "close": close}, None
@@ -189,22 +191,30 @@ def _prefork_after_send(args: argparse.Namespace) -> dict[str, Any] | None:
     return found
 
 
-def _thread_split(args: argparse.Namespace, arch: str) -> dict[str, Any] | None:
-    """How ``arch``'s CPU divides over its threads (:mod:`arch_sim.threadcpu`); None, said in
-    one line, where it cannot be read."""
+def _cpu_split(args: argparse.Namespace, arch: str) -> dict[str, Any] | None:
+    """How ``arch``'s CPU divides over its threads (:mod:`arch_sim.threadcpu`) or, for the
+    state-group worker, its states (:mod:`arch_sim.statecpu`); None, said in one line, where
+    it cannot be read."""
     from .harness.plan import parse_cpus
 
-    print(f"calibrate: the {arch} server's CPU thread by thread (schedstat)...", flush=True)
+    by_state = arch == statecpu.ARCH
+    print(f"calibrate: the {arch} server's CPU "
+          f"{'state by state (--state-cpu)' if by_state else 'thread by thread (schedstat)'}...",
+          flush=True)
+    where = dict(seconds=min(2.0, float(args.duration)),
+                 server_cpu=parse_cpus(args.server_cpus)[0],
+                 client_cpu=parse_cpus(args.client_cpus)[0],
+                 file_set=args.file_set, connections=args.connections)
     try:
-        found = threadcpu.measure(arch, seconds=min(2.0, float(args.duration)),
-                                  server_cpu=parse_cpus(args.server_cpus)[0],
-                                  client_cpu=parse_cpus(args.client_cpus)[0],
-                                  file_set=args.file_set, connections=args.connections,
-                                  threads=THREADS)
+        found = (statecpu.measure(**where) if by_state
+                 else threadcpu.measure(arch, threads=THREADS, **where))
     except (RuntimeError, OSError, ValueError) as exc:
         print(f"  not measured ({exc}): the preset keeps the estimated split", flush=True)
         return None
-    print("  " + ", ".join(f"{k} {v:.0%}" for k, v in found["shares"].items()), flush=True)
+    print("  " + ", ".join(f"{k} {v:.0%}" for k, v in found["shares"].items())
+          + (f"; {found['outside_us_per_request']:.2f} us a request outside the states"
+             if by_state else ""),
+          flush=True)
     return found
 
 

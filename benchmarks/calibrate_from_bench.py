@@ -49,7 +49,7 @@ from arch_sim.models.calibration import host_preset_text  # noqa: E402
 
 PRESETS = ROOT / "arch_sim" / "models" / "presets"
 #: a design's measurements calibrate makes apart from its saturation bench
-CALIBRATE_ONLY = ("after_send", "threads_cpu")
+CALIBRATE_ONLY = ("after_send", "threads_cpu", "states_cpu")
 
 
 class Refused(Exception):

@@ -86,6 +86,7 @@ def fake_worker(board: b.Board, index: int) -> SimpleNamespace:
     return SimpleNamespace(
         board=board, slot=board.slot(index), requests=0, passes=0, sleeps=0, busy_polls=0,
         moved=[0] * len(NAMES), conns={}, now=0.0, published=0.0, counted_at=0.0, answered=0,
+        state_ns=None,  # (not started with --state-cpu)
         _write_counters=board.writer(index, b.REQUESTS, b.STIME - b.REQUESTS + 1),
         _write_states=board.writer(index, b.MOVED, 2 * len(NAMES)))
 

@@ -71,9 +71,10 @@ def test_a_decay_time_set_by_hand_is_used_and_says_so(tmp_path):
 
 
 def test_what_calibrate_measures_beside_the_bench_is_kept(tmp_path, monkeypatch):
-    """calibrate traces prefork's work after the last send (arch_sim/aftersend.py) and reads the
-    staged server's CPU thread by thread (arch_sim/threadcpu.py); a bench run's rows hold
-    neither, so the preset made from them keeps the packaged ones."""
+    """calibrate traces prefork's work after the last send (arch_sim/aftersend.py), reads the
+    staged server's CPU thread by thread (arch_sim/threadcpu.py) and the state-group worker's
+    state by state (arch_sim/statecpu.py); a bench run's rows hold none of them, so the preset
+    made from them keeps the packaged ones."""
     script = benchmark("calibrate_from_bench")
     packaged = json.loads((script.PRESETS / "host.calibration.json").read_text())
     found = {"after_send_us": 25.0, "cpu_us_per_request": 100.0, "stretches": 9000,
@@ -81,8 +82,12 @@ def test_what_calibrate_measures_beside_the_bench_is_kept(tmp_path, monkeypatch)
     threads = {"shares": {"parse": 0.3, "send": 0.5, "log": 0.2}, "requests": 7000,
                "us_per_request": {"wait_headers": 12.0, "send_data": 20.0, "logging": 8.0},
                "cpu_us_per_request": 40.0, "seconds": 2.0}
+    states = {"shares": {"parse": 0.4, "send": 0.55, "log": 0.05}, "requests": 9000,
+              "us_per_request": {}, "outside_us_per_request": 0.7, "passes_per_request": 0.02,
+              "clock_us": 0.7}
     packaged["servers"]["prefork"]["after_send"] = found
     packaged["servers"]["staged"]["threads_cpu"] = threads
+    packaged["servers"]["state-group"]["states_cpu"] = states
     presets = tmp_path / "presets"
     presets.mkdir()
     (presets / "host.calibration.json").write_text(json.dumps(packaged))
@@ -98,5 +103,6 @@ def test_what_calibrate_measures_beside_the_bench_is_kept(tmp_path, monkeypatch)
     assert any(line.startswith("log_us") and "after the last send" in line
                for line in out.read_text().splitlines())
     assert cal["servers"]["staged"]["threads_cpu"] == threads
+    assert cal["servers"]["state-group"]["states_cpu"] == states
     assert any(line.startswith("parse_us") and "7000 requests" in line
                for line in out.read_text().splitlines())

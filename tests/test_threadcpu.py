@@ -155,7 +155,7 @@ def test_calibrate_says_in_one_line_when_it_cannot_read_the_threads(monkeypatch,
     monkeypatch.setattr(threadcpu, "measure", fail)
     args = Namespace(duration=2.0, server_cpus="0", client_cpus="1", file_set="specweb99",
                      connections=64)
-    assert calibrate._thread_split(args, "staged") is None
+    assert calibrate._cpu_split(args, "staged") is None
     out = capsys.readouterr().out.strip().splitlines()
     assert "served no request" in out[-1] and "estimated split" in out[-1]
 

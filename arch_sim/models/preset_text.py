@@ -114,12 +114,19 @@ class Inputs:
         found = self.servers.get(arch, {})
         return found.get("threads_cpu") if isinstance(found, dict) else None
 
+    def states_cpu(self) -> dict[str, Any] | None:
+        """The state-group worker's CPU state by state as calibrate measured it
+        (arch_sim/statecpu.py), or None."""
+        return self.sg.get("states_cpu") if isinstance(self.sg, dict) else None
+
     def shares(self, arch: str) -> dict[str, float]:
         """How ``arch``'s own CPU per request divides over parse, send and log: its stage
-        threads' shares where calibrate measured them (staged), the measured logging share
-        with parse and send splitting the rest (prefork), or the estimate."""
-        found = self.threads_cpu(arch)
-        if arch == "staged" and found:
+        threads' or states' shares where calibrate measured them (staged, state-group), the
+        measured logging share with parse and send splitting the rest (prefork), or the
+        estimate."""
+        found = (self.states_cpu() if arch == "state-group"
+                 else self.threads_cpu(arch) if arch == "staged" else None)
+        if found:
             return {k: float(found["shares"][k]) for k in ("parse", "send", "log")}
         return state_shares(self.log_share(arch))
 
@@ -345,13 +352,16 @@ def _state_group(i: Inputs, costs: dict[str, dict[str, float]], refill: dict[str
                  conn: dict[str, Any]) -> list[str]:
     s, sg = costs["state-group"], i.sg
     why, cold_why, conn_why = i.why, i.cold_why, i.conn_why
-    shares = i.shares("state-group")
+    shares, found = i.shares("state-group"), i.states_cpu()
+    timed = ("" if not found else
+             f" (its states' shares of their CPU, timed by the worker over "
+             f"{int(found['requests'])} requests with --state-cpu; statecpu.py)")
     return [
         "[server.state-group]",
         f"parse_us = {s['parse_us']:.2f}           # "
         + why("state-group", f"{shares['parse']:.0%} of the state-group worker's "
               f"{float(sg.get('cpu_us_per_request', math.nan)):.1f} us per request at "
-              "saturation"),
+              f"saturation{timed}"),
         f"send_us = {s['send_us']:.2f}            # "
         + why("state-group", f"{shares['send']:.0%} of it, less the per-KB part"),
         f"log_us = {s['log_us']:.2f}             # "

@@ -49,7 +49,8 @@ CACHE_BYTES = QUEUE + len(NAMES)  # the worker's file cache: bytes counted again
 CACHE_ENTRIES = CACHE_BYTES + 1  # (published by prefork workers)
 ANSWERED = CACHE_ENTRIES + 1  # the STATUS_ASKED its last publication answers (state-group)
 ASLEEP = ANSWERED + 1  # 1 while the worker blocks in epoll with its counters published
-SLOT_LEN = ASLEEP + 1
+STATE_CPU = ASLEEP + 1  # STATE_CPU + i: us of CPU state i's batches took (--state-cpu)
+SLOT_LEN = STATE_CPU + len(NAMES)
 
 
 class Board:

@@ -38,6 +38,7 @@ class Config:
     userspace_port: int | None = None
     send_chunk: int = DEFAULT_SEND_CHUNK
     states: dict[str, str] = field(default_factory=dict)  # state -> replacement module
+    state_cpu: bool = False  # time each state's batches (calibrate's measurement)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
@@ -63,6 +64,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         "--state", action="append", default=[], metavar="NAME=MODULE", help="replace one state "
         f"({', '.join(NAMES)}) by a module name or .py file with run(worker) -> int",
     )
+    parser.add_argument(
+        "--state-cpu", action="store_true", help="time each state's batches with the worker's "
+        "CPU clock and show them in /server-status (per_state cpu_us): two clock reads per "
+        "state per pass, so it is off unless asked for (arch-sim calibrate asks)",
+    )
     args = parser.parse_args(argv)
     if args.max_connections < 1 or args.send_chunk < 1:
         parser.error("--max-connections and --send-chunk must be >= 1")
@@ -79,7 +85,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         keepalive_timeout=args.keepalive_timeout, send_timeout=args.send_timeout,
         drain_timeout=args.drain_timeout, cache_max_bytes=args.cache_max_bytes,
         status=args.status, userspace_port=args.userspace_port,
-        send_chunk=args.send_chunk, states=states,
+        send_chunk=args.send_chunk, states=states, state_cpu=args.state_cpu,
     )
 
 

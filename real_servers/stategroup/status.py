@@ -1,8 +1,8 @@
 """A worker's counters on the shared board, and the ``/server-status`` document read from it.
 
 Each worker writes its own slot (:func:`publish`: requests, passes, sleeps, busy polls, its
-``getrusage``, per state the requests moved and the connections in it); :func:`collect` reads
-every slot back.
+``getrusage``, per state the requests moved and the connections in it, and with --state-cpu the
+CPU its batches took); :func:`collect` reads every slot back.
 
 Totals sum every live worker's own ``getrusage(RUSAGE_SELF)`` plus the master's
 ``RUSAGE_SELF`` and ``RUSAGE_CHILDREN`` (workers that died and were reaped), so a restart loses
@@ -52,6 +52,8 @@ def publish(worker: Any, recount: bool = False) -> None:
             counts[conn.state] += 1
         worker.counted_at = worker.now
         worker._write_states(*worker.moved, *counts)
+    if worker.state_ns is not None:
+        worker._write_state_cpu(*(ns // 1000 for ns in worker.state_ns))
     worker.slot[b.ANSWERED] = worker.answered = asked
 
 
@@ -122,7 +124,8 @@ def _worker(slot) -> dict:
         "cpu_user_s": slot[b.UTIME] / 1e6,
         "cpu_system_s": slot[b.STIME] / 1e6,
         "per_state": {
-            name: {"moved": slot[b.MOVED + i], "queue": slot[b.QUEUE + i]}
+            name: {"moved": slot[b.MOVED + i], "queue": slot[b.QUEUE + i],
+                   "cpu_us": slot[b.STATE_CPU + i]}  # (0 unless --state-cpu)
             for i, name in enumerate(NAMES)
         },
     }

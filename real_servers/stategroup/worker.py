@@ -89,6 +89,9 @@ class Worker:
         self.slot = self.board.slot(index)
         self._write_counters = self.board.writer(index, b.REQUESTS, b.STIME - b.REQUESTS + 1)
         self._write_states = self.board.writer(index, b.MOVED, 2 * len(NAMES))
+        self._write_state_cpu = self.board.writer(index, b.STATE_CPU, len(NAMES))
+        # ns of CPU each state's batches took, with --state-cpu (else None: not timed)
+        self.state_ns: list[int] | None = [0] * len(NAMES) if config.state_cpu else None
         self.cpu = cpu
         docroot = DocumentRoot(config.root, cache_max_bytes=config.cache_max_bytes)
         self.responder = Responder(docroot, status=functools.partial(document, self),
@@ -122,9 +125,24 @@ class Worker:
         announce(self)
 
     # -- the loop --------------------------------------------------------------------------
+    def _timed(self, state: int, run):
+        """``run`` with the CPU its batch takes added to ``state_ns[state]`` (the thread's CPU
+        clock read before and after: --state-cpu only, so the plain loop pays nothing)."""
+        spent, clock = self.state_ns, time.thread_time_ns
+
+        def timed_run(worker: Worker) -> int:
+            start = clock()
+            n = run(worker)
+            spent[state] += clock() - start
+            return n
+
+        return timed_run
+
     def serve(self) -> int:
         """Run passes until drained; returns the exit code (0)."""
         runs = [module.run for module in self.states]
+        if self.state_ns is not None:
+            runs = [self._timed(i, run) for i, run in enumerate(runs)]
         moved_total = self.moved
         poll = self.epoll.poll
         monotonic = time.monotonic
