@@ -21,10 +21,7 @@ worker's CPU the other five.
 
 from __future__ import annotations
 
-import tempfile
-import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from real_servers.core.lifecycle import NAMES
@@ -87,20 +84,14 @@ def measure(seconds: float = 2.0, server_cpu: int = 0, client_cpu: int = 1,
             warmup: float = 1.0) -> dict[str, Any]:
     """The state-group worker's CPU state by state under unpaced keep-alive load (see
     :func:`split`; ``seconds`` too)."""
-    from arch_sim.harness import fileset, servers, wrk
+    from arch_sim.harness import loaded, servers
 
     clock = clock_us()
-    with tempfile.TemporaryDirectory(prefix="arch-sim-statecpu-") as tmp:
-        fs = fileset.generate(Path(tmp) / "root", file_set)
-        args = servers.arch_args(ARCH, None, [server_cpu]) + ["--state-cpu"]
-        with servers.start(ARCH, fs.root, cpus=[server_cpu], args=args) as server:
-            load = threading.Thread(target=wrk.run_wrk, daemon=True, kwargs=dict(
-                url=server.url, paths=fs.urls, weights=fs.weights, connections=connections,
-                duration=warmup + seconds + 2, cpus=[client_cpu], rate=None))
-            load.start()
-            time.sleep(warmup)
-            first = server.status()
-            time.sleep(seconds)
-            last = server.status()
-            load.join()
+    args = servers.arch_args(ARCH, None, [server_cpu]) + ["--state-cpu"]
+    with loaded.under_wrk(ARCH, args, seconds=seconds, warmup=warmup, server_cpu=server_cpu,
+                          client_cpu=client_cpu, file_set=file_set,
+                          connections=connections) as server:
+        first = server.status()
+        time.sleep(seconds)
+        last = server.status()
     return {**split(first, last, clock), "seconds": seconds}

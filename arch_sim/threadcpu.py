@@ -23,8 +23,6 @@ from zero.
 
 from __future__ import annotations
 
-import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -106,24 +104,18 @@ def measure(arch: str, seconds: float = 2.0, server_cpu: int = 0, client_cpu: in
     """``arch``'s CPU per request by thread group under unpaced keep-alive load (``threads``:
     the pool's size): ``shares`` (see :func:`shares`), ``us_per_request`` per group,
     ``cpu_us_per_request``, ``requests`` and ``seconds``."""
-    from arch_sim.harness import fileset, servers, wrk
+    from arch_sim.harness import loaded, servers
 
     if arch not in ARCHS:
         raise ValueError(f"{arch!r}: the per-thread split is measured for {', '.join(ARCHS)}")
-    with tempfile.TemporaryDirectory(prefix="arch-sim-threadcpu-") as tmp:
-        fs = fileset.generate(Path(tmp) / "root", file_set)
-        with servers.start(arch, fs.root, cpus=[server_cpu],
-                           args=servers.arch_args(arch, threads, [server_cpu])) as server:
-            load = threading.Thread(target=wrk.run_wrk, daemon=True, kwargs=dict(
-                url=server.url, paths=fs.urls, weights=fs.weights, connections=connections,
-                duration=warmup + seconds + 2, cpus=[client_cpu], rate=None))
-            load.start()
-            time.sleep(warmup)
-            pid = server.pid
-            first, status0 = thread_counts([pid]), server.status()
-            time.sleep(seconds)
-            last, status1 = thread_counts([pid]), server.status()
-            load.join()
+    with loaded.under_wrk(arch, servers.arch_args(arch, threads, [server_cpu]),
+                          seconds=seconds, warmup=warmup, server_cpu=server_cpu,
+                          client_cpu=client_cpu, file_set=file_set,
+                          connections=connections) as server:
+        pid = server.pid
+        first, status0 = thread_counts([pid]), server.status()
+        time.sleep(seconds)
+        last, status1 = thread_counts([pid]), server.status()
     served = status1["requests"] - status0["requests"]
     if served <= 0:
         raise RuntimeError(f"the {arch} server served no request in {seconds:g} s")

@@ -39,12 +39,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from arch_sim.harness import fileset, servers, wrk
+from arch_sim.harness import fileset, loaded, servers
 from arch_sim.models.runner import simulate_point
 from arch_sim.runinfo import git_commit, host_info, now_iso, write_json_atomic
 from real_servers.staged.options import DEFAULT_THREADS, STAGES
@@ -181,16 +180,10 @@ def need_perf() -> str:
 def loaded_server(args, tmp: Path) -> Iterator[servers.ServerProcess]:
     """The server on CPU 0 with wrk (CPU 1) loading it (saturated, or paced at ``args.rate``),
     after the warm-up; the load lasts ``args.seconds`` more, plus a margin."""
-    fs = fileset.generate(tmp / "root", args.file_set)
-    with servers.start(args.arch, fs.root, cpus=[0],
-                       args=servers.arch_args(args.arch, args.threads, [0])) as server:
-        load = threading.Thread(target=wrk.run_wrk, daemon=True, kwargs=dict(
-            url=server.url, paths=fs.urls, weights=fs.weights, connections=args.connections,
-            duration=args.warmup + args.seconds + 2, cpus=[1], rate=args.rate))
-        load.start()
-        time.sleep(args.warmup)
+    with loaded.under_wrk(args.arch, servers.arch_args(args.arch, args.threads, [0]),
+                          seconds=args.seconds, warmup=args.warmup, file_set=args.file_set,
+                          connections=args.connections, rate=args.rate, root=tmp) as server:
         yield server
-        load.join()
 
 
 def record(args) -> dict:
