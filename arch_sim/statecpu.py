@@ -26,20 +26,9 @@ from typing import Any
 
 from real_servers.core.lifecycle import NAMES
 
-from .threadcpu import STAGE_COSTS
+from .threadcpu import STAGE_COSTS, clock_us
 
 ARCH = "state-group"
-
-
-def clock_us(reads: int = 20000) -> float:
-    """What one ``time.thread_time_ns()`` costs here (us, the median of five batches)."""
-    clock, costs = time.thread_time_ns, []
-    for _ in range(5):
-        start = time.perf_counter_ns()
-        for _ in range(reads):
-            clock()
-        costs.append((time.perf_counter_ns() - start) / reads / 1e3)
-    return sorted(costs)[2]
 
 
 def totals(status: dict[str, Any]) -> dict[str, float]:

@@ -5,14 +5,17 @@ The models divide a design's CPU per request over the lifecycle (``parse_us``, `
 ``log_us``; the pool's ``dispatch_us``).  Where a design gives each part a thread of its own,
 the kernel already keeps the split: each thread's ``sum_exec_runtime`` (the first field of
 ``/proc/PID/task/TID/schedstat``, nanoseconds on the CPU) [LX-schedstat].  Nothing in the
-server is timed, so the measurement costs the server nothing.
+server is timed for that, so it costs the server nothing.
 
 * staged: the ``wait_headers``, ``send_data`` and ``logging`` threads (each named
   ``STAGE-N`` in the kernel by the server) give the shares of ``parse_us``, ``send_us`` and
   ``log_us``; the accept thread (idle with keep-alive) and the main thread (it waits for a
   signal) are counted in the total only.
 * thread-per-request (the pool): the main thread is the dispatcher (accept, epoll over idle
-  connections, hand-offs); its share of the process's CPU is ``dispatch_us``'s.
+  connections, hand-offs); its share of the process's CPU is ``dispatch_us``'s.  The pool
+  threads' own split (``pool_shares``) needs the server's help: started with ``--state-cpu``
+  it times each thread's serving and sending (real_servers/threaded/statecpu.py); the rest of
+  the pool threads' CPU is the logging state's.
 
 How: the server on the server's CPU under wrk, keep-alive, unpaced (the client's CPU), as
 calibrate's saturation bench runs it; after a warm-up every thread's runtime and the server's
@@ -59,6 +62,17 @@ def thread_counts(pids: list[int]) -> dict[int, tuple[str, int, int, int]]:
     return out
 
 
+def clock_us(reads: int = 20000) -> float:
+    """What one ``time.thread_time_ns()`` costs here (us, the median of five batches)."""
+    clock, costs = time.thread_time_ns, []
+    for _ in range(5):
+        start = time.perf_counter_ns()
+        for _ in range(reads):
+            clock()
+        costs.append((time.perf_counter_ns() - start) / reads / 1e3)
+    return sorted(costs)[2]
+
+
 def group(arch: str, pid: int, tid: int, name: str) -> str:
     """The group a server thread's CPU counts in: ``main`` for the process's first thread
     (the pool's dispatcher), a stage's name for a staged thread (``send_data-2``), else
@@ -98,6 +112,28 @@ def shares(arch: str, groups: dict[str, float]) -> dict[str, float]:
     return {"dispatch": groups.get("main", 0.0) / total}
 
 
+def pool_shares(pool_ns: float, timed: dict[str, dict[str, float]],
+                read_us: float) -> dict[str, float]:
+    """The pool thread's own split (``parse``, ``send``, ``log``): its states' CPU as it timed
+    them with ``--state-cpu`` (``timed``: per state the us and calls over the window), the
+    rest of the pool threads' CPU (``pool_ns``, from /proc) the logging state's.  The clock's
+    own reads (``read_us`` each, two a timed call) are taken out of all three: a send's lie
+    inside its ``_serve``, half of each of a ``_serve``'s own outside it.  ValueError if
+    nothing was timed or the times exceed the threads' CPU."""
+    headers, sends = timed.get(NAMES[WAIT_HEADERS], {}), timed.get(NAMES[SEND_DATA], {})
+    serves, sent = headers.get("calls", 0), sends.get("calls", 0)
+    clock = read_us * 1e3
+    parse = headers.get("cpu_us", 0.0) * 1e3 - clock * (serves + sent)
+    send = sends.get("cpu_us", 0.0) * 1e3 - clock * sent
+    log = pool_ns - (parse + send) - 2 * clock * (serves + sent)
+    if parse + send <= 0:
+        raise ValueError("the pool timed no state (was it started with --state-cpu?)")
+    if log < 0:
+        raise ValueError("the pool's timed states took more CPU than its threads ran")
+    total = parse + send + log
+    return {"parse": parse / total, "send": send / total, "log": log / total}
+
+
 def measure(arch: str, seconds: float = 2.0, server_cpu: int = 0, client_cpu: int = 1,
             file_set: str = "specweb99", connections: int = 64, threads: int = 64,
             warmup: float = 1.0) -> dict[str, Any]:
@@ -108,8 +144,10 @@ def measure(arch: str, seconds: float = 2.0, server_cpu: int = 0, client_cpu: in
 
     if arch not in ARCHS:
         raise ValueError(f"{arch!r}: the per-thread split is measured for {', '.join(ARCHS)}")
-    with loaded.under_wrk(arch, servers.arch_args(arch, threads, [server_cpu]),
-                          seconds=seconds, warmup=warmup, server_cpu=server_cpu,
+    pool = arch == "thread-per-request"
+    clock = clock_us() if pool else 0.0
+    args = servers.arch_args(arch, threads, [server_cpu]) + (["--state-cpu"] if pool else [])
+    with loaded.under_wrk(arch, args, seconds=seconds, warmup=warmup, server_cpu=server_cpu,
                           client_cpu=client_cpu, file_set=file_set,
                           connections=connections) as server:
         pid = server.pid
@@ -120,7 +158,12 @@ def measure(arch: str, seconds: float = 2.0, server_cpu: int = 0, client_cpu: in
     if served <= 0:
         raise RuntimeError(f"the {arch} server served no request in {seconds:g} s")
     groups = split(arch, pid, first, last)
-    return {"shares": shares(arch, groups),
-            "us_per_request": {k: ns / 1e3 / served for k, ns in sorted(groups.items())},
-            "cpu_us_per_request": sum(groups.values()) / 1e3 / served,
-            "requests": served, "seconds": seconds}
+    found = {"shares": shares(arch, groups),
+             "us_per_request": {k: ns / 1e3 / served for k, ns in sorted(groups.items())},
+             "cpu_us_per_request": sum(groups.values()) / 1e3 / served,
+             "requests": served, "seconds": seconds}
+    if pool:  # the pool thread's own split, from the states it timed
+        timed = {name: {k: status1["per_state"][name][k] - status0["per_state"][name][k]
+                        for k in ("cpu_us", "calls")} for name in status1["per_state"]}
+        found["pool_shares"] = pool_shares(groups.get("pool", 0.0), timed, clock)
+    return found

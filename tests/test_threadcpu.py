@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import tomllib
+import urllib.request
 from argparse import Namespace
 
 import pytest
@@ -48,6 +51,26 @@ def test_the_pool_s_dispatcher_is_its_main_thread():
     groups = threadcpu.split("thread-per-request", PID, before, after)
     assert groups == {"main": 1_000, "pool": 9_000}
     assert threadcpu.shares("thread-per-request", groups) == {"dispatch": 0.1}
+
+
+def test_the_pool_thread_s_split_takes_the_clock_out_of_every_state():
+    # 1,000 serves and 1,000 sends timed, 1 us a clock read: parse and send as timed less
+    # their reads (2 and 1 us a request), the pool threads' other CPU the logging state's
+    timed = {"wait_headers": {"cpu_us": 12_000.0, "calls": 1_000},
+             "send_data": {"cpu_us": 11_000.0, "calls": 1_000}}
+    shares = threadcpu.pool_shares(40_000_000.0, timed, read_us=1.0)
+    # parse 10,000 us, send 10,000, log 40,000 - 23,000 timed - 1,000 (half of each serve's
+    # reads outside it) = 16,000; all three: 36,000 us
+    assert shares == pytest.approx({"parse": 10 / 36, "send": 10 / 36, "log": 16 / 36})
+
+
+def test_a_pool_that_timed_nothing_or_too_much_is_an_error():
+    with pytest.raises(ValueError, match="--state-cpu"):
+        threadcpu.pool_shares(1e6, {}, read_us=0.5)
+    timed = {"wait_headers": {"cpu_us": 900.0, "calls": 10},
+             "send_data": {"cpu_us": 900.0, "calls": 10}}
+    with pytest.raises(ValueError, match="more CPU than its threads ran"):
+        threadcpu.pool_shares(1e6, timed, read_us=0.5)
 
 
 def test_a_server_whose_threads_ran_nothing_is_an_error_not_a_split():
@@ -97,7 +120,8 @@ STAGED = {"shares": {"parse": 0.5, "send": 0.3, "log": 0.2}, "requests": 54000,
           "us_per_request": {"wait_headers": 20.0, "send_data": 12.0, "logging": 8.0},
           "cpu_us_per_request": 40.5, "seconds": 2.0}
 POOL = {"shares": {"dispatch": 0.2}, "requests": 56000, "cpu_us_per_request": 30.0,
-        "us_per_request": {"main": 6.0, "pool": 24.0}, "seconds": 2.0}
+        "us_per_request": {"main": 6.0, "pool": 24.0}, "seconds": 2.0,
+        "pool_shares": {"parse": 0.35, "send": 0.4, "log": 0.25}}
 
 
 def section(text: str, arch: str) -> dict[str, str]:
@@ -142,10 +166,15 @@ def test_the_preset_takes_the_pool_s_dispatcher_share_from_its_main_thread():
                                                                              abs=0.01)
     line = section(text, "thread-per-request")["dispatch_us"]
     assert "20% of the pool server's" in line and "56000 requests" in line
+    pool = costs(text, "thread-per-request")
+    assert pool["log_us"] == pytest.approx(0.25 * 0.8 * budget, abs=0.01)  # of the pool's 80%
+    assert "--state-cpu" in section(text, "thread-per-request")["parse_us"]
     estimated = host_preset_text(measured(None, None), solve=False)
     assert costs(estimated, "thread-per-request")["dispatch_us"] == pytest.approx(
         DISPATCHER_SHARE * budget, abs=0.01)
     assert "perf sched" in section(estimated, "thread-per-request")["dispatch_us"]
+    assert costs(estimated, "thread-per-request")["log_us"] == pytest.approx(
+        STATE_SHARES["log"] * (1 - DISPATCHER_SHARE) * budget, abs=0.01)
 
 
 def test_calibrate_says_in_one_line_when_it_cannot_read_the_threads(monkeypatch, capsys):
@@ -172,3 +201,31 @@ def test_the_real_server_s_cpu_is_read_thread_by_thread(arch):
     else:
         assert 0.01 < found["shares"]["dispatch"] < 0.5
         assert found["us_per_request"]["pool"] > found["us_per_request"]["main"]
+        pool = found["pool_shares"]  # timed by the pool threads themselves (--state-cpu)
+        assert sum(pool.values()) == pytest.approx(1.0)
+        assert all(0.05 < share < 0.8 for share in pool.values())
+
+
+def test_the_pool_times_its_states_only_when_asked(tmp_path):
+    from arch_sim.harness import fileset, servers
+
+    fs = fileset.generate(tmp_path / "root", "1k")
+    seen = {}
+    for flag in ([], ["--state-cpu"]):
+        args = servers.arch_args("thread-per-request", 4, [0]) + flag
+        with servers.start("thread-per-request", fs.root, cpus=[0], args=args) as server:
+            for path in fs.urls[:1] * 100:
+                with urllib.request.urlopen(server.url + path, timeout=5) as reply:
+                    reply.read()
+            seen[bool(flag)] = server.status().get("per_state")
+    assert seen[False] is None  # nothing is wrapped without the flag
+    assert seen[True]["wait_headers"]["calls"] >= 100
+    assert seen[True]["send_data"]["calls"] >= 100
+    assert seen[True]["wait_headers"]["cpu_us"] > 0 and seen[True]["send_data"]["cpu_us"] > 0
+
+
+def test_the_pool_alone_takes_state_cpu():
+    proc = subprocess.run([sys.executable, "-m", "real_servers.threaded", "--root", ".",
+                           "--threads", "0", "--state-cpu"], capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 2 and "give --threads N" in proc.stderr.strip().splitlines()[-1]

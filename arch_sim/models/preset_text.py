@@ -121,13 +121,16 @@ class Inputs:
 
     def shares(self, arch: str) -> dict[str, float]:
         """How ``arch``'s own CPU per request divides over parse, send and log: its stage
-        threads' or states' shares where calibrate measured them (staged, state-group), the
-        measured logging share with parse and send splitting the rest (prefork), or the
-        estimate."""
+        threads' or states' shares where calibrate measured them (staged, state-group; the
+        pool thread's as it timed them), the measured logging share with parse and send
+        splitting the rest (prefork), or the estimate."""
         found = (self.states_cpu() if arch == "state-group"
                  else self.threads_cpu(arch) if arch == "staged" else None)
         if found:
             return {k: float(found["shares"][k]) for k in ("parse", "send", "log")}
+        pool = self.threads_cpu(arch) if arch == "thread-per-request" else None
+        if pool and pool.get("pool_shares"):
+            return {k: float(pool["pool_shares"][k]) for k in ("parse", "send", "log")}
         return state_shares(self.log_share(arch))
 
     def dispatch_share(self) -> float:
@@ -328,7 +331,10 @@ def _thread_per_request(i: Inputs, costs: dict[str, dict[str, float]], refill: d
               f"switches x switch_us); {whose}"),
         f"parse_us = {t['parse_us']:.2f}           # "
         + why("thread-per-request", f"{shares['parse']:.0%} of the pool thread's "
-              "share (recv, parse, respond)"),
+              "share (recv, parse, respond)" + (
+                  "; the pool thread's split as it timed its serving and sending with "
+                  "--state-cpu, the rest of its CPU (from /proc) the logging state's "
+                  "(threadcpu.py)" if threads and threads.get("pool_shares") else "")),
         f"send_us = {t['send_us']:.2f}            # "
         + why("thread-per-request", f"{shares['send']:.0%} of the pool thread's "
               f"share, less the per-KB part for a {mean_kb:.1f} KB mean reply"),

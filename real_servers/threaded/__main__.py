@@ -30,9 +30,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=64,
         help="pool threads; 0 = one new thread per connection (default 64)",
     )
+    parser.add_argument(
+        "--state-cpu", action="store_true", help="time each pool thread's serving (recv, "
+        "parse, respond) and sending with its CPU clock and show them in /server-status "
+        "(per_state cpu_us): two clock reads per call, so off unless asked for (arch-sim "
+        "calibrate asks); the pool only",
+    )
     args = parser.parse_args(argv)
     if args.threads < 0:
         parser.error("--threads must be >= 0")
+    if args.state_cpu and args.threads == 0:
+        parser.error("--state-cpu times the pool's threads: give --threads N (N > 0)")
     check_limits(parser, args)
     return args
 

@@ -23,6 +23,7 @@ from ..core.serving import pending
 from .connection import RECV_BYTES, Connection, now, serve_ready, time_out
 from .sending import send
 from .server import ThreadedServer
+from .statecpu import instrument
 
 EPOLL_CONN = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 PEER_SHUT = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR  # the client sends no more
@@ -42,6 +43,8 @@ class PoolServer(ThreadedServer):
         self.backlog: deque[Connection] = deque()  # requests waiting for a free thread
         self._lock = threading.Lock()  # guards idle, backlog and _busy
         self._busy = 0
+        if args.state_cpu:  # time the pool threads' states (statecpu.py)
+            self.state_cpu = instrument(self)
 
     def serve_forever(self) -> int:
         self.listener.setblocking(False)

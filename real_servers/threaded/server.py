@@ -67,6 +67,7 @@ class ThreadedServer:
         self._open_lock = threading.Lock()
         self._open = 0
         self.closing = Closing()  # answered connections being closed without a reset
+        self.state_cpu = None  # the pool's --state-cpu sums (threaded/statecpu.py), if asked
 
     # -- connection accounting -----------------------------------------------------------
     def admit(self, sock: socket.socket, peer: object) -> Connection | None:
@@ -105,6 +106,7 @@ class ThreadedServer:
             "connections_open": self._open,
             "cache": self.responder.docroot.cache_stats(),
             **rusage_counters(),
+            **({} if self.state_cpu is None else {"per_state": self.state_cpu.per_state()}),
         }
 
     # -- lifecycle -----------------------------------------------------------------------
