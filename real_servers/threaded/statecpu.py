@@ -52,8 +52,9 @@ class StateCpu:
             try:
                 return call(*args, **kwargs)
             finally:
+                end = clock()
                 sums = cell()
-                sums[field] += clock() - start
+                sums[field] += end - start
                 sums[field + 2] += 1
 
         return wrapper
