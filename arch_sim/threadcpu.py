@@ -112,6 +112,11 @@ def shares(arch: str, groups: dict[str, float]) -> dict[str, float]:
     return {"dispatch": groups.get("main", 0.0) / total}
 
 
+def clock_reads_ns(timed: dict[str, dict[str, float]], read_us: float) -> float:
+    """What the clock reads of ``--state-cpu`` cost the pool threads (ns): two a timed call."""
+    return 2 * read_us * 1e3 * sum(state.get("calls", 0) for state in timed.values())
+
+
 def pool_shares(pool_ns: float, timed: dict[str, dict[str, float]],
                 read_us: float) -> dict[str, float]:
     """The pool thread's own split (``parse``, ``send``, ``log``): its states' CPU as it timed
@@ -125,7 +130,7 @@ def pool_shares(pool_ns: float, timed: dict[str, dict[str, float]],
     clock = read_us * 1e3
     parse = headers.get("cpu_us", 0.0) * 1e3 - clock * (serves + sent)
     send = sends.get("cpu_us", 0.0) * 1e3 - clock * sent
-    log = pool_ns - (parse + send) - 2 * clock * (serves + sent)
+    log = pool_ns - (parse + send) - clock_reads_ns(timed, read_us)
     if parse + send <= 0:
         raise ValueError("the pool timed no state (was it started with --state-cpu?)")
     if log < 0:
@@ -166,4 +171,7 @@ def measure(arch: str, seconds: float = 2.0, server_cpu: int = 0, client_cpu: in
         timed = {name: {k: status1["per_state"][name][k] - status0["per_state"][name][k]
                         for k in ("cpu_us", "calls")} for name in status1["per_state"]}
         found["pool_shares"] = pool_shares(groups.get("pool", 0.0), timed, clock)
+        # the dispatcher's share of the CPU the server spends without the clock's reads
+        plain = {**groups, "pool": groups.get("pool", 0.0) - clock_reads_ns(timed, clock)}
+        found["shares"] = shares(arch, plain)
     return found

@@ -64,6 +64,12 @@ def test_the_pool_thread_s_split_takes_the_clock_out_of_every_state():
     assert shares == pytest.approx({"parse": 10 / 36, "send": 10 / 36, "log": 16 / 36})
 
 
+def test_the_clock_reads_are_two_a_timed_call():
+    timed = {"wait_headers": {"cpu_us": 1.0, "calls": 300}, "send_data": {"cpu_us": 1.0,
+                                                                       "calls": 200}}
+    assert threadcpu.clock_reads_ns(timed, read_us=0.5) == pytest.approx(500_000.0)
+
+
 def test_a_pool_that_timed_nothing_or_too_much_is_an_error():
     with pytest.raises(ValueError, match="--state-cpu"):
         threadcpu.pool_shares(1e6, {}, read_us=0.5)
