@@ -25,8 +25,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -79,30 +77,25 @@ def measure(seconds: float = 3.0, server_cpu: int = 0, client_cpu: int = 1,
             warmup: float = 1.0) -> dict[str, Any]:
     """The prefork server's after-send work at saturation (see the module docstring):
     ``after_send_us`` (mean), ``stretches``, ``cpu_us_per_request`` and ``share``."""
-    from arch_sim.harness import fileset, servers, wrk
+    from arch_sim.harness import loaded, servers
 
     why = perf_missing()
     if why is not None:
         raise RuntimeError(why)
     with tempfile.TemporaryDirectory(prefix="arch-sim-aftersend-") as tmp:
-        fs = fileset.generate(Path(tmp) / "root", file_set)
-        with servers.start("prefork", fs.root, cpus=[server_cpu],
-                           args=servers.arch_args("prefork", None, [server_cpu])) as server:
+        data = Path(tmp) / "perf.data"
+        with loaded.serving("prefork", servers.arch_args("prefork", None, [server_cpu]),
+                            server_cpu=server_cpu, file_set=file_set) as (server, fs):
             # every worker holds one of wrk's connections while it runs, so /server-status
             # is read before wrk starts and after it exits: the CPU per request is the whole
             # run's (its 64 connects and closes are a few in ten thousand requests)
             before = server.status()
-            load = threading.Thread(target=wrk.run_wrk, daemon=True, kwargs=dict(
-                url=server.url, paths=fs.urls, weights=fs.weights, connections=connections,
-                duration=warmup + seconds + 2, cpus=[client_cpu], rate=None))
-            load.start()
-            time.sleep(warmup)
-            data = Path(tmp) / "perf.data"
-            subprocess.run(["perf", "record", "-q", "-C", str(server_cpu), "-o", str(data)]
-                           + [f"-e{e}" for e in SEND_EXITS + WAIT_ENTERS + (SWITCH,)]
-                           + ["--", "sleep", str(seconds)],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            load.join()
+            with loaded.wrk_load(server, fs, seconds=seconds, warmup=warmup,
+                                 client_cpu=client_cpu, connections=connections):
+                subprocess.run(["perf", "record", "-q", "-C", str(server_cpu), "-o", str(data)]
+                               + [f"-e{e}" for e in SEND_EXITS + WAIT_ENTERS + (SWITCH,)]
+                               + ["--", "sleep", str(seconds)],
+                               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             after = server.status()
         script = subprocess.run(["perf", "script", "-i", str(data), "-F", "tid,time,event"],
                                 check=True, capture_output=True, text=True).stdout
