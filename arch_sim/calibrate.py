@@ -33,10 +33,12 @@ again with every other value exactly as it was.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,10 @@ from .runinfo import host_info, now_iso, write_atomic, write_json_atomic
 
 DEFAULT_OUT = Path(__file__).parent / "models" / "presets" / "host.toml"
 THREADS = 64  # the thread-per-request pool `arch-sim bench` runs by default
+#: what calibrate measures of a design beside its saturation bench (a bench run's rows hold none
+#: of it): the work after the last send (prefork), the CPU thread by thread (staged, the pool),
+#: state by state (the state-group worker)
+CALIBRATE_ONLY = ("after_send", "threads_cpu", "states_cpu")
 PACED_RPS = 1000  # the paced load the servers also run at: the CPU idles ~1 ms between requests
 
 
@@ -169,53 +175,56 @@ def _servers_at_saturation(args: argparse.Namespace,
     return {"servers": servers, "client": {"cpu_us_per_request": client}, "close": close}, None
 
 
+def _beside(args: argparse.Namespace, title: str, measure: Callable[..., dict[str, Any]],
+            seconds: float, errors: tuple[type[BaseException], ...], keeps: str,
+            summary: Callable[[dict[str, Any]], str]) -> dict[str, Any] | None:
+    """One of the measurements calibrate makes beside the saturation bench: ``measure`` run on
+    the servers' and the client's CPUs for ``seconds``; None, said in one line, when it fails
+    with one of ``errors`` (the preset then ``keeps`` its estimate)."""
+    from .harness.plan import parse_cpus
+
+    print(f"calibrate: {title}...", flush=True)
+    try:
+        found = measure(seconds=seconds, server_cpu=parse_cpus(args.server_cpus)[0],
+                        client_cpu=parse_cpus(args.client_cpus)[0], file_set=args.file_set,
+                        connections=args.connections)
+    except errors as exc:
+        print(f"  not measured ({exc}): the preset keeps {keeps}", flush=True)
+        return None
+    print(f"  {summary(found)}", flush=True)
+    return found
+
+
 def _prefork_after_send(args: argparse.Namespace) -> dict[str, Any] | None:
     """The prefork worker's work after its last send, as a share of its CPU per request
     (:mod:`arch_sim.aftersend`); None, said in one line, where perf or root is missing."""
     from . import aftersend
-    from .harness.plan import parse_cpus
 
-    print("calibrate: the prefork worker's work after a reply's last send (perf record)...",
-          flush=True)
-    try:
-        found = aftersend.measure(seconds=min(3.0, float(args.duration)),
-                                  server_cpu=parse_cpus(args.server_cpus)[0],
-                                  client_cpu=parse_cpus(args.client_cpus)[0],
-                                  file_set=args.file_set, connections=args.connections)
-    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
-        print(f"  not measured ({exc}): the preset keeps the estimated logging share",
-              flush=True)
-        return None
-    print(f"  {found['after_send_us']:.1f} us of {found['cpu_us_per_request']:.1f} us a "
-          f"request: {found['share']:.0%}", flush=True)
-    return found
+    return _beside(args, "the prefork worker's work after a reply's last send (perf record)",
+                   aftersend.measure, min(3.0, float(args.duration)),
+                   (RuntimeError, OSError, subprocess.CalledProcessError),
+                   "the estimated logging share",
+                   lambda f: f"{f['after_send_us']:.1f} us of {f['cpu_us_per_request']:.1f} us "
+                             f"a request: {f['share']:.0%}")
 
 
 def _cpu_split(args: argparse.Namespace, arch: str) -> dict[str, Any] | None:
     """How ``arch``'s CPU divides over its threads (:mod:`arch_sim.threadcpu`) or, for the
     state-group worker, its states (:mod:`arch_sim.statecpu`); None, said in one line, where
     it cannot be read."""
-    from .harness.plan import parse_cpus
-
     by_state = arch == statecpu.ARCH
-    print(f"calibrate: the {arch} server's CPU "
-          f"{'state by state (--state-cpu)' if by_state else 'thread by thread (schedstat)'}...",
-          flush=True)
-    where = dict(seconds=min(2.0, float(args.duration)),
-                 server_cpu=parse_cpus(args.server_cpus)[0],
-                 client_cpu=parse_cpus(args.client_cpus)[0],
-                 file_set=args.file_set, connections=args.connections)
-    try:
-        found = (statecpu.measure(**where) if by_state
-                 else threadcpu.measure(arch, threads=THREADS, **where))
-    except (RuntimeError, OSError, ValueError) as exc:
-        print(f"  not measured ({exc}): the preset keeps the estimated split", flush=True)
-        return None
-    print("  " + ", ".join(f"{k} {v:.0%}" for k, v in found["shares"].items())
-          + (f"; {found['outside_us_per_request']:.2f} us a request outside the states"
-             if by_state else ""),
-          flush=True)
-    return found
+    how = "state by state (--state-cpu)" if by_state else "thread by thread (schedstat)"
+    measure = (statecpu.measure if by_state
+               else functools.partial(threadcpu.measure, arch, threads=THREADS))
+
+    def summary(found: dict[str, Any]) -> str:
+        return (", ".join(f"{k} {v:.0%}" for k, v in found["shares"].items())
+                + (f"; {found['outside_us_per_request']:.2f} us a request outside the states"
+                   if by_state else ""))
+
+    return _beside(args, f"the {arch} server's CPU {how}", measure,
+                   min(2.0, float(args.duration)), (RuntimeError, OSError, ValueError),
+                   "the estimated split", summary)
 
 
 def _point(rows: pd.DataFrame, fields: tuple[str, ...]) -> dict[str, float]:
