@@ -44,12 +44,14 @@ sys.path.insert(0, str(ROOT))
 
 from arch_sim import ALL_ARCHS  # noqa: E402
 from arch_sim.argtypes import OneLineParser, positive_float  # noqa: E402
-from arch_sim.calibrate import close_from_rows, servers_from_rows  # noqa: E402
+from arch_sim.calibrate import (  # noqa: E402
+    CALIBRATE_ONLY,
+    close_from_rows,
+    servers_from_rows,
+)
 from arch_sim.models.calibration import host_preset_text  # noqa: E402
 
 PRESETS = ROOT / "arch_sim" / "models" / "presets"
-#: a design's measurements calibrate makes apart from its saturation bench
-CALIBRATE_ONLY = ("after_send", "threads_cpu", "states_cpu")
 
 
 class Refused(Exception):

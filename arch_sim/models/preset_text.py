@@ -40,6 +40,11 @@ SEND_CHUNK_KB = DEFAULT_SEND_CHUNK / 1024
 #: State-group: fixed cost of a pass over the five state modules (five Python calls and an
 #: epoll.poll(0)), charged per pass rather than per request.
 PASS_US = 2.0
+#: per design, calibrate's record of how its CPU divides over a request's states and the key
+#: of the parse / send / log shares in it (threadcpu.py, statecpu.py)
+SPLITS = {"staged": ("threads_cpu", "shares"),
+          "thread-per-request": ("threads_cpu", "pool_shares"),
+          "state-group": ("states_cpu", "shares")}
 
 
 @dataclass
@@ -66,9 +71,6 @@ class Inputs:
         self.wake = m["wakeup"]
         self.servers = m.get("servers") or {}
         self.measured_archs = [a for a in ALL_ARCHS if a in self.servers]
-        # the work after the last send, where calibrate measured it (prefork: aftersend.py)
-        self.after_send = {a: s["after_send"] for a, s in self.servers.items()
-                           if isinstance(s, dict) and s.get("after_send")}
         self.tpr = self.servers.get("thread-per-request", {})
         self.sg = self.servers.get("state-group", {})
         self.file_set = str(m.get("file_set", "specweb99"))
@@ -102,41 +104,33 @@ class Inputs:
                     f"previous host preset ({what})")
         return f"{self.tag}: {what}"
 
+    def measured(self, arch: str, key: str) -> dict[str, Any] | None:
+        """What calibrate measured of ``arch`` beside its saturation bench, under ``key``
+        (``after_send``: aftersend.py; ``threads_cpu``: threadcpu.py; ``states_cpu``:
+        statecpu.py), or None."""
+        found = self.servers.get(arch)
+        return (found.get(key) or None) if isinstance(found, dict) else None
+
     def log_share(self, arch: str) -> float | None:
         """``arch``'s logging share as calibrate measured it (the work after the last send),
         or None: the estimate."""
-        found = self.after_send.get(arch)
+        found = self.measured(arch, "after_send")
         return None if found is None else float(found["share"])
 
-    def threads_cpu(self, arch: str) -> dict[str, Any] | None:
-        """``arch``'s CPU thread by thread as calibrate measured it (arch_sim/threadcpu.py),
-        or None."""
-        found = self.servers.get(arch, {})
-        return found.get("threads_cpu") if isinstance(found, dict) else None
-
-    def states_cpu(self) -> dict[str, Any] | None:
-        """The state-group worker's CPU state by state as calibrate measured it
-        (arch_sim/statecpu.py), or None."""
-        return self.sg.get("states_cpu") if isinstance(self.sg, dict) else None
-
     def shares(self, arch: str) -> dict[str, float]:
-        """How ``arch``'s own CPU per request divides over parse, send and log: its stage
-        threads' or states' shares where calibrate measured them (staged, state-group; the
-        pool thread's as it timed them), the measured logging share with parse and send
+        """How ``arch``'s own CPU per request divides over parse, send and log: as calibrate
+        measured it (:data:`SPLITS`), the measured logging share with parse and send
         splitting the rest (prefork), or the estimate."""
-        found = (self.states_cpu() if arch == "state-group"
-                 else self.threads_cpu(arch) if arch == "staged" else None)
-        if found:
-            return {k: float(found["shares"][k]) for k in ("parse", "send", "log")}
-        pool = self.threads_cpu(arch) if arch == "thread-per-request" else None
-        if pool and pool.get("pool_shares"):
-            return {k: float(pool["pool_shares"][k]) for k in ("parse", "send", "log")}
+        record, key = SPLITS.get(arch, ("", ""))
+        found = self.measured(arch, record) if record else None
+        if found and found.get(key):
+            return {k: float(found[key][k]) for k in ("parse", "send", "log")}
         return state_shares(self.log_share(arch))
 
     def dispatch_share(self) -> float:
         """The pool dispatcher's share of the pool server's CPU: measured by calibrate
         (its main thread's runtime), or :data:`DISPATCHER_SHARE`."""
-        found = self.threads_cpu("thread-per-request")
+        found = self.measured("thread-per-request", "threads_cpu")
         return DISPATCHER_SHARE if not found else float(found["shares"]["dispatch"])
 
     def cold_why(self, arch: str) -> str:
@@ -170,8 +164,9 @@ def render(i: Inputs, costs: dict[str, dict[str, float]], refill: dict[str, floa
              + _thread_per_request(i, costs, refill, conn) + [""]
              + _state_group(i, costs, refill, conn)
              + more_sections(costs, refill, conn, i.measured_archs, cpu_us, i.why, i.cold_why,
-                             i.conn_why, {a: i.shares(a) for a in ALL_ARCHS}, i.after_send,
-                             {a: i.threads_cpu(a) for a in ALL_ARCHS})
+                             i.conn_why, {a: i.shares(a) for a in ALL_ARCHS},
+                             {a: i.measured(a, "after_send") for a in ALL_ARCHS},
+                             {a: i.measured(a, "threads_cpu") for a in ALL_ARCHS})
              + [""] + _network() + [""] + _workload(i, conn) + [""])
     return "\n".join(lines)
 
@@ -315,7 +310,8 @@ def _thread_per_request(i: Inputs, costs: dict[str, dict[str, float]], refill: d
                         conn: dict[str, Any]) -> list[str]:
     t, tpr, mean_kb = costs["thread-per-request"], i.tpr, i.mean_kb
     why, cold_why, conn_why = i.why, i.cold_why, i.conn_why
-    shares, threads = i.shares("thread-per-request"), i.threads_cpu("thread-per-request")
+    shares = i.shares("thread-per-request")
+    threads = i.measured("thread-per-request", "threads_cpu")
     whose = ("the dispatcher's (main thread's) share of the server's CPU as calibrate read it "
              f"thread by thread over {int(threads['requests'])} requests (schedstat; "
              "threadcpu.py)" if threads else
@@ -358,7 +354,7 @@ def _state_group(i: Inputs, costs: dict[str, dict[str, float]], refill: dict[str
                  conn: dict[str, Any]) -> list[str]:
     s, sg = costs["state-group"], i.sg
     why, cold_why, conn_why = i.why, i.cold_why, i.conn_why
-    shares, found = i.shares("state-group"), i.states_cpu()
+    shares, found = i.shares("state-group"), i.measured("state-group", "states_cpu")
     timed = ("" if not found else
              f" (its states' shares of their CPU, timed by the worker over "
              f"{int(found['requests'])} requests with --state-cpu; statecpu.py)")
