@@ -163,15 +163,15 @@ def measure(arch: str, seconds: float = 2.0, server_cpu: int = 0, client_cpu: in
     if served <= 0:
         raise RuntimeError(f"the {arch} server served no request in {seconds:g} s")
     groups = split(arch, pid, first, last)
-    found = {"shares": shares(arch, groups),
-             "us_per_request": {k: ns / 1e3 / served for k, ns in sorted(groups.items())},
+    found = {"us_per_request": {k: ns / 1e3 / served for k, ns in sorted(groups.items())},
              "cpu_us_per_request": sum(groups.values()) / 1e3 / served,
              "requests": served, "seconds": seconds}
-    if pool:  # the pool thread's own split, from the states it timed
-        timed = {name: {k: status1["per_state"][name][k] - status0["per_state"][name][k]
-                        for k in ("cpu_us", "calls")} for name in status1["per_state"]}
-        found["pool_shares"] = pool_shares(groups.get("pool", 0.0), timed, clock)
-        # the dispatcher's share of the CPU the server spends without the clock's reads
-        plain = {**groups, "pool": groups.get("pool", 0.0) - clock_reads_ns(timed, clock)}
-        found["shares"] = shares(arch, plain)
-    return found
+    if not pool:
+        return {"shares": shares(arch, groups), **found}
+    # the pool thread's own split, from the states it timed, and the dispatcher's share of
+    # the CPU the server spends without the clock's reads
+    timed = {name: {k: status1["per_state"][name][k] - status0["per_state"][name][k]
+                    for k in ("cpu_us", "calls")} for name in status1["per_state"]}
+    plain = {**groups, "pool": groups.get("pool", 0.0) - clock_reads_ns(timed, clock)}
+    return {"shares": shares(arch, plain), **found,
+            "pool_shares": pool_shares(groups.get("pool", 0.0), timed, clock)}
