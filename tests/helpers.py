@@ -221,3 +221,17 @@ CALIBRATION = {
     },
     "server_cpus": [0], "client_cpus": [1], "file_set": "specweb99", "connections": 64,
 }
+
+
+def status_after_requests(arch: str, args: list[str], root, requests: int = 100) -> dict:
+    """``/server-status`` of our server ``arch`` (started with ``args``, serving the 1 KB file
+    set under ``root``) after ``requests`` GETs of its file, one connection each."""
+    import urllib.request
+
+    from arch_sim.harness import loaded
+
+    with loaded.serving(arch, args, file_set="1k", root=root) as (server, fs):
+        for _ in range(requests):
+            with urllib.request.urlopen(server.url + fs.urls[0], timeout=5) as reply:
+                reply.read()
+        return server.status()

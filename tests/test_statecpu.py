@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import shutil
 import tomllib
-import urllib.request
 
 import pytest
-from helpers import CALIBRATION
+from helpers import CALIBRATION, status_after_requests
 
 from arch_sim import statecpu
-from arch_sim.harness import fileset, servers
+from arch_sim.harness import servers
 from arch_sim.models.calibration import host_preset_text
 from arch_sim.models.params import from_dict
 from arch_sim.models.request_costs import STATE_SHARES
@@ -78,15 +77,11 @@ def test_the_preset_splits_the_state_group_worker_as_its_states_ran():
 
 
 def test_the_worker_times_its_states_only_when_asked(tmp_path):
-    fs = fileset.generate(tmp_path / "root", "1k")
     seen = {}
     for flag in ([], ["--state-cpu"]):
         args = servers.arch_args("state-group", None, [0]) + flag
-        with servers.start("state-group", fs.root, cpus=[0], args=args) as server:
-            for path in fs.urls[:20] * 10:
-                with urllib.request.urlopen(server.url + path, timeout=5) as reply:
-                    reply.read()
-            worker = server.status()["workers"][0]
+        worker = status_after_requests("state-group", args, tmp_path / str(bool(flag)))
+        worker = worker["workers"][0]
         seen[bool(flag)] = {n: worker["per_state"][n]["cpu_us"] for n in NAMES}
     assert not any(seen[False].values())  # the plain loop reads no clock
     assert seen[True]["wait_headers"] > 0 and seen[True]["send_data"] > 0

@@ -11,11 +11,10 @@ import sys
 import threading
 import time
 import tomllib
-import urllib.request
 from argparse import Namespace
 
 import pytest
-from helpers import CALIBRATION
+from helpers import CALIBRATION, status_after_requests
 
 from arch_sim import calibrate, threadcpu
 from arch_sim.models.calibration import host_preset_text
@@ -213,17 +212,13 @@ def test_the_real_server_s_cpu_is_read_thread_by_thread(arch):
 
 
 def test_the_pool_times_its_states_only_when_asked(tmp_path):
-    from arch_sim.harness import fileset, servers
+    from arch_sim.harness import servers
 
-    fs = fileset.generate(tmp_path / "root", "1k")
     seen = {}
     for flag in ([], ["--state-cpu"]):
         args = servers.arch_args("thread-per-request", 4, [0]) + flag
-        with servers.start("thread-per-request", fs.root, cpus=[0], args=args) as server:
-            for path in fs.urls[:1] * 100:
-                with urllib.request.urlopen(server.url + path, timeout=5) as reply:
-                    reply.read()
-            seen[bool(flag)] = server.status().get("per_state")
+        status = status_after_requests("thread-per-request", args, tmp_path / str(bool(flag)))
+        seen[bool(flag)] = status.get("per_state")
     assert seen[False] is None  # nothing is wrapped without the flag
     assert seen[True]["wait_headers"]["calls"] >= 100
     assert seen[True]["send_data"]["calls"] >= 100
