@@ -10,6 +10,7 @@
 - :mod:`.faults`   reporting a failure that costs one request (a 500 or a cut response)
 - :mod:`.serving`  what every server does alike: options, listener, ``READY``
 - :mod:`.board`    counters in shared memory, for the multi-process servers (state-group, prefork)
+- :mod:`.cputime`  a call timed with its thread's CPU clock (the servers' ``--state-cpu``)
 """
 
 from .docroot import DocumentRoot

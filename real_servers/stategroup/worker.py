@@ -29,7 +29,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 
-from ..core import DocumentRoot, Responder, Response
+from ..core import DocumentRoot, Responder, Response, cputime
 from ..core import board as b
 from ..core.status import status_access
 from . import states as state_modules
@@ -126,17 +126,14 @@ class Worker:
 
     # -- the loop --------------------------------------------------------------------------
     def _timed(self, state: int, run):
-        """``run`` with the CPU its batch takes added to ``state_ns[state]`` (the thread's CPU
-        clock read before and after: --state-cpu only, so the plain loop pays nothing)."""
-        spent, clock = self.state_ns, time.thread_time_ns
+        """``run`` with the CPU its batch takes added to ``state_ns[state]`` (--state-cpu only,
+        so the plain loop pays nothing)."""
+        spent = self.state_ns
 
-        def timed_run(worker: Worker) -> int:
-            start = clock()
-            n = run(worker)
-            spent[state] += clock() - start
-            return n
+        def charge(ns: int) -> None:
+            spent[state] += ns
 
-        return timed_run
+        return cputime.timed(run, charge)
 
     def serve(self) -> int:
         """Run passes until drained; returns the exit code (0)."""

@@ -3,7 +3,7 @@
 A pool thread serves a connection in one call (``PoolServer._serve``: recv, parse, respond,
 send) and then hands it back (``finished``) and sleeps on its lock again.  With ``--state-cpu``
 the server wraps ``_serve`` and the ``send`` that ``serve_ready`` calls in two reads of the
-thread's CPU clock each (``time.thread_time_ns``), summed per thread without a lock: what
+thread's CPU clock each (:func:`..core.cputime.timed`), summed per thread without a lock: what
 ``_serve`` took less what ``send`` took is the wait_headers state's CPU (recv, parse, respond),
 ``send`` the send_data state's.  The thread's CPU beyond ``_serve`` - after the last send until
 it sleeps again, and its wake-ups - is the logging state's; the thread's total is the kernel's
@@ -14,10 +14,10 @@ and nothing is read.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
+from ..core import cputime
 from ..core.lifecycle import NAMES, SEND_DATA, WAIT_HEADERS
 from . import connection
 
@@ -45,19 +45,14 @@ class StateCpu:
     def timed(self, call: Callable[..., Any], field: int) -> Callable[..., Any]:
         """``call`` with the CPU it takes added to the calling thread's ``field`` (and a call
         to the count two fields on)."""
-        clock, cell = time.thread_time_ns, self.cell
+        cell = self.cell
 
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            start = clock()
-            try:
-                return call(*args, **kwargs)
-            finally:
-                end = clock()
-                sums = cell()
-                sums[field] += end - start
-                sums[field + 2] += 1
+        def charge(ns: int) -> None:
+            sums = cell()
+            sums[field] += ns
+            sums[field + 2] += 1
 
-        return wrapper
+        return cputime.timed(call, charge)
 
     def per_state(self) -> dict[str, dict[str, float]]:
         """The /server-status entry, over every pool thread: per timed state the us of CPU its
