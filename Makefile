@@ -56,8 +56,13 @@ wrk:
 trace-tools:
 	$(call install_tools,$(TRACE_TOOLS))
 
+# The model-only tests (marker `parallel`, tests/conftest.py) run on both CPUs at once, whole
+# files to a worker; the rest - real servers under real load, pinned to CPU 0 and 1 - one at a
+# time after them.  Both always run; the target fails if either does.
 test: $(STAMP) wrk
-	$(PY) -m pytest
+	$(PY) -m pytest -m parallel -n 2 --dist loadfile; a=$$?; \
+	$(PY) -m pytest -m "not parallel"; b=$$?; \
+	test $$a -eq 0 -a $$b -eq 0
 
 reproduce: $(STAMP) wrk
 	$(VENV)/bin/arch-sim reproduce $(if $(FULL),,--quick) $(if $(OUT),--out $(OUT),)

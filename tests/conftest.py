@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import os
 import shutil
@@ -25,6 +26,23 @@ SERVER_CONFIGS = [
     ("prefork", "prefork", ["--workers", "16"]),
     ("staged", "staged", []),
 ]
+
+
+#: test files that start no server, load generator or tracer: the model, plots, notebooks.
+#: Their tests are marked ``parallel`` (unless a test is marked ``real`` or ``wrk``), and `make
+#: test` runs them two at a time before the rest, which need the CPUs to themselves.
+PARALLEL_FILES = ("test_models_*.py", "test_plots*.py", "test_notebooks.py", "test_lessons.py",
+                  "test_simulate*.py", "test_repeatability.py", "test_fidelity.py",
+                  "test_timeline.py", "test_bench_repeat.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if (any(fnmatch.fnmatch(item.path.name, pattern) for pattern in PARALLEL_FILES)
+                and item.get_closest_marker("real") is None
+                and item.get_closest_marker("wrk") is None):
+            item.add_marker(pytest.mark.parallel)
 
 
 def have_module(name: str) -> bool:

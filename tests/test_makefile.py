@@ -36,3 +36,22 @@ def test_make_trace_tools_installs_bpftrace_the_same_way():
     assert "bpftrace:bpftrace" in text and "apt-get install" in text
     assert "policy-rc.d" in text  # no service starts while it installs, as for make wrk
     assert "zzz:zzz-pkg" in recipe("trace-tools", "TRACE_TOOLS=zzz:zzz-pkg")
+
+
+def test_make_test_runs_the_model_tests_two_at_a_time_then_the_rest():
+    text = recipe("test")
+    first, second = text.index("-m parallel -n 2"), text.index('-m "not parallel"')
+    assert first < second  # every test is in exactly one of the two runs
+    assert "--dist loadfile" in text  # a file's module fixtures run once, in one worker
+
+
+def test_files_run_two_at_a_time_start_no_server_load_or_tracer():
+    from conftest import PARALLEL_FILES
+
+    files = {p for pattern in PARALLEL_FILES for p in (ROOT / "tests").glob(pattern)}
+    assert len(files) >= 20
+    for path in files:
+        source = path.read_text()
+        for call in ("servers.start(", "under_wrk(", "serving(", "run_wrk(", '"bpftrace"',
+                     '"perf"', "pytest.mark.real", "need_wrk("):
+            assert call not in source, f"{path.name} has {call}: it must run alone"
