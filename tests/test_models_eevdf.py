@@ -410,3 +410,50 @@ def test_no_gil_is_plain_cpu_time():
     env.process(body())
     env.run()
     assert env.now == pytest.approx(20 * US) and gil.waits == 0
+
+
+def _wake_behind_a_delayed_sleeper(waker_runs_us: float) -> dict[str, bool]:
+    """``woken`` queues 200 us behind ``other`` and sleeps owed time; ``delayed`` overruns the
+    waker queued behind it and sleeps owing time (DELAY_DEQUEUE); the waker then runs
+    ``waker_runs_us`` and wakes ``woken``: was it preempted at once, and is ``delayed`` still
+    queued?"""
+    env = simpy.Environment()
+    sched = Scheduler(env, 1, EEVDF)
+    waker, delayed, woken, other = Task("waker"), Task("delayed"), Task("woken"), Task("other")
+    seen: dict[str, bool] = {}
+
+    def sleeper(task, work, start=0.0):
+        yield env.timeout(start)
+        yield sched.start(task)
+        yield from sched.run(task, work)
+        yield sched.block(task)
+        yield sched.block(task)
+
+    def waker_body():
+        yield env.timeout(1e-3 + 1 * US)
+        yield sched.start(waker)
+        yield from sched.run(waker, waker_runs_us * US)
+        seen["was_delayed"] = delayed.delayed
+        before = sched.involuntary
+        sched.wake(woken)
+        yield from sched.checkpoint(waker)
+        seen["preempted"] = sched.involuntary > before
+        seen["still_queued"] = delayed.queued
+        yield sched.block(waker)
+
+    env.process(sleeper(other, 200 * US))
+    env.process(sleeper(woken, 5 * US))
+    env.process(sleeper(delayed, 300 * US, start=1e-3))
+    env.process(waker_body())
+    env.run()
+    return seen
+
+
+def test_a_delayed_sleeper_on_top_leaves_and_the_woken_task_preempts():
+    """Since commit ac8e69e69363 the wake-up check picks as pick_next_entity() does: a delayed
+    sleeper that comes out on top is eligible, so it leaves the queue and the pick is made
+    again - here the woken task, owed time, which preempts (before, the sleeper's earlier
+    deadline kept the waker running)."""
+    seen = _wake_behind_a_delayed_sleeper(400)
+    assert seen["was_delayed"]
+    assert seen["preempted"] and not seen["still_queued"]
