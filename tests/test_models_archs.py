@@ -240,3 +240,33 @@ def test_every_preset_describes_every_architecture():
         assert preset.scheduler.mm_switch_us == 0.0
         for arch in ALL_ARCHS:
             assert preset.for_arch(arch).server.workers == 64
+
+
+def test_staged_hand_offs_cost_their_cpu_where_a_thread_sleeps_and_wakes():
+    """A queue get() that sleeps costs ``queue_wait_us`` + ``futex_wait_us`` of the thread's
+    own CPU and a put() that wakes one ``wake_extra_us`` more; at 100 requests/s logging and
+    send_data each sleep in get() about once a request and wait_headers in epoll
+    (``poll_wait_us``), so each microsecond of a sleep's cost adds at least one a request per
+    sleep - and up to 1 + ``cold_slowdown`` times that, run on caches still cold."""
+    host = load_preset("host")
+    staged = host.server_by_arch["staged"]
+    assert staged["queue_wait_us"] > 0 and staged["futex_wait_us"] > 0  # as shipped
+    none = {"queue_wait_us": 0.0, "futex_wait_us": 0.0, "wake_extra_us": 0.0,
+            "poll_wait_us": 0.0}
+
+    def cpu_us(**costs) -> float:
+        p = host.replace(server_by_arch={**host.server_by_arch,
+                                         "staged": {**staged, **none, **costs}})
+        row = point("staged", p, 100.0, requests=600, workload="closed")
+        return row["cpu_util"] * 1e6 / row["rps"]
+
+    base = cpu_us()
+    slow = 1 + host.scheduler.cold_slowdown
+    assert 2 * 40 <= cpu_us(futex_wait_us=40.0) - base <= 2 * 40 * slow * 1.2  # two gets
+    assert 40 <= cpu_us(poll_wait_us=40.0) - base <= 40 * slow * 1.2  # one poll
+    shipped = host_preset_text(json.loads((PRESET_DIR / "host.calibration.json").read_text()),
+                               only=[])
+    section = shipped[shipped.index("[server.staged]"):].split("\n\n", 1)[0]
+    for key in none:
+        assert f"\n{key} = " in section and "benchmarks/staged_handoffs.py" in section
+    assert "\ncold_slowdown = 3.54 " in shipped  # 104.1 / 29.4 us (hostbench.cold_cache)

@@ -457,3 +457,42 @@ def test_a_delayed_sleeper_on_top_leaves_and_the_woken_task_preempts():
     seen = _wake_behind_a_delayed_sleeper(400)
     assert seen["was_delayed"]
     assert seen["preempted"] and not seen["still_queued"]
+
+
+def test_a_cold_refill_paid_as_a_slowdown_is_spread_over_the_next_bursts():
+    """``cold_slowdown`` K: after 10 ms of idle the refill (1 - exp(-10/5) of it) is the CPU's
+    debt, which each burst of 10 us pays 2 x 10 us of until it is gone, whichever code runs;
+    a second code's refill adds to it, at most both codes' whole refills.  The lump that a
+    model spreading its refill itself takes (``cold_start``) is still the whole refill."""
+    params = SchedulerParams(switch_us=0.0, timeslice_ms=1.4, hz=250, policy="eevdf",
+                             cold_decay_ms=5.0, cold_slowdown=2.0)
+    env = simpy.Environment()
+    sched = Scheduler(env, 1, params)
+    refill = 100 * US
+    pool, disp = Task("pool/1", refill=refill), Task("dispatcher", refill=refill)
+    took: list[float] = []
+
+    def body():
+        yield env.timeout(10e-3)
+        yield sched.start(pool)
+        for _ in range(6):
+            t0 = env.now
+            yield from sched.run(pool, 10 * US)
+            took.append(env.now - t0)
+        yield sched.block(pool)
+
+    sched.cpus[0].warm.update({"pool": 0.0, "dispatcher": 0.0})
+    env.process(body())
+    env.run()
+    cold10 = refill * (1 - math.exp(-2.0))  # 86.5 us
+    assert took[:4] == pytest.approx([30 * US] * 4, rel=1e-6)
+    assert took[4] == pytest.approx(10 * US + cold10 - 80 * US, rel=1e-6)
+    assert took[5] == pytest.approx(10 * US, rel=1e-6)
+    cpu = sched.cpus[0]
+    cpu.debt, cpu.idles = 150 * US, cpu.idles + 1
+    cpu.idle_total += 1.0  # a long idle: both codes all cold
+    assert sched._cold_start(disp, cpu) == 0.0  # as a debt, capped at both refills
+    assert cpu.debt == pytest.approx(200 * US)
+    worker = Task("worker", refill=refill)
+    worker.cpu = cpu
+    assert sched.cold_start(worker) == pytest.approx(refill)  # the lump, for its own spreading

@@ -122,7 +122,8 @@ def test_host_cache_refill_makes_idle_requests_dearer():
     cold_cpu = cold_row["cpu_util"] * 1e6 / cold_row["rps"]
     warm_cpu = warm_row["cpu_util"] * 1e6 / warm_row["rps"]
     assert 3 * warm_cpu < cold_cpu < 20 * warm_cpu
-    assert cold_row["involuntary_per_s"] > 2 * warm_row["involuntary_per_s"]
+    # (1.8 times as many with the refill paid as a slowdown, cold_slowdown; 2-3 times as a lump)
+    assert cold_row["involuntary_per_s"] > 1.5 * warm_row["involuntary_per_s"]
 
 
 # -- the mechanisms, one at a time -------------------------------------------------------------

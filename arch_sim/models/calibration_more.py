@@ -33,6 +33,26 @@ def shape_line(arch: str) -> str:
             "--stage-threads defaults (real_servers/staged)")
 
 
+#: the staged server's hand-offs, measured once with benchmarks/staged_handoffs.py (2026-12-01,
+#: wrk unpaced with keep-alive, 62,628 requests; the logging thread's blocking gets, the puts
+#: that woke a thread, wait_headers' blocking polls), each clock read's 0.7 us taken out and, for
+#: the waits, that calibration's switch_us (4.35 us) too: the model charges a switch itself.
+#: Not re-measured by arch-sim calibrate.
+HANDOFFS = {
+    "queue_wait_us": (6.0, "a blocking get()'s Python, 3.9 before the wait and 3.5 after"),
+    "futex_wait_us": (8.5, "its blocking acquire's own CPU, 13.6 us, less switch_us"),
+    "wake_extra_us": (3.1, "a put() that woke a thread took 9.3 us, one that did not 3.1: "
+                           "the rest beyond wake_us"),
+    "poll_wait_us": (12.1, "wait_headers' epoll.poll() that slept, 17.2 us, less switch_us"),
+}
+
+
+def handoff_lines() -> list[str]:
+    """``[server.staged]``'s hand-off costs (:data:`HANDOFFS`), each with where it came from."""
+    return [f"{key} = {value:.1f}".ljust(26) + f" # measured once (benchmarks/staged_handoffs.py, "
+            f"2026-12-01, unpaced): {why}" for key, (value, why) in HANDOFFS.items()]
+
+
 def thread_share(what: str, threads: dict[str, Any] | None) -> str:
     """Where a staged cost's share came from: the ``what`` stage thread's share of the stage
     threads' CPU as calibrate read it thread by thread (:mod:`arch_sim.threadcpu`), or
@@ -75,6 +95,8 @@ def more_sections(costs: dict[str, dict[str, float]], refill: dict[str, float],
     lines: list[str] = []
     for arch in MORE_ARCHS:
         lines += ["", f"[server.{arch}]", shape_line(arch)]
+        if arch == "staged":
+            lines += handoff_lines()
         if arch not in measured:
             values = [("parse_us", tpr["parse_us"], ".2f"), ("send_us", tpr["send_us"], ".2f"),
                       ("log_us", tpr["log_us"], ".2f"),

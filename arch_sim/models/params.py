@@ -64,6 +64,12 @@ class SchedulerParams:
     """How fast an idle CPU's caches go cold: after ``t`` ms of idle a task pays its code's
     cache refill (``ServerParams.cold_refill_us``) times ``1 - exp(-t / cold_decay_ms)`` on its
     first burst of work."""
+    cold_slowdown: float = 0.0
+    """How the refill is paid.  0: as a lump, on the first burst of work after the idle.  K >
+    0: as a slowdown - the refill becomes the CPU's debt, and every burst of a task with a
+    refill runs K + 1 times slower until it is paid (the caches fill as they are used, and
+    all code on the CPU shares them).  Measured as calibrate's cold reference work's refill
+    over its warm time (hostbench.cold_cache)."""
     policy: str = "fifo"
     """How the next task is picked and when a wake-up preempts (arch_sim.models.policies).
 
@@ -170,6 +176,20 @@ class ServerParams:
     stage_threads: str = DEFAULT_STAGE_THREADS
     """Staged: threads per lifecycle state's pool, as ``real_servers.staged --stage-threads``
     takes them (these are its defaults)."""
+    queue_wait_us: float = 0.0
+    """Staged: the Python of a ``queue.Queue.get()`` that sleeps (``Condition.wait``'s set-up
+    before, re-locking the queue and taking the item after), the GIL held; half before the
+    sleep, half after."""
+    futex_wait_us: float = 0.0
+    """Staged: the CPU of a blocking wait beyond ``SchedulerParams.switch_us`` (the futex's
+    system call and its return, dropping and taking back the GIL), a thread's own, the GIL
+    dropped; half before the sleep, half after."""
+    wake_extra_us: float = 0.0
+    """Staged: the rest of a ``put()`` that woke a thread (beyond ``SchedulerParams.wake_us``:
+    returning through the condition and the queue's lock), the GIL held."""
+    poll_wait_us: float = 0.0
+    """Staged: the CPU of an ``epoll.poll()`` that sleeps beyond ``switch_us`` (wait_headers),
+    the GIL dropped; half before the sleep, half after."""
     cold_refill_us: float = 0.0
     """Cache refill after idle: extra CPU a server thread pays on its first burst of work after
     its CPU has been idle, because its code and data went cold in the caches meanwhile (on a VM

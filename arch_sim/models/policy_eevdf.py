@@ -317,7 +317,10 @@ class Eevdf(Policy):
 
         The running task's v is first brought up to date (update_curr()); an eligible running
         task before its deadline is protected (RUN_TO_PARITY); otherwise the woken task preempts
-        if pick_eevdf() would now choose it.
+        if a pick would now choose it.  That pick is pick_next_entity()'s, as the kernel's has
+        been since commit ac8e69e69363 (2026; in 6.18 stable): a delayed sleeper that comes
+        out on top is eligible, so it leaves the queue (lag 0) and the pick is made again -
+        it no longer stands in the woken task's way (docs/SOURCES.md [LX-wakeup-delayed]).
         """
         if not self.wakeup_preemption:
             return None
@@ -329,8 +332,13 @@ class Eevdf(Policy):
             self._update_curr(curr)
             avg = self._avg_v()
             protected = curr.v <= avg + 1e-12 and curr.v < curr.deadline
-            preempt = (not (self.run_to_parity and protected)
-                       and self._pick(cpu, include_running=True, avg=avg) is task)
+            preempt = False
+            if not (self.run_to_parity and protected):
+                best = self._pick(cpu, include_running=True, avg=avg)
+                while best is not None and best.delayed:  # eligible: past its 0-lag point
+                    self._remove(best, 0.0)
+                    best = self._pick(cpu, include_running=True)
+                preempt = best is task
             if _WATCHERS:
                 check = WakeCheck(curr.name, task.name, avg - task.v, avg - curr.v, protected,
                                   len(self.queue), sum(t.delayed for t in self.queue), preempt)

@@ -88,6 +88,10 @@ class Inputs:
                             f"{INTERRUPTED_X:g}x the median)")
         self.decay = (m.get("cold_cache") or {}).get("decay_ms")
         self.decay_by_hand = bool((m.get("cold_cache") or {}).get("set_by_hand"))
+        cold = m.get("cold_cache") or {}
+        # the refill paid as a slowdown: the reference work's refill per second of its warm time
+        self.cold_refill = cold.get("refill_us")
+        self.cold_warm = cold.get("warm_us")
         self.futex = m.get("futex") or {}
         self.wake_us = self.futex.get("wake_us")
         self.decay_ms = float(self.decay) if self.decay is not None else FALLBACK_COLD_DECAY_MS
@@ -254,9 +258,23 @@ def _scheduler(i: Inputs) -> list[str]:
            if decay is not None else
            "not measured by this calibrate run: cold_cache() on the development host "
            "(4-8 ms)"),
+        _slowdown_line(i, tag),
         "mm_switch_us = 0.0         # switch_us above was measured between two processes: "
         "it holds the page-table switch a prefork worker pays [LX-switch-mm]",
     ]
+
+
+def _slowdown_line(i: Inputs, tag: str) -> str:
+    """``cold_slowdown``: calibrate's cold reference work's refill over its warm time, or 0
+    (the refill as a lump) where this calibration did not measure both."""
+    if i.cold_refill and i.cold_warm and not i.decay_by_hand:
+        k = float(i.cold_refill) / float(i.cold_warm)
+        return (f"cold_slowdown = {k:.2f}       # {tag}: the cold reference work's refill over "
+                f"its warm time ({float(i.cold_refill):.1f} / {float(i.cold_warm):.1f} us, "
+                "hostbench.cold_cache): cold code runs this much + 1 times slower until the "
+                "refill is paid")
+    return ("cold_slowdown = 0.0        # not measured by this calibrate run: the refill is "
+            "paid as a lump on the first burst after an idle")
 
 
 def _server(i: Inputs) -> list[str]:

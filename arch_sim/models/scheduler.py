@@ -36,7 +36,11 @@ With ``cpu_time_cv`` > 0 every burst of work takes its nominal time times a rand
 
 A CPU's caches go cold while it idles: the first burst a task runs after an idle pays its code's
 refill (``Task.refill``) times ``1 - exp(-idle / cold_decay_ms)`` extra, unless a task running
-the same code (``Task.code``) already paid since.  So the first thread of a busy period
+the same code (``Task.code``) already paid since.  With ``cold_slowdown`` K > 0 that refill is
+not paid at once but becomes the CPU's debt, which every later burst (of a task with a refill)
+pays off at K times its own length: cold code runs K + 1 times slower until the caches are full
+again, whichever thread runs it - a woken thread's few microseconds of futex return and GIL
+stay short, where a lump would make them hundreds.  So the first thread of a busy period
 runs slower than the ones after it - which decides who leaves that period owed time (lag), and
 so whose next wake-up preempts its waker.
 
@@ -112,6 +116,7 @@ class Scheduler(Switching):
         self._wake_latency = params.wakeup_latency_us * US
         self._wake_cost = params.wake_us * US
         self._cold_decay = max(params.cold_decay_ms * 1e-3, 1e-12)
+        self._slowdown = max(params.cold_slowdown, 0.0)
         self._mm_switch = params.mm_switch_us * US
         self._proc_task: dict[Any, Task] = {}  # SimPy process -> the task whose code it runs
         self.policy = make_policy(self)
@@ -178,8 +183,11 @@ class Scheduler(Switching):
         cpu = task.cpu
         if self._jitter and seconds > 0.0:  # the same work does not always take as long
             seconds *= self._lognormal()
-        if task.refill and task.idles_seen != cpu.idles:
-            seconds += self._cold_start(task, cpu)
+        if task.refill:
+            if task.idles_seen != cpu.idles:
+                seconds += self._cold_start(task, cpu)
+            if cpu.debt:
+                seconds += self._pay_debt(cpu, seconds)
         dt = task.lead + seconds
         if dt > 0.0:
             env = self.env
@@ -221,8 +229,11 @@ class Scheduler(Switching):
             self._proc_task[self.env.active_process] = task
         if after > 0.0:
             cpu = task.cpu
-            if task.refill and task.idles_seen != cpu.idles:
-                after += self._cold_start(task, cpu)
+            if task.refill:
+                if task.idles_seen != cpu.idles:
+                    after += self._cold_start(task, cpu)
+                if cpu.debt:
+                    after += self._pay_debt(cpu, after)
             cpu.burst_end = self.env._now + task.lead + after
             cpu.burst = after
             task.lead += after

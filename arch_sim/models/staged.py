@@ -128,6 +128,11 @@ class Staged:
         self.handoff_cost = s.userspace_handoff_us * US
         self.one_way = net.one_way_us * US
         self.refill = s.cold_refill_us * US
+        # a hand-off's own CPU, around a sleep: halves before and after it
+        self.queue_half = s.queue_wait_us * US / 2.0
+        self.futex_half = s.futex_wait_us * US / 2.0
+        self.poll_half = s.poll_wait_us * US / 2.0
+        self.wake_extra = s.wake_extra_us * US
         self.preemptible = not s.kernel_threads
         self.gil = Gil(env, sched, s.gil_interval_ms * 1e-3) if s.gil else NoGil(sched)
         self.stage_threads = s.stage_threads if stage_threads is None else stage_threads
@@ -162,6 +167,8 @@ class Staged:
         if stage.sleepers:
             stage.wakeups += 1
             yield from self.sched.wake_from(task, stage.sleepers.popleft())
+            if self.wake_extra:  # the rest of put(): back through the condition and lock
+                yield from self.gil.py(task, self.wake_extra)
 
     def _wait(self, task: Task, state: int) -> Steps:
         """Block until the stage's queue holds something (the GIL already dropped); a thread
@@ -174,11 +181,20 @@ class Staged:
     def _get(self, task: Task, state: int) -> Generator[simpy.Event, Any, Request]:
         """``queue.Queue.get()``: the next item at once if there is one, else sleep (GIL
         dropped) until a put wakes this thread, then take the GIL back."""
-        stage = self.stages[state]
+        stage, gil, sched = self.stages[state], self.gil, self.sched
+        queue_half, futex_half = self.queue_half, self.futex_half
         while not stage.queue:  # (again if a thread that held the GIL took it meanwhile)
-            yield from self.gil.drop(task)
+            if queue_half:
+                yield from gil.py(task, queue_half)  # Condition.wait's set-up
+            yield from gil.drop(task)
+            if futex_half:
+                yield from sched.run(task, futex_half)  # into the futex wait
             yield from self._wait(task, state)
-            yield from self.gil.take(task)
+            if futex_half:
+                yield from sched.run(task, futex_half)  # back out of it
+            yield from gil.take(task)
+            if queue_half:
+                yield from gil.py(task, queue_half)  # re-lock the queue, take the item
         return stage.queue.popleft()
 
     # -- arrivals ---------------------------------------------------------------------------
@@ -234,7 +250,12 @@ class Staged:
         yield from gil.take(task)
         while True:
             yield from gil.drop(task)  # epoll.poll() drops the GIL around epoll_wait
-            yield from self._wait(task, WAIT_HEADERS)
+            if self.poll_half and not stage.queue:  # epoll_wait sleeps: its CPU around it
+                yield from sched.run(task, self.poll_half)
+                yield from self._wait(task, WAIT_HEADERS)
+                yield from sched.run(task, self.poll_half)
+            else:
+                yield from self._wait(task, WAIT_HEADERS)
             events, stage.queue = stage.queue, deque()  # every ready event at once
             yield from gil.take(task)
             for req in events:

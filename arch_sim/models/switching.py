@@ -46,6 +46,7 @@ class Switching:
     _refill: float
     _wake_latency: float
     _cold_decay: float
+    _slowdown: float
     _mm_switch: float
 
     def _make_runnable(self, task: Task, event: simpy.Event | None = None,
@@ -187,14 +188,31 @@ class Switching:
         cpu = task.cpu
         if cpu is None or not task.refill or task.idles_seen == cpu.idles:
             return 0.0
-        return self._cold_start(task, cpu)
+        return self._cold_start(task, cpu, lump=True)
 
-    def _cold_start(self, task: Task, cpu: Cpu) -> float:
+    def _cold_start(self, task: Task, cpu: Cpu, lump: bool = False) -> float:
         """The cache refill ``task`` pays now: its code went cold while ``cpu`` idled since a
-        task running that code last ran here (the first run on a CPU pays it whole)."""
+        task running that code last ran here (the first run on a CPU pays it whole).  With a
+        slowdown (``cold_slowdown``) and not ``lump``, it becomes the CPU's debt instead (at
+        most every code's whole refill: caches no colder than empty) and 0 is paid now."""
         task.idles_seen = cpu.idles
         idle = cpu.idle_total - cpu.warm.get(task.code, -math.inf)
         if idle <= 0.0:
             return 0.0
         cpu.warm[task.code] = cpu.idle_total
-        return -task.refill * math.expm1(-idle / self._cold_decay)
+        refill = -task.refill * math.expm1(-idle / self._cold_decay)
+        if lump or not self._slowdown:
+            return refill
+        cpu.refills[task.code] = task.refill
+        cpu.debt = min(cpu.debt + refill, sum(cpu.refills.values()))
+        return 0.0
+
+    def _pay_debt(self, cpu: Cpu, seconds: float) -> float:
+        """The refill a burst of ``seconds`` of warm work pays off the CPU's debt: ``K`` times
+        its length, at most the debt (its extra CPU)."""
+        extra = self._slowdown * seconds
+        if extra >= cpu.debt:
+            extra, cpu.debt = cpu.debt, 0.0
+        else:
+            cpu.debt -= extra
+        return extra

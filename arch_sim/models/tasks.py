@@ -76,7 +76,8 @@ class Cpu:
     """One processor: who runs on it, who ran last (cache warmth), when it is free."""
 
     __slots__ = ("index", "current", "last", "free_at", "need_resched", "burst_end", "burst",
-                 "idle_since", "idle_total", "idles", "warm", "extra_cost", "mm")
+                 "idle_since", "idle_total", "idles", "warm", "extra_cost", "mm", "debt",
+                 "refills")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -92,3 +93,5 @@ class Cpu:
         self.warm: dict[str, float] = {}  # code -> idle_total when it last ran here
         self.extra_cost = 0.0  # policy work charged to the next schedule() (2.2's recalc)
         self.mm: object = None  # the address space its page tables hold (kept across idle)
+        self.debt = 0.0  # refill still to pay, with SchedulerParams.cold_slowdown (s)
+        self.refills: dict[str, float] = {}  # code -> its whole refill (s): the debt's cap
