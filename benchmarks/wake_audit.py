@@ -16,6 +16,13 @@ request, the share that preempted, the share with the waker eligible, with the w
 time (lag > 0), and the mean queue length - beside the same from the host model
 (:func:`arch_sim.models.policy_eevdf.watch_wake_checks`).
 
+And at every switch away from a server thread that sleeps (``sched_switch`` with its state not
+running): whether it stays queued owing time (``sched_delayed``, DELAY_DEQUEUE) or leaves with
+its lag (``vlag``: owed time if positive, exactly 0 if it was alone), and the queue's length -
+per thread group, the share of its sleeps owed, at lag 0 and delayed, beside the model's
+(:func:`arch_sim.models.policy_eevdf.watch_sleeps`).  ``vlag`` shares its field with ``vprot``
+and is only read for a thread that left the queue.
+
 Kernel rules decide the same way in both when the state is the same (an eligible running task
 inside its slice is never preempted; an ineligible one is, when the woken task is the pick);
 what this shows is whether the *state* - lags, delayed sleepers - is the same.  The kernel's
@@ -36,7 +43,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from arch_sim.models.policy_eevdf import WakeCheck, watch_wake_checks
+from arch_sim.models.policy_eevdf import SleepCheck, WakeCheck, watch_sleeps, watch_wake_checks
 from arch_sim.models.runner import default_warmup, simulate_point
 from arch_sim.runinfo import git_commit, host_info, now_iso, write_json_atomic
 
@@ -55,6 +62,11 @@ tracepoint:sched:sched_wakeup /@task[args->pid]/ {
     $p->se.vruntime, $p->se.deadline, $c->se.vruntime, $c->se.deadline, $c->se.vprot,
     $cfs->zero_vruntime, $cfs->sum_w_vruntime, $cfs->sum_weight, $cfs->nr_queued,
     $c->thread_info.flags & 0x18, $c->se.load.weight);
+}
+tracepoint:sched:sched_switch /@task[args->prev_pid] && args->prev_state != 0/ {
+  $q = (struct task_struct *)@task[args->prev_pid];
+  printf("S %llu %d %lld %d %u\n", nsecs, $q->pid, $q->se.vlag, $q->se.sched_delayed,
+    $q->se.cfs_rq->nr_queued);
 }
 """
 NICE_0_SHIFT = 10  # scale_load_down(): the tree's sums use the weight without its fixed point
@@ -115,6 +127,52 @@ def tally(checks: list[Check], requests: float) -> dict[str, dict[str, float]]:
             for pair, cs in sorted(by.items())}
 
 
+@dataclass(frozen=True)
+class Sleep:
+    """A thread going to sleep, from either side (lag in ns or s: only its sign is used)."""
+
+    group: str
+    lag: float
+    delayed: bool
+    queued: int
+
+
+def parse_sleeps(lines: Iterable[str], groups: dict[int, str]) -> list[Sleep]:
+    """bpftrace's ``S`` lines of server threads as :class:`Sleep` rows."""
+    out = []
+    for line in lines:
+        f = line.split()
+        if len(f) != 6 or f[0] != "S":
+            continue
+        try:
+            _ns, pid, vlag, delayed, queued = (int(x) for x in f[1:])
+        except ValueError:
+            continue
+        if pid in groups:
+            out.append(Sleep(groups[pid], 0.0 if delayed else float(vlag), delayed != 0,
+                             queued))
+    return out
+
+
+def sleep_from_model(check: SleepCheck) -> Sleep:
+    return Sleep(check.task.split("/", 1)[0], 0.0 if check.delayed else check.lag,
+                 check.delayed, check.queued)
+
+
+def tally_sleeps(sleeps: list[Sleep], requests: float) -> dict[str, dict[str, float]]:
+    """Per thread group: sleeps per request, the shares that left owed time, left at lag 0
+    (alone in the queue) and stayed queued owing (delayed); the mean queue length."""
+    by: dict[str, list[Sleep]] = collections.defaultdict(list)
+    for s in sleeps:
+        by[s.group].append(s)
+    return {group: {"per_request": len(ss) / requests,
+                    "owed": sum(not s.delayed and s.lag > 0 for s in ss) / len(ss),
+                    "zero": sum(not s.delayed and s.lag == 0 for s in ss) / len(ss),
+                    "delayed": sum(s.delayed for s in ss) / len(ss),
+                    "queued": sum(s.queued for s in ss) / len(ss)}
+            for group, ss in sorted(by.items())}
+
+
 def record(args) -> dict:
     bpftrace = shutil.which("bpftrace")
     if bpftrace is None:
@@ -138,18 +196,21 @@ def record(args) -> dict:
     # the trace spans more than [t0, t1]: per request at the server's own rate over its span
     rps = (after["requests"] - before["requests"]) / (t1 - t0)
     checks, span = parse(lines, groups)
-    return {"rps": rps, "traced_s": span, "pairs": tally(checks, rps * span)}
+    return {"rps": rps, "traced_s": span, "pairs": tally(checks, rps * span),
+            "sleeps": tally_sleeps(parse_sleeps(lines, groups), rps * span)}
 
 
 def model(args) -> dict:
     checks: list[WakeCheck] = []
-    with watch_wake_checks(checks.append):
+    sleeps: list[SleepCheck] = []
+    with watch_wake_checks(checks.append), watch_sleeps(sleeps.append):
         row = simulate_point(args.arch, "host", args.rate, workload="closed",
                              connections=args.connections, threads=args.threads,
                              requests=args.model_requests, seed=1, file_sizes=args.file_set)
     # the checks span the warm-up too: per request over every request simulated
     done = args.model_requests + default_warmup(args.model_requests, "closed", args.connections)
-    return {"rps": row["rps"], "pairs": tally([from_model(c) for c in checks], done)}
+    return {"rps": row["rps"], "pairs": tally([from_model(c) for c in checks], done),
+            "sleeps": tally_sleeps([sleep_from_model(c) for c in sleeps], done)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     for pair in sorted(set(real["pairs"]) | set(sim["pairs"])):
         r, m = real["pairs"].get(pair, {}), sim["pairs"].get(pair, {})
         print(f"{pair:32s} " + " ".join(
+            f"{r.get(c, 0.0):7.2f} / {m.get(c, 0.0):6.2f}" for c in cols))
+    cols = ("per_request", "owed", "zero", "delayed", "queued")
+    print(f"{'sleeps of':32s} " + " ".join(f"{c:>16s}" for c in cols))
+    for group in sorted(set(real["sleeps"]) | set(sim["sleeps"])):
+        r, m = real["sleeps"].get(group, {}), sim["sleeps"].get(group, {})
+        print(f"{group:32s} " + " ".join(
             f"{r.get(c, 0.0):7.2f} / {m.get(c, 0.0):6.2f}" for c in cols))
     print("(each cell: real / model)")
     if args.out:

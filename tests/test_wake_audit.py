@@ -73,3 +73,26 @@ def test_tally_gives_shares_per_waker_and_woken_group():
     assert row["waker_eligible"] == pytest.approx(1 / 3)
     assert row["woken_owed"] == pytest.approx(2 / 3)
     assert span == 0.0  # every line at the same time
+
+
+def test_sleeps_are_read_as_owed_alone_or_delayed_on_both_sides():
+    """The kernel's ``S`` lines (a delayed sleeper's vlag is not read: it shares its field with
+    vprot) and the model's sleeps: per group the shares owed, at lag 0 and delayed."""
+    groups = {11: "send_data", 12: "logging"}
+    lines = ["S 1 11 -40 1 2", "S 2 11 0 0 1", "S 3 12 25 0 2", "S 4 12 99999 1 3",
+             "S 5 99 10 0 1", "S 6 12", "W 1 2"]
+    sleeps = audit.parse_sleeps(lines, groups)
+    assert [(s.group, s.delayed) for s in sleeps] == [
+        ("send_data", True), ("send_data", False), ("logging", False), ("logging", True)]
+    tally = audit.tally_sleeps(sleeps, requests=2)
+    assert tally["send_data"] == {"per_request": 1.0, "owed": 0.0, "zero": 0.5, "delayed": 0.5,
+                                  "queued": 1.5}
+    assert tally["logging"]["owed"] == 0.5 and tally["logging"]["delayed"] == 0.5
+    # the model: in the hand-off of tests/scenarios.py the owed sleeper slept behind `other`
+    from arch_sim.models.policy_eevdf import watch_sleeps
+
+    seen: list = []
+    with watch_sleeps(seen.append):
+        _handoff(sleeper_owed=True)
+    first = [audit.sleep_from_model(c) for c in seen if c.task == "sleeper/0"][0]
+    assert first.lag > 0 and not first.delayed and first.queued == 2

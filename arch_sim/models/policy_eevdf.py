@@ -38,6 +38,21 @@ class WakeCheck:
 
 _WATCHERS: list[Callable[[WakeCheck], None]] = []
 
+
+@dataclass(frozen=True)
+class SleepCheck:
+    """A task going to sleep, as dequeue_entity() sees it: its lag V - v (s) and whether it
+    stays queued owing time (``delayed``: DELAY_DEQUEUE); ``queued`` counts the tasks queued
+    then, itself included, as ``cfs_rq->nr_queued`` does."""
+
+    task: str
+    lag: float
+    delayed: bool
+    queued: int
+
+
+_SLEEP_WATCHERS: list[Callable[[SleepCheck], None]] = []
+
 #: the run queue's sum of v is kept in integer units of 2**-VKEY_BITS s (see Eevdf._avg_v):
 #: a float v is a 53-bit integer times a power of two, so every |v| >= 2**(52 - VKEY_BITS) s
 #: (2.6e-23 s) is held exactly - a lone task's V is its v, bit for bit
@@ -57,6 +72,16 @@ def watch_wake_checks(watch: Callable[[WakeCheck], None]) -> Iterator[None]:
         yield
     finally:
         _WATCHERS.remove(watch)
+
+
+@contextlib.contextmanager
+def watch_sleeps(watch: Callable[[SleepCheck], None]) -> Iterator[None]:
+    """Give every EEVDF sleep (a task blocking) inside the block to ``watch`` as well."""
+    _SLEEP_WATCHERS.append(watch)
+    try:
+        yield
+    finally:
+        _SLEEP_WATCHERS.remove(watch)
 
 
 class Eevdf(Policy):
@@ -235,6 +260,10 @@ class Eevdf(Policy):
         if not task.queued:
             return
         lag = self._avg_v() - task.v
+        if _SLEEP_WATCHERS and task.state == "blocked":
+            check = SleepCheck(task.name, lag, lag < 0.0, len(self.queue))
+            for watch in _SLEEP_WATCHERS:
+                watch(check)
         if lag < 0.0 and task.state == "blocked":  # owes time: DELAY_DEQUEUE
             task.delayed = True
             return
