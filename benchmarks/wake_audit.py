@@ -16,10 +16,11 @@ request, the share that preempted, the share with the waker eligible, with the w
 time (lag > 0), and the mean queue length - beside the same from the host model
 (:func:`arch_sim.models.policy_eevdf.watch_wake_checks`).
 
-And at every switch away from a server thread that sleeps (``sched_switch`` with its state not
-running): whether it stays queued owing time (``sched_delayed``, DELAY_DEQUEUE) or leaves with
-its lag (``vlag``: owed time if positive, exactly 0 if it was alone), and the queue's length -
-per thread group, the share of its sleeps owed, at lag 0 and delayed, beside the model's
+And at every switch away from a server thread that sleeps (``sched_switch`` with a state other
+than 0 and 0x100, the two a preemption reports: docs/SOURCES.md [LX-switch-state]): whether it
+stays queued owing time (``sched_delayed``, DELAY_DEQUEUE) or leaves with its lag (``vlag``:
+owed time if positive, exactly 0 if it was alone), and the queue's length - per thread group,
+the share of its sleeps owed, at lag 0 and delayed, beside the model's
 (:func:`arch_sim.models.policy_eevdf.watch_sleeps`).  ``vlag`` shares its field with ``vprot``
 and is only read for a thread that left the queue.
 
@@ -63,7 +64,8 @@ tracepoint:sched:sched_wakeup /@task[args->pid]/ {
     $cfs->zero_vruntime, $cfs->sum_w_vruntime, $cfs->sum_weight, $cfs->nr_queued,
     $c->thread_info.flags & 0x18, $c->se.load.weight);
 }
-tracepoint:sched:sched_switch /@task[args->prev_pid] && args->prev_state != 0/ {
+tracepoint:sched:sched_switch
+/@task[args->prev_pid] && args->prev_state != 0 && args->prev_state != 0x100/ {
   $q = (struct task_struct *)@task[args->prev_pid];
   printf("S %llu %d %lld %d %u\n", nsecs, $q->pid, $q->se.vlag, $q->se.sched_delayed,
     $q->se.cfs_rq->nr_queued);
