@@ -215,6 +215,16 @@ def model(args) -> dict:
             "sleeps": tally_sleeps([sleep_from_model(c) for c in sleeps], done)}
 
 
+def print_table(title: str, real: dict[str, dict[str, float]],
+                sim: dict[str, dict[str, float]], cols: tuple[str, ...]) -> None:
+    """One row per key of either side, each cell ``real / model``."""
+    print(f"{title:32s} " + " ".join(f"{c:>16s}" for c in cols))
+    for key in sorted(set(real) | set(sim)):
+        r, m = real.get(key, {}), sim.get(key, {})
+        print(f"{key:32s} " + " ".join(
+            f"{r.get(c, 0.0):7.2f} / {m.get(c, 0.0):6.2f}" for c in cols))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="staged", choices=("thread-per-request", "staged"))
@@ -232,18 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     real, sim = record(args), model(args)
     print(f"{args.arch} at {args.rate or 'max'}: real {real['rps']:,.0f}/s, model "
           f"{sim['rps']:,.0f}/s")
-    cols = ("per_request", "preempted", "waker_eligible", "woken_owed", "queued")
-    print(f"{'waker -> woken':32s} " + " ".join(f"{c:>16s}" for c in cols))
-    for pair in sorted(set(real["pairs"]) | set(sim["pairs"])):
-        r, m = real["pairs"].get(pair, {}), sim["pairs"].get(pair, {})
-        print(f"{pair:32s} " + " ".join(
-            f"{r.get(c, 0.0):7.2f} / {m.get(c, 0.0):6.2f}" for c in cols))
-    cols = ("per_request", "owed", "zero", "delayed", "queued")
-    print(f"{'sleeps of':32s} " + " ".join(f"{c:>16s}" for c in cols))
-    for group in sorted(set(real["sleeps"]) | set(sim["sleeps"])):
-        r, m = real["sleeps"].get(group, {}), sim["sleeps"].get(group, {})
-        print(f"{group:32s} " + " ".join(
-            f"{r.get(c, 0.0):7.2f} / {m.get(c, 0.0):6.2f}" for c in cols))
+    print_table("waker -> woken", real["pairs"], sim["pairs"],
+                ("per_request", "preempted", "waker_eligible", "woken_owed", "queued"))
+    print_table("sleeps of", real["sleeps"], sim["sleeps"],
+                ("per_request", "owed", "zero", "delayed", "queued"))
     print("(each cell: real / model)")
     if args.out:
         write_json_atomic(args.out, {"kind": "wake-audit", **host_info(), "git": git_commit(),
