@@ -366,7 +366,11 @@ class Eevdf(Policy):
                 best = self._pick(cpu, include_running=True, avg=avg)
                 while best is not None and best.delayed:  # eligible: past its 0-lag point
                     self._remove(best, 0.0)
-                    best = self._pick(cpu, include_running=True)
+                    avg = self._avg_v()  # the pick again, protection included: the running
+                    if self.run_to_parity and curr.v <= avg + 1e-12 and curr.v < curr.deadline:
+                        best = curr  # task may be eligible again without the sleeper
+                        break
+                    best = self._pick(cpu, include_running=True, avg=avg)
                 preempt = best is task
             if _WATCHERS:
                 check = WakeCheck(curr.name, task.name, avg - task.v, avg - curr.v, protected,
