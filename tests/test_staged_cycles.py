@@ -36,14 +36,19 @@ def test_cycles_run_from_one_idle_stretch_to_the_next():
 
 def test_the_models_cycles_at_low_load():
     """At 100 requests/s each request wakes wait_headers once from an idle CPU: about one
-    wait_headers sleep a request, and every cycle is made of the stages' threads."""
+    wait_headers sleep a request, and every cycle is made of the stages' threads.  The
+    send_data -> logging hand-off preempts as on the kernel (two traced runs: send_data
+    preempted 1.12 and 1.46 times a request; docs/FIDELITY.md, "Staged: cycle by cycle"): the
+    commonest cycle has logging preempting send_data - the model before 2026-12-01 made 0.02
+    such preemptions a request, its commonest cycle `wa se lo`."""
     script = benchmark("staged_cycles")
     cycles, served = script.model(100.0, requests=600)
     s = script.summary(cycles, served, top=50)
     assert 0.8 < s["per_request"]["wait_headers blocked"] < 1.2
     tokens = {t.rstrip("!") for p, _, _ in s["cycles_common"] for t in p.split()}
     assert tokens <= {"wa", "se", "lo", "ac", "ot"}
-    assert "wa se lo" in [p for p, _, _ in s["cycles_common"]]
+    assert "se! lo" in s["cycles_common"][0][0]
+    assert 0.8 < s["per_request"]["send_data preempted"] < 2.0
 
 
 @pytest.mark.parametrize("argv", [["--rate", "0"], ["--requests", "x"]])
