@@ -195,6 +195,10 @@ def measure(rate: float | None, args: argparse.Namespace) -> dict:
             proc.wait(10)
         files = sorted((f for f in glob.glob(snaps + ".*") if not f.endswith(".go")),
                        key=lambda f: int(f.rsplit(".", 1)[1]))
+        if len(files) < 2:
+            raise SystemExit(f"staged_handoffs: the server wrote {len(files)} of its 2 "
+                             "snapshots (did it die? its exit code: "
+                             f"{proc.returncode})")
         before, after = (json.loads(Path(f).read_text()) for f in files[:2])
     return {"before": before, "after": after}
 
@@ -225,15 +229,27 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--serve"]:
         return serve(argv[1], argv[3:])
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rate", default="100,max", help="loads, requests/s or max (default 100,max)")
-    p.add_argument("--window", type=float, default=4.0, help="seconds measured (default 4)")
-    p.add_argument("--warmup", type=float, default=1.5, help="seconds before (default 1.5)")
-    p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--file-set", default="specweb99")
+    from arch_sim.argtypes import LIST_HELP, ListAction, OneLineParser, positive_float, positive_int
+    from arch_sim.harness import fileset
+    from arch_sim.harness.plan import load_item
+    from arch_sim.harness.wrk import WrkError, find_wrk
+
+    p = OneLineParser(prog="staged_handoffs.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--rate", action=ListAction, item=load_item, default=[100.0, None],
+                   metavar="RPS", help=f"offered req/s or 'max' (unpaced), {LIST_HELP} "
+                   "(default 100,max)")
+    p.add_argument("--window", type=positive_float, default=4.0,
+                   help="seconds measured (default 4)")
+    p.add_argument("--warmup", type=positive_float, default=1.5,
+                   help="seconds of load before them (default 1.5)")
+    p.add_argument("--connections", type=positive_int, default=64)
+    p.add_argument("--file-set", default="specweb99", choices=fileset.FILE_SETS)
     args = p.parse_args(argv)
-    for item in args.rate.split(","):
-        rate = None if item == "max" else float(item)
+    try:
+        find_wrk()
+    except WrkError as exc:
+        p.error(str(exc))
+    for rate in args.rate:
         report(rate, measure(rate, args))
     return 0
 

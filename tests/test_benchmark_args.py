@@ -70,3 +70,11 @@ def test_scripts_that_import_other_benchmarks_run_as_scripts_too():
      "give a number > 0")])
 def test_calibrate_from_bench_refuses_in_one_line(argv, says):
     assert says in refused("calibrate_from_bench.py", *argv)
+
+
+@pytest.mark.parametrize("argv, says", [(["--rate", "abc"], "'abc' is not a number or 'max'"),
+                                        (["--rate", "-5"], "must be positive"),
+                                        (["--window", "0"], "--window"),
+                                        (["--file-set", "nope"], "--file-set")])
+def test_staged_handoffs_refuses_bad_arguments_in_one_line(argv, says):
+    assert says in refused("staged_handoffs.py", *argv)
