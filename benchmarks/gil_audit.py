@@ -182,7 +182,9 @@ def loaded_server(args, tmp: Path) -> Iterator[servers.ServerProcess]:
     after the warm-up; the load lasts ``args.seconds`` more, plus a margin."""
     with loaded.under_wrk(args.arch, servers.arch_args(args.arch, args.threads, [0]),
                           seconds=args.seconds, warmup=args.warmup, file_set=args.file_set,
-                          connections=args.connections, rate=args.rate, root=tmp) as server:
+                          connections=args.connections, rate=args.rate, root=tmp,
+                          keep_alive=getattr(args, "connection", "keep-alive") != "close"
+                          ) as server:
         yield server
 
 

@@ -1,10 +1,11 @@
 """Whom a wake-up preempts, and why: the kernel's EEVDF state at every wake-up, real and modelled.
 
     .venv/bin/python benchmarks/wake_audit.py [--arch staged] [--rate 100] [--seconds 3]
-        [--file-set specweb99] [--out FILE]
+        [--connection close] [--file-set specweb99] [--out FILE]
 
 Runs one of our Python servers (the thread-per-request pool or the staged server) under wrk
--c 64 keep-alive, paced at ``--rate`` (default: unpaced), server on CPU 0 and wrk on CPU 1, and
+-c 64 (keep-alive, or ``--connection close``: a connection per request, the model likewise),
+paced at ``--rate`` (default: unpaced), server on CPU 0 and wrk on CPU 1, and
 reads with bpftrace, at every ``sched_wakeup`` of a server thread (which fires after
 check_preempt_wakeup_fair() has decided), the woken task's and the running task's vruntime and
 deadline, the running task's protected slice (``vprot``), the run queue's ``zero_vruntime``,
@@ -195,6 +196,9 @@ def record(args) -> dict:
             names = task_names(server.pid)
             groups = thread_groups(args.arch, server.pid, names, names)
         lines = out.read_text().splitlines()
+    if args.arch == "thread-per-request":  # the pool server's main thread is its dispatcher,
+        groups = {tid: "dispatcher" if g == "main" else g  # as the model names it
+                  for tid, g in groups.items()}
     # the trace spans more than [t0, t1]: per request at the server's own rate over its span
     rps = (after["requests"] - before["requests"]) / (t1 - t0)
     checks, span = parse(lines, groups)
@@ -207,6 +211,7 @@ def model(args) -> dict:
     sleeps: list[SleepCheck] = []
     with watch_wake_checks(checks.append), watch_sleeps(sleeps.append):
         row = simulate_point(args.arch, "host", args.rate, workload="closed",
+                             connection=args.connection,
                              connections=args.connections, threads=args.threads,
                              requests=args.model_requests, seed=1, file_sizes=args.file_set)
     # the checks span the warm-up too: per request over every request simulated
@@ -236,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file-set", default="specweb99")
     parser.add_argument("--threads", type=int, default=64)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--connection", default="keep-alive", choices=("keep-alive", "close"),
+                        help="wrk's connections: keep-alive, or one per request (HTTP/1.0)")
     parser.add_argument("--model-requests", type=int, default=3000)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)

@@ -96,3 +96,18 @@ def test_sleeps_are_read_as_owed_alone_or_delayed_on_both_sides():
         _handoff(sleeper_owed=True)
     first = [audit.sleep_from_model(c) for c in seen if c.task == "sleeper/0"][0]
     assert first.lag > 0 and not first.delayed and first.queued == 2
+
+
+def test_the_model_side_runs_a_connection_per_request_when_asked():
+    """``--connection close`` reaches the model: RCU's grace-period thread, which runs once per
+    closed connection, wakes only then."""
+    import argparse
+
+    def args(connection: str) -> argparse.Namespace:
+        return argparse.Namespace(arch="thread-per-request", rate=500.0, connection=connection,
+                                  connections=64, threads=64, model_requests=300,
+                                  file_set="specweb99")
+
+    closed, kept = audit.model(args("close")), audit.model(args("keep-alive"))
+    assert closed["rps"] > 0 and "rcu_gp" in closed["sleeps"]
+    assert "rcu_gp" not in kept["sleeps"]

@@ -41,12 +41,14 @@ def serving(arch: str, args: Sequence[str], *, server_cpu: int = 0,
 @contextlib.contextmanager
 def wrk_load(server: servers.ServerProcess, fs: fileset.FileSet, *, seconds: float,
              warmup: float = 1.0, client_cpu: int = 1, connections: int = 64,
-             rate: float | None = None) -> Iterator[None]:
+             rate: float | None = None, keep_alive: bool = True) -> Iterator[None]:
     """wrk on ``client_cpu`` loading ``server`` with ``fs``; yields after ``warmup`` seconds,
-    with ``seconds`` (plus a margin) of load still to come, and waits for wrk on leaving."""
+    with ``seconds`` (plus a margin) of load still to come, and waits for wrk on leaving.
+    ``keep_alive`` False: a connection per request (HTTP/1.0, as the seed's bench)."""
     load = threading.Thread(target=wrk.run_wrk, daemon=True, kwargs=dict(
         url=server.url, paths=fs.urls, weights=fs.weights, connections=connections,
-        duration=warmup + seconds + MARGIN_S, cpus=[client_cpu], rate=rate))
+        duration=warmup + seconds + MARGIN_S, cpus=[client_cpu], rate=rate,
+        keep_alive=keep_alive))
     load.start()
     time.sleep(warmup)
     yield
@@ -57,11 +59,12 @@ def wrk_load(server: servers.ServerProcess, fs: fileset.FileSet, *, seconds: flo
 def under_wrk(arch: str, args: Sequence[str], *, seconds: float, warmup: float = 1.0,
               server_cpu: int = 0, client_cpu: int = 1, file_set: str = "specweb99",
               connections: int = 64, rate: float | None = None,
-              root: Path | None = None) -> Iterator[servers.ServerProcess]:
+              root: Path | None = None,
+              keep_alive: bool = True) -> Iterator[servers.ServerProcess]:
     """:func:`serving` and :func:`wrk_load` together: yields the server after the warm-up,
     with ``seconds`` (plus a margin) of load still to come."""
     with serving(arch, args, server_cpu=server_cpu, file_set=file_set,
                  root=root) as (server, fs), \
             wrk_load(server, fs, seconds=seconds, warmup=warmup, client_cpu=client_cpu,
-                     connections=connections, rate=rate):
+                     connections=connections, rate=rate, keep_alive=keep_alive):
         yield server
