@@ -31,7 +31,6 @@ import argparse
 import glob
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -52,6 +51,7 @@ def serve(snapshots: str, argv: list[str]) -> int:
     written to ``snapshots.<ns>`` each time someone writes to the fifo ``snapshots.go``."""
     import queue
 
+    from arch_sim import threadcpu
     from real_servers.staged import __main__ as staged_main
     from real_servers.staged.server import StagedServer
 
@@ -142,12 +142,8 @@ def serve(snapshots: str, argv: list[str]) -> int:
 
     def snapshot() -> None:
         proc: dict[str, int] = defaultdict(int)
-        for task in glob.glob(f"/proc/{os.getpid()}/task/*"):
-            try:
-                comm = Path(task, "comm").read_text().strip()
-                proc[comm] += int(Path(task, "schedstat").read_text().split()[0])
-            except OSError:  # the thread ended
-                continue
+        for comm, ns, *_ in threadcpu.thread_counts([os.getpid()]).values():
+            proc[comm] += ns
         out = {"sums": {t: dict(k) for t, k in list(sums.items())}, "proc": proc}
         Path(f"{snapshots}.{time.monotonic_ns()}").write_text(json.dumps(out))
 
@@ -167,38 +163,25 @@ def serve(snapshots: str, argv: list[str]) -> int:
 
 def measure(rate: float | None, args: argparse.Namespace) -> dict:
     """One run: server on CPU 0, wrk on CPU 1; the sums' increments over ``args.window``."""
-    from arch_sim.harness import fileset, wrk
+    from arch_sim.harness import fileset, loaded, servers
 
     with tempfile.TemporaryDirectory(prefix="arch-sim-handoffs-") as tmp:
         fs = fileset.generate(Path(tmp, "root"), args.file_set)
         snaps = str(Path(tmp, "snap"))
-        proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", snaps, "--", "--root", str(fs.root),
-             "--port", "0"], stdout=subprocess.PIPE, text=True,
-            preexec_fn=lambda: os.sched_setaffinity(0, {0}))
-        try:
-            ready = proc.stdout.readline()
-            if "READY" not in ready:
-                raise SystemExit(f"staged_handoffs: the server did not start ({ready.strip()!r})")
-            url = f"http://127.0.0.1:{ready.split()[-1].rsplit(':', 1)[-1]}/"
-            load = threading.Thread(target=wrk.run_wrk, daemon=True, kwargs=dict(
-                url=url, paths=fs.urls, weights=fs.weights, connections=args.connections,
-                duration=args.warmup + args.window + 2, cpus=[1], rate=rate))
-            load.start()
-            time.sleep(args.warmup)
+        cmd = [sys.executable, __file__, "--serve", snaps, "--", "--root", str(fs.root),
+               "--port", "0"]
+        with servers.launch("staged-handoffs", cmd, cpus=[0]) as server, \
+                loaded.wrk_load(server, fs, seconds=args.window, warmup=args.warmup,
+                                connections=args.connections, rate=rate):
             for pause in (args.window, 0.5):
                 Path(snaps + ".go").write_text("")
                 time.sleep(pause)
-            load.join()
-        finally:
-            proc.terminate()
-            proc.wait(10)
         files = sorted((f for f in glob.glob(snaps + ".*") if not f.endswith(".go")),
                        key=lambda f: int(f.rsplit(".", 1)[1]))
         if len(files) < 2:
             raise SystemExit(f"staged_handoffs: the server wrote {len(files)} of its 2 "
                              "snapshots (did it die? its exit code: "
-                             f"{proc.returncode})")
+                             f"{server.proc.returncode})")
         before, after = (json.loads(Path(f).read_text()) for f in files[:2])
     return {"before": before, "after": after}
 
