@@ -184,10 +184,7 @@ class Scheduler(Switching):
         if self._jitter and seconds > 0.0:  # the same work does not always take as long
             seconds *= self._lognormal()
         if task.refill:
-            if task.idles_seen != cpu.idles:
-                seconds += self._cold_start(task, cpu)
-            if cpu.debt:
-                seconds += self._pay_debt(cpu, seconds)
+            seconds += self._cold_extra(task, cpu, seconds)
         dt = task.lead + seconds
         if dt > 0.0:
             env = self.env
@@ -230,10 +227,7 @@ class Scheduler(Switching):
         if after > 0.0:
             cpu = task.cpu
             if task.refill:
-                if task.idles_seen != cpu.idles:
-                    after += self._cold_start(task, cpu)
-                if cpu.debt:
-                    after += self._pay_debt(cpu, after)
+                after += self._cold_extra(task, cpu, after)
             cpu.burst_end = self.env._now + task.lead + after
             cpu.burst = after
             task.lead += after

@@ -207,6 +207,15 @@ class Switching:
         cpu.debt = min(cpu.debt + refill, sum(cpu.refills.values()))
         return 0.0
 
+    def _cold_extra(self, task: Task, cpu: Cpu, seconds: float) -> float:
+        """What a burst of ``seconds`` by ``task`` (which has a refill) costs on top, its caches
+        cold: the refill at its first burst after an idle (as a lump), and its share of the
+        CPU's debt (as a slowdown)."""
+        extra = self._cold_start(task, cpu) if task.idles_seen != cpu.idles else 0.0
+        if cpu.debt:
+            extra += self._pay_debt(cpu, seconds + extra)
+        return extra
+
     def _pay_debt(self, cpu: Cpu, seconds: float) -> float:
         """The refill a burst of ``seconds`` of warm work pays off the CPU's debt: ``K`` times
         its length, at most the debt (its extra CPU)."""
