@@ -9,7 +9,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from math import ldexp
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from arch_sim.models.policies import Policy
 
@@ -65,23 +65,29 @@ def vkey(v: float) -> int:
 
 
 @contextlib.contextmanager
-def watch_wake_checks(watch: Callable[[WakeCheck], None]) -> Iterator[None]:
+def _watching(watchers: list[Callable[[Any], None]], watch: Callable[[Any], None]
+              ) -> Iterator[None]:
+    watchers.append(watch)
+    try:
+        yield
+    finally:
+        watchers.remove(watch)
+
+
+def watch_wake_checks(watch: Callable[[WakeCheck], None]) -> contextlib.AbstractContextManager:
     """Give every EEVDF wake-up check made inside the block to ``watch`` as well."""
-    _WATCHERS.append(watch)
-    try:
-        yield
-    finally:
-        _WATCHERS.remove(watch)
+    return _watching(_WATCHERS, watch)
 
 
-@contextlib.contextmanager
-def watch_sleeps(watch: Callable[[SleepCheck], None]) -> Iterator[None]:
+def watch_sleeps(watch: Callable[[SleepCheck], None]) -> contextlib.AbstractContextManager:
     """Give every EEVDF sleep (a task blocking) inside the block to ``watch`` as well."""
-    _SLEEP_WATCHERS.append(watch)
-    try:
-        yield
-    finally:
-        _SLEEP_WATCHERS.remove(watch)
+    return _watching(_SLEEP_WATCHERS, watch)
+
+
+def _protected(curr: Task, avg: float) -> bool:
+    """RUN_TO_PARITY's protection: the running task is eligible (v <= V) and before its
+    deadline."""
+    return curr.v <= avg + 1e-12 and curr.v < curr.deadline
 
 
 class Eevdf(Policy):
@@ -360,15 +366,15 @@ class Eevdf(Policy):
                 continue
             self._update_curr(curr)
             avg = self._avg_v()
-            protected = curr.v <= avg + 1e-12 and curr.v < curr.deadline
+            protected = _protected(curr, avg)
             preempt = False
             if not (self.run_to_parity and protected):
                 best = self._pick(cpu, include_running=True, avg=avg)
                 while best is not None and best.delayed:  # eligible: past its 0-lag point
                     self._remove(best, 0.0)
                     avg = self._avg_v()  # the pick again, protection included: the running
-                    if self.run_to_parity and curr.v <= avg + 1e-12 and curr.v < curr.deadline:
-                        best = curr  # task may be eligible again without the sleeper
+                    if self.run_to_parity and _protected(curr, avg):  # task may be eligible
+                        best = curr  # again without the sleeper
                         break
                     best = self._pick(cpu, include_running=True, avg=avg)
                 preempt = best is task
