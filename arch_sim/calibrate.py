@@ -53,8 +53,9 @@ DEFAULT_OUT = Path(__file__).parent / "models" / "presets" / "host.toml"
 THREADS = 64  # the thread-per-request pool `arch-sim bench` runs by default
 #: what calibrate measures of a design beside its saturation bench (a bench run's rows hold none
 #: of it): the work after the last send (prefork), the CPU thread by thread (staged, the pool),
-#: state by state (the state-group worker)
-CALIBRATE_ONLY = ("after_send", "threads_cpu", "states_cpu")
+#: state by state (the state-group worker), each also with a connection per request (_close)
+CALIBRATE_ONLY = ("after_send", "threads_cpu", "states_cpu", "threads_cpu_close",
+                  "states_cpu_close")
 PACED_RPS = 1000  # the paced load the servers also run at: the CPU idles ~1 ms between requests
 
 
@@ -165,11 +166,17 @@ def _servers_at_saturation(args: argparse.Namespace,
     servers, client = servers_from_rows(df, archs, PACED_RPS)
     if "prefork" in servers:
         servers["prefork"]["after_send"] = _prefork_after_send(args)
+    # each twice: keep-alive splits the model's costs; beside a connection per request, what
+    # the accepting and the closing code spend more splits a connection's cost
+    # (connection_costs.accept_share)
     for arch in threadcpu.ARCHS:
         if arch in servers:
             servers[arch]["threads_cpu"] = _cpu_split(args, arch)
+            servers[arch]["threads_cpu_close"] = _cpu_split(args, arch, keep_alive=False)
     if statecpu.ARCH in servers:
         servers[statecpu.ARCH]["states_cpu"] = _cpu_split(args, statecpu.ARCH)
+        servers[statecpu.ARCH]["states_cpu_close"] = _cpu_split(args, statecpu.ARCH,
+                                                                keep_alive=False)
     if close.get("client_us") is not None:
         close["client_close_us"] = max(0.0, close.pop("client_us") - client)
     return {"servers": servers, "client": {"cpu_us_per_request": client}, "close": close}, None
@@ -208,14 +215,18 @@ def _prefork_after_send(args: argparse.Namespace) -> dict[str, Any] | None:
                              f"a request: {f['share']:.0%}")
 
 
-def _cpu_split(args: argparse.Namespace, arch: str) -> dict[str, Any] | None:
+def _cpu_split(args: argparse.Namespace, arch: str,
+               keep_alive: bool = True) -> dict[str, Any] | None:
     """How ``arch``'s CPU divides over its threads (:mod:`arch_sim.threadcpu`) or, for the
-    state-group worker, its states (:mod:`arch_sim.statecpu`); None, said in one line, where
-    it cannot be read."""
+    state-group worker, its states (:mod:`arch_sim.statecpu`), with keep-alive or (not
+    ``keep_alive``) a connection per request; None, said in one line, where it cannot be
+    read."""
     by_state = arch == statecpu.ARCH
     how = "state by state (--state-cpu)" if by_state else "thread by thread (schedstat)"
-    measure = (statecpu.measure if by_state
-               else functools.partial(threadcpu.measure, arch, threads=THREADS))
+    if not keep_alive:
+        how += " with a connection per request"
+    measure = functools.partial(statecpu.measure, keep_alive=keep_alive) if by_state else (
+        functools.partial(threadcpu.measure, arch, threads=THREADS, keep_alive=keep_alive))
 
     def summary(found: dict[str, Any]) -> str:
         return (", ".join(f"{k} {v:.0%}" for k, v in found["shares"].items())

@@ -68,6 +68,9 @@ MODEL_EXTRAS: dict[str, str] = {
                                 "a connection",
     "spurious_wakeups_per_request": "thread-per-request, prefork: ... that found none "
                                     "(accept() waking every sleeper: the thundering herd)",
+    "again_handoffs_per_request": "thread-per-request (the pool): connections a pool thread, "
+                                  "done with its request, handed off again because bytes came "
+                                  "meanwhile (real_servers/threaded/pool.py's again)",
     "wakeups_per_request": "staged: stage threads woken by a hand-off (a put onto a queue they "
                            "slept on, epoll_wait returning), over every stage",
     "wakeups_<state>_per_request": "staged: the same for one stage's pool (accept, "

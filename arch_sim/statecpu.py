@@ -10,13 +10,14 @@ states in turn within one thread, so the kernel cannot tell them apart; started 
 state per pass.
 
 How: the worker on the server's CPU under wrk, keep-alive, unpaced (the client's CPU), as
-calibrate's saturation bench runs it; after a warm-up ``/server-status`` is read, again
-``seconds`` later.  Each state's batches took its share of the CPU.  The worker's CPU beyond its
-states' (``getrusage``: polling, dispatching the ready events, publishing its counters, the
-loop) is reported per request, not used: at saturation a pass serves dozens of requests, so it
-is mostly per-event work and says little about the model's fixed ``pass_us``.  The clock's own
-cost is timed here and taken out: each state's sum holds about one read a pass, the rest of the
-worker's CPU the other five.
+calibrate's saturation bench runs it (and once more with a connection per request: the accept
+and logging states' extra split a connection's own cost, connection_costs.accept_share); after
+a warm-up ``/server-status`` is read, again ``seconds`` later. Each state's batches took its
+share of the CPU. The worker's CPU beyond its states' (``getrusage``: polling, dispatching the
+ready events, publishing its counters, the loop) is reported per request, not used: at
+saturation a pass serves dozens of requests, so it is mostly per-event work and says little
+about the model's fixed ``pass_us``. The clock's own cost is timed here and taken out: each
+state's sum holds about one read a pass, the rest of the worker's CPU the other five.
 """
 
 from __future__ import annotations
@@ -70,16 +71,16 @@ def split(before: dict[str, Any], after: dict[str, Any], clock: float) -> dict[s
 
 def measure(seconds: float = 2.0, server_cpu: int = 0, client_cpu: int = 1,
             file_set: str = "specweb99", connections: int = 64,
-            warmup: float = 1.0) -> dict[str, Any]:
-    """The state-group worker's CPU state by state under unpaced keep-alive load (see
-    :func:`split`; ``seconds`` too)."""
+            warmup: float = 1.0, keep_alive: bool = True) -> dict[str, Any]:
+    """The state-group worker's CPU state by state under unpaced load, keep-alive or (not
+    ``keep_alive``) a connection per request (see :func:`split`; ``seconds`` too)."""
     from arch_sim.harness import loaded, servers
 
     clock = clock_us()
     args = servers.arch_args(ARCH, None, [server_cpu]) + ["--state-cpu"]
     with loaded.under_wrk(ARCH, args, seconds=seconds, warmup=warmup, server_cpu=server_cpu,
                           client_cpu=client_cpu, file_set=file_set,
-                          connections=connections) as server:
+                          connections=connections, keep_alive=keep_alive) as server:
         first = server.status()
         time.sleep(seconds)
         last = server.status()

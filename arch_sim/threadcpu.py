@@ -18,10 +18,12 @@ server is timed for that, so it costs the server nothing.
   the pool threads' CPU is the logging state's.
 
 How: the server on the server's CPU under wrk, keep-alive, unpaced (the client's CPU), as
-calibrate's saturation bench runs it; after a warm-up every thread's runtime and the server's
-request count (``/server-status``) are read, again ``seconds`` later, and the differences
-divided.  Threads that exist only at one end (none, with these servers' fixed pools) count
-from zero.
+calibrate's saturation bench runs it - and once more with a connection per request, where what
+the accepting thread spends more than with keep-alive, against what the closing threads spend
+more, splits a connection's own cost (connection_costs.accept_share); after a warm-up every
+thread's runtime and the server's request count (``/server-status``) are read, again
+``seconds`` later, and the differences divided.  Threads that exist only at one end (none,
+with these servers' fixed pools) count from zero.
 """
 
 from __future__ import annotations
@@ -141,10 +143,11 @@ def pool_shares(pool_ns: float, timed: dict[str, dict[str, float]],
 
 def measure(arch: str, seconds: float = 2.0, server_cpu: int = 0, client_cpu: int = 1,
             file_set: str = "specweb99", connections: int = 64, threads: int = 64,
-            warmup: float = 1.0) -> dict[str, Any]:
-    """``arch``'s CPU per request by thread group under unpaced keep-alive load (``threads``:
-    the pool's size): ``shares`` (see :func:`shares`), ``us_per_request`` per group,
-    ``cpu_us_per_request``, ``requests`` and ``seconds``."""
+            warmup: float = 1.0, keep_alive: bool = True) -> dict[str, Any]:
+    """``arch``'s CPU per request by thread group under unpaced load, keep-alive or (not
+    ``keep_alive``) a connection per request (``threads``: the pool's size): ``shares`` (see
+    :func:`shares`), ``us_per_request`` per group, ``cpu_us_per_request``, ``requests`` and
+    ``seconds``."""
     from arch_sim.harness import loaded, servers
 
     if arch not in ARCHS:
@@ -154,7 +157,7 @@ def measure(arch: str, seconds: float = 2.0, server_cpu: int = 0, client_cpu: in
     args = servers.arch_args(arch, threads, [server_cpu]) + (["--state-cpu"] if pool else [])
     with loaded.under_wrk(arch, args, seconds=seconds, warmup=warmup, server_cpu=server_cpu,
                           client_cpu=client_cpu, file_set=file_set,
-                          connections=connections) as server:
+                          connections=connections, keep_alive=keep_alive) as server:
         pid = server.pid
         first, status0 = thread_counts([pid]), server.status()
         time.sleep(seconds)

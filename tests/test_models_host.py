@@ -182,6 +182,21 @@ def test_saturated_pool_hands_off_once_and_convoys_stay_short():
     assert row["reschedules_per_request"] < 3.5
 
 
+def test_bytes_that_come_while_a_pool_thread_has_the_connection_are_its_to_hand_off():
+    """pool.py registers each connection once, edge-triggered: the dispatcher hears of a
+    request's bytes even while a pool thread still has the connection, and only marks it; that
+    thread, done, hands the connection off itself (to an idle thread, or the backlog) - no
+    re-arm, no second trip through the dispatcher.  Unpaced, wrk's next request now and then
+    beats the thread's bookkeeping; at 100 requests/s never (wrk has to wake up first)."""
+    row = simulate_point("thread-per-request", HOST, None, workload="closed", requests=3000,
+                         seed=7)
+    assert row["again_handoffs_per_request"] > 0.002
+    assert row["pool_wakeups_per_request"] <= 1.03  # still one hand-off a request, at most
+    paced = simulate_point("thread-per-request", HOST, 100.0, workload="closed", requests=500,
+                           seed=7)
+    assert paced["again_handoffs_per_request"] == 0
+
+
 def test_host_rows_repeat_exactly():
     kw = {"workload": "closed", "requests": 1500, "seed": 9}
     a = simulate_point("thread-per-request", HOST, 2000.0, **kw)

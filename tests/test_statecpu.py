@@ -12,6 +12,7 @@ from helpers import CALIBRATION, status_after_requests
 from arch_sim import statecpu
 from arch_sim.harness import servers
 from arch_sim.models.calibration import host_preset_text
+from arch_sim.models.connection_costs import accept_share
 from arch_sim.models.params import from_dict
 from arch_sim.models.request_costs import STATE_SHARES
 from real_servers.core.lifecycle import NAMES
@@ -95,3 +96,9 @@ def test_the_real_worker_s_cpu_is_read_state_by_state():
     assert found["shares"]["parse"] > 0.1 and found["shares"]["send"] > 0.1
     assert 0.0 < found["shares"]["log"] < 0.5
     assert sum(found["shares"].values()) == pytest.approx(1.0)
+    # with a connection per request the accept state works for every request, and the split
+    # of a connection's cost between accept and logging's close comes out of the two runs
+    close = statecpu.measure(seconds=0.5, warmup=0.5, keep_alive=False)
+    assert close["us_per_request"]["accept"] > found["us_per_request"]["accept"] + 5.0
+    share = accept_share("state-group", {"states_cpu": found, "states_cpu_close": close})
+    assert share is not None and 0.05 < share < 0.95

@@ -18,6 +18,7 @@ from helpers import CALIBRATION, status_after_requests
 
 from arch_sim import calibrate, threadcpu
 from arch_sim.models.calibration import host_preset_text
+from arch_sim.models.connection_costs import accept_share, split
 from arch_sim.models.params import from_dict
 from arch_sim.models.request_costs import DISPATCHER_SHARE, STATE_SHARES
 
@@ -182,6 +183,39 @@ def test_the_preset_takes_the_pool_s_dispatcher_share_from_its_main_thread():
         STATE_SHARES["log"] * (1 - DISPATCHER_SHARE) * budget, abs=0.01)
 
 
+POOL_CLOSE = {**POOL, "cpu_us_per_request": 90.0, "us_per_request": {"main": 20.0, "pool": 70.0}}
+
+
+def test_the_accept_share_is_what_the_accepting_thread_spends_more_with_a_connection_each():
+    """Pool: the dispatcher spends 14 us more a request, the pool threads 46: 14 / 60."""
+    server = {"threads_cpu": POOL, "threads_cpu_close": POOL_CLOSE}
+    assert accept_share("thread-per-request", server) == pytest.approx(14.0 / 60.0)
+    staged = {"threads_cpu": STAGED, "threads_cpu_close": {
+        **STAGED, "us_per_request": {"accept": 21.0, "wait_headers": 23.0, "send_data": 12.0,
+                                     "logging": 23.0}}}
+    assert accept_share("staged", staged) == pytest.approx(21.0 / 36.0)
+    assert accept_share("thread-per-request", {"threads_cpu": POOL}) is None  # no close run
+    shrunk = {**POOL_CLOSE, "us_per_request": {"main": 5.0, "pool": 70.0}}
+    assert accept_share("thread-per-request", {"threads_cpu": POOL,
+                                               "threads_cpu_close": shrunk}) is None
+    assert accept_share("prefork", {"threads_cpu": POOL, "threads_cpu_close": POOL_CLOSE}) is None
+    assert split(100.0, 0.25) == {"accept_us": 25.0, "close_us": 75.0}
+
+
+def test_the_preset_says_where_the_connection_cost_s_split_comes_from():
+    cal = measured(None, POOL)
+    cal["servers"]["thread-per-request"]["threads_cpu_close"] = POOL_CLOSE
+    cal["close"] = {**cal.get("close", {}), "thread-per-request": {"cpu_us_per_request": 90.0}}
+    lines = section(host_preset_text(cal, solve=False), "thread-per-request")
+    assert "23% of a connection's own cost" in lines["accept_us"]
+    assert "dispatcher (main) thread" in lines["accept_us"]
+    assert ": the rest (unregister, shutdown, close)" in lines["close_us"]
+    del cal["servers"]["thread-per-request"]["threads_cpu_close"]
+    estimated = section(host_preset_text(cal, solve=False), "thread-per-request")
+    assert "half of a connection's own cost" in estimated["accept_us"]
+    assert "the split an estimate" in estimated["accept_us"]
+
+
 def test_calibrate_says_in_one_line_when_it_cannot_read_the_threads(monkeypatch, capsys):
     def fail(arch, **kwargs):
         raise RuntimeError("the staged server served no request in 2 s")
@@ -198,6 +232,12 @@ def test_calibrate_says_in_one_line_when_it_cannot_read_the_threads(monkeypatch,
 @pytest.mark.parametrize("arch", threadcpu.ARCHS)
 def test_the_real_server_s_cpu_is_read_thread_by_thread(arch):
     found = threadcpu.measure(arch, seconds=0.5, warmup=0.5)
+    close = threadcpu.measure(arch, seconds=0.5, warmup=0.5, keep_alive=False)
+    # with a connection per request the accepting thread works for every request (keep-alive:
+    # staged's accept thread sleeps; the dispatcher only hands requests off)
+    accepting = "main" if arch == "thread-per-request" else "accept"
+    assert close["us_per_request"][accepting] > found["us_per_request"][accepting] + 5.0
+    assert 0.05 < accept_share(arch, {"threads_cpu": found, "threads_cpu_close": close}) < 0.95
     assert found["requests"] > 500
     assert sum(found["shares"].values()) <= 1.0 + 1e-9
     if arch == "staged":

@@ -119,7 +119,8 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
             from arch_sim.models.connection_costs import solve_connection_costs
 
             params = from_dict(_toml(text), source="calibration")
-            for arch, values in solve_connection_costs(params, mine, i.threads).items():
+            for arch, values in solve_connection_costs(params, mine, i.threads,
+                                                       i.accept_shares()).items():
                 conn[arch].update(values)
             text = render(i, costs, refill, conn)
     return text

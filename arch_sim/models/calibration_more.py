@@ -80,12 +80,12 @@ def more_sections(costs: dict[str, dict[str, float]], refill: dict[str, float],
                   conn: dict[str, dict[str, float]], measured: list[str],
                   cpu_us: dict[str, float], why: Callable[[str, str], str],
                   cold_why: Callable[[str], str],
-                  conn_why: Callable[[str, str], str],
+                  conn_whys: Callable[[str, str, str], tuple[str, str]],
                   shares: dict[str, dict[str, float]],
                   after_send: dict[str, dict[str, Any]] | None = None,
                   threads_cpu: dict[str, dict[str, Any] | None] | None = None) -> list[str]:
     """The TOML lines of ``[server.prefork]`` and ``[server.staged]``: measured (``why``,
-    ``cold_why``, ``conn_why`` write the comments, as for the seed's two) or placeholders.
+    ``cold_why``, ``conn_whys`` write the comments, as for the seed's two) or placeholders.
     ``shares``: per design, how its CPU was split over parse, send and log; ``after_send``
     and ``threads_cpu``: calibrate's measurements those shares came from, where it made
     them (the work after the last send; the CPU thread by thread)."""
@@ -110,6 +110,7 @@ def more_sections(costs: dict[str, dict[str, float]], refill: dict[str, float],
         measured_log = after_send.get(arch)
         split = shares[arch]
         threads = threads_cpu.get(arch) if arch == "staged" else None
+        accept_why, close_why = conn_whys(arch, "accept", "close in logging")
         lines += [
             f"parse_us = {c['parse_us']:.2f}           # "
             + why(arch, f"{split['parse']:.0%} of the {WHO[arch]} "
@@ -122,10 +123,7 @@ def more_sections(costs: dict[str, dict[str, float]], refill: dict[str, float],
             + why(arch, f"{split['log']:.0%} of it" + thread_share(STAGE_OF["log"], threads)
                   if threads is not None else log_why(split["log"], measured_log)),
             f"cold_refill_us = {refill[arch]:.1f}     # " + cold_why(arch),
-            f"accept_us = {conn[arch]['accept_us']:.2f}          # "
-            + conn_why(arch, "half of a connection's own cost (accept; the other half: "
-                       "close in logging)"),
-            f"close_us = {conn[arch]['close_us']:.2f}           # "
-            + conn_why(arch, "the other half"),
+            f"accept_us = {conn[arch]['accept_us']:.2f}          # " + accept_why,
+            f"close_us = {conn[arch]['close_us']:.2f}           # " + close_why,
         ]
     return lines

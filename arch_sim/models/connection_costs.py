@@ -7,9 +7,11 @@ calibrate`` measures each server unpaced in that regime (wrk ``Connection: close
 module solves the costs so that the host model, run the same way, spends the measured CPU per
 request:
 
-* ``accept_us`` and ``close_us`` of each architecture - one connection cost, split in halves
-  (the split decides where in a request the GIL is dropped, not what a request costs) - from
-  the state-group server and from the pool server;
+* ``accept_us`` and ``close_us`` of each architecture - one connection cost, split between
+  the two (the split decides where in a request the CPU is spent and the GIL dropped, not what
+  a request costs).  Where the accepting and the closing code run in threads or states of
+  their own, calibrate measures the split (:func:`accept_share`); prefork's one process does
+  both, so its split is an estimate (:data:`ACCEPT_SHARE`);
 * ``thread_create_us`` from the thread-per-connection server, with the pool's connection costs
   (the two shapes share the code that accepts, serves and closes);
 * ``client_close_us``: wrk's own extra CPU per request for connecting and closing, from the
@@ -28,8 +30,19 @@ from typing import Any
 from arch_sim import ALL_ARCHS
 from arch_sim.models.params import ModelParams
 
-#: share of a connection's own cost spent accepting it (the rest: closing it)
+#: share of a connection's own cost spent accepting it (the rest: closing it), where it is
+#: not measured: an estimate
 ACCEPT_SHARE = 0.5
+#: where the split is measured: calibrate's record of the design's CPU by thread (threadcpu.py)
+#: or by state (statecpu.py) - keep-alive, and with a connection per request under the same key
+#: with ``_close`` - and the groups in it that accept and that close a connection
+ACCEPT_SPLIT = {"thread-per-request": ("threads_cpu", "main", "pool"),
+                "staged": ("threads_cpu", "accept", "logging"),
+                "state-group": ("states_cpu", "accept", "logging")}
+#: what those groups are, in a preset's comments
+GROUP_NAMES = {"thread-per-request": ("dispatcher (main) thread", "pool threads"),
+               "staged": ("accept thread", "logging thread"),
+               "state-group": ("accept state", "logging state")}
 #: the keep-alive estimates a preset starts from (they are not on the keep-alive path)
 START_CONNECTION_US = 35.0
 START_THREAD_US = 30.0
@@ -67,13 +80,46 @@ def solve(cpu_of: Callable[[float], float], want: float, start: float) -> float:
     return hi
 
 
-def split(connection_us: float) -> dict[str, float]:
-    return {"accept_us": ACCEPT_SHARE * connection_us,
-            "close_us": (1.0 - ACCEPT_SHARE) * connection_us}
+def split(connection_us: float, share: float = ACCEPT_SHARE) -> dict[str, float]:
+    return {"accept_us": share * connection_us, "close_us": (1.0 - share) * connection_us}
 
 
-def solve_connection_costs(params: ModelParams, close: dict[str, Any],
-                           threads: int) -> dict[str, dict[str, float]]:
+def accept_share(arch: str, server: dict[str, Any]) -> float | None:
+    """The measured share of ``arch``'s connection cost spent accepting: per request, what the
+    accepting thread (or state) spends more with a connection per request than with keep-alive,
+    over that and what the closing one spends more - from calibrate's record of ``arch``
+    (``server``); None where it holds no such pair, or a group did not grow."""
+    if arch not in ACCEPT_SPLIT:
+        return None
+    key, accepting, closing = ACCEPT_SPLIT[arch]
+    keep_alive, close = server.get(key), server.get(f"{key}_close")
+    if not keep_alive or not close:
+        return None
+    before, after = keep_alive["us_per_request"], close["us_per_request"]
+    grew = [float(after.get(g, 0.0)) - float(before.get(g, 0.0)) for g in (accepting, closing)]
+    if min(grew) <= 0:
+        return None
+    return grew[0] / (grew[0] + grew[1])
+
+
+def split_why(arch: str, share: float | None, accepting: str,
+              closing: str) -> tuple[str, str]:
+    """The comments of ``accept_us`` and ``close_us`` (what each does: ``accepting``,
+    ``closing``), the split measured (``share``) or not (None)."""
+    if share is None:
+        return (f"half of a connection's own cost ({accepting}; the split an estimate)",
+                f"the other half ({closing})")
+    key = ACCEPT_SPLIT[arch][0]
+    a, c = GROUP_NAMES[arch]
+    how = "thread by thread, threadcpu.py" if key == "threads_cpu" else "statecpu.py"
+    return (f"{share:.0%} of a connection's own cost ({accepting}): what the {a} spends more "
+            f"a request unpaced with a connection per request than with keep-alive, over that "
+            f"and what the {c} spend more ({how})", f"the rest ({closing})")
+
+
+def solve_connection_costs(params: ModelParams, close: dict[str, Any], threads: int,
+                           shares: dict[str, float] | None = None
+                           ) -> dict[str, dict[str, float]]:
     """Per-architecture ``accept_us``/``close_us`` (and ``thread_create_us``) from the
     close-mode saturation measurements ``close``::
 
@@ -82,8 +128,10 @@ def solve_connection_costs(params: ModelParams, close: dict[str, Any],
          "thread-per-request": {"cpu_us_per_request": ...},               # the pool
          "thread-per-connection": {"cpu_us_per_request": ...}}            # --threads 0
 
-    Missing entries are skipped (their costs stay as they are).
+    Missing entries are skipped (their costs stay as they are).  ``shares``: each design's
+    measured accept share (:func:`accept_share`); :data:`ACCEPT_SHARE` where it has none.
     """
+    shares = shares or {}
     out: dict[str, dict[str, float]] = {}
     for arch, shape in (("state-group", None), ("thread-per-request", threads),
                         ("prefork", None), ("staged", None)):
@@ -92,11 +140,14 @@ def solve_connection_costs(params: ModelParams, close: dict[str, Any],
             continue
         want = float(measured["cpu_us_per_request"])
 
-        def cpu(connection_us: float, arch: str = arch, shape: int | None = shape,
-                base: ModelParams = params) -> float:
-            return model_cpu_us(arch, with_costs(base, arch, **split(connection_us)), shape)
+        share = shares.get(arch, ACCEPT_SHARE)
 
-        out[arch] = split(solve(cpu, want, START_CONNECTION_US))
+        def cpu(connection_us: float, arch: str = arch, shape: int | None = shape,
+                base: ModelParams = params, share: float = share) -> float:
+            return model_cpu_us(arch, with_costs(base, arch, **split(connection_us, share)),
+                                shape)
+
+        out[arch] = split(solve(cpu, want, START_CONNECTION_US), share)
         params = with_costs(params, arch, **out[arch])
     measured = close.get("thread-per-connection")
     if measured:

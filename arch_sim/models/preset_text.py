@@ -17,6 +17,7 @@ from typing import Any
 from arch_sim import ALL_ARCHS, specweb99
 from arch_sim.hostbench import INTERRUPTED_X
 from arch_sim.models.calibration_more import more_sections
+from arch_sim.models.connection_costs import ACCEPT_SPLIT, accept_share, split_why
 from arch_sim.models.request_costs import (
     DISPATCHER_SHARE,
     SEND_US_PER_KB,
@@ -148,6 +149,18 @@ class Inputs:
                 f"{float(row['target_rps']):g} req/s (the CPU idles between requests; the first "
                 "burst of each thread's code after an idle pays it)")
 
+    def accept_shares(self) -> dict[str, float]:
+        """Each design's measured share of its connection cost spent accepting
+        (connection_costs.accept_share), where calibrate measured it."""
+        found = {a: accept_share(a, self.servers.get(a) or {}) for a in ACCEPT_SPLIT}
+        return {a: share for a, share in found.items() if share is not None}
+
+    def conn_whys(self, arch: str, accepting: str, closing: str) -> tuple[str, str]:
+        """The comments of ``arch``'s ``accept_us`` and ``close_us``."""
+        shape = "thread-per-request" if arch == "thread-per-request" else arch
+        what = split_why(arch, self.accept_shares().get(arch), accepting, closing)
+        return self.conn_why(shape, what[0]), self.conn_why(shape, what[1])
+
     def conn_why(self, shape: str, what: str) -> str:
         """The comment of a connection cost: solved now, or kept from before."""
         if shape not in self.close:
@@ -168,7 +181,7 @@ def render(i: Inputs, costs: dict[str, dict[str, float]], refill: dict[str, floa
              + _thread_per_request(i, costs, refill, conn) + [""]
              + _state_group(i, costs, refill, conn)
              + more_sections(costs, refill, conn, i.measured_archs, cpu_us, i.why, i.cold_why,
-                             i.conn_why, {a: i.shares(a) for a in ALL_ARCHS},
+                             i.conn_whys, {a: i.shares(a) for a in ALL_ARCHS},
                              {a: i.measured(a, "after_send") for a in ALL_ARCHS},
                              {a: i.measured(a, "threads_cpu") for a in ALL_ARCHS})
              + [""] + _network() + [""] + _workload(i, conn) + [""])
@@ -330,6 +343,8 @@ def _thread_per_request(i: Inputs, costs: dict[str, dict[str, float]], refill: d
     why, cold_why, conn_why = i.why, i.cold_why, i.conn_why
     shares = i.shares("thread-per-request")
     threads = i.measured("thread-per-request", "threads_cpu")
+    accept_why, close_why = i.conn_whys("thread-per-request", "accept4, register",
+                                        "unregister, shutdown, close")
     whose = ("the dispatcher's (main thread's) share of the server's CPU as calibrate read it "
              f"thread by thread over {int(threads['requests'])} requests (schedstat; "
              "threadcpu.py)" if threads else
@@ -354,14 +369,11 @@ def _thread_per_request(i: Inputs, costs: dict[str, dict[str, float]], refill: d
               f"share, less the per-KB part for a {mean_kb:.1f} KB mean reply"),
         f"log_us = {t['log_us']:.2f}             # "
         + why("thread-per-request", f"{shares['log']:.0%} of the pool thread's "
-              "share (epoll re-arm, bookkeeping)"),
+              "share (letting the connection go, bookkeeping)"),
         f"cold_refill_us = {refill['thread-per-request']:.1f}     # "
         + cold_why("thread-per-request"),
-        f"accept_us = {conn['thread-per-request']['accept_us']:.2f}          # "
-        + conn_why("thread-per-request", "half of a connection's own cost (accept4, "
-                   "register; the other half: unregister, shutdown, close)"),
-        f"close_us = {conn['thread-per-request']['close_us']:.2f}           # "
-        + conn_why("thread-per-request", "the other half"),
+        f"accept_us = {conn['thread-per-request']['accept_us']:.2f}          # " + accept_why,
+        f"close_us = {conn['thread-per-request']['close_us']:.2f}           # " + close_why,
         f"thread_create_us = {conn['thread-per-request']['thread_create_us']:.2f}   # "
         + conn_why("thread-per-connection", "threading.Thread set-up and start, split "
                    "between the acceptor and the new thread"),
@@ -371,8 +383,9 @@ def _thread_per_request(i: Inputs, costs: dict[str, dict[str, float]], refill: d
 def _state_group(i: Inputs, costs: dict[str, dict[str, float]], refill: dict[str, float],
                  conn: dict[str, Any]) -> list[str]:
     s, sg = costs["state-group"], i.sg
-    why, cold_why, conn_why = i.why, i.cold_why, i.conn_why
+    why, cold_why = i.why, i.cold_why
     shares, found = i.shares("state-group"), i.measured("state-group", "states_cpu")
+    accept_why, close_why = i.conn_whys("state-group", "accept state", "close in logging")
     timed = ("" if not found else
              f" (its states' shares of their CPU, timed by the worker over "
              f"{int(found['requests'])} requests with --state-cpu; statecpu.py)")
@@ -389,11 +402,8 @@ def _state_group(i: Inputs, costs: dict[str, dict[str, float]], refill: dict[str
               "line, re-arm)"),
         f"cold_refill_us = {refill['state-group']:.1f}     # "
         + cold_why("state-group"),
-        f"accept_us = {conn['state-group']['accept_us']:.2f}          # "
-        + conn_why("state-group", "half of a connection's own cost (accept state; the "
-                   "other half: close in logging)"),
-        f"close_us = {conn['state-group']['close_us']:.2f}           # "
-        + conn_why("state-group", "the other half"),
+        f"accept_us = {conn['state-group']['accept_us']:.2f}          # " + accept_why,
+        f"close_us = {conn['state-group']['close_us']:.2f}           # " + close_why,
     ]
 
 

@@ -7,12 +7,16 @@ holder - the dispatcher that just woke it, say - sleeps again until the holder d
 extra voluntary switches a Python hand-off costs.  Two shapes, as in the real server:
 
 * ``threads = N`` with ``dispatcher`` (``--threads N``, real_servers/threaded/pool.py): a
-  dispatcher thread waits in epoll over the listener and the idle connections (one-shot).  A
-  new connection is accepted and registered; when a request's bytes arrive on a registered
-  connection the dispatcher pops the most recently idle pool thread (LIFO) and wakes exactly
-  that thread (each sleeps on its own lock) - or queues the connection when none is idle, for
-  the next thread that finishes.  The pool thread recv()s, parses, sends with blocking calls,
-  then re-arms the connection in epoll (keep-alive) or unregisters and closes it.
+  dispatcher thread waits in epoll over the listener and every connection, each registered
+  once, edge-triggered.  A new connection is accepted and registered; when a request's bytes
+  arrive on a connection no thread has, the dispatcher marks it busy, pops the most recently
+  idle pool thread (LIFO) and wakes exactly that thread (each sleeps on its own lock) - or
+  queues the connection when none is idle, for the next thread that finishes.  The pool thread
+  recv()s, parses, sends with blocking calls, then (keep-alive) lets the connection go - no
+  system call - or unregisters and closes it.  Bytes that arrive while a thread has the
+  connection still wake the dispatcher (every edge is reported); it only marks the connection
+  (``again``), and the thread, done with its request, hands it off the dispatcher's way: it
+  wakes another idle thread for it (or queues it) and goes idle itself.
 * ``threads = 0`` (``--threads 0``, per_connection.py): an acceptor polls the listener,
   accepts and starts a ``threading.Thread`` for the connection.  ``Thread.start()`` waits until
   the new thread has run and set its ``_started`` event [PY-thread-start]: the acceptor blocks
@@ -57,6 +61,9 @@ from arch_sim.models.thread_per_request import PoolThread, ThreadPerRequest
 #: return -> its first futex; that futex's return -> recvfrom).  At 200 req/s, colder: 92, 8, 36,
 #: 17 us - the same shares within 6 points [MEAS-thread-start-split].
 THREAD_START_SPLIT = (0.54, 0.06, 0.27, 0.13)
+
+#: ``Connection.handler`` of a connection some pool thread has (the dispatcher design)
+BUSY = "busy"
 
 
 class Starter:
@@ -113,11 +120,8 @@ class PythonThreads(ThreadPerRequest):
             self.sched.wake(reader)
 
     def _dispatcher_event(self, req: Request) -> None:
-        """Readiness on the listener or an armed connection: epoll's ready list grows."""
-        conn = req.conn
-        if not req.opens and conn.handler is not None:  # fd not re-armed yet (one-shot)
-            conn.pending.append(req)
-            return
+        """Readiness on the listener or a registered connection (edge-triggered: every arrival,
+        whether a thread has the connection or not): epoll's ready list grows."""
         self.ready.append(req)
         if self.dispatcher_asleep:
             self.dispatcher_asleep = False
@@ -156,16 +160,25 @@ class PythonThreads(ThreadPerRequest):
                         conn.armed = True
                     continue
                 yield from gil.py(task, self.dispatch_cost)
-                self.handoffs += 1
-                if self.stack:  # wake the most recently idle thread: release its lock
-                    thread = self.stack.pop()
-                    thread.req = req
-                    if thread.asleep:  # its lock's release: a futex wake
-                        thread.asleep = False
-                        self.pool_wakeups += 1
-                        yield from sched.wake_from(task, thread.task)
-                else:
-                    self.backlog.append(req)
+                if conn.handler is not None:  # a thread has it: hand it off again when done
+                    conn.pending.append(req)
+                    continue
+                conn.handler = BUSY
+                yield from self._hand_off(task, req)
+
+    def _hand_off(self, task: Task, req: Request):
+        """Give ``req`` to the most recently idle pool thread - wake it: release its lock, a
+        futex wake - or queue it for the next thread that finishes."""
+        self.handoffs += 1
+        if not self.stack:
+            self.backlog.append(req)
+            return
+        thread = self.stack.pop()
+        thread.req = req
+        if thread.asleep:
+            thread.asleep = False
+            self.pool_wakeups += 1
+            yield from self.sched.wake_from(task, thread.task)
 
     def dispatched_pool_thread(self, thread: PoolThread):
         """Sleep on its own lock until handed a request, serve it, drain the backlog, idle."""
@@ -183,7 +196,7 @@ class PythonThreads(ThreadPerRequest):
                     yield sched.block(task)
                 yield from gil.take(task)
                 req, thread.req = thread.req, None
-            yield from self.py_serve(task, req, rearm=True)
+            yield from self.py_serve(task, req, dispatched=True)
 
     def accepting_pool_thread(self, thread: PoolThread):
         """A Python thread in accept() on the shared listener (no dispatcher)."""
@@ -290,9 +303,9 @@ class PythonThreads(ThreadPerRequest):
             yield from gil.take(task)
         yield from gil.call(task, 0.0)  # recv() returns the request
 
-    def py_serve(self, task: Task, req: Request, accept: bool = False, rearm: bool = False):
-        """recv, parse, send, then re-arm (a keep-alive connection with a dispatcher) or
-        close (a connection per request), log."""
+    def py_serve(self, task: Task, req: Request, accept: bool = False, dispatched: bool = False):
+        """recv, parse, send, close (a connection per request), log; then, a keep-alive
+        connection the dispatcher gave it (``dispatched``), let it go or hand it off again."""
         env, sched, gil, conn = self.env, self.sched, self.gil, req.conn
         if accept:
             yield from gil.call(task, self.accept_cost)
@@ -301,16 +314,14 @@ class PythonThreads(ThreadPerRequest):
             yield from gil.call(task, self.close_cost)
             self.recorder.closed(req)
             return
-        rearm = rearm and not req.closes
-        if rearm:
-            conn.handler = task  # busy: the connection is not armed in epoll
+        dispatched = dispatched and not req.closes
         yield from gil.py(task, self.parse_cost)
         if req.userspace:
             yield from gil.call(task, self.handoff_cost)
             yield from gil.py(task, self.log_cost)
             self.userspace.submit(req)
-            if rearm:
-                conn.handler = None
+            if dispatched:
+                yield from self._let_go(task, conn)
             return
         # send_data: blocking send() calls, the GIL dropped around each
         while True:
@@ -329,14 +340,20 @@ class PythonThreads(ThreadPerRequest):
                 yield from gil.take(task)
                 break
             yield from gil.take(task)
-        if rearm:  # epoll.modify(): the connection may be dispatched again
-            yield from gil.call(task, 0.0)
-            conn.handler = None
-            if conn.pending:
-                self._dispatcher_event(conn.pending.popleft())
-        elif req.closes:  # unregister, shutdown, close: system calls
+        if req.closes:  # unregister, shutdown, close: system calls
             yield from gil.call(task, self.close_cost)
         yield from gil.py(task, self.log_cost)
+        if dispatched:
+            yield from self._let_go(task, conn)
+
+    def _let_go(self, task: Task, conn: Connection):
+        """pool.py's finished(): the thread is done with a keep-alive connection - it lets it go
+        (registered, nothing to re-arm), or hands it off again if bytes came meanwhile."""
+        if conn.pending:
+            self.again_handoffs += 1
+            yield from self._hand_off(task, conn.pending.popleft())
+        else:
+            conn.handler = None
 
     def counters(self) -> dict[str, float]:
         gil = self.gil

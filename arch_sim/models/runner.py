@@ -220,6 +220,7 @@ def simulate_point(arch: str, params: ModelParams | str, target_rps: float | Non
         row["gil_forced_per_s"] = delta["gil_forced"] / span
     if arch == "thread-per-request":
         row["dispatcher_wakeups_per_request"] = delta["dispatcher_wakeups"] / done
+        row["again_handoffs_per_request"] = delta["again_handoffs"] / done
     if arch == "prefork":
         row["workers"] = model.workers
     if arch == "staged":

@@ -90,6 +90,7 @@ class ThreadPerRequest:
         self.acceptor: Task | None = None
         self.handoffs = 0
         self.dispatcher_wakeups = 0
+        self.again_handoffs = 0  # (dispatcher pool) hand-offs by a thread done with a request
         self.pool_wakeups = 0  # threads woken to take a connection (or find none)
         self.spurious_wakeups = 0  # ... that found none (wake-all)
         self.start_threads()
@@ -299,6 +300,7 @@ class ThreadPerRequest:
             "gil_forced": 0,
             "handoffs": self.handoffs,
             "dispatcher_wakeups": self.dispatcher_wakeups,
+            "again_handoffs": self.again_handoffs,
         }
 
 
