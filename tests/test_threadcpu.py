@@ -208,7 +208,7 @@ def test_the_preset_says_where_the_connection_cost_s_split_comes_from():
     cal["close"] = {**cal.get("close", {}), "thread-per-request": {"cpu_us_per_request": 90.0}}
     lines = section(host_preset_text(cal, solve=False), "thread-per-request")
     assert "23% of a connection's own cost" in lines["accept_us"]
-    assert "dispatcher (main) thread" in lines["accept_us"]
+    assert "dispatcher (main) thread's extra" in lines["accept_us"]
     assert ": the rest (unregister, shutdown, close)" in lines["close_us"]
     del cal["servers"]["thread-per-request"]["threads_cpu_close"]
     estimated = section(host_preset_text(cal, solve=False), "thread-per-request")

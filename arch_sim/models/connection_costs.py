@@ -112,9 +112,10 @@ def split_why(arch: str, share: float | None, accepting: str,
     key = ACCEPT_SPLIT[arch][0]
     a, c = GROUP_NAMES[arch]
     how = "thread by thread, threadcpu.py" if key == "threads_cpu" else "statecpu.py"
-    return (f"{share:.0%} of a connection's own cost ({accepting}): what the {a} spends more "
-            f"a request unpaced with a connection per request than with keep-alive, over that "
-            f"and what the {c} spend more ({how})", f"the rest ({closing})")
+    of = "'" if c.endswith("s") else "'s"  # the pool threads' / the logging thread's
+    return (f"{share:.0%} of a connection's own cost ({accepting}): the {a}'s extra CPU a "
+            f"request unpaced with a connection per request over keep-alive, against it plus "
+            f"the {c}{of} extra ({how})", f"the rest ({closing})")
 
 
 def solve_connection_costs(params: ModelParams, close: dict[str, Any], threads: int,
