@@ -46,8 +46,8 @@ SETTLE_S = 0.01
 #: arch_sim.harness.measure.PERF_SETTLE_S, 0.15 s); the server is idle meanwhile
 GAP_S = 0.15
 #: wrk's CPU per connection is measured for connect and close together (``client_close_us``);
-#: opening one is taken as half of it, closing one as the other half, as the calibration splits
-#: a server's cost per connection between accept and close (connection_costs.ACCEPT_SHARE)
+#: opening one is taken as half of it, closing one as the other half (an estimate: wrk's one
+#: thread does both, so they cannot be told apart as a server's threads can)
 CONNECT_SHARE = 0.5
 #: a window whose ends of file the server has not all read this long after the clients closed
 #: (a connection it refused) is read anyway
