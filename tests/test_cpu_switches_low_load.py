@@ -187,7 +187,8 @@ def test_host_model_counts_the_rcu_thread_with_a_connection_per_request_only(mon
     r, g = with_rcu["close"]["rps"], params.gp_ms / 1000
     per_close = 2 * params.runs_per_gp / (r * g + math.exp(-r * g))
     assert added["close"] == pytest.approx(per_close, rel=0.25), added
-    assert 0 <= added["keep-alive"] < 0.15, added
+    # (two runs a thread apart: they part ways, so "none" may come out a hair below zero)
+    assert -0.02 < added["keep-alive"] < 0.15, added
     for c in with_rcu:
         assert with_rcu[c]["reschedules_per_request"] == pytest.approx(
             without[c]["reschedules_per_request"], abs=0.15)

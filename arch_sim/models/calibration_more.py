@@ -16,6 +16,7 @@ from typing import Any
 from arch_sim import MORE_ARCHS
 from arch_sim.models.params import ServerParams
 from arch_sim.threadcpu import STAGE_OF
+from real_servers.core.lifecycle import ACCEPT, LOGGING, NAMES
 
 #: the comment of every placeholder value
 PLACEHOLDER = ("placeholder until arch-sim calibrate --arch prefork --arch staged: "
@@ -110,7 +111,7 @@ def more_sections(costs: dict[str, dict[str, float]], refill: dict[str, float],
         measured_log = after_send.get(arch)
         split = shares[arch]
         threads = threads_cpu.get(arch) if arch == "staged" else None
-        accept_why, close_why = conn_whys(arch, "accept", "close in logging")
+        accept_why, close_why = conn_whys(arch, NAMES[ACCEPT], f"close in {NAMES[LOGGING]}")
         lines += [
             f"parse_us = {c['parse_us']:.2f}           # "
             + why(arch, f"{split['parse']:.0%} of the {WHO[arch]} "

@@ -29,6 +29,7 @@ from typing import Any
 
 from arch_sim import ALL_ARCHS
 from arch_sim.models.params import ModelParams
+from real_servers.core.lifecycle import ACCEPT, LOGGING, NAMES
 
 #: share of a connection's own cost spent accepting it (the rest: closing it), where it is
 #: not measured: an estimate
@@ -37,12 +38,12 @@ ACCEPT_SHARE = 0.5
 #: or by state (statecpu.py) - keep-alive, and with a connection per request under the same key
 #: with ``_close`` - and the groups in it that accept and that close a connection
 ACCEPT_SPLIT = {"thread-per-request": ("threads_cpu", "main", "pool"),
-                "staged": ("threads_cpu", "accept", "logging"),
-                "state-group": ("states_cpu", "accept", "logging")}
+                "staged": ("threads_cpu", NAMES[ACCEPT], NAMES[LOGGING]),
+                "state-group": ("states_cpu", NAMES[ACCEPT], NAMES[LOGGING])}
 #: what those groups are, in a preset's comments
 GROUP_NAMES = {"thread-per-request": ("dispatcher (main) thread", "pool threads"),
-               "staged": ("accept thread", "logging thread"),
-               "state-group": ("accept state", "logging state")}
+               "staged": (f"{NAMES[ACCEPT]} thread", f"{NAMES[LOGGING]} thread"),
+               "state-group": (f"{NAMES[ACCEPT]} state", f"{NAMES[LOGGING]} state")}
 #: the keep-alive estimates a preset starts from (they are not on the keep-alive path)
 START_CONNECTION_US = 35.0
 START_THREAD_US = 30.0
