@@ -157,9 +157,8 @@ class Inputs:
 
     def conn_whys(self, arch: str, accepting: str, closing: str) -> tuple[str, str]:
         """The comments of ``arch``'s ``accept_us`` and ``close_us``."""
-        shape = "thread-per-request" if arch == "thread-per-request" else arch
         what = split_why(arch, self.accept_shares().get(arch), accepting, closing)
-        return self.conn_why(shape, what[0]), self.conn_why(shape, what[1])
+        return self.conn_why(arch, what[0]), self.conn_why(arch, what[1])
 
     def conn_why(self, shape: str, what: str) -> str:
         """The comment of a connection cost: solved now, or kept from before."""
