@@ -32,6 +32,9 @@ SEND_EXITS = ("syscalls:sys_exit_sendto", "syscalls:sys_exit_sendmsg",
               "syscalls:sys_exit_sendfile64")
 WAIT_ENTERS = ("syscalls:sys_enter_recvfrom", "syscalls:sys_enter_poll",
                "syscalls:sys_enter_ppoll")
+#: with a connection per request the worker's next wait is accept(): the stretch then holds
+#: the close too (shutdown, the drain's recv, close), so it ends only there
+ACCEPT_ENTERS = ("syscalls:sys_enter_accept4", "syscalls:sys_enter_accept")
 #: fires with the task leaving the CPU as its ``tid``
 SWITCH = "sched:sched_switch"
 #: a stretch this long was preempted (the work itself takes tens of microseconds)
@@ -40,11 +43,11 @@ PREEMPTED_S = 1e-3
 LINE = re.compile(r"^\s*(\d+)\s+([\d.]+):\s+(\S+?):?\s*$")
 
 
-def stretches(script: str) -> list[float]:
+def stretches(script: str, waits: tuple[str, ...] = WAIT_ENTERS) -> list[float]:
     """The after-send stretches (s) in ``perf script -F tid,time,event`` output, per thread:
-    from a send's end to the thread's next wait; a wait with no send before it (the first
-    request, a connection's first bytes) starts none; one the thread was switched out in
-    (preempted) is left out, as is one over ``PREEMPTED_S``."""
+    from a send's end to the thread's next wait (one of ``waits``); a wait with no send before
+    it (the first request, a connection's first bytes) starts none; one the thread was switched
+    out in (preempted) is left out, as is one over ``PREEMPTED_S``."""
     sent: dict[int, float] = {}
     out: list[float] = []
     for line in script.splitlines():
@@ -56,7 +59,7 @@ def stretches(script: str) -> list[float]:
             sent[tid] = t
         elif event == SWITCH:
             sent.pop(tid, None)
-        elif event in WAIT_ENTERS and tid in sent:
+        elif event in waits and tid in sent:
             gap = t - sent.pop(tid)
             if gap < PREEMPTED_S:
                 out.append(gap)
@@ -74,9 +77,11 @@ def perf_missing() -> str | None:
 
 def measure(seconds: float = 3.0, server_cpu: int = 0, client_cpu: int = 1,
             file_set: str = "specweb99", connections: int = 64,
-            warmup: float = 1.0) -> dict[str, Any]:
+            warmup: float = 1.0, keep_alive: bool = True) -> dict[str, Any]:
     """The prefork server's after-send work at saturation (see the module docstring):
-    ``after_send_us`` (mean), ``stretches``, ``cpu_us_per_request`` and ``share``."""
+    ``after_send_us`` (mean), ``stretches``, ``cpu_us_per_request`` and ``share``.  Not
+    ``keep_alive``: a connection per request, each stretch up to the worker's next accept()."""
+    waits = WAIT_ENTERS if keep_alive else ACCEPT_ENTERS
     from arch_sim.harness import loaded, servers
 
     why = perf_missing()
@@ -91,15 +96,16 @@ def measure(seconds: float = 3.0, server_cpu: int = 0, client_cpu: int = 1,
             # run's (its 64 connects and closes are a few in ten thousand requests)
             before = server.status()
             with loaded.wrk_load(server, fs, seconds=seconds, warmup=warmup,
-                                 client_cpu=client_cpu, connections=connections):
+                                 client_cpu=client_cpu, connections=connections,
+                                 keep_alive=keep_alive):
                 subprocess.run(["perf", "record", "-q", "-C", str(server_cpu), "-o", str(data)]
-                               + [f"-e{e}" for e in SEND_EXITS + WAIT_ENTERS + (SWITCH,)]
+                               + [f"-e{e}" for e in SEND_EXITS + waits + (SWITCH,)]
                                + ["--", "sleep", str(seconds)],
                                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             after = server.status()
         script = subprocess.run(["perf", "script", "-i", str(data), "-F", "tid,time,event"],
                                 check=True, capture_output=True, text=True).stdout
-    gaps = stretches(script)
+    gaps = stretches(script, waits)
     served = after["requests"] - before["requests"]
     cpu_s = sum(after[k] - before[k] for k in ("cpu_user_s", "cpu_system_s"))
     if not gaps or served <= 0:

@@ -54,8 +54,8 @@ THREADS = 64  # the thread-per-request pool `arch-sim bench` runs by default
 #: what calibrate measures of a design beside its saturation bench (a bench run's rows hold none
 #: of it): the work after the last send (prefork), the CPU thread by thread (staged, the pool),
 #: state by state (the state-group worker), each also with a connection per request (_close)
-CALIBRATE_ONLY = ("after_send", "threads_cpu", "states_cpu", "threads_cpu_close",
-                  "states_cpu_close")
+CALIBRATE_ONLY = ("after_send", "threads_cpu", "states_cpu", "after_send_close",
+                  "threads_cpu_close", "states_cpu_close")
 PACED_RPS = 1000  # the paced load the servers also run at: the CPU idles ~1 ms between requests
 
 
@@ -166,6 +166,7 @@ def _servers_at_saturation(args: argparse.Namespace,
     servers, client = servers_from_rows(df, archs, PACED_RPS)
     if "prefork" in servers:
         servers["prefork"]["after_send"] = _prefork_after_send(args)
+        servers["prefork"]["after_send_close"] = _prefork_after_send(args, keep_alive=False)
     # each twice: keep-alive splits the model's costs; beside a connection per request, what
     # the accepting and the closing code spend more splits a connection's cost
     # (connection_costs.accept_share)
@@ -202,13 +203,17 @@ def _beside(args: argparse.Namespace, title: str, measure: Callable[..., dict[st
     return found
 
 
-def _prefork_after_send(args: argparse.Namespace) -> dict[str, Any] | None:
+def _prefork_after_send(args: argparse.Namespace,
+                        keep_alive: bool = True) -> dict[str, Any] | None:
     """The prefork worker's work after its last send, as a share of its CPU per request
-    (:mod:`arch_sim.aftersend`); None, said in one line, where perf or root is missing."""
+    (:mod:`arch_sim.aftersend`), with keep-alive or (not ``keep_alive``) a connection per
+    request; None, said in one line, where perf or root is missing."""
     from . import aftersend
 
-    return _beside(args, "the prefork worker's work after a reply's last send (perf record)",
-                   aftersend.measure, min(3.0, float(args.duration)),
+    title = "the prefork worker's work after a reply's last send (perf record)"
+    return _beside(args, title if keep_alive else title + " with a connection per request",
+                   functools.partial(aftersend.measure, keep_alive=keep_alive),
+                   min(3.0, float(args.duration)),
                    (RuntimeError, OSError, subprocess.CalledProcessError),
                    "the estimated logging share",
                    lambda f: f"{f['after_send_us']:.1f} us of {f['cpu_us_per_request']:.1f} us "

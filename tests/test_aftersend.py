@@ -13,6 +13,7 @@ from helpers import CALIBRATION
 
 from arch_sim import aftersend, calibrate
 from arch_sim.models.calibration import host_preset_text
+from arch_sim.models.connection_costs import accept_share
 from arch_sim.models.params import from_dict
 from arch_sim.models.request_costs import STATE_SHARES, state_shares
 
@@ -90,3 +91,42 @@ def test_the_real_prefork_server_spends_a_share_of_its_cpu_after_the_send():
     assert found["stretches"] > 1000
     assert 5.0 < found["after_send_us"] < found["cpu_us_per_request"]
     assert 0.05 < found["share"] < 0.6
+    # with a connection per request the stretch runs on to accept() (the close is in it): it
+    # grows, and by less than the whole extra CPU a request - the rest is the accepting side's
+    close = aftersend.measure(seconds=1.0, warmup=0.5, keep_alive=False)
+    assert close["stretches"] > 500
+    assert close["after_send_us"] > found["after_send_us"]
+    share = accept_share("prefork", {"after_send": found, "after_send_close": close})
+    assert share is not None and 0.2 < share < 0.98
+
+
+def test_prefork_s_accept_share_is_the_extra_less_what_the_close_adds_after_the_send():
+    keep = {"after_send_us": 24.5, "cpu_us_per_request": 106.0}
+    close = {"after_send_us": 35.2, "cpu_us_per_request": 156.0}
+    assert accept_share("prefork", {"after_send": keep, "after_send_close": close}) == (
+        pytest.approx(1 - 10.7 / 50.0))
+    assert accept_share("prefork", {"after_send": keep}) is None
+    shorter = {**close, "after_send_us": 20.0}
+    assert accept_share("prefork", {"after_send": keep, "after_send_close": shorter}) is None
+    # the stretch with a connection per request ends at accept(), not at the drain's recv()
+    script = SCRIPT.replace("sys_enter_recvfrom", "sys_enter_accept4")
+    assert [round(s * 1e6, 3) for s in aftersend.stretches(script)] == [40.0]  # 202's poll
+    got = [round(s * 1e6, 3) for s in aftersend.stretches(script, aftersend.ACCEPT_ENTERS)]
+    assert got == [30.0, 25.0]  # 101's; 202's poll ends nothing now
+
+
+def test_the_preset_says_prefork_s_split_was_measured():
+    keep = {"after_send_us": 24.5, "cpu_us_per_request": 106.0, "stretches": 3000,
+            "share": 0.23, "seconds": 3.0}
+    cal = calibration(keep)
+    cal["servers"]["prefork"]["after_send_close"] = {**keep, "after_send_us": 35.2,
+                                                     "cpu_us_per_request": 156.0}
+    cal["close"] = {**cal.get("close", {}), "prefork": {"cpu_us_per_request": 156.0}}
+    text = host_preset_text(cal, solve=False)
+    section = text[text.index("[server.prefork]"):].split("\n\n")[0]
+    accept = next(x for x in section.splitlines() if x.startswith("accept_us"))
+    assert "79% of a connection's own cost" in accept and "aftersend.py" in accept
+    del cal["servers"]["prefork"]["after_send_close"]
+    text = host_preset_text(cal, solve=False)
+    section = text[text.index("[server.prefork]"):].split("\n\n")[0]
+    assert "the split an estimate" in section

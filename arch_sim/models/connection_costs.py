@@ -9,9 +9,10 @@ request:
 
 * ``accept_us`` and ``close_us`` of each architecture - one connection cost, split between
   the two (the split decides where in a request the CPU is spent and the GIL dropped, not what
-  a request costs).  Where the accepting and the closing code run in threads or states of
-  their own, calibrate measures the split (:func:`accept_share`); prefork's one process does
-  both, so its split is an estimate (:data:`ACCEPT_SHARE`);
+  a request costs), as calibrate measured it (:func:`accept_share`): where the accepting and
+  the closing code run in threads or states of their own, by what each spends more with a
+  connection per request; for prefork, whose one process does both, by how much longer its
+  work after a reply's last send gets (the close) against the whole extra;
 * ``thread_create_us`` from the thread-per-connection server, with the pool's connection costs
   (the two shapes share the code that accepts, serves and closes);
 * ``client_close_us``: wrk's own extra CPU per request for connecting and closing, from the
@@ -40,6 +41,9 @@ ACCEPT_SHARE = 0.5
 ACCEPT_SPLIT = {"thread-per-request": ("threads_cpu", "main", "pool"),
                 "staged": ("threads_cpu", NAMES[ACCEPT], NAMES[LOGGING]),
                 "state-group": ("states_cpu", NAMES[ACCEPT], NAMES[LOGGING])}
+#: prefork: calibrate's records of its work after a reply's last send (aftersend.py), keep-alive
+#: and with a connection per request
+AFTER_SEND = ("after_send", "after_send_close")
 #: what those groups are, in a preset's comments
 GROUP_NAMES = {"thread-per-request": ("dispatcher (main) thread", "pool threads"),
                "staged": (f"{NAMES[ACCEPT]} thread", f"{NAMES[LOGGING]} thread"),
@@ -90,6 +94,8 @@ def accept_share(arch: str, server: dict[str, Any]) -> float | None:
     accepting thread (or state) spends more with a connection per request than with keep-alive,
     over that and what the closing one spends more - from calibrate's record of ``arch``
     (``server``); None where it holds no such pair, or a group did not grow."""
+    if arch == "prefork":
+        return _prefork_share(server.get(AFTER_SEND[0]), server.get(AFTER_SEND[1]))
     if arch not in ACCEPT_SPLIT:
         return None
     key, accepting, closing = ACCEPT_SPLIT[arch]
@@ -103,6 +109,19 @@ def accept_share(arch: str, server: dict[str, Any]) -> float | None:
     return grew[0] / (grew[0] + grew[1])
 
 
+def _prefork_share(keep_alive: dict[str, Any] | None,
+                   close: dict[str, Any] | None) -> float | None:
+    """Prefork's accept share: the whole extra CPU a request with a connection per request,
+    less what its work after the last send grows by (the close), over the whole extra."""
+    if not keep_alive or not close:
+        return None
+    closing = float(close["after_send_us"]) - float(keep_alive["after_send_us"])
+    extra = float(close["cpu_us_per_request"]) - float(keep_alive["cpu_us_per_request"])
+    if closing <= 0 or extra <= closing:
+        return None
+    return 1.0 - closing / extra
+
+
 def split_why(arch: str, share: float | None, accepting: str,
               closing: str) -> tuple[str, str]:
     """The comments of ``accept_us`` and ``close_us`` (what each does: ``accepting``,
@@ -110,6 +129,11 @@ def split_why(arch: str, share: float | None, accepting: str,
     if share is None:
         return (f"half of a connection's own cost ({accepting}; the split an estimate)",
                 f"the other half ({closing})")
+    if arch == "prefork":
+        return (f"{share:.0%} of a connection's own cost ({accepting}): the worker's extra CPU "
+                "a request unpaced with a connection per request over keep-alive, less what its "
+                "work after a reply's last send grows by (perf record, aftersend.py)",
+                f"the rest ({closing}: that growth)")
     key = ACCEPT_SPLIT[arch][0]
     a, c = GROUP_NAMES[arch]
     how = "thread by thread, threadcpu.py" if key == "threads_cpu" else "statecpu.py"

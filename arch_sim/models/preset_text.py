@@ -17,7 +17,7 @@ from typing import Any
 from arch_sim import ALL_ARCHS, specweb99
 from arch_sim.hostbench import INTERRUPTED_X
 from arch_sim.models.calibration_more import more_sections
-from arch_sim.models.connection_costs import ACCEPT_SPLIT, accept_share, split_why
+from arch_sim.models.connection_costs import accept_share, split_why
 from arch_sim.models.request_costs import (
     DISPATCHER_SHARE,
     SEND_US_PER_KB,
@@ -152,7 +152,7 @@ class Inputs:
     def accept_shares(self) -> dict[str, float]:
         """Each design's measured share of its connection cost spent accepting
         (connection_costs.accept_share), where calibrate measured it."""
-        found = {a: accept_share(a, self.servers.get(a) or {}) for a in ACCEPT_SPLIT}
+        found = {a: accept_share(a, self.servers.get(a) or {}) for a in ALL_ARCHS}
         return {a: share for a, share in found.items() if share is not None}
 
     def conn_whys(self, arch: str, accepting: str, closing: str) -> tuple[str, str]:
