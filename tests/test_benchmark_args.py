@@ -78,3 +78,21 @@ def test_calibrate_from_bench_refuses_in_one_line(argv, says):
                                         (["--file-set", "nope"], "--file-set")])
 def test_staged_handoffs_refuses_bad_arguments_in_one_line(argv, says):
     assert says in refused("staged_handoffs.py", *argv)
+
+
+def test_model_threads_cpu_refuses_a_design_without_threads_in_one_line():
+    assert "invalid choice: 'state-group'" in refused("model_threads_cpu.py", "state-group")
+
+
+@pytest.mark.parametrize("connection", ["keep-alive", "close"])
+def test_model_threads_cpu_groups_add_up_to_the_model_s_cpu_per_request(connection):
+    """Each task group's share of the traced CPU, summed, is the point's CPU per request (the
+    CPU is busy throughout unpaced): a group lost or counted twice would show."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.model_threads_cpu import model_groups
+
+    row, groups = model_groups("staged", "host", connection, requests=1500)
+    assert {"wait_headers", "send_data", "logging"} <= set(groups)
+    assert (groups.get("accept", 0.0) > 5.0) == (connection == "close")
+    want = row["cpu_util"] * row["cpus"] * 1e6 / row["rps"]
+    assert sum(groups.values()) == pytest.approx(want, rel=0.03)
