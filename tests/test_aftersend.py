@@ -91,13 +91,17 @@ def test_the_real_prefork_server_spends_a_share_of_its_cpu_after_the_send():
     assert found["stretches"] > 1000
     assert 5.0 < found["after_send_us"] < found["cpu_us_per_request"]
     assert 0.05 < found["share"] < 0.6
-    # with a connection per request the stretch runs on to accept() (the close is in it): it
-    # grows, and by less than the whole extra CPU a request - the rest is the accepting side's
+    # with a connection per request the stretch runs on to accept() (the close is in it) and
+    # is traced about once a request too.  Whether it is longer than the keep-alive one is the
+    # machine's: 24.5 -> 35.2 us on the VM calibrated on 2026-12-01, a median of 35 -> 27 us
+    # on the one of 2026-12-02 (1-s runs, twice each) - so it is not asserted; where it is not
+    # longer, no accept share is measured and the preset keeps the estimate (the unit test
+    # below checks both cases)
     close = aftersend.measure(seconds=1.0, warmup=0.5, keep_alive=False)
     assert close["stretches"] > 500
-    assert close["after_send_us"] > found["after_send_us"]
+    assert 5.0 < close["after_send_us"] < close["cpu_us_per_request"]
     share = accept_share("prefork", {"after_send": found, "after_send_close": close})
-    assert share is not None and 0.2 < share < 1.0
+    assert share is None or 0.0 < share < 1.0
 
 
 def test_prefork_s_accept_share_is_the_extra_less_what_the_close_adds_after_the_send():
