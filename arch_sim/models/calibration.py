@@ -46,9 +46,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from arch_sim.models.calibration_inputs import Inputs
 from arch_sim.models.connection_costs import previous_connection_costs
 from arch_sim.models.params import from_dict
-from arch_sim.models.preset_text import Inputs, render
+from arch_sim.models.preset_text import render
 from arch_sim.models.request_costs import (
     model_cpu_us_per_request,
     previous_cold_refill_us,
