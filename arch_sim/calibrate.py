@@ -46,7 +46,15 @@ import pandas as pd
 
 from . import ALL_ARCHS, statecpu, threadcpu
 from .argtypes import UsageError, options, positive_float
-from .hostbench import cold_cache, context_switch_us, cpu_time_cv, futex_wake_us, wakeup_latency_us
+from .hostbench import (
+    RING_MEMBERS,
+    cold_cache,
+    context_switch_us,
+    cpu_time_cv,
+    futex_wake_us,
+    process_switch_us,
+    wakeup_latency_us,
+)
 from .runinfo import host_info, now_iso, write_atomic, write_json_atomic
 
 DEFAULT_OUT = Path(__file__).parent / "models" / "presets" / "host.toml"
@@ -110,6 +118,11 @@ def measure(args: argparse.Namespace, archs: list[str] | None = None) -> dict[st
     print("calibrate: how fast an idle CPU's caches go cold...", flush=True)
     cold = cold_cache(cpu=server_cpus[0])
     print(f"  decay {cold['decay_ms']:.1f} ms", flush=True)
+    print(f"calibrate: a switch to another of {RING_MEMBERS} processes (a ring of processes "
+          "against one of threads)...", flush=True)
+    processes = process_switch_us(cpu=server_cpus[0])
+    print(f"  {processes['extra_us']:.1f} us more a switch ({processes['processes_us']:.1f} "
+          f"against {processes['threads_us']:.1f} us a turn)", flush=True)
     found, skipped = {}, None
     if args.no_servers:
         skipped = "--no-servers given"
@@ -127,6 +140,7 @@ def measure(args: argparse.Namespace, archs: list[str] | None = None) -> dict[st
         "cpu_jitter": jitter,
         "cold_cache": cold,
         "futex": futex,
+        "process_switch": processes,
         "servers_skipped": skipped,
         "server_cpus": server_cpus,
         "client_cpus": client_cpus,

@@ -234,6 +234,90 @@ def involuntary_switches() -> int:
     return 0
 
 
+#: a ring's members: as many as the prefork server has workers (real_servers/prefork
+#: --workers' default), one per wrk connection
+RING_MEMBERS = 64
+
+
+def _ring_member(rfd: int, wfd: int, first: bool, rounds: int, cpu: int) -> int:
+    """One member of :func:`process_switch_us`'s ring: on each turn, wait for the token, run a
+    little request-like Python over its own heap, pass the token on; its CPU time (ns)."""
+    import json
+
+    os.sched_setaffinity(0, {cpu})
+    heap = {i: str(i) * 5 for i in range(2000)}  # a working set of its own, as a worker's
+    start = time.thread_time_ns()
+    for _ in range(rounds):
+        if not first:
+            os.read(rfd, 1)
+        json.dumps({i: str(i) for i in range(60)})
+        sum(len(v) for v in list(heap.values())[:300])
+        os.write(wfd, b"x")
+        if first:
+            os.read(rfd, 1)
+    return time.thread_time_ns() - start
+
+
+def _ring_us(members: int, rounds: int, cpu: int, processes: bool) -> float:
+    """CPU per turn (us) of a token passed round a ring of ``members`` threads of this process,
+    or of as many forked processes, all on ``cpu``."""
+    import multiprocessing
+    import threading
+
+    pipes = [os.pipe() for _ in range(members)]  # pipe i leads into member i
+    spent: list[int] = []
+    try:
+        if processes:
+            ctx = multiprocessing.get_context("fork")
+            results = ctx.SimpleQueue()
+
+            def run(i: int) -> None:
+                results.put(_ring_member(pipes[i][0], pipes[(i + 1) % members][1], i == 0,
+                                         rounds, cpu))
+
+            workers = [ctx.Process(target=run, args=(i,)) for i in range(members)]
+        else:
+            def run(i: int) -> None:
+                spent.append(_ring_member(pipes[i][0], pipes[(i + 1) % members][1], i == 0,
+                                          rounds, cpu))
+
+            workers = [threading.Thread(target=run, args=(i,)) for i in range(members)]
+        for w in workers[1:] + workers[:1]:  # the token's holder last, once all wait
+            w.start()
+        for w in workers:
+            w.join()
+        if processes:
+            spent = [results.get() for _ in range(members)]
+    finally:
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)
+    return sum(spent) / (members * rounds) / 1e3
+
+
+def process_switch_us(members: int = RING_MEMBERS, rounds: int = 100, cpu: int = 0,
+                      repeats: int = 2) -> dict:
+    """What a switch to another of many processes costs beyond a switch between threads: a
+    token passed round a ring of ``members`` processes, each running a little Python over a
+    heap of its own, against the same ring of threads of one process, on one CPU (threads
+    first, then processes, ``repeats`` times; medians).  With a ring as long as the prefork
+    server has workers every turn lands in an address space and a working set that the
+    other members have pushed out of the TLB and the caches since - what a prefork worker
+    woken in turn meets - where a pair of processes (``context_switch_us``) stays warm.
+    Returns ``{"extra_us", "threads_us", "processes_us", "members", "rounds"}``."""
+    old = os.sched_getaffinity(0)
+    try:
+        threads, procs = [], []
+        for _ in range(repeats):
+            threads.append(_ring_us(members, rounds, cpu, processes=False))
+            procs.append(_ring_us(members, rounds, cpu, processes=True))
+    finally:
+        os.sched_setaffinity(0, old)
+    t, p = statistics.median(threads), statistics.median(procs)
+    return {"extra_us": max(0.0, p - t), "threads_us": t, "processes_us": p,
+            "members": members, "rounds": rounds}
+
+
 #: a run of the work that took more than this many times the median was interrupted (on this
 #: VM the hypervisor, or a sibling hyperthread's tenant, held the CPU inside the span), not slow
 INTERRUPTED_X = 5.0

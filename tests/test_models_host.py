@@ -277,3 +277,38 @@ def test_the_preset_says_how_the_futex_wake_was_measured():
                                   "waiter_policy": "idle", "samples": 2000, "cpu": 0}}
     line = wake_line(newer)
     assert line.startswith("wake_us = 2.50") and "SCHED_IDLE" in line and "0.00 times" in line
+
+
+def test_a_ring_of_processes_is_timed_against_a_ring_of_threads():
+    """``process_switch_us`` passes a token round both rings on one CPU: every member runs its
+    turns (the CPU per turn covers the work, a few microseconds at least), and the extra is the
+    processes' turn less the threads', never below 0."""
+    from arch_sim.hostbench import process_switch_us
+
+    found = process_switch_us(members=4, rounds=30, repeats=1)
+    assert found["members"] == 4 and found["rounds"] == 30
+    assert found["threads_us"] > 2.0 and found["processes_us"] > 2.0
+    assert found["extra_us"] == pytest.approx(max(0.0, found["processes_us"]
+                                                  - found["threads_us"]))
+
+
+def test_the_preset_charges_a_measured_process_switch_to_prefork_only():
+    """A calibration with the ring measured sets ``mm_switch_us`` to its extra and says how;
+    one without keeps 0.  Only a task with an address space of its own (a prefork worker)
+    pays it: prefork's CPU per request unpaced with keep-alive grows, the pool's does not."""
+    ring = {"extra_us": 40.0, "threads_us": 60.0, "processes_us": 100.0, "members": 64,
+            "rounds": 100}
+    text = host_preset_text({**MEASUREMENTS, "process_switch": ring}, solve=False)
+    line = next(x for x in text.splitlines() if x.startswith("mm_switch_us"))
+    assert line.startswith("mm_switch_us = 40.00 ") and "ring of 64 processes" in line
+    without = next(x for x in host_preset_text(MEASUREMENTS, solve=False).splitlines()
+                   if x.startswith("mm_switch_us"))
+    assert without.startswith("mm_switch_us = 0.0 ")
+    params = from_dict(tomllib.loads(text))
+    base = from_dict(tomllib.loads(host_preset_text(MEASUREMENTS, solve=False)))
+    assert params.scheduler.mm_switch_us == 40.0
+    pre, pre0 = (model_cpu_us_per_request("prefork", p, requests=1500) for p in (params, base))
+    pool, pool0 = (model_cpu_us_per_request("thread-per-request", p, requests=1500)
+                   for p in (params, base))
+    assert pre > pre0 + 5.0  # workers switch about once a request at saturation
+    assert pool == pytest.approx(pool0, rel=1e-9)

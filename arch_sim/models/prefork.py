@@ -20,8 +20,10 @@ through the scheduler, as in the thread pool of :mod:`~arch_sim.models.thread_pe
   so nothing is shared to wait for (the real server runs Python, but a worker never waits for
   another worker's GIL);
 * **an address space each**: a switch between two workers loads the other worker's page tables
-  (``SchedulerParams.mm_switch_us`` [LX-switch-mm]; 0 in the shipped presets, whose ``switch_us``
-  was measured between processes already);
+  (``SchedulerParams.mm_switch_us`` [LX-switch-mm]: in a ``host`` preset what calibrate
+  measures a switch into another of 64 processes to add - a cold address space and working
+  set - and 0 where it did not measure it, or in the period presets, whose ``switch_us`` was
+  measured between processes already);
 * **user processes**: the scheduler may preempt them (``kernel_threads`` false in the presets'
   ``[server.prefork]``), unlike kHTTPd's kernel threads.
 
