@@ -123,16 +123,23 @@ class Inputs:
         found = self.measured("thread-per-request", "threads_cpu")
         return DISPATCHER_SHARE if not found else float(found["shares"]["dispatch"])
 
+    def solved_why(self, row: dict[str, Any] | None, missing: str, how: str) -> str:
+        """The comment of a value solved from a bench ``row``: ``how`` it was solved (``{}``
+        takes the row's CPU per request), or, without one (``missing``), kept from before."""
+        if row is None:
+            return (f"not measured by this calibrate run (no {missing}): kept from the "
+                    "previous host preset")
+        return (f"{self.tag}: " + how.format(f"{float(row['cpu_us_per_request']):.0f}"))
+
     def cold_why(self, arch: str) -> str:
         """The comment of a per-arch cache refill: solved now, or kept from before."""
-        if arch not in self.paced_all:
-            return ("not measured by this calibrate run (no paced server bench): kept from the "
-                    "previous host preset")
-        row = self.paced_all[arch]
-        return (f"{self.tag}: solved so that the model spends the "
-                f"{float(row['cpu_us_per_request']):.0f} us per request the server took paced at "
-                f"{float(row['target_rps']):g} req/s (the CPU idles between requests; the first "
-                "burst of each thread's code after an idle pays it)")
+        row = self.paced_all.get(arch)
+        rate = f"{float(row['target_rps']):g}" if row else ""
+        return self.solved_why(row, "paced server bench",
+                               "solved so that the model spends the {} us per request the "
+                               f"server took paced at {rate} req/s (the CPU idles between "
+                               "requests; the first burst of each thread's code after an idle "
+                               "pays it)")
 
     def accept_shares(self) -> dict[str, float]:
         """Each design's measured share of its connection cost spent accepting
@@ -147,13 +154,11 @@ class Inputs:
 
     def conn_why(self, shape: str, what: str) -> str:
         """The comment of a connection cost: solved now, or kept from before."""
-        if shape not in self.close:
-            return ("not measured by this calibrate run (no connection-per-request bench): "
-                    "kept from the previous host preset")
-        row = self.close[shape]
-        return (f"{self.tag}: {what}; solved so that the model spends the "
-                f"{float(row['cpu_us_per_request']):.0f} us per request the server took "
-                "unpaced with a connection per request (connection_costs.py)")
+        return self.solved_why(self.close.get(shape), "connection-per-request bench",
+                               what.replace("{", "{{").replace("}", "}}")
+                               + "; solved so that the model spends the {} us per request the "
+                               "server took unpaced with a connection per request "
+                               "(connection_costs.py)")
 
 
 def _kernel_version(release: str) -> tuple[int, int]:
