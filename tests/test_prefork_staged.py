@@ -44,6 +44,8 @@ def test_prefork_keeps_a_killed_workers_switches_and_respawns_it(site, tmp_path)
         assert own["requests"] >= 200 and switches >= 100, own  # (preempted, if not asleep)
         os.kill(victim, signal.SIGKILL)
         assert reader.response() is None  # the connection died with its worker
+        # until the master has reaped it, the victim is still listed (5 pids, no restart yet)
+        assert wait_for(lambda: victim not in server.status()["pids"], 5)
         assert wait_for(lambda: len(server.status()["pids"]) == 5, 5)
         after = server.status()
         assert victim not in after["pids"] and after["restarts"] == 1, after
