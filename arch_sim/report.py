@@ -223,6 +223,11 @@ def _calibration_lines(cal: dict) -> list[str]:
         c = cal["cold_cache"]
         lines.append(f"- Cold caches after an idle CPU decay with {fmt(c['decay_ms'])} ms "
                      "(cold_cache microbenchmark).")
+    if cal.get("process_switch"):
+        r = cal["process_switch"]
+        lines.append(f"- A switch into another of {r['members']} processes costs "
+                     f"{fmt(r['extra_us'])} us more than one between threads (a ring of "
+                     "processes against one of threads) -> prefork's mm_switch_us.")
     if cal.get("cpu_jitter"):
         lines.append(f"- CPU time of the same work varies with a coefficient of variation of "
                      f"{fmt(cal['cpu_jitter']['cv'])} (cpu_time_cv microbenchmark).")

@@ -312,3 +312,44 @@ def test_the_preset_charges_a_measured_process_switch_to_prefork_only():
                    for p in (params, base))
     assert pre > pre0 + 5.0  # workers switch about once a request at saturation
     assert pool == pytest.approx(pool0, rel=1e-9)
+
+
+def test_calibrate_goes_on_without_the_process_ring(monkeypatch, capsys):
+    """Where forking 64 processes fails, calibrate says so in one line and records nothing for
+    the ring (the preset then keeps ``mm_switch_us`` 0); the host measurements are stubbed."""
+    from argparse import Namespace
+
+    from arch_sim import calibrate
+    from arch_sim.hostbench import SwitchCost
+
+    def refuse(**_kwargs):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(calibrate, "process_switch_us", refuse)
+    monkeypatch.setattr(calibrate, "context_switch_us",
+                        lambda **_k: SwitchCost(switch_us=3.0, roundtrip_us=7.0,
+                                                pipe_pair_us=0.5, iterations=1, cpu=0))
+    monkeypatch.setattr(calibrate, "wakeup_latency_us",
+                        lambda **_k: {"median_us": 40.0, "p99_us": 90.0})
+    monkeypatch.setattr(calibrate, "futex_wake_us", lambda **_k: {"wake_us": 2.5})
+    monkeypatch.setattr(calibrate, "cpu_time_cv", lambda **_k: {"cv": 0.2})
+    monkeypatch.setattr(calibrate, "cold_cache", lambda **_k: {"decay_ms": 4.0})
+    args = Namespace(server_cpus="0", client_cpus="1", no_servers=True, file_set="specweb99",
+                     connections=64)
+    found = calibrate.measure(args)
+    assert found["process_switch"] is None
+    said = [x for x in capsys.readouterr().out.splitlines() if "not measured (" in x]
+    assert len(said) == 1 and "mm_switch_us stays 0" in said[0]
+
+
+def test_the_report_names_the_measured_process_switch():
+    """The reproduce report's calibration list says what the ring measured and where it goes;
+    a calibration without it says nothing about it."""
+    from arch_sim.report import _calibration_lines
+
+    ring = {"extra_us": 47.6, "threads_us": 75.8, "processes_us": 123.4, "members": 64,
+            "rounds": 100}
+    with_ring = "\n".join(_calibration_lines({**MEASUREMENTS, "process_switch": ring}))
+    assert "another of 64 processes costs 47.6 us more" in with_ring
+    assert "mm_switch_us" in with_ring
+    assert "processes costs" not in "\n".join(_calibration_lines(MEASUREMENTS))
