@@ -237,6 +237,8 @@ def involuntary_switches() -> int:
 #: a ring's members: as many as the prefork server has workers (real_servers/prefork
 #: --workers' default), one per wrk connection
 RING_MEMBERS = 64
+#: a ring that has not gone round by then lost its token (a member died)
+RING_TIMEOUT_S = 60.0
 
 
 def _ring_member(rfd: int, wfd: int, first: bool, rounds: int, cpu: int) -> int:
@@ -281,11 +283,19 @@ def _ring_us(members: int, rounds: int, cpu: int, processes: bool) -> float:
                 spent.append(_ring_member(pipes[i][0], pipes[(i + 1) % members][1], i == 0,
                                           rounds, cpu))
 
-            workers = [threading.Thread(target=run, args=(i,)) for i in range(members)]
+            workers = [threading.Thread(target=run, args=(i,), daemon=True)
+                       for i in range(members)]
         for w in workers[1:] + workers[:1]:  # the token's holder last, once all wait
             w.start()
+        deadline = time.monotonic() + RING_TIMEOUT_S
         for w in workers:
-            w.join()
+            w.join(max(0.0, deadline - time.monotonic()))
+        if any(w.is_alive() for w in workers) or (
+                processes and any(w.exitcode != 0 for w in workers)):
+            for w in workers:  # a member died and the token with it: the others wait forever
+                if processes and w.is_alive():
+                    w.kill()
+            raise OSError(f"the ring of {members} did not go round in {RING_TIMEOUT_S:g} s")
         if processes:
             spent = [results.get() for _ in range(members)]
     finally:

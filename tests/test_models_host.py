@@ -353,3 +353,24 @@ def test_the_report_names_the_measured_process_switch():
     assert "another of 64 processes costs 47.6 us more" in with_ring
     assert "mm_switch_us" in with_ring
     assert "processes costs" not in "\n".join(_calibration_lines(MEASUREMENTS))
+
+
+def test_a_ring_whose_member_dies_is_given_up_in_time(monkeypatch):
+    """A member that dies holding the token leaves the others waiting for ever: the ring is
+    given up after ``RING_TIMEOUT_S`` with an OSError (calibrate's one line), its processes
+    killed, rather than hanging calibrate."""
+    import os
+
+    from arch_sim import hostbench
+
+    real = hostbench._ring_member
+
+    def dying(rfd, wfd, first, rounds, cpu):
+        if first:
+            os._exit(3)  # in the forked member that starts with the token
+        return real(rfd, wfd, first, rounds, cpu)
+
+    monkeypatch.setattr(hostbench, "_ring_member", dying)
+    monkeypatch.setattr(hostbench, "RING_TIMEOUT_S", 1.0)
+    with pytest.raises(OSError, match="did not go round"):
+        hostbench._ring_us(4, 10, 0, processes=True)
