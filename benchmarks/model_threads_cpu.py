@@ -9,7 +9,7 @@ costs.  This script runs the host model the same way - unpaced, 64 connections, 
 switches into it), so the two can be set side by side::
 
     .venv/bin/python benchmarks/model_threads_cpu.py staged
-    .venv/bin/python benchmarks/model_threads_cpu.py staged --preset /tmp/other.toml
+    .venv/bin/python benchmarks/model_threads_cpu.py staged --preset OTHER.toml
 
 One line per mode: requests/s, the server's switches per request, then each group's us per
 request, model / measured (the measured from the ``.calibration.json`` beside the preset, where
