@@ -26,7 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from arch_sim.argtypes import OneLineParser, positive_int  # noqa: E402
-from arch_sim.models.params import PRESET_DIR, load_preset  # noqa: E402
+from arch_sim.calibrate import calibration_path  # noqa: E402
+from arch_sim.models.params import load_preset, preset_path  # noqa: E402
 from arch_sim.models.runner import simulate_point  # noqa: E402
 from arch_sim.models.trace import switch_traces  # noqa: E402
 
@@ -55,8 +56,7 @@ def model_groups(arch: str, preset: str, connection: str, requests: int,
 
 def measured_groups(arch: str, preset: str, connection: str) -> dict[str, float]:
     """What calibrate measured per thread group (us per request), or nothing."""
-    path = Path(preset) if preset.endswith(".toml") else PRESET_DIR / f"{preset}.toml"
-    cal = path.with_name(f"{path.stem}.calibration.json")
+    cal = calibration_path(preset_path(preset))
     if not cal.is_file():
         return {}
     server = json.loads(cal.read_text()).get("servers", {}).get(arch, {})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,6 @@ FALLBACK_COLD_DECAY_MS = 5.0  # cold_cache(): 4-8 ms over repeated runs on the d
 SPLITS = {"staged": ("threads_cpu", "shares"),
           "thread-per-request": ("threads_cpu", "pool_shares"),
           "state-group": ("states_cpu", "shares")}
-
 
 
 @dataclass
@@ -123,23 +123,25 @@ class Inputs:
         found = self.measured("thread-per-request", "threads_cpu")
         return DISPATCHER_SHARE if not found else float(found["shares"]["dispatch"])
 
-    def solved_why(self, row: dict[str, Any] | None, missing: str, how: str) -> str:
-        """The comment of a value solved from a bench ``row``: ``how`` it was solved (``{}``
-        takes the row's CPU per request), or, without one (``missing``), kept from before."""
+    def solved_why(self, row: dict[str, Any] | None, missing: str,
+                   how: Callable[[str], str]) -> str:
+        """The comment of a value solved from a bench ``row``: ``how`` it was solved, given
+        the row's CPU per request; without a row (``missing``), kept from before."""
         if row is None:
             return (f"not measured by this calibrate run (no {missing}): kept from the "
                     "previous host preset")
-        return (f"{self.tag}: " + how.format(f"{float(row['cpu_us_per_request']):.0f}"))
+        cpu = f"{float(row['cpu_us_per_request']):.0f}"
+        return f"{self.tag}: {how(cpu)}"
 
     def cold_why(self, arch: str) -> str:
         """The comment of a per-arch cache refill: solved now, or kept from before."""
         row = self.paced_all.get(arch)
-        rate = f"{float(row['target_rps']):g}" if row else ""
-        return self.solved_why(row, "paced server bench",
-                               "solved so that the model spends the {} us per request the "
-                               f"server took paced at {rate} req/s (the CPU idles between "
-                               "requests; the first burst of each thread's code after an idle "
-                               "pays it)")
+        return self.solved_why(
+            row, "paced server bench",
+            lambda cpu: f"solved so that the model spends the {cpu} us per request the server "
+                        f"took paced at {float(row['target_rps']):g} req/s (the CPU idles "
+                        "between requests; the first burst of each thread's code after an "
+                        "idle pays it)")
 
     def accept_shares(self) -> dict[str, float]:
         """Each design's measured share of its connection cost spent accepting
@@ -154,11 +156,10 @@ class Inputs:
 
     def conn_why(self, shape: str, what: str) -> str:
         """The comment of a connection cost: solved now, or kept from before."""
-        return self.solved_why(self.close.get(shape), "connection-per-request bench",
-                               what.replace("{", "{{").replace("}", "}}")
-                               + "; solved so that the model spends the {} us per request the "
-                               "server took unpaced with a connection per request "
-                               "(connection_costs.py)")
+        return self.solved_why(
+            self.close.get(shape), "connection-per-request bench",
+            lambda cpu: f"{what}; solved so that the model spends the {cpu} us per request the "
+                        "server took unpaced with a connection per request (connection_costs.py)")
 
 
 def _kernel_version(release: str) -> tuple[int, int]:
