@@ -40,6 +40,13 @@ def test_wake_latency_refuses_bad_arguments_in_one_line(argv, says):
     assert says in refused("wake_latency.py", *argv)
 
 
+@pytest.mark.parametrize("argv, says", [(["--seconds", "0"], "give a whole number >= 1"),
+                                        (["--connection", "pipelined"], "keep-alive, close"),
+                                        (["--arch", "nginx"], "invalid choice")])
+def test_wrk_syscalls_refuses_bad_arguments_in_one_line(argv, says):
+    assert says in refused("wrk_syscalls.py", *argv)
+
+
 def test_scripts_that_import_other_benchmarks_run_as_scripts_too():
     """``python benchmarks/X.py`` puts benchmarks/, not the repository, on sys.path: a script
     importing ``benchmarks.Y`` must add the repository root first (three did not)."""
