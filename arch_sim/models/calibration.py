@@ -81,7 +81,12 @@ def host_preset_text(measurements: dict[str, Any], *, name: str = "host",
     servers, close = i.servers, i.close
     solved = [a for a in i.measured_archs if only is None or a in set(only)]
     paced = {a: row for a, row in i.paced_all.items() if a in solved}  # solved here
-    refill = previous_cold_refill_us(previous)  # per arch; solved below from the paced benches
+    # per arch, solved below from the paced benches.  A design solved here starts from no
+    # refill, not from the previous preset's: the solve stops within a tolerance, so where it
+    # started would show in what it finds, and the same measurements would render a different
+    # preset after every calibration
+    refill = {arch: 0.0 if arch in paced else value
+              for arch, value in previous_cold_refill_us(previous).items()}
     costs = previous_server_costs(previous)
     conn = previous_connection_costs(previous)
     for arch in solved:

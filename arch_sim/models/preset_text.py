@@ -55,7 +55,8 @@ def _head(i: Inputs) -> list[str]:
     cpus, tag, server_cpus, hz = i.cpus, i.tag, i.server_cpus, i.hz
     return [
         f"# {name}: this machine, for comparing the models with the real Python servers.",
-        f"# Written by arch-sim calibrate ({_now()}) from measurements on {hostname}",
+        f"# Written by arch-sim calibrate ({_now()}) from measurements on {hostname}"
+        + (f" taken {i.m['time']}" if i.m.get("time") else ""),
         f"# (kernel {kernel or 'unknown'}, {host.get('cpu_model', 'unknown CPU')}, "
         f"Python {host.get('python', '?')}).",
         "# Numbers marked 'measured' come from that run; the others say where they come "
