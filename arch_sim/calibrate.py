@@ -117,7 +117,13 @@ def measure(args: argparse.Namespace, archs: list[str] | None = None) -> dict[st
     jitter = cpu_time_cv(cpu=server_cpus[0])
     print("calibrate: how fast an idle CPU's caches go cold...", flush=True)
     cold = cold_cache(cpu=server_cpus[0])
-    print(f"  decay {cold['decay_ms']:.1f} ms", flush=True)
+    if cold.get("fitted", True):
+        print(f"  decay {cold['decay_ms']:.1f} ms", flush=True)
+    else:
+        extra = ", ".join(f"{e:.1f}" for e in cold["extra_us"])
+        print(f"  no decay fits ({extra} us more than warm after "
+              f"{', '.join(f'{g:g}' for g in cold['gaps_ms'])} ms of idle): the preset keeps "
+              "the development host's", flush=True)
     print(f"calibrate: a switch to another of {RING_MEMBERS} processes (a ring of processes "
           "against one of threads)...", flush=True)
     try:

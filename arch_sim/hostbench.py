@@ -387,9 +387,14 @@ def cold_cache(gaps_ms: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0), rounds:
     slept ``gap`` ms (0.3-30), over the same work run back to back.
 
     The extra grows with the gap as ``refill * (1 - exp(-gap / decay))``; ``decay_ms`` is fitted
-    (least squares over a log grid).  The ``refill_us`` here is this small work's own; a server's
-    request touches more code, so the preset solves its refill from the servers themselves.
-    Returns ``{"decay_ms", "refill_us", "warm_us", "gaps_ms", "extra_us", "rounds"}``.
+    (least squares over a log grid, :data:`DECAY_GRID_MS`).  A fit that runs to the grid's
+    bound found no decay in the curve (``fitted`` False: flat, or one gap's median taken by a
+    slow stretch of a shared host), and the preset does not use it.  The gaps take turns round
+    by round, so a slow stretch of the machine touches every gap's samples alike rather than one
+    gap's whole block.  The ``refill_us`` here is this small work's own; a server's request
+    touches more code, so the preset solves its refill from the servers themselves.
+    Returns ``{"decay_ms", "refill_us", "warm_us", "gaps_ms", "extra_us", "rounds",
+    "fitted"}``.
     """
     import json
     import os
@@ -415,13 +420,14 @@ def cold_cache(gaps_ms: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0), rounds:
         for _ in range(200):
             work()
         warm = statistics.median(timed() for _ in range(rounds * 2))
-        extra = []
-        for gap in gaps_ms:
-            samples = []
-            for _ in range(rounds):
-                time.sleep(gap / 1e3)
-                samples.append(timed())
-            extra.append(max(0.0, statistics.median(samples) - warm))
+        samples: list[list[float]] = [[] for _ in gaps_ms]
+        n = len(gaps_ms)
+        for r in range(rounds):  # every gap once a round, starting one further each round
+            for k in range(n):
+                i = (r + k) % n
+                time.sleep(gaps_ms[i] / 1e3)
+                samples[i].append(timed())
+        extra = [max(0.0, statistics.median(s) - warm) for s in samples]
     finally:
         a.close()
         b.close()
@@ -429,14 +435,26 @@ def cold_cache(gaps_ms: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0), rounds:
             os.sched_setaffinity(0, old)
     decay, refill = fit_cold_decay(gaps_ms, extra)
     return {"decay_ms": decay, "refill_us": refill, "warm_us": warm, "gaps_ms": list(gaps_ms),
-            "extra_us": extra, "rounds": rounds}
+            "extra_us": extra, "rounds": rounds, "fitted": decay_fitted(decay)}
+
+
+#: the decay times :func:`fit_cold_decay` tries, ms: 0.1 to 100, 30 steps per decade
+DECAY_GRID_MS = (0.1, 100.0)
+
+
+def decay_fitted(decay_ms: float) -> bool:
+    """Whether a fitted decay is inside the grid: at either bound the curve had none to fit."""
+    lo, hi = DECAY_GRID_MS
+    return lo * 1.001 < decay_ms < hi / 1.001
 
 
 def fit_cold_decay(gaps_ms, extra_us) -> tuple[float, float]:
     """Least-squares fit of ``extra = refill * (1 - exp(-gap / decay))``: (decay_ms, refill)."""
-    best = (math.inf, 0.1, 0.0)
-    for i in range(91):  # decay from 0.1 ms to 100 ms, 30 steps per decade
-        decay = 0.1 * 10 ** (i / 30)
+    lo, hi = DECAY_GRID_MS
+    steps = round(30 * math.log10(hi / lo))
+    best = (math.inf, lo, 0.0)
+    for i in range(steps + 1):
+        decay = lo * 10 ** (i / 30)
         shape = [-math.expm1(-g / decay) for g in gaps_ms]
         norm = sum(x * x for x in shape)
         refill = sum(x * e for x, e in zip(shape, extra_us, strict=True)) / norm if norm else 0.0

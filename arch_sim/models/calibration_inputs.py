@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from arch_sim import ALL_ARCHS, specweb99
-from arch_sim.hostbench import INTERRUPTED_X
+from arch_sim.hostbench import INTERRUPTED_X, decay_fitted
 from arch_sim.models.connection_costs import accept_share, split_why
 from arch_sim.models.request_costs import DISPATCHER_SHARE, state_shares
 
@@ -72,15 +72,22 @@ class Inputs:
         self.cv_left_out = ("" if left_out is None else
                             f", {left_out} interrupted run(s) left out (over "
                             f"{INTERRUPTED_X:g}x the median)")
-        self.decay = (m.get("cold_cache") or {}).get("decay_ms")
-        self.decay_by_hand = bool((m.get("cold_cache") or {}).get("set_by_hand"))
         cold = m.get("cold_cache") or {}
+        self.decay = cold.get("decay_ms")
+        self.decay_by_hand = bool(cold.get("set_by_hand"))
+        # a fit at the bound of its grid found no decay (older measurements say nothing, so
+        # the bound is checked here too): neither the decay nor the refill over warm is used
+        self.decay_unfit = (self.decay is not None and not self.decay_by_hand
+                            and not (cold.get("fitted", True)
+                                     and decay_fitted(float(self.decay))))
+        self.cold_curve = cold
         # the refill paid as a slowdown: the reference work's refill per second of its warm time
         self.cold_refill = cold.get("refill_us")
         self.cold_warm = cold.get("warm_us")
         self.futex = m.get("futex") or {}
         self.wake_us = self.futex.get("wake_us")
-        self.decay_ms = float(self.decay) if self.decay is not None else FALLBACK_COLD_DECAY_MS
+        self.decay_ms = (FALLBACK_COLD_DECAY_MS if self.decay is None or self.decay_unfit
+                         else float(self.decay))
         self.paced_all = {a: self.servers[a]["paced"] for a in self.measured_archs
                           if self.servers[a].get("paced")}
         self.mean_kb = MEAN_REPLY_KB.get(self.file_set, MEAN_REPLY_KB["specweb99"])

@@ -128,7 +128,7 @@ def _scheduler(i: Inputs) -> list[str]:
            "(same Python work, 1 ms apart); it decides EEVDF's close calls"),
         f"cold_decay_ms = {decay_ms:.2f}       # "
         + ("set by hand (an experiment on the refill's shape), not measured"
-           if i.decay_by_hand else
+           if i.decay_by_hand else _unfit_why(i, tag) if i.decay_unfit else
            f"{tag}: extra CPU of the same short socket + Python work after the CPU "
            "idled 0.3-30 ms, fitted to 1 - exp(-idle / decay) (hostbench.cold_cache)"
            if decay is not None else
@@ -154,10 +154,22 @@ def _mm_switch_line(i: Inputs, tag: str) -> str:
             "workers meets a cold address space and working set [LX-switch-mm]")
 
 
+def _unfit_why(i: Inputs, tag: str) -> str:
+    """``cold_decay_ms``'s comment where calibrate's cold curve had no decay to fit."""
+    curve = i.cold_curve
+    pairs = ", ".join(f"{float(e):.1f} us after {float(g):g} ms"
+                      for g, e in zip(curve.get("gaps_ms", []), curve.get("extra_us", []),
+                                      strict=False))
+    return (f"{tag}, but no decay fits what it measured (the same short socket + Python work "
+            f"took {pairs or 'no time'} more than warm; the fit ran to its bound, "
+            f"{float(i.decay):.2f} ms): the development host's, as if not measured "
+            "(hostbench.cold_cache: 4-8 ms)")
+
+
 def _slowdown_line(i: Inputs, tag: str) -> str:
     """``cold_slowdown``: calibrate's cold reference work's refill over its warm time, or 0
     (the refill as a lump) where this calibration did not measure both."""
-    if i.cold_refill and i.cold_warm and not i.decay_by_hand:
+    if i.cold_refill and i.cold_warm and not (i.decay_by_hand or i.decay_unfit):
         k = float(i.cold_refill) / float(i.cold_warm)
         return (f"cold_slowdown = {k:.2f}       # {tag}: the cold reference work's refill over "
                 f"its warm time ({float(i.cold_refill):.1f} / {float(i.cold_warm):.1f} us, "
