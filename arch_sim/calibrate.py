@@ -124,16 +124,21 @@ def measure(args: argparse.Namespace, archs: list[str] | None = None) -> dict[st
         print(f"  no decay fits ({extra} us more than warm after "
               f"{', '.join(f'{g:g}' for g in cold['gaps_ms'])} ms of idle): the preset keeps "
               "the development host's", flush=True)
-    print(f"calibrate: a switch to another of {RING_MEMBERS} processes (a ring of processes "
-          "against one of threads)...", flush=True)
-    try:
-        processes: dict[str, Any] | None = process_switch_us(cpu=server_cpus[0])
-    except OSError as exc:  # no more processes or pipes allowed here, say
-        processes = None
-        print(f"  not measured ({exc}): the preset's mm_switch_us stays 0", flush=True)
-    else:
-        print(f"  {processes['extra_us']:.1f} us more a switch ({processes['processes_us']:.1f} "
-              f"against {processes['threads_us']:.1f} us a turn)", flush=True)
+    processes: dict[str, Any] | None = None
+    # only the prefork model's workers pay a switch into another process: a calibration that
+    # does not measure that design (`arch-sim reproduce --quick`: the seed's two) spares the
+    # ring's seconds
+    if archs is None or "prefork" in archs:
+        print(f"calibrate: a switch to another of {RING_MEMBERS} processes (a ring of "
+              "processes against one of threads)...", flush=True)
+        try:
+            processes = process_switch_us(cpu=server_cpus[0])
+        except OSError as exc:  # no more processes or pipes allowed here, say
+            print(f"  not measured ({exc}): the preset's mm_switch_us stays 0", flush=True)
+        else:
+            print(f"  {processes['extra_us']:.1f} us more a switch "
+                  f"({processes['processes_us']:.1f} against {processes['threads_us']:.1f} us "
+                  "a turn)", flush=True)
     found, skipped = {}, None
     if args.no_servers:
         skipped = "--no-servers given"

@@ -391,6 +391,33 @@ def test_calibrate_goes_on_without_the_process_ring(monkeypatch, capsys):
     assert len(said) == 1 and "mm_switch_us stays 0" in said[0]
 
 
+def test_calibrate_spares_the_ring_when_prefork_is_not_measured(monkeypatch):
+    """Only the prefork model pays the process switch; a calibration of other designs alone
+    (`arch-sim reproduce --quick`) does not fork the ring, and one of every design does."""
+    from argparse import Namespace
+
+    from arch_sim import calibrate
+    from arch_sim.hostbench import SwitchCost
+
+    rings = []
+    ring = {"extra_us": 47.6, "threads_us": 75.8, "processes_us": 123.4, "members": 64,
+            "rounds": 100}
+    monkeypatch.setattr(calibrate, "process_switch_us", lambda **_k: rings.append(1) or ring)
+    monkeypatch.setattr(calibrate, "context_switch_us",
+                        lambda **_k: SwitchCost(switch_us=3.0, roundtrip_us=7.0,
+                                                pipe_pair_us=0.5, iterations=1, cpu=0))
+    monkeypatch.setattr(calibrate, "wakeup_latency_us",
+                        lambda **_k: {"median_us": 40.0, "p99_us": 90.0})
+    monkeypatch.setattr(calibrate, "futex_wake_us", lambda **_k: {"wake_us": 2.5})
+    monkeypatch.setattr(calibrate, "cpu_time_cv", lambda **_k: {"cv": 0.2})
+    monkeypatch.setattr(calibrate, "cold_cache", lambda **_k: {"decay_ms": 4.0})
+    args = Namespace(server_cpus="0", client_cpus="1", no_servers=True, file_set="specweb99",
+                     connections=64)
+    assert calibrate.measure(args, archs=["thread-per-request", "state-group"])[
+        "process_switch"] is None and not rings
+    assert calibrate.measure(args)["process_switch"] == ring and len(rings) == 1
+
+
 def test_the_report_names_the_measured_process_switch():
     """The reproduce report's calibration list says what the ring measured and where it goes;
     a calibration without it says nothing about it."""
