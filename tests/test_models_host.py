@@ -363,18 +363,15 @@ def test_the_preset_charges_a_measured_process_switch_to_prefork_only():
     assert pool == pytest.approx(pool0, rel=1e-9)
 
 
-def test_calibrate_goes_on_without_the_process_ring(monkeypatch, capsys):
-    """Where forking 64 processes fails, calibrate says so in one line and records nothing for
-    the ring (the preset then keeps ``mm_switch_us`` 0); the host measurements are stubbed."""
+def _stub_host_measurements(monkeypatch, ring) -> object:
+    """calibrate with every host measurement stubbed, the process ring ``ring`` (called with
+    calibrate's keywords), no servers: the Namespace to give calibrate.measure."""
     from argparse import Namespace
 
     from arch_sim import calibrate
     from arch_sim.hostbench import SwitchCost
 
-    def refuse(**_kwargs):
-        raise OSError(11, "Resource temporarily unavailable")
-
-    monkeypatch.setattr(calibrate, "process_switch_us", refuse)
+    monkeypatch.setattr(calibrate, "process_switch_us", ring)
     monkeypatch.setattr(calibrate, "context_switch_us",
                         lambda **_k: SwitchCost(switch_us=3.0, roundtrip_us=7.0,
                                                 pipe_pair_us=0.5, iterations=1, cpu=0))
@@ -383,8 +380,19 @@ def test_calibrate_goes_on_without_the_process_ring(monkeypatch, capsys):
     monkeypatch.setattr(calibrate, "futex_wake_us", lambda **_k: {"wake_us": 2.5})
     monkeypatch.setattr(calibrate, "cpu_time_cv", lambda **_k: {"cv": 0.2})
     monkeypatch.setattr(calibrate, "cold_cache", lambda **_k: {"decay_ms": 4.0})
-    args = Namespace(server_cpus="0", client_cpus="1", no_servers=True, file_set="specweb99",
+    return Namespace(server_cpus="0", client_cpus="1", no_servers=True, file_set="specweb99",
                      connections=64)
+
+
+def test_calibrate_goes_on_without_the_process_ring(monkeypatch, capsys):
+    """Where forking 64 processes fails, calibrate says so in one line and records nothing for
+    the ring (the preset then keeps ``mm_switch_us`` 0); the host measurements are stubbed."""
+    from arch_sim import calibrate
+
+    def refuse(**_kwargs):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    args = _stub_host_measurements(monkeypatch, refuse)
     found = calibrate.measure(args)
     assert found["process_switch"] is None
     said = [x for x in capsys.readouterr().out.splitlines() if "not measured (" in x]
@@ -394,25 +402,12 @@ def test_calibrate_goes_on_without_the_process_ring(monkeypatch, capsys):
 def test_calibrate_spares_the_ring_when_prefork_is_not_measured(monkeypatch):
     """Only the prefork model pays the process switch; a calibration of other designs alone
     (`arch-sim reproduce --quick`) does not fork the ring, and one of every design does."""
-    from argparse import Namespace
-
     from arch_sim import calibrate
-    from arch_sim.hostbench import SwitchCost
 
     rings = []
     ring = {"extra_us": 47.6, "threads_us": 75.8, "processes_us": 123.4, "members": 64,
             "rounds": 100}
-    monkeypatch.setattr(calibrate, "process_switch_us", lambda **_k: rings.append(1) or ring)
-    monkeypatch.setattr(calibrate, "context_switch_us",
-                        lambda **_k: SwitchCost(switch_us=3.0, roundtrip_us=7.0,
-                                                pipe_pair_us=0.5, iterations=1, cpu=0))
-    monkeypatch.setattr(calibrate, "wakeup_latency_us",
-                        lambda **_k: {"median_us": 40.0, "p99_us": 90.0})
-    monkeypatch.setattr(calibrate, "futex_wake_us", lambda **_k: {"wake_us": 2.5})
-    monkeypatch.setattr(calibrate, "cpu_time_cv", lambda **_k: {"cv": 0.2})
-    monkeypatch.setattr(calibrate, "cold_cache", lambda **_k: {"decay_ms": 4.0})
-    args = Namespace(server_cpus="0", client_cpus="1", no_servers=True, file_set="specweb99",
-                     connections=64)
+    args = _stub_host_measurements(monkeypatch, lambda **_k: rings.append(1) or ring)
     assert calibrate.measure(args, archs=["thread-per-request", "state-group"])[
         "process_switch"] is None and not rings
     assert calibrate.measure(args)["process_switch"] == ring and len(rings) == 1
