@@ -49,8 +49,10 @@ from .argtypes import UsageError, options, positive_float
 from .hostbench import (
     RING_MEMBERS,
     cold_cache,
+    cold_curve_text,
     context_switch_us,
     cpu_time_cv,
+    decay_fitted,
     futex_wake_us,
     process_switch_us,
     wakeup_latency_us,
@@ -117,12 +119,10 @@ def measure(args: argparse.Namespace, archs: list[str] | None = None) -> dict[st
     jitter = cpu_time_cv(cpu=server_cpus[0])
     print("calibrate: how fast an idle CPU's caches go cold...", flush=True)
     cold = cold_cache(cpu=server_cpus[0])
-    if cold.get("fitted", True):
+    if decay_fitted(cold["decay_ms"]):
         print(f"  decay {cold['decay_ms']:.1f} ms", flush=True)
     else:
-        extra = ", ".join(f"{e:.1f}" for e in cold["extra_us"])
-        print(f"  no decay fits ({extra} us more than warm after "
-              f"{', '.join(f'{g:g}' for g in cold['gaps_ms'])} ms of idle): the preset keeps "
+        print(f"  no decay fits (more than warm: {cold_curve_text(cold)}): the preset keeps "
               "the development host's", flush=True)
     processes: dict[str, Any] | None = None
     # only the prefork model's workers pay a switch into another process: a calibration that

@@ -3,10 +3,11 @@
     .venv/bin/python benchmarks/wrk_syscalls.py [--arch state-group] [--seconds 3]
         [--connection keep-alive,close] [--rounds 2]
 
-The model's client (``arch_sim/models/wrk_clients.py``) charges wrk's CPU per request
-(``client_us``) in two handlers a pass apart - reading a reply and writing the next request -
-and its CPU per connection (``client_close_us``) where the reply is read and the connection
-reopened.  This script measures that split on the real wrk, unpaced against one of our servers
+wrk's CPU per request (the presets' ``client_us``) falls on both sides of a reply - reading
+it, writing the next request - and with a connection per request its extra (``client_close_us``)
+between them, where the connection is reopened; an experiment that put the model's client on
+wrk's loop of passes needed that split (docs/FIDELITY.md, "wrk's loop in passes").  This script
+measures it on the real wrk, unpaced against one of our servers
 (server on CPU 0, wrk on CPU 1, the specweb99 file set): bpftrace sums the time wrk spends in
 each system call (``raw_syscalls`` enter to exit; ``epoll_wait`` left out, since it sleeps
 there), and wrk's rusage gives its whole CPU.  Per request:

@@ -134,7 +134,7 @@ def test_an_unfitted_cold_curve_leaves_the_preset_the_development_host_s_decay()
     extra = [43.2, 4.3, 4.1, 4.7, 37.4]
     decay, refill = fit_cold_decay(gaps, extra)
     cold = {"decay_ms": decay, "refill_us": refill, "warm_us": 7.8, "gaps_ms": gaps,
-            "extra_us": extra, "rounds": 100}  # as older calibrations record it: no "fitted"
+            "extra_us": extra, "rounds": 100}  # as cold_cache() records it
     text = host_preset_text({**measured, "cold_cache": cold}, solve=False)
     line = next(x for x in text.splitlines() if x.startswith("cold_decay_ms"))
     assert f"= {FALLBACK_COLD_DECAY_MS:.2f} " in line and "no decay fits" in line

@@ -75,11 +75,10 @@ class Inputs:
         cold = m.get("cold_cache") or {}
         self.decay = cold.get("decay_ms")
         self.decay_by_hand = bool(cold.get("set_by_hand"))
-        # a fit at the bound of its grid found no decay (older measurements say nothing, so
-        # the bound is checked here too): neither the decay nor the refill over warm is used
+        # a fit at the bound of its grid found no decay: neither the decay nor the refill over
+        # warm is used
         self.decay_unfit = (self.decay is not None and not self.decay_by_hand
-                            and not (cold.get("fitted", True)
-                                     and decay_fitted(float(self.decay))))
+                            and not decay_fitted(float(self.decay)))
         self.cold_curve = cold
         # the refill paid as a slowdown: the reference work's refill per second of its warm time
         self.cold_refill = cold.get("refill_us")

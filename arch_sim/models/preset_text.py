@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from arch_sim import ALL_ARCHS
+from arch_sim.hostbench import cold_curve_text
 from arch_sim.models.calibration_inputs import (
     FALLBACK_CLIENT_US,
     FALLBACK_CPU_CV,
@@ -156,10 +157,7 @@ def _mm_switch_line(i: Inputs, tag: str) -> str:
 
 def _unfit_why(i: Inputs, tag: str) -> str:
     """``cold_decay_ms``'s comment where calibrate's cold curve had no decay to fit."""
-    curve = i.cold_curve
-    pairs = ", ".join(f"{float(e):.1f} us after {float(g):g} ms"
-                      for g, e in zip(curve.get("gaps_ms", []), curve.get("extra_us", []),
-                                      strict=False))
+    pairs = cold_curve_text(i.cold_curve)
     return (f"{tag}, but no decay fits what it measured (the same short socket + Python work "
             f"took {pairs or 'no time'} more than warm; the fit ran to its bound, "
             f"{float(i.decay):.2f} ms): the development host's, as if not measured "
@@ -175,8 +173,10 @@ def _slowdown_line(i: Inputs, tag: str) -> str:
                 f"its warm time ({float(i.cold_refill):.1f} / {float(i.cold_warm):.1f} us, "
                 "hostbench.cold_cache): cold code runs this much + 1 times slower until the "
                 "refill is paid")
-    return ("cold_slowdown = 0.0        # not measured by this calibrate run: the refill is "
-            "paid as a lump on the first burst after an idle")
+    why = ("no decay fits this calibrate run's cold curve (cold_decay_ms above)"
+           if i.decay_unfit else "not measured by this calibrate run")
+    return (f"cold_slowdown = 0.0        # {why}: the refill is paid as a lump on the first "
+            "burst after an idle")
 
 
 def _server(i: Inputs) -> list[str]:
