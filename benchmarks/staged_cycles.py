@@ -1,36 +1,43 @@
-"""Where the staged server's switches are, cycle by cycle: the real server and the host model.
+"""Where a Python server's switches are, cycle by cycle: the real server and the host model.
 
-    .venv/bin/python benchmarks/staged_cycles.py [--rate 100] [--seconds 5] [--requests 3000]
-        [--top 8] [--model-only]
+    .venv/bin/python benchmarks/staged_cycles.py [--arch thread-per-request] [--rate 100]
+        [--seconds 5] [--requests 3000] [--top 8] [--model-only]
 
 At a paced load the server's CPU idles between requests, so CPU 0's timeline splits into cycles
 from one idle stretch to the next.  A cycle is written as the tasks that ran in it, in order,
 each with how it stopped: ``wa`` wait_headers, ``se`` send_data, ``lo`` logging, ``ac`` accept,
-``ma`` the main thread, ``ot`` any other task (a kernel thread; the model's RCU thread); ``!``
-it was preempted, else it blocked.  So ``wa se! lo se lo`` is: wait_headers hands the request
-to send_data and sleeps; send_data hands it to logging, which preempts it; logging finds the
-GIL held and sleeps; send_data goes back to its queue and sleeps; logging logs and sleeps.
+``ma`` the main thread (the pool server's dispatcher), ``po`` a pool thread, ``ot`` any other
+task (a kernel thread; the model's RCU thread); ``!`` it was preempted, else it blocked.
+Threads of a group seen with more than one thread are numbered in the order they first run in
+the cycle.  So ``wa se! lo se lo`` is: wait_headers hands the request to send_data and sleeps;
+send_data hands it to logging, which preempts it; logging finds the GIL held and sleeps;
+send_data goes back to its queue and sleeps; logging logs and sleeps.  And ``ma! po1 ma po2
+po1``: the dispatcher wakes a pool thread, which preempts it; the dispatcher wakes a second
+one and sleeps in epoll; the two serve their requests in turn.
 
-* real: the staged server on CPU 0 under wrk -c 64 keep-alive paced at ``--rate`` (CPU 1),
-  after a 2-s warm-up; bpftrace's sched_switch on CPU 0 for ``--seconds`` (bpftrace itself
-  pinned to CPU 1, so its own wake-ups are not on CPU 0);
+* real: the server (``--arch``: staged, the default, or the thread-per-request pool of 64) on
+  CPU 0 under wrk -c 64 keep-alive paced at ``--rate`` (CPU 1), after a 2-s warm-up; ``perf
+  record`` of sched_switch on CPU 0 for ``--seconds`` (perf itself and this script off CPU 0).
+  Not bpftrace: a bpftrace probe that prints every switch costs CPU 0 enough to change what it
+  measures - the pool server at 2,000 requests/s had its dispatcher preempted 0.43 times a
+  request under it against 0.98 under perf and 1.09 (involuntary switches) untraced;
 * model: the host preset at the same rate, keep-alive, ``--requests`` requests in the steady
   state (:class:`~arch_sim.models.trace.SwitchTrace` on the scheduler).
 
 For each: every group's switches per request (blocked, preempted), the commonest cycles with how
 many there were, and each one's median run lengths in us.  The traced run lengths hold the
-tracing's own cost (a probe at every switch), so compare their order and shape, not single
-microseconds.  Needs root and bpftrace for the real side (Debian: apt-get install -y bpftrace).
+tracing's own cost (an event at every switch), so compare their order and shape, not single
+microseconds.  Needs root and perf for the real side (Debian: apt-get install -y linux-perf).
 """
 
 from __future__ import annotations
 
 import collections
-import shutil
+import os
 import statistics
-import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import SimpleNamespace
@@ -38,23 +45,15 @@ from types import SimpleNamespace
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from arch_sim.argtypes import OneLineParser, positive_float, positive_int  # noqa: E402
+from arch_sim.harness.cpu_trace import CpuSwitchTrace  # noqa: E402
 from arch_sim.models.runner import simulate_point  # noqa: E402
 from arch_sim.models.trace import switch_traces  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gil_audit import loaded_server, task_names, thread_groups  # noqa: E402
 
-#: bpftrace: every switch on CPU 0 (time, the task leaving, its reported state, the task coming
-#: in).  A task still runnable is reported as 0 (preempted on its way back to user space) or as
-#: TASK_REPORT_MAX, 0x100 (preempted inside the kernel); a sleeper by its sleep state.
-PROGRAM = r"""
-tracepoint:sched:sched_switch /cpu == 0/ {
-  printf("S %llu %d %d %d\n", nsecs, args->prev_pid, args->prev_state, args->next_pid);
-}
-"""
-PREEMPTED = 0x100  # TASK_REPORT_MAX (docs/SOURCES.md [LX-switch-state])
 SHORT = {"wait_headers": "wa", "send_data": "se", "logging": "lo", "accept": "ac",
-         "main": "ma", "idle": "idle"}
+         "main": "ma", "dispatcher": "ma", "pool": "po", "idle": "idle"}
 
 #: one switch: (time s, the group leaving, whether it was preempted, the group coming in)
 Switch = tuple[float, str, bool, str]
@@ -63,7 +62,7 @@ Run = tuple[str, bool, float]
 
 
 def short(group: str) -> str:
-    return SHORT.get(group, "ot")
+    return SHORT.get(group.partition("#")[0], "ot")
 
 
 def cycles_from_switches(switches: Iterable[Switch]) -> list[list[Run]]:
@@ -85,7 +84,18 @@ def cycles_from_switches(switches: Iterable[Switch]) -> list[list[Run]]:
 
 
 def pattern(cycle: list[Run]) -> str:
-    return " ".join(short(g) + ("!" if pre else "") for g, pre, _ in cycle)
+    """The cycle's runs in order; threads of one group (``pool#TID``) are told apart by a
+    number, in the order they first run in the cycle (``po1 po2 po1``)."""
+    seen: dict[str, int] = {}
+    out = []
+    for g, pre, _ in cycle:
+        name = short(g)
+        if "#" in g:
+            base = g.partition("#")[0]
+            number = seen.setdefault(g, sum(k.partition("#")[0] == base for k in seen) + 1)
+            name += str(number)
+        out.append(name + ("!" if pre else ""))
+    return " ".join(out)
 
 
 def summary(cycles: list[list[Run]], requests: float, top: int) -> dict:
@@ -95,7 +105,7 @@ def summary(cycles: list[list[Run]], requests: float, top: int) -> dict:
     runs: dict[str, list[list[float]]] = collections.defaultdict(list)
     for cycle in cycles:
         for group, pre, _ in cycle:
-            by_kind[(group, "preempted" if pre else "blocked")] += 1
+            by_kind[(group.partition("#")[0], "preempted" if pre else "blocked")] += 1
         runs[pattern(cycle)].append([us for _, _, us in cycle])
     n = max(requests, 1.0)
     common = sorted(runs.items(), key=lambda kv: -len(kv[1]))[:top]
@@ -108,47 +118,65 @@ def summary(cycles: list[list[Run]], requests: float, top: int) -> dict:
     }
 
 
-def real(rate: float, seconds: float) -> tuple[list[list[Run]], float]:
+def real(arch: str, rate: float, seconds: float) -> tuple[list[list[Run]], float]:
     """The real server's cycles on CPU 0 and the requests served meanwhile."""
-    if shutil.which("bpftrace") is None:
-        raise SystemExit("staged_cycles: bpftrace not found: apt-get install -y bpftrace (as "
-                         "root), or give --model-only")
-    args = SimpleNamespace(arch="staged", file_set="specweb99", threads=None, connections=64,
+    if not CpuSwitchTrace.available():
+        raise SystemExit("staged_cycles: perf cannot record sched:sched_switch here: apt-get "
+                         "install -y linux-perf (as root), or give --model-only")
+    args = SimpleNamespace(arch=arch, file_set="specweb99", connections=64,
+                           threads=64 if arch == "thread-per-request" else None,
                            warmup=2.0, seconds=seconds, rate=rate)
+    # this process stays off CPU 0 too (the server and wrk pin themselves; perf runs off it)
+    os.sched_setaffinity(0, {1})
     with tempfile.TemporaryDirectory(prefix="arch-sim-cycles-") as tmp:
         with loaded_server(args, Path(tmp)) as server:
             names = task_names(server.pid)
-            groups = thread_groups("staged", server.pid, names, names)
+            groups = thread_groups(arch, server.pid, names, names)
+            trace = CpuSwitchTrace([0], lambda: [server.pid])
             before = server.status()["requests"]
-            out = subprocess.run(["taskset", "-c", "1", "timeout", "-s", "INT", str(seconds),
-                                  "bpftrace", "-e", PROGRAM], capture_output=True, text=True)
+            trace.start()
+            time.sleep(seconds)
             served = server.status()["requests"] - before
-    switches = []
-    for line in out.stdout.splitlines():
-        f = line.split()
-        if len(f) == 5 and f[0] == "S":
-            prev, state, nxt = int(f[2]), int(f[3]), int(f[4])
-            switches.append((int(f[1]) * 1e-9, _group(prev, groups), state in (0, PREEMPTED),
-                             _group(nxt, groups)))
+            trace.stop()
+    switches = [(s.t, _group(s.prev, groups), s.preempted, _group(s.nxt, groups))
+                for s in trace.switches if s.cpu == 0]
     if not switches:
-        raise SystemExit(f"staged_cycles: bpftrace traced nothing: {out.stderr.strip()[:200]}")
-    return cycles_from_switches(switches), served
+        raise SystemExit("staged_cycles: perf traced no switch on CPU 0")
+    return cycles_from_switches(numbered(switches)), served
+
+
+def numbered(switches: list[Switch]) -> list[Switch]:
+    """Each task as ``group#id``, or as its group alone where the trace saw only one thread of
+    that group."""
+    ids: dict[str, set[str]] = collections.defaultdict(set)
+    for _, prev, _, nxt in switches:
+        for task in (prev, nxt):
+            group, _, ident = task.partition("#")
+            ids[group].add(ident)
+
+    def name(task: str) -> str:
+        group = task.partition("#")[0]
+        return task if len(ids[group]) > 1 else group
+
+    return [(t, name(prev), pre, name(nxt)) for t, prev, pre, nxt in switches]
 
 
 def _group(pid: int, groups: dict[int, str]) -> str:
-    return "idle" if pid == 0 else groups.get(pid, "other")
+    return "idle" if pid == 0 else f"{groups[pid]}#{pid}" if pid in groups else "other"
 
 
-def model(rate: float, requests: int, seed: int = 1) -> tuple[list[list[Run]], float]:
+def model(arch: str, rate: float, requests: int, seed: int = 1, preset: str = "host"
+          ) -> tuple[list[list[Run]], float]:
     """The host model's cycles on CPU 0 at the same point, and the requests it completed."""
     with switch_traces() as traces:
-        row = simulate_point("staged", "host", rate, workload="closed",
+        row = simulate_point(arch, preset, rate, workload="closed",
                              connection="keep-alive", requests=requests, seed=seed)
     stretches = [s for s in traces[0].finish(0.0) if s.cpu == 0]
-    switches = [(a.end, a.task.split("/")[0], a.why in ("wakeup", "slice"),
-                 b.task.split("/")[0]) for a, b in zip(stretches, stretches[1:], strict=False)]
+    switches = [(a.end, a.task.replace("/", "#"), a.why in ("wakeup", "slice"),
+                 b.task.replace("/", "#"))
+                for a, b in zip(stretches, stretches[1:], strict=False)]
     span = stretches[-1].end - stretches[0].start
-    return cycles_from_switches(switches), row["rps"] * span
+    return cycles_from_switches(numbered(switches)), row["rps"] * span
 
 
 def show(title: str, s: dict) -> None:
@@ -161,17 +189,19 @@ def show(title: str, s: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = OneLineParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--arch", default="staged", choices=("staged", "thread-per-request"))
     ap.add_argument("--rate", type=positive_float, default=100.0, help="requests/s (100)")
     ap.add_argument("--seconds", type=positive_float, default=5.0, help="traced (5)")
     ap.add_argument("--requests", type=positive_int, default=3000, help="modelled (3000)")
     ap.add_argument("--top", type=positive_int, default=8, help="cycles shown (8)")
-    ap.add_argument("--model-only", action="store_true", help="no real server, no bpftrace")
+    ap.add_argument("--preset", default="host", help="the model's preset (host), or a file")
+    ap.add_argument("--model-only", action="store_true", help="no real server, no perf")
     args = ap.parse_args(argv)
     if not args.model_only:
-        cycles, served = real(args.rate, args.seconds)
+        cycles, served = real(args.arch, args.rate, args.seconds)
         show(f"real, {args.rate:g} requests/s", summary(cycles, served, args.top))
-    cycles, served = model(args.rate, args.requests)
-    show(f"model (host), {args.rate:g} requests/s", summary(cycles, served, args.top))
+    cycles, served = model(args.arch, args.rate, args.requests, preset=args.preset)
+    show(f"model ({args.preset}), {args.rate:g} requests/s", summary(cycles, served, args.top))
     return 0
 
 

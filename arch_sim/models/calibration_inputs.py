@@ -147,7 +147,7 @@ class Inputs:
             lambda cpu: f"solved so that the model spends the {cpu} us per request the server "
                         f"took paced at {float(row['target_rps']):g} req/s (the CPU idles "
                         "between requests; the first burst of each thread's code after an "
-                        "idle pays it)")
+                        "idle pays its share, by the CPU that code takes a request)")
 
     def accept_shares(self) -> dict[str, float]:
         """Each design's measured share of its connection cost spent accepting

@@ -50,6 +50,7 @@ from arch_sim.models.network import Connection, Request
 from arch_sim.models.params import ModelParams
 from arch_sim.models.recorder import Recorder
 from arch_sim.models.scheduler import US, Scheduler, Task
+from arch_sim.models.switching import refill_shares
 from arch_sim.models.thread_per_request import PoolThread, ThreadPerRequest
 
 #: where ``thread_create_us`` falls, as shares: the acceptor's Connection(), Thread() and the
@@ -86,7 +87,16 @@ class PythonThreads(ThreadPerRequest):
         self.dispatch_cost = s.dispatch_us * US
         n = s.threads if threads is None else threads
         self.use_dispatcher = n > 0 and s.dispatcher
+        # the dispatcher's code and the pool's split the server's refill (switching.py)
+        self.refill_share = refill_shares({
+            "dispatcher": s.dispatch_us, "pool": s.parse_us + s.send_us + s.log_us,
+        }) if self.use_dispatcher else {}
         super().__init__(env, sched, params, recorder, threads=threads)
+
+    def task(self, name: str) -> Task:
+        task = super().task(name)
+        task.refill *= self.refill_share.get(name.partition("/")[0], 1.0)
+        return task
 
     def start_threads(self) -> None:
         if self.use_dispatcher:
@@ -147,6 +157,9 @@ class PythonThreads(ThreadPerRequest):
             if not self.ready:
                 self.dispatcher_asleep = True
                 yield sched.block(task)  # nothing ready: epoll_wait sleeps
+                # epoll_wait collects the ready list once the woken task runs - after its
+                # wake-up latency, so what arrived meanwhile comes with it (wrk's burst)
+                yield from sched.run(task, 0.0)
             yield from gil.take(task)
             events, self.ready = self.ready, deque()
             for req in events:

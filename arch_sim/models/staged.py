@@ -49,6 +49,7 @@ from arch_sim.models.network import Request
 from arch_sim.models.params import DEFAULT_STAGE_THREADS, STAGE_THREADS, ModelParams
 from arch_sim.models.recorder import Recorder
 from arch_sim.models.scheduler import US, Scheduler, Task
+from arch_sim.models.switching import refill_shares
 from arch_sim.models.userspace import UserspaceServer
 from real_servers.core.lifecycle import (
     ACCEPT,
@@ -141,10 +142,14 @@ class Staged:
         self.userspace = UserspaceServer(env, sched, params, recorder)
         body = {ACCEPT: self.acceptor, WAIT_HEADERS: self.poller, SEND_DATA: self.sender,
                 LOGGING: self.logger}
+        # each stage runs its own code (its module): a cold cache is refilled per stage, each
+        # its share of the server's refill (switching.py)
+        share = refill_shares({ACCEPT: s.accept_us, WAIT_HEADERS: s.parse_us,
+                               SEND_DATA: s.send_us, LOGGING: s.log_us},
+                              path=(WAIT_HEADERS, SEND_DATA, LOGGING))
         for state in POOLED:
             for i in range(counts[state]):
-                # each stage runs its own code (its module): a cold cache is refilled per stage
-                task = Task(f"{NAMES[state]}/{i}", refill=self.refill,
+                task = Task(f"{NAMES[state]}/{i}", refill=self.refill * share[state],
                             preemptible=self.preemptible)
                 env.process(body[state](task))
 

@@ -25,6 +25,20 @@ if TYPE_CHECKING:
     from arch_sim.models.policies import Policy
 
 
+def refill_shares(work: dict[Any, float], path: tuple[Any, ...] | None = None
+                  ) -> dict[Any, float]:
+    """Each code's share of a server's cache refill after an idle CPU: its warm CPU a request
+    (``work``: code -> us) over the request path's (the codes in ``path``; default all).  A
+    code's refill is what its first run after the idle misses in the caches, so it grows with
+    the code and data that run - a dispatcher's few microseconds of hand-off miss little, a
+    pool thread's parse, send and log much.  A code off the path (a staged server's accept
+    stage, which a keep-alive request does not run) is sized against the path all the same."""
+    total = sum(work[code] for code in (path if path is not None else work))
+    if total <= 0.0:
+        return dict.fromkeys(work, 1.0)
+    return {code: us / total for code, us in work.items()}
+
+
 class Switching:
     """Wake-ups and context switches; a base of :class:`~arch_sim.models.scheduler.Scheduler`,
     whose ``__init__`` sets the state used here."""
