@@ -204,6 +204,8 @@ def _servers_at_saturation(args: argparse.Namespace,
         if arch in servers:
             servers[arch]["threads_cpu"] = _cpu_split(args, arch)
             servers[arch]["threads_cpu_close"] = _cpu_split(args, arch, keep_alive=False)
+    if "staged" in servers:
+        servers["staged"]["handoffs"] = _staged_handoffs(args)
     if statecpu.ARCH in servers:
         servers[statecpu.ARCH]["states_cpu"] = _cpu_split(args, statecpu.ARCH)
         servers[statecpu.ARCH]["states_cpu_close"] = _cpu_split(args, statecpu.ARCH,
@@ -248,6 +250,18 @@ def _prefork_after_send(args: argparse.Namespace,
                    "the estimated logging share",
                    lambda f: f"{f['after_send_us']:.1f} us of {f['cpu_us_per_request']:.1f} us "
                              f"a request: {f['share']:.0%}")
+
+
+def _staged_handoffs(args: argparse.Namespace) -> dict[str, Any] | None:
+    """What the staged server's hand-offs cost its threads (:mod:`arch_sim.handoffs`), or
+    None, said in one line, where it cannot be timed."""
+    from . import handoffs
+
+    return _beside(args, "the staged server's hand-offs (each thread's CPU clock around its "
+                   "queue calls)", handoffs.measure, min(2.0, float(args.duration)),
+                   (RuntimeError, OSError, ValueError), "the hand-off costs timed once",
+                   lambda f: f"{f['requests']} requests; a clock read "
+                             f"{f['clock_read_us']:.2f} us")
 
 
 def _cpu_split(args: argparse.Namespace, arch: str,

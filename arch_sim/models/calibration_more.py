@@ -38,7 +38,7 @@ def shape_line(arch: str) -> str:
 #: wrk unpaced with keep-alive, 62,628 requests; the logging thread's blocking gets, the puts
 #: that woke a thread, wait_headers' blocking polls), each clock read's 0.7 us taken out and, for
 #: the waits, that calibration's switch_us (4.35 us) too: the model charges a switch itself.
-#: Not re-measured by arch-sim calibrate.
+#: What a preset takes where its calibration did not time them (:mod:`arch_sim.handoffs`).
 HANDOFFS = {
     "queue_wait_us": (6.0, "a blocking get()'s Python, 3.9 before the wait and 3.5 after"),
     "futex_wait_us": (8.5, "its blocking acquire's own CPU, 13.6 us, less switch_us"),
@@ -48,10 +48,25 @@ HANDOFFS = {
 }
 
 
-def handoff_lines() -> list[str]:
-    """``[server.staged]``'s hand-off costs (:data:`HANDOFFS`), each with where it came from."""
-    return [f"{key} = {value:.1f}".ljust(26) + f" # measured once (benchmarks/staged_handoffs.py, "
-            f"2026-12-01, unpaced): {why}" for key, (value, why) in HANDOFFS.items()]
+def handoff_lines(measured: dict[str, Any] | None = None, switch_us: float = 0.0,
+                  wake_us: float = 0.0, why: Callable[[str], str] | None = None) -> list[str]:
+    """``[server.staged]``'s hand-off costs, each with where it came from: timed by this
+    calibrate run (``measured``: :func:`arch_sim.handoffs.measure`; ``why`` writes the
+    comment), or :data:`HANDOFFS`."""
+    from arch_sim.handoffs import preset_costs
+
+    found = preset_costs(measured, switch_us, wake_us) if measured else {}
+    lines = []
+    for key, (value, what) in HANDOFFS.items():
+        if key in found and why is not None:
+            value, what = found[key]
+            lines.append(f"{key} = {value:.1f}".ljust(26) + " # " + why(
+                f"{what} (each thread's CPU clock around its queue calls over "
+                f"{int(measured['requests'])} requests unpaced; handoffs.py)"))
+        else:
+            lines.append(f"{key} = {value:.1f}".ljust(26) + " # measured once (benchmarks/"
+                         f"staged_handoffs.py, 2026-12-01, unpaced): {what}")
+    return lines
 
 
 def thread_share(what: str, threads: dict[str, Any] | None) -> str:
@@ -84,12 +99,16 @@ def more_sections(costs: dict[str, dict[str, float]], refill: dict[str, float],
                   conn_whys: Callable[[str, str, str], tuple[str, str]],
                   shares: dict[str, dict[str, float]],
                   after_send: dict[str, dict[str, Any]] | None = None,
-                  threads_cpu: dict[str, dict[str, Any] | None] | None = None) -> list[str]:
+                  threads_cpu: dict[str, dict[str, Any] | None] | None = None,
+                  handoffs: dict[str, Any] | None = None, switch_us: float = 0.0,
+                  wake_us: float = 0.0) -> list[str]:
     """The TOML lines of ``[server.prefork]`` and ``[server.staged]``: measured (``why``,
     ``cold_why``, ``conn_whys`` write the comments, as for the seed's two) or placeholders.
     ``shares``: per design, how its CPU was split over parse, send and log; ``after_send``
     and ``threads_cpu``: calibrate's measurements those shares came from, where it made
-    them (the work after the last send; the CPU thread by thread)."""
+    them (the work after the last send; the CPU thread by thread); ``handoffs``: the staged
+    server's hand-offs as calibrate timed them (with the preset's ``switch_us`` and
+    ``wake_us``)."""
     after_send = after_send or {}
     threads_cpu = threads_cpu or {}
     tpr, tpr_conn = costs["thread-per-request"], conn["thread-per-request"]
@@ -97,7 +116,8 @@ def more_sections(costs: dict[str, dict[str, float]], refill: dict[str, float],
     for arch in MORE_ARCHS:
         lines += ["", f"[server.{arch}]", shape_line(arch)]
         if arch == "staged":
-            lines += handoff_lines()
+            lines += handoff_lines(handoffs, switch_us, wake_us,
+                                   lambda what: why("staged", what))
         if arch not in measured:
             values = [("parse_us", tpr["parse_us"], ".2f"), ("send_us", tpr["send_us"], ".2f"),
                       ("log_us", tpr["log_us"], ".2f"),

@@ -46,7 +46,9 @@ def render(i: Inputs, costs: dict[str, dict[str, float]], refill: dict[str, floa
              + more_sections(costs, refill, conn, i.measured_archs, cpu_us, i.why, i.cold_why,
                              i.conn_whys, {a: i.shares(a) for a in ALL_ARCHS},
                              {a: i.measured(a, "after_send") for a in ALL_ARCHS},
-                             {a: i.measured(a, "threads_cpu") for a in ALL_ARCHS})
+                             {a: i.measured(a, "threads_cpu") for a in ALL_ARCHS},
+                             i.measured("staged", "handoffs"), i.switch_us,
+                             FALLBACK_WAKE_US if i.wake_us is None else float(i.wake_us))
              + [""] + _network() + [""] + _workload(i, conn) + [""])
     return "\n".join(lines)
 
