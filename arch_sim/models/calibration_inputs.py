@@ -25,6 +25,8 @@ FALLBACK_CLIENT_US = 12.0  # wrk -t1 CPU per request at saturation: 9.9 (state-g
 FALLBACK_CPU_CV = 0.27  # cpu_time_cv(): same Python work, 1 ms apart
 FALLBACK_WAKE_US = 1.8  # futex_wake_us(): 1.79-1.84 us over three runs on the development host
 FALLBACK_COLD_DECAY_MS = 5.0  # cold_cache(): 4-8 ms over repeated runs on the development host
+#: cold_cache()'s refill over warm time on the development host (2026-12-01 07:38: 39.9 / 13.1 us)
+FALLBACK_COLD_SLOWDOWN = 3.06
 
 #: per design, calibrate's record of how its CPU divides over a request's states and the key
 #: of the parse / send / log shares in it (threadcpu.py, statecpu.py)

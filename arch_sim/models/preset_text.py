@@ -17,6 +17,7 @@ from arch_sim import ALL_ARCHS
 from arch_sim.hostbench import cold_curve_text
 from arch_sim.models.calibration_inputs import (
     FALLBACK_CLIENT_US,
+    FALLBACK_COLD_SLOWDOWN,
     FALLBACK_CPU_CV,
     FALLBACK_WAKE_US,
     Inputs,
@@ -177,8 +178,10 @@ def _slowdown_line(i: Inputs, tag: str) -> str:
                 "refill is paid")
     why = ("no decay fits this calibrate run's cold curve (cold_decay_ms above)"
            if i.decay_unfit else "not measured by this calibrate run")
-    return (f"cold_slowdown = 0.0        # {why}: the refill is paid as a lump on the first "
-            "burst after an idle")
+    return (f"cold_slowdown = {FALLBACK_COLD_SLOWDOWN:.2f}       # {why}: the development "
+            "host's, as its decay (its cold reference work's refill over its warm time, 39.9 / "
+            "13.1 us on 2026-12-01): cold code runs this much + 1 times slower until the refill "
+            "is paid")
 
 
 def _server(i: Inputs) -> list[str]:
