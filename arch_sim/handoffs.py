@@ -39,8 +39,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from real_servers.core.lifecycle import LOGGING, NAMES, SEND_DATA, WAIT_HEADERS
+
 KEYS = ("get_ready", "get_block", "pre", "wait", "post", "put_wake", "put_nowake", "poll")
-GROUPS = ("wait_headers", "send_data", "logging")
+#: the stage threads whose calls are timed (thread names: the state's name, a dash, a number)
+POLLER, LOGGER = NAMES[WAIT_HEADERS], NAMES[LOGGING]
+GROUPS = (POLLER, NAMES[SEND_DATA], LOGGER)
 
 
 # -- the server side (a child process: `--serve SNAPSHOTS -- server args`) -------------------
@@ -214,7 +218,7 @@ def summarize(run_: dict[str, Any]) -> dict[str, Any]:
             calls[group][key][1] += n - n0
     for comm, ns in after["proc"].items():
         cpu[comm.rsplit("-", 1)[0]] += (ns - before["proc"].get(comm, 0)) / 1e3
-    requests = sum(n for key, (_, n) in calls["logging"].items() if key.startswith("get_"))
+    requests = sum(n for key, (_, n) in calls[LOGGER].items() if key.startswith("get_"))
     return {"requests": int(requests),
             "calls": {g: {k: [round(us, 3), int(n)] for k, (us, n) in calls[g].items()}
                       for g in GROUPS if g in calls},
@@ -227,7 +231,7 @@ def measure(seconds: float = 2.0, server_cpu: int = 0, client_cpu: int = 1,
             warmup: float = 1.0) -> dict[str, Any]:
     """calibrate's measurement: one unpaced run, summarized (:func:`summarize`)."""
     found = summarize(run(seconds, server_cpu, client_cpu, file_set, connections, warmup))
-    if found["requests"] <= 0 or "logging" not in found["calls"]:
+    if found["requests"] <= 0 or LOGGER not in found["calls"]:
         raise RuntimeError("the timed staged server answered no request")
     return found
 
@@ -248,8 +252,8 @@ def preset_costs(found: dict[str, Any], switch_us: float, wake_us: float
     taken out.  A cost whose calls were not seen is left out."""
     clock = float(found.get("clock_read_us", 0.0))
     out: dict[str, tuple[float, str]] = {}
-    pre, post = _mean(found, ("logging",), "pre"), _mean(found, ("logging",), "post")
-    wait = _mean(found, ("logging",), "wait")
+    pre, post = _mean(found, (LOGGER,), "pre"), _mean(found, (LOGGER,), "post")
+    wait = _mean(found, (LOGGER,), "wait")
     if pre is not None and post is not None:
         out["queue_wait_us"] = (max(0.0, pre + post - 2 * clock),
                                 f"a blocking get()'s Python, {pre:.1f} before the wait and "
@@ -262,7 +266,7 @@ def preset_costs(found: dict[str, Any], switch_us: float, wake_us: float
         out["wake_extra_us"] = (max(0.0, woke - not_woke - wake_us),
                                 f"a put() that woke a thread took {woke:.1f} us, one that did "
                                 f"not {not_woke:.1f}: the rest beyond wake_us")
-    poll = _mean(found, ("wait_headers",), "poll")
+    poll = _mean(found, (POLLER,), "poll")
     if poll is not None:
         out["poll_wait_us"] = (max(0.0, poll - clock - switch_us),
                                f"wait_headers' epoll.poll(), {poll:.1f} us, less switch_us")

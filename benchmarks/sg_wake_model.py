@@ -91,9 +91,9 @@ def traced(cycles: list[dict], totals: dict[str, Any]):
         race.append(f"{round((t - one_way) * 1e9)} SEND")  # its last bytes left the server
         saved[5](self, req, t)
 
-    def connect(self: wrk_clients.ClosedClients, slot: Any) -> None:
-        race.append(f"{round(self.env.now * 1e9)} CONNECT")
-        saved[6](self, slot)
+    def connect(self: wrk_clients.ClosedClients, slot: Any, at: float | None = None) -> None:
+        race.append(f"{round((self.env.now if at is None else at) * 1e9)} CONNECT")
+        saved[6](self, slot, at)
 
     one_way = 5e-6  # the host preset's network.one_way_us
     worker.kick, worker.one_pass, worker.sleep = kick, one_pass, sleep

@@ -206,6 +206,21 @@ class Scheduler(Switching):
             then(*args)
         return ()
 
+    def running(self, task: Task) -> Steps:
+        """Until ``task``, just given its CPU, runs: the lead it has to pay first (the switch,
+        a wake-up latency from an idle CPU), and no work of its own - no preemption point, no
+        cache refill.  A SimPy process resumes when its task is woken, a lead before the task
+        runs; what the task reads as it starts (epoll's ready list, a listen queue) is what is
+        there when it runs, so it reads it after this."""
+        lead = task.lead
+        if lead <= 0.0:
+            return ()
+        task.lead = 0.0
+        cpu = task.cpu
+        cpu.burst_end = self.env._now + lead
+        cpu.burst = 0.0
+        return (self.env.timeout(lead),)
+
     def block(self, task: Task, after: float = 0.0,
               on_dispatch: Any = None) -> simpy.Event:
         """Give up the CPU until :meth:`wake`; the event fires once the task runs again.

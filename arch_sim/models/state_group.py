@@ -72,7 +72,10 @@ class Worker:
         sched, env, task = self.model.sched, self.model.env, self.task
         yield sched.start(task)
         while True:
-            start = env.now + task.lead  # when this pass gets the CPU
+            # the pass looks at its queues - the listen queue, epoll's ready list - when the
+            # worker runs, not when it was woken: what came meanwhile is in this pass
+            yield from sched.running(task)
+            start = env.now
             p = self.one_pass(start)
             cost = p.t - start
             if p.moved == 0:  # the pass found nothing to do: pay for it, then sleep
