@@ -30,6 +30,13 @@ inside its slice is never preempted; an ineligible one is, when the woken task i
 what this shows is whether the *state* - lags, delayed sleepers - is the same.  The kernel's
 fields are read through each thread's task_struct, remembered at its system calls (no kprobes
 needed, only tracepoints and BTF).  Needs root and bpftrace.
+
+The probes cost the traced server enough to change what they measure: a probe at every system
+call and a line printed at every wake-up and sleep.  The pool server at 2,000 requests/s had
+its dispatcher preempted 0.43 times a request under a bpftrace program that prints every
+switch, 0.98 under perf and 1.09 untraced; one that only counts in maps (printed at the end)
+left it at 1.00 (docs/SOURCES.md [MEAS-pool-cycles]).  Read the real column as a slowed
+server's; `staged_cycles.py` (perf) shows the unslowed one's cycles.
 """
 
 from __future__ import annotations
