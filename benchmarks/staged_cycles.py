@@ -41,6 +41,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -165,7 +166,7 @@ def _group(pid: int, groups: dict[int, str]) -> str:
     return "idle" if pid == 0 else f"{groups[pid]}#{pid}" if pid in groups else "other"
 
 
-def model(arch: str, rate: float, requests: int, seed: int = 1, preset: str = "host"
+def model(arch: str, rate: float, requests: int, seed: int = 1, preset: Any = "host"
           ) -> tuple[list[list[Run]], float]:
     """The host model's cycles on CPU 0 at the same point, and the requests it completed."""
     with switch_traces() as traces:

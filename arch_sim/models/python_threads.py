@@ -88,14 +88,17 @@ class PythonThreads(ThreadPerRequest):
         n = s.threads if threads is None else threads
         self.use_dispatcher = n > 0 and s.dispatcher
         # the dispatcher's code and the pool's split the server's refill (switching.py)
-        self.refill_share = refill_shares({
-            "dispatcher": s.dispatch_us, "pool": s.parse_us + s.send_us + s.log_us,
-        }) if self.use_dispatcher else {}
+        self.code_work = {"dispatcher": s.dispatch_us * US,
+                          "pool": (s.parse_us + s.send_us + s.log_us) * US}
+        self.refill_share = refill_shares(self.code_work) if self.use_dispatcher else {}
         super().__init__(env, sched, params, recorder, threads=threads)
 
     def task(self, name: str) -> Task:
         task = super().task(name)
-        task.refill *= self.refill_share.get(name.partition("/")[0], 1.0)
+        code = name.partition("/")[0]
+        task.refill *= self.refill_share.get(code, 1.0)
+        if self.refill_share:
+            task.warm = self.code_work[code]
         return task
 
     def start_threads(self) -> None:

@@ -42,7 +42,10 @@ pays off at K times its own length: cold code runs K + 1 times slower until the 
 again, whichever thread runs it - a woken thread's few microseconds of futex return and GIL
 stay short, where a lump would make them hundreds.  So the first thread of a busy period
 runs slower than the ones after it - which decides who leaves that period owed time (lag), and
-so whose next wake-up preempts its waker.
+so whose next wake-up preempts its waker.  A task whose code's warm CPU a request is known
+(``Task.warm``: the pool server's dispatcher and pool threads) owes its refill to its code
+instead, paid off over one run through that code, whatever its length: the first thread to
+run the code pays it, a second one after it runs warm (docs/FIDELITY.md, "The pool's cycles").
 
 With an ``observer`` (e.g. :class:`arch_sim.models.trace.SwitchTrace`) the scheduler also reports
 every switch: ``observer.switched_in(cpu, task, start, cost)`` when ``schedule()`` hands a CPU to a

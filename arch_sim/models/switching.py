@@ -217,6 +217,11 @@ class Switching:
         refill = -task.refill * math.expm1(-idle / self._cold_decay)
         if lump or not self._slowdown:
             return refill
+        if task.warm > 0.0:  # the code's own debt, paid off over one run through the code
+            owed = cpu.debts.get(task.code, (0.0, 0.0))[0]
+            owed = min(owed + refill, task.refill)
+            cpu.debts[task.code] = (owed, owed / task.warm)
+            return 0.0
         cpu.refills[task.code] = task.refill
         cpu.debt = min(cpu.debt + refill, sum(cpu.refills.values()))
         return 0.0
@@ -226,6 +231,13 @@ class Switching:
         cold: the refill at its first burst after an idle (as a lump), and its share of the
         CPU's debt (as a slowdown)."""
         extra = self._cold_start(task, cpu) if task.idles_seen != cpu.idles else 0.0
+        if task.warm > 0.0:
+            owed, rate = cpu.debts.get(task.code, (0.0, 0.0))
+            if owed > 0.0:
+                pay = min(rate * seconds, owed)
+                cpu.debts[task.code] = (owed - pay, rate)
+                extra += pay
+            return extra
         if cpu.debt:
             extra += self._pay_debt(cpu, seconds + extra)
         return extra

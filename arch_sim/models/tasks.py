@@ -31,7 +31,7 @@ class Task:
 
     __slots__ = ("name", "code", "refill", "idles_seen", "counted", "pin", "cpu", "last_cpu",
                  "lead", "used", "event", "state", "v", "vkey", "vstart", "deadline", "vlag",
-                 "queued", "delayed", "counter", "preemptible", "mm", "on_dispatch")
+                 "queued", "delayed", "counter", "preemptible", "mm", "on_dispatch", "warm")
 
     def __init__(self, name: str, counted: bool = True, pin: Cpu | None = None,
                  code: str | None = None, refill: float = 0.0, preemptible: bool = True,
@@ -46,6 +46,9 @@ class Task:
         # to its first "/", so "pool/3" and "pool/7" share "pool")
         self.code = code if code is not None else name.split("/", 1)[0]
         self.refill = refill  # CPU (s) to bring its code back into cold caches after an idle
+        # its code's warm CPU a request (s): with it, a refill is the code's own debt, paid
+        # over one run through the code (0: the CPU's shared debt, at cold_slowdown)
+        self.warm = 0.0
         self.idles_seen = -1  # the CPU's idle count when it last checked for cold caches
         self.counted = counted
         self.pin = pin
@@ -77,7 +80,7 @@ class Cpu:
 
     __slots__ = ("index", "current", "last", "free_at", "need_resched", "burst_end", "burst",
                  "idle_since", "idle_total", "idles", "warm", "extra_cost", "mm", "debt",
-                 "refills")
+                 "refills", "debts")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -95,3 +98,5 @@ class Cpu:
         self.mm: object = None  # the address space its page tables hold (kept across idle)
         self.debt = 0.0  # refill still to pay, with SchedulerParams.cold_slowdown (s)
         self.refills: dict[str, float] = {}  # code -> its whole refill (s): the debt's cap
+        # code -> (refill still to pay, s; what a second of the code's warm work pays of it)
+        self.debts: dict[str, tuple[float, float]] = {}
