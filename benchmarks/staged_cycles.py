@@ -1,12 +1,14 @@
 """Where a Python server's switches are, cycle by cycle: the real server and the host model.
 
     .venv/bin/python benchmarks/staged_cycles.py [--arch thread-per-request] [--rate 100]
-        [--seconds 5] [--requests 3000] [--top 8] [--model-only]
+        [--connection close] [--seconds 5] [--requests 3000] [--top 8] [--preset P]
+        [--model-only]
 
 At a paced load the server's CPU idles between requests, so CPU 0's timeline splits into cycles
 from one idle stretch to the next.  A cycle is written as the tasks that ran in it, in order,
 each with how it stopped: ``wa`` wait_headers, ``se`` send_data, ``lo`` logging, ``ac`` accept,
-``ma`` the main thread (the pool server's dispatcher), ``po`` a pool thread, ``ot`` any other
+``ma`` the main thread (the pool server's dispatcher), ``po`` a pool thread, ``wk`` the
+state-group worker, ``ot`` any other
 task (a kernel thread; the model's RCU thread); ``!`` it was preempted, else it blocked.
 Threads of a group seen with more than one thread are numbered in the order they first run in
 the cycle.  So ``wa se! lo se lo`` is: wait_headers hands the request to send_data and sleeps;
@@ -15,14 +17,16 @@ send_data goes back to its queue and sleeps; logging logs and sleeps.  And ``ma!
 po1``: the dispatcher wakes a pool thread, which preempts it; the dispatcher wakes a second
 one and sleeps in epoll; the two serve their requests in turn.
 
-* real: the server (``--arch``: staged, the default, or the thread-per-request pool of 64) on
-  CPU 0 under wrk -c 64 keep-alive paced at ``--rate`` (CPU 1), after a 2-s warm-up; ``perf
+* real: the server (``--arch``: staged, the default, the thread-per-request pool of 64, or
+  state-group: ``wk`` its worker process) on CPU 0 under wrk -c 64 paced at ``--rate`` (CPU 1),
+  keep-alive or (``--connection close``) a connection per request, after a 2-s warm-up; ``perf
   record`` of sched_switch on CPU 0 for ``--seconds`` (perf itself and this script off CPU 0).
   Not bpftrace: a bpftrace probe that prints every switch costs CPU 0 enough to change what it
   measures - the pool server at 2,000 requests/s had its dispatcher preempted 0.43 times a
   request under it against 0.98 under perf and 1.09 (involuntary switches) untraced;
-* model: the host preset at the same rate, keep-alive, ``--requests`` requests in the steady
-  state (:class:`~arch_sim.models.trace.SwitchTrace` on the scheduler).
+* model: the host preset (or ``--preset``) at the same rate and connection mode,
+  ``--requests`` requests in the steady state (:class:`~arch_sim.models.trace.SwitchTrace` on
+  the scheduler).
 
 For each: every group's switches per request (blocked, preempted), the commonest cycles with how
 many there were, and each one's median run lengths in us.  The traced run lengths hold the
@@ -54,7 +58,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gil_audit import loaded_server, task_names, thread_groups  # noqa: E402
 
 SHORT = {"wait_headers": "wa", "send_data": "se", "logging": "lo", "accept": "ac",
-         "main": "ma", "dispatcher": "ma", "pool": "po", "idle": "idle"}
+         "main": "ma", "dispatcher": "ma", "pool": "po", "worker": "wk", "khttpd": "wk",
+         "idle": "idle"}
 
 #: one switch: (time s, the group leaving, whether it was preempted, the group coming in)
 Switch = tuple[float, str, bool, str]
@@ -119,12 +124,13 @@ def summary(cycles: list[list[Run]], requests: float, top: int) -> dict:
     }
 
 
-def real(arch: str, rate: float, seconds: float) -> tuple[list[list[Run]], float]:
+def real(arch: str, rate: float, seconds: float, connection: str = "keep-alive"
+         ) -> tuple[list[list[Run]], float]:
     """The real server's cycles on CPU 0 and the requests served meanwhile."""
     if not CpuSwitchTrace.available():
         raise SystemExit("staged_cycles: perf cannot record sched:sched_switch here: apt-get "
                          "install -y linux-perf (as root), or give --model-only")
-    args = SimpleNamespace(arch=arch, file_set="specweb99", connections=64,
+    args = SimpleNamespace(arch=arch, file_set="specweb99", connections=64, connection=connection,
                            threads=64 if arch == "thread-per-request" else None,
                            warmup=2.0, seconds=seconds, rate=rate)
     # this process stays off CPU 0 too (the server and wrk pin themselves; perf runs off it)
@@ -133,6 +139,8 @@ def real(arch: str, rate: float, seconds: float) -> tuple[list[list[Run]], float
         with loaded_server(args, Path(tmp)) as server:
             names = task_names(server.pid)
             groups = thread_groups(arch, server.pid, names, names)
+            for child in children(server.pid):  # the state-group server's worker processes
+                groups.update(dict.fromkeys(task_names(child), "worker"))
             trace = CpuSwitchTrace([0], lambda: [server.pid])
             before = server.status()["requests"]
             trace.start()
@@ -144,6 +152,17 @@ def real(arch: str, rate: float, seconds: float) -> tuple[list[list[Run]], float
     if not switches:
         raise SystemExit("staged_cycles: perf traced no switch on CPU 0")
     return cycles_from_switches(numbered(switches)), served
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (/proc's ``children`` of each of its threads)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
 
 
 def numbered(switches: list[Switch]) -> list[Switch]:
@@ -166,12 +185,12 @@ def _group(pid: int, groups: dict[int, str]) -> str:
     return "idle" if pid == 0 else f"{groups[pid]}#{pid}" if pid in groups else "other"
 
 
-def model(arch: str, rate: float, requests: int, seed: int = 1, preset: Any = "host"
-          ) -> tuple[list[list[Run]], float]:
+def model(arch: str, rate: float, requests: int, seed: int = 1, preset: Any = "host",
+          connection: str = "keep-alive") -> tuple[list[list[Run]], float]:
     """The host model's cycles on CPU 0 at the same point, and the requests it completed."""
     with switch_traces() as traces:
         row = simulate_point(arch, preset, rate, workload="closed",
-                             connection="keep-alive", requests=requests, seed=seed)
+                             connection=connection, requests=requests, seed=seed)
     stretches = [s for s in traces[0].finish(0.0) if s.cpu == 0]
     switches = [(a.end, a.task.replace("/", "#"), a.why in ("wakeup", "slice"),
                  b.task.replace("/", "#"))
@@ -190,7 +209,10 @@ def show(title: str, s: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = OneLineParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--arch", default="staged", choices=("staged", "thread-per-request"))
+    ap.add_argument("--arch", default="staged",
+                    choices=("staged", "thread-per-request", "state-group"))
+    ap.add_argument("--connection", default="keep-alive", choices=("keep-alive", "close"),
+                    help="keep-alive (default), or close: a connection per request")
     ap.add_argument("--rate", type=positive_float, default=100.0, help="requests/s (100)")
     ap.add_argument("--seconds", type=positive_float, default=5.0, help="traced (5)")
     ap.add_argument("--requests", type=positive_int, default=3000, help="modelled (3000)")
@@ -199,9 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-only", action="store_true", help="no real server, no perf")
     args = ap.parse_args(argv)
     if not args.model_only:
-        cycles, served = real(args.arch, args.rate, args.seconds)
+        cycles, served = real(args.arch, args.rate, args.seconds, args.connection)
         show(f"real, {args.rate:g} requests/s", summary(cycles, served, args.top))
-    cycles, served = model(args.arch, args.rate, args.requests, preset=args.preset)
+    cycles, served = model(args.arch, args.rate, args.requests, preset=args.preset,
+                           connection=args.connection)
     show(f"model ({args.preset}), {args.rate:g} requests/s", summary(cycles, served, args.top))
     return 0
 

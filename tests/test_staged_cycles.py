@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -165,3 +166,23 @@ def test_bad_arguments_are_refused(argv, capsys):
         script.main(argv + ["--model-only"])
     assert stop.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_the_state_group_worker_is_one_group_with_a_connection_per_request():
+    """``--arch state-group --connection close``: the model's worker (``khttpd/0``) is ``wk``,
+    and its cycles are the worker's busy stretches; the real worker is a child process, found
+    through /proc's children."""
+    import subprocess
+    import sys
+
+    script = benchmark("staged_cycles")
+    cycles, served = script.model("state-group", 2000.0, requests=1500, connection="close")
+    s = script.summary(cycles, served, top=3)
+    assert s["cycles_common"][0][0] == "wk"
+    assert 0.6 < s["per_request"]["khttpd blocked"] < 1.2  # (keep-alive: 0.4)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+    try:
+        assert child.pid in script.children(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
