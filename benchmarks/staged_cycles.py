@@ -8,8 +8,8 @@ At a paced load the server's CPU idles between requests, so CPU 0's timeline spl
 from one idle stretch to the next.  A cycle is written as the tasks that ran in it, in order,
 each with how it stopped: ``wa`` wait_headers, ``se`` send_data, ``lo`` logging, ``ac`` accept,
 ``ma`` the main thread (the pool server's dispatcher), ``po`` a pool thread, ``wk`` the
-state-group worker, ``ot`` any other
-task (a kernel thread; the model's RCU thread); ``!`` it was preempted, else it blocked.
+state-group worker or a prefork worker process, ``ot`` any other task (a kernel thread; the
+model's RCU thread); ``!`` it was preempted, else it blocked.
 Threads of a group seen with more than one thread are numbered in the order they first run in
 the cycle.  So ``wa se! lo se lo`` is: wait_headers hands the request to send_data and sleeps;
 send_data hands it to logging, which preempts it; logging finds the GIL held and sleeps;
@@ -17,10 +17,11 @@ send_data goes back to its queue and sleeps; logging logs and sleeps.  And ``ma!
 po1``: the dispatcher wakes a pool thread, which preempts it; the dispatcher wakes a second
 one and sleeps in epoll; the two serve their requests in turn.
 
-* real: the server (``--arch``: staged, the default, the thread-per-request pool of 64, or
-  state-group: ``wk`` its worker process) on CPU 0 under wrk -c 64 paced at ``--rate`` (CPU 1),
-  keep-alive or (``--connection close``) a connection per request, after a 2-s warm-up; ``perf
-  record`` of sched_switch on CPU 0 for ``--seconds`` (perf itself and this script off CPU 0).
+* real: the server (``--arch``: staged, the default, the thread-per-request pool of 64,
+  state-group or prefork, whose worker processes are ``wk``) on CPU 0 under wrk -c 64 paced
+  at ``--rate`` (CPU 1), keep-alive or (``--connection close``) a connection per request,
+  after a 2-s warm-up; ``perf record`` of sched_switch on CPU 0 for ``--seconds`` (perf itself
+  and this script off CPU 0).
   Not bpftrace: a bpftrace probe that prints every switch costs CPU 0 enough to change what it
   measures - the pool server at 2,000 requests/s had its dispatcher preempted 0.43 times a
   request under it against 0.98 under perf and 1.09 (involuntary switches) untraced;
@@ -210,7 +211,7 @@ def show(title: str, s: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = OneLineParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", default="staged",
-                    choices=("staged", "thread-per-request", "state-group"))
+                    choices=("staged", "thread-per-request", "state-group", "prefork"))
     ap.add_argument("--connection", default="keep-alive", choices=("keep-alive", "close"),
                     help="keep-alive (default), or close: a connection per request")
     ap.add_argument("--rate", type=positive_float, default=100.0, help="requests/s (100)")
