@@ -208,7 +208,8 @@ class Switching:
         """The cache refill ``task`` pays now: its code went cold while ``cpu`` idled since a
         task running that code last ran here (the first run on a CPU pays it whole).  With a
         slowdown (``cold_slowdown``) and not ``lump``, it becomes the CPU's debt instead (at
-        most every code's whole refill: caches no colder than empty) and 0 is paid now."""
+        most every code's whole refill: caches no colder than empty) - or its code's own debt,
+        at most the code's whole refill, if the task's ``warm`` is known - and 0 is paid now."""
         task.idles_seen = cpu.idles
         idle = cpu.idle_total - cpu.warm.get(task.code, -math.inf)
         if idle <= 0.0:
@@ -229,7 +230,9 @@ class Switching:
     def _cold_extra(self, task: Task, cpu: Cpu, seconds: float) -> float:
         """What a burst of ``seconds`` by ``task`` (which has a refill) costs on top, its caches
         cold: the refill at its first burst after an idle (as a lump), and its share of the
-        CPU's debt (as a slowdown)."""
+        CPU's debt (as a slowdown) - or, for a task whose code's warm CPU is known
+        (``Task.warm``), its share of its code's own debt, paid off over one run through the
+        code."""
         extra = self._cold_start(task, cpu) if task.idles_seen != cpu.idles else 0.0
         if task.warm > 0.0:
             owed, rate = cpu.debts.get(task.code, (0.0, 0.0))
