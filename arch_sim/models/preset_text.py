@@ -168,8 +168,9 @@ def _unfit_why(i: Inputs, tag: str) -> str:
 
 
 def _slowdown_line(i: Inputs, tag: str) -> str:
-    """``cold_slowdown``: calibrate's cold reference work's refill over its warm time, or 0
-    (the refill as a lump) where this calibration did not measure both."""
+    """``cold_slowdown``: calibrate's cold reference work's refill over its warm time, or the
+    development host's (:data:`FALLBACK_COLD_SLOWDOWN`) where this calibration did not measure
+    both or no decay fits its curve."""
     if i.cold_refill and i.cold_warm and not (i.decay_by_hand or i.decay_unfit):
         k = float(i.cold_refill) / float(i.cold_warm)
         return (f"cold_slowdown = {k:.2f}       # {tag}: the cold reference work's refill over "

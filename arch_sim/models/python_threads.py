@@ -96,8 +96,8 @@ class PythonThreads(ThreadPerRequest):
     def task(self, name: str) -> Task:
         task = super().task(name)
         code = name.partition("/")[0]
-        task.refill *= self.refill_share.get(code, 1.0)
-        if self.refill_share:
+        if code in self.refill_share:  # (with a dispatcher: its code's share, its own debt)
+            task.refill *= self.refill_share[code]
             task.warm = self.code_work[code]
         return task
 
