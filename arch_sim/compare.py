@@ -13,6 +13,12 @@ exactly its load points, for each of our architectures in it (peers have no mode
   our servers: ``|ln(simulated / measured)| <= ln 1.10`` or within 0.01 reschedules per request;
 * ``like-measurements.csv`` - the measured rows compared with, so the folder stands alone
   (``arch-sim redraw`` draws the figure again from it).
+
+Where the bench run timed the machine's reference work and the preset holds the calibration's
+time for it (:mod:`arch_sim.machine_state`), :func:`machine_note` says when the two machines
+were not the same - a model is not expected to predict counts taken on a machine running at
+another speed than the one it was calibrated on; the note goes to the screen, ``fidelity.md``
+and ``meta.json``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import pandas as pd
 from arch_sim import ALL_ARCHS, runinfo, schema
 from arch_sim.argtypes import UsageError
 from arch_sim.fidelity import fidelity, fidelity_markdown, headline, plan_like
+from arch_sim.machine_state import speed_note
 from arch_sim.models import ModelParams
 from arch_sim.plots import save_all
 from arch_sim.plots_archs import architectures, architectures_table, table_markdown
@@ -69,17 +76,35 @@ def plan(measured: pd.DataFrame, params: ModelParams, args: argparse.Namespace
     return plan_like(measured, params, reps=args.reps, requests=args.requests, seed=args.seed)
 
 
-def note_in_meta(meta_path: Path, measured: pd.DataFrame, files: Sequence[Path]) -> None:
-    """Record in the simulate run's meta.json which measured runs it mirrors, and its files."""
+def machine_note(measured: pd.DataFrame, params: ModelParams) -> str | None:
+    """A line when the bench's machine ran the reference work at another speed than the
+    preset's calibration (the median over the bench's points), else None - also when either
+    did not time it (older runs and presets)."""
+    if "reference_us" not in measured.columns:
+        return None
+    times = pd.to_numeric(measured["reference_us"], errors="coerce").dropna()
+    if times.empty:
+        return None
+    return speed_note(float(times.median()), params.reference_us, f"preset {params.name!r}")
+
+
+def note_in_meta(meta_path: Path, measured: pd.DataFrame, files: Sequence[Path],
+                 machine: str | None = None) -> None:
+    """Record in the simulate run's meta.json which measured runs it mirrors, its files, and
+    the :func:`machine_note` if there is one."""
     meta = json.loads(meta_path.read_text())
     meta["like"] = sorted(set(measured["run_id"].dropna().astype(str)))
+    if machine:
+        meta["machine_note"] = machine
     meta["files"] = sorted(set(meta.get("files", [])) | {p.name for p in files})
     runinfo.write_json_atomic(meta_path, meta)
 
 
 def write_comparison(measured: pd.DataFrame, simulated: pd.DataFrame, out: Path,
-                     style: str = "paper", figures: bool = True) -> list[Path]:
-    """Write the figure, the table and the fidelity check of measured vs modelled into *out*."""
+                     style: str = "paper", figures: bool = True,
+                     machine: str | None = None) -> list[Path]:
+    """Write the figure, the table and the fidelity check of measured vs modelled into *out*
+    (``machine``: a :func:`machine_note`, put at the head of fidelity.md)."""
     both = pd.concat([measured, simulated], ignore_index=True)
     # the measured rows it was compared with travel with the run, so it redraws on its own
     like = out / LIKE_CSV
@@ -98,7 +123,9 @@ def write_comparison(measured: pd.DataFrame, simulated: pd.DataFrame, out: Path,
     own = self_agreement_markdown(measured)  # with two or more windows a point
     again = repeatability_markdown(measured, simulated)  # with two or more bench runs
     runinfo.write_atomic(fmd, lambda tmp: tmp.write_text(
-        f"Fidelity: {headline(check)}\n\n{fidelity_markdown(check)}\n"
+        f"Fidelity: {headline(check)}\n\n"
+        + (f"**Warning:** {machine}.\n\n" if machine else "")
+        + f"{fidelity_markdown(check)}\n"
         + (f"\n{own}" if own else "") + (f"\n{again}" if again else "")))
     written += [fcsv, fmd]
     return written

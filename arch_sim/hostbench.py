@@ -21,6 +21,8 @@ import struct
 import time
 from dataclasses import dataclass
 
+from arch_sim.machine_state import ReferenceWork
+
 
 @dataclass
 class SwitchCost:
@@ -383,7 +385,8 @@ def cpu_time_cv(samples: int = 1500, gap_s: float = 0.001, cpu: int | None = Non
 def cold_cache(gaps_ms: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0), rounds: int = 100,
                cpu: int | None = None) -> dict:
     """How fast an idle CPU's caches go cold: the extra CPU time of a short piece of server-like
-    work (a 2 KB send and recv on a socket pair, a little Python) run right after the thread
+    work (:class:`~arch_sim.machine_state.ReferenceWork`: a 2 KB send and recv on a socket
+    pair, a little Python) run right after the thread
     slept ``gap`` ms (0.3-30), over the same work run back to back.
 
     The extra grows with the gap as ``refill * (1 - exp(-gap / decay))``; ``decay_ms`` is fitted
@@ -395,41 +398,22 @@ def cold_cache(gaps_ms: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0), rounds:
     touches more code, so the preset solves its refill from the servers themselves.
     Returns ``{"decay_ms", "refill_us", "warm_us", "gaps_ms", "extra_us", "rounds"}``.
     """
-    import json
-    import os
-    import socket
-
     old = os.sched_getaffinity(0) if cpu is not None else None
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
-    a, b = socket.socketpair()
-    blob = os.urandom(2048)
-
-    def work() -> int:
-        a.send(blob)
-        b.recv(65536)
-        return len(json.dumps({i: str(i) for i in range(20)}))
-
-    def timed() -> float:
-        t0 = time.thread_time_ns()
-        work()
-        return (time.thread_time_ns() - t0) / 1e3
-
+    work = ReferenceWork()
     try:
-        for _ in range(200):
-            work()
-        warm = statistics.median(timed() for _ in range(rounds * 2))
+        warm = work.warm_us(rounds * 2)
         samples: list[list[float]] = [[] for _ in gaps_ms]
         n = len(gaps_ms)
         for r in range(rounds):  # every gap once a round, starting one further each round
             for k in range(n):
                 i = (r + k) % n
                 time.sleep(gaps_ms[i] / 1e3)
-                samples[i].append(timed())
+                samples[i].append(work.timed_us())
         extra = [max(0.0, statistics.median(s) - warm) for s in samples]
     finally:
-        a.close()
-        b.close()
+        work.close()
         if old is not None:
             os.sched_setaffinity(0, old)
     decay, refill = fit_cold_decay(gaps_ms, extra)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from . import claims, eras
 from .fidelity import fidelity_markdown, headline, shape_label
+from .machine_state import speed_note
 from .regimes import REGIMES
 
 
@@ -248,6 +249,23 @@ FIGURES = [
 ]
 
 
+def _machine_lines(cal: dict, measured: pd.DataFrame) -> list[str]:
+    """The machine's speed at calibration and over the bench (arch_sim/machine_state.py), with
+    a warning when they differ enough that the model is not expected to agree."""
+    warm = (cal.get("cold_cache") or {}).get("warm_us")
+    if not warm or "reference_us" not in measured.columns:
+        return []
+    times = pd.to_numeric(measured["reference_us"], errors="coerce").dropna()
+    if times.empty:
+        return []
+    bench = float(times.median())
+    lines = [f"The machine ran the reference work (`arch_sim/machine_state.py`) in "
+             f"{fmt(warm)} us when calibrated and in {fmt(bench)} us over the bench's load "
+             f"points ({fmt(times.min())}-{fmt(times.max())}).", ""]
+    note = speed_note(bench, float(warm), "this run")
+    return lines + ([f"**Warning:** {note}.", ""] if note else [])
+
+
 def render(out: Path, meta: dict, calibration: dict, measured: dict[str, pd.DataFrame],
            table: pd.DataFrame | None, era_rows: pd.DataFrame, era_table: pd.DataFrame,
            sens_table: pd.DataFrame, skipped: list[str]) -> str:
@@ -297,6 +315,7 @@ def render(out: Path, meta: dict, calibration: dict, measured: dict[str, pd.Data
         sim = add_regime(pd.read_csv(out / "simulated-host" / "simulated.csv"))
         parts += [f"**{headline(table)}**, both workloads, both counts "
                   "(|ln(simulated / measured)| <= ln 1.10, or within 0.01 per request).", ""]
+        parts += _machine_lines(calibration, allm)
         for regime in REGIMES:
             for count in claims.COUNTS:
                 sub = table[(table["regime"] == regime) & (table["count"] == count)]

@@ -296,9 +296,12 @@ def _run(args: argparse.Namespace, params: ModelParams, jobs: list[dict[str, Any
     with runinfo.staged_dir(out) as stage:
         figures, csv, df = _sweep(args, params, jobs, client, stage, started)
         if measured is not None:  # measured beside modelled: figure, table, fidelity
+            machine = compare.machine_note(measured, params)
+            if machine:
+                print(f"warning: {machine}", file=sys.stderr)
             figures += compare.write_comparison(measured, df, stage, style=args.style,
-                                                figures=not args.no_figures)
-            compare.note_in_meta(stage / "meta.json", measured, figures)
+                                                figures=not args.no_figures, machine=machine)
+            compare.note_in_meta(stage / "meta.json", measured, figures, machine)
     if not args.quiet:
         print_summary(df)
         print(f"wrote {out / csv.name} ({len(df)} rows), meta.json and {len(figures)} figure "

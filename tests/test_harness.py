@@ -94,8 +94,13 @@ def test_sweep_rows_follow_the_schema(short_sweep):
         assert sorted(sub["target_rps"].fillna(-1)) == [-1, 200]
     assert (df["errors"] == 0).all()
     assert (df["rps"] > 0).all() and (df["reschedules_per_s"] > 0).all()
+    # the machine's speed before each point and the steal in each window (machine_state)
+    assert (df["reference_us"] > 0).all()
+    assert df["steal_frac"].between(0, 1).all()
     meta = json.loads((short_sweep / "meta.json").read_text())
     assert meta["complete"] is True
+    speed = meta["machine_state"]["reference_us"]
+    assert speed["min"] == df["reference_us"].min() and speed["max"] == df["reference_us"].max()
     for key in ("host", "kernel", "cpu_model", "python", "wrk", "git", "pinning", "args",
                 "started", "ended"):
         assert key in meta, key

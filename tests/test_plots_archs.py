@@ -168,6 +168,36 @@ def test_simulate_like_mirrors_a_bench_run_and_writes_the_comparison(both, tmp_p
     assert (out / "fidelity.md").read_text().startswith("Fidelity: ")
 
 
+@pytest.mark.parametrize("times, warned", [(3.0, True), (1.0, False)])
+def test_simulate_like_warns_when_the_bench_machine_ran_at_another_speed(both, tmp_path, capsys,
+                                                                        times, warned):
+    import json
+
+    from arch_sim.cli import main
+    from arch_sim.models import load_preset
+
+    run = tmp_path / "bench"
+    run.mkdir()
+    calibrated = load_preset("host").reference_us
+    measured = both[both["source"] == "measured"].assign(file_set="1k", run_id="bench-x",
+                                                         reference_us=calibrated * times)
+    measured = measured[measured["arch"] == "staged"]
+    measured.to_csv(run / "measurements.csv", index=False)
+    out = tmp_path / "sim"
+    assert main(["simulate", "--preset", "host", "--like", str(run), "--reps", "1",
+                 "--requests", "200", "--jobs", "1", "--no-figures", "--out", str(out),
+                 "--quiet"]) == 0
+    err = capsys.readouterr().err
+    meta = json.loads((out / "meta.json").read_text())
+    fidelity_md = (out / "fidelity.md").read_text()
+    if warned:
+        assert "warning: the bench ran the reference work 3.00x slower" in err
+        assert "3.00x slower" in meta["machine_note"] and "**Warning:**" in fidelity_md
+    else:
+        assert "reference work" not in err and "machine_note" not in meta
+        assert "Warning" not in fidelity_md
+
+
 def test_simulate_like_refuses_runs_without_our_servers(both, tmp_path, capsys):
     from arch_sim.cli import main
 

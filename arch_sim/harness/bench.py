@@ -26,6 +26,7 @@ from ..argtypes import (
     non_negative_int,
     positive_int,
 )
+from ..machine_state import reference_us, summarise
 from ..regimes import regime_of
 from ..runinfo import git_commit, host_info, now_iso, write_json_atomic
 from ..schema import RowWriter, write_parquet_beside
@@ -174,6 +175,9 @@ class Bench:
                 # process's wake-ups, and tracing a saturated server would charge it a
                 # tracepoint per switch where foreign switches hardly count per request
                 trace = self.trace_ok and target_rps is not None
+                # how fast the machine runs the reference work now, the server idle: a point
+                # measured in a slower hour than the calibration is not the model's to predict
+                speed = reference_us(cpus[0])
                 # the server's CPUs with the load off: the background a CPU-wide count holds
                 idle = (idle_cpu_switches(cpus, min(IDLE_BASELINE_S, self.plan.duration / 2),
                                           target.pids if trace else None)
@@ -186,7 +190,8 @@ class Bench:
                     load = self._load(files, target_rps, rep)
                     result, d, perf, on_cpus = measure(target, load, self.perf_ok, cpus, idle,
                                                        trace=trace)
-                    fixed = {**self._fixed(rep, load), "threads": threads}
+                    fixed = {**self._fixed(rep, load), "threads": threads,
+                             "reference_us": speed}
                     out.write(row(target, load, result, d, perf, len(cpus), fixed, on_cpus))
                     bar.update()
         finally:
@@ -279,14 +284,18 @@ class Bench:
         return notes
 
     def _finish(self, error: str | None) -> int:
-        self.meta.update(ended=now_iso(), complete=error is None, error=error)
-        write_json_atomic(self.plan.out / "meta.json", self.meta)
         csv = self.plan.out / "measurements.csv"
+        state = machine_summary(csv)
+        self.meta.update(ended=now_iso(), complete=error is None, error=error,
+                         machine_state=state)
+        write_json_atomic(self.plan.out / "meta.json", self.meta)
         if csv.exists():
             write_parquet_beside(csv)  # when pyarrow is installed
             if not self.args.no_plots:
                 _plot(self.plan.out, self.args.style)
         _print_table(csv)
+        for warning in state.get("warnings", []):
+            print(f"warning: {warning}", file=sys.stderr)
         if error:
             print(f"\nerror: the sweep stopped early - {error}\n"
                   f"The rows that finished are kept in {csv}; meta.json says complete: false.",
@@ -294,6 +303,20 @@ class Bench:
             return 1
         print(f"\nwrote {self.plan.out}/ (measurements.csv, meta.json, figures)")
         return 0
+
+
+def machine_summary(csv: Path) -> dict:
+    """meta.json's ``machine_state``: how fast the machine ran over the run's rows, with a
+    warning where it changed or the host took its CPUs (:func:`machine_state.summarise`)."""
+    import pandas as pd
+
+    if not csv.exists():
+        return {"warnings": []}
+    df = pd.read_csv(csv)
+    if df.empty:
+        return {"warnings": []}
+    ref, steal = (df[c].tolist() if c in df.columns else [] for c in ("reference_us", "steal_frac"))
+    return summarise(ref, steal)
 
 
 def _fmt_load(target_rps: float | None) -> str:

@@ -13,10 +13,13 @@
   clients of 1999 ran on other machines.  The idle machine's rate on those CPUs (its
   background: kernel threads, other processes) is measured just before each load point.
 - ``/proc/stat ctxt``  the whole system, wrk and everything else included
+- ``/proc/stat cpuN``  each CPU's steal time: how much of the window the hypervisor gave the
+  run's CPUs to someone else (:mod:`arch_sim.machine_state`)
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -25,6 +28,8 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from arch_sim.machine_state import cpu_times
 
 
 @dataclass
@@ -36,6 +41,7 @@ class Snapshot:
     proc_involuntary: int
     proc_cpu_s: float
     system_ctxt: int
+    cpu_times: dict[int, tuple[int, int]] = field(default_factory=dict)  # per CPU: steal, total
 
 
 @dataclass
@@ -53,6 +59,7 @@ class Delta:
     sleeps: int | None
     extra: dict = field(default_factory=dict)
     moved: dict[str, int] | None = None  # per lifecycle state: requests moved out of it
+    steal_frac: float = math.nan  # the share of the run's CPUs' time stolen (machine_state)
 
     @property
     def reschedules(self) -> float | None:
@@ -105,7 +112,7 @@ def system_ctxt() -> int:
 def snapshot(pids: Iterable[int], status: dict | None) -> Snapshot:
     pids = list(pids)
     vol, invol = proc_switches(pids)
-    return Snapshot(status, vol, invol, proc_cpu_seconds(pids), system_ctxt())
+    return Snapshot(status, vol, invol, proc_cpu_seconds(pids), system_ctxt(), cpu_times())
 
 
 def delta(before: Snapshot, after: Snapshot) -> Delta:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from arch_sim.machine_state import steal_fraction
 from real_servers.core.lifecycle import NAMES, moved_column
 
 from .counters import Delta, PerfCounter, delta, snapshot
@@ -38,6 +39,8 @@ EXTRA_COLUMNS = (
     "file_set",
     "server_cpus",
     "client_cpus",
+    "steal_frac",
+    "reference_us",
     *(moved_column(i) for i in range(len(NAMES))),  # per lifecycle state (state-group)
 )
 PERF_SETTLE_S = 0.15  # perf needs a moment to attach before the window opens
@@ -127,7 +130,10 @@ def measure(target: Target, load: Load, use_perf: bool, server_cpus: Sequence[in
     if cpu.count is not None and seconds and idle_per_s is not None:
         cpu.count = max(0.0, cpu.count - idle_per_s * max(0.0, seconds - result.duration_s))
     target.check_alive()
-    return result, delta(before, after), perf_count, cpu
+    d = delta(before, after)
+    d.steal_frac = steal_fraction(before.cpu_times, after.cpu_times,
+                                  {*server_cpus, *load.client_cpus})
+    return result, d, perf_count, cpu
 
 
 def _reschedules(d: Delta, perf_count: int | None) -> tuple[str, float]:
@@ -200,6 +206,7 @@ def row(
         "cpu_us_per_request": 1e6 * cpu_s / reqs,
         "client_cpu_us_per_request": 1e6 * result.cpu_s / reqs,
         "sleeps_per_request": d.sleeps / reqs if d.sleeps is not None else math.nan,
+        "steal_frac": d.steal_frac,
         **{moved_column(i): (d.moved.get(name, 0) / reqs if d.moved is not None else math.nan)
            for i, name in enumerate(NAMES)},
         **fixed,

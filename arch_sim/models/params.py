@@ -252,6 +252,9 @@ class ModelParams:
     description: str = ""
     placeholder: bool = False
     cpus: int = 1
+    reference_us: float = 0.0
+    """The reference work's warm time when the preset was calibrated (``[machine]``; 0: not
+    measured): :mod:`arch_sim.machine_state`."""
     scheduler: SchedulerParams = field(default_factory=SchedulerParams)
     server: ServerParams = field(default_factory=ServerParams)
     network: NetworkParams = field(default_factory=NetworkParams)
@@ -363,6 +366,7 @@ def from_dict(data: dict[str, Any], source: str = "") -> ModelParams:
         description=str(top.get("description", "")),
         placeholder=bool(top.get("placeholder", False)),
         cpus=int(machine.get("cpus", 1)),
+        reference_us=float(machine.get("reference_us", 0.0)),
         source=source,
         server_by_arch=by_arch,
         **sections,

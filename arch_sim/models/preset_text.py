@@ -78,7 +78,11 @@ def _head(i: Inputs) -> list[str]:
         f"cpus = {cpus}        # {tag}: the servers were pinned to CPUs {server_cpus}",
         f"hz = {hz}        # CONFIG_HZ of the kernel (250 unless calibrate read another); "
         "no model path here depends on ticks: epoll sleeps have no timeout",
-    ]
+    ] + ([
+        f"reference_us = {float(i.cold_warm):.2f}  # {tag}: the reference work's warm time on "
+        f"CPU {server_cpus[0]} (machine_state.ReferenceWork, timed by hostbench.cold_cache); "
+        "simulate --like compares a bench run's with it",
+    ] if i.cold_warm else [])
 
 
 def _waiter(futex: dict) -> str:
