@@ -310,10 +310,9 @@ def machine_summary(csv: Path) -> dict:
     warning where it changed or the host took its CPUs (:func:`machine_state.summarise`)."""
     import pandas as pd
 
-    if not csv.exists():
-        return {"warnings": []}
-    df = pd.read_csv(csv)
-    if df.empty:
+    try:
+        df = pd.read_csv(csv)
+    except (OSError, ValueError):  # no rows yet (a sweep that failed at once): nothing to say
         return {"warnings": []}
     ref, steal = (df[c].tolist() if c in df.columns else [] for c in ("reference_us", "steal_frac"))
     return summarise(ref, steal)
