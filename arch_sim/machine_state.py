@@ -127,7 +127,7 @@ def speed_note(bench_us: float, preset_us: float, preset: str = "the preset") ->
     if 1 / SPEED_TOLERANCE <= ratio <= SPEED_TOLERANCE:
         return None
     how = f"{ratio:.2f}x slower" if ratio > 1 else f"{1 / ratio:.2f}x faster"
-    return (f"the bench ran the reference work {how} than {preset}'s calibration "
+    return (f"the bench ran the reference work {how} than the calibration of {preset} "
             f"({bench_us:.1f} against {preset_us:.1f} us): its machine was not the one "
             "calibrated, so the model is not expected to agree - run arch-sim calibrate "
             "beside the bench")
