@@ -57,6 +57,7 @@ from .hostbench import (
     process_switch_us,
     wakeup_latency_us,
 )
+from .machine_state import drift_note, reference_us
 from .runinfo import host_info, now_iso, write_atomic, write_json_atomic
 
 DEFAULT_OUT = Path(__file__).parent / "models" / "presets" / "host.toml"
@@ -144,6 +145,13 @@ def measure(args: argparse.Namespace, archs: list[str] | None = None) -> dict[st
         skipped = "--no-servers given"
     else:
         found, skipped = _servers_at_saturation(args, archs)
+    # the reference work again: the servers' numbers were taken between the two times
+    start, end = float(cold.get("warm_us", 0.0)), reference_us(server_cpus[0])
+    drift = drift_note(start, end)
+    print(f"calibrate: the reference work took {start:.1f} us at the start and {end:.1f} us at "
+          "the end", flush=True)
+    if drift:
+        print(f"warning: {drift}", file=sys.stderr, flush=True)
     return {
         "kind": "calibration",
         "time": now_iso(),
@@ -155,6 +163,7 @@ def measure(args: argparse.Namespace, archs: list[str] | None = None) -> dict[st
         "close": found.get("close", {}),
         "cpu_jitter": jitter,
         "cold_cache": cold,
+        "machine_state": {"reference_us_start": start, "reference_us_end": end},
         "futex": futex,
         "process_switch": processes,
         "servers_skipped": skipped,

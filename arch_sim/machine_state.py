@@ -15,7 +15,8 @@ predict unless the machine ran at the same speed.  Two probes say which hour was
   ``steal``; docs/SOURCES.md [CS-proc-stat-steal]; the ``steal_frac`` column).
 
 :func:`speed_note` compares a bench run's reference time with a preset's: a line to print
-where they differ by more than :data:`SPEED_TOLERANCE`, else None.
+where they differ by more than :data:`SPEED_TOLERANCE`, else None; :func:`drift_note` does the
+same for the reference times at a calibration's start and end.
 """
 
 from __future__ import annotations
@@ -158,3 +159,16 @@ def summarise(reference: Iterable[float], steal: Iterable[float]) -> dict:
                 f"{many} of {len(stolen)} windows lost more than {STEAL_WARN:.0%} of their "
                 f"CPUs' time to the hypervisor (steal, up to {worst:.0%}): the host was busy")
     return out
+
+
+def drift_note(start_us: float, end_us: float) -> str | None:
+    """A line when the reference work's time at a calibration's end differs from its start by
+    more than :data:`SPEED_TOLERANCE` (the measurements between them mix two machines)."""
+    if not (start_us > 0 and end_us > 0):
+        return None
+    ratio = end_us / start_us
+    if 1 / SPEED_TOLERANCE <= ratio <= SPEED_TOLERANCE:
+        return None
+    return (f"the machine's speed changed during the calibration: the reference work took "
+            f"{start_us:.1f} us at its start and {end_us:.1f} us at its end, so its numbers mix "
+            "two machines; calibrate again when the machine is quieter")

@@ -114,3 +114,27 @@ def test_the_reproduce_report_gives_both_speeds_and_warns_when_they_differ():
     assert same and not any("Warning" in line for line in same)
     assert _machine_lines(cal, pd.DataFrame({"rps": [1.0]})) == []  # an older bench: nothing
     assert _machine_lines({}, pd.DataFrame({"reference_us": [7.4]})) == []
+
+
+def test_the_preset_averages_the_reference_times_at_the_calibrations_start_and_end():
+    import tomllib
+    from pathlib import Path
+
+    from arch_sim.models.calibration import host_preset_text
+    from arch_sim.models.params import from_dict
+
+    shipped = Path(__file__).resolve().parent.parent / "arch_sim/models/presets"
+    m = json.loads((shipped / "host.calibration.json").read_text())
+    m["cold_cache"]["warm_us"] = 10.0
+    m["machine_state"] = {"reference_us_start": 10.0, "reference_us_end": 16.0}
+    text = host_preset_text(m, solve=False)
+    assert from_dict(tomllib.loads(text)).reference_us == pytest.approx(13.0)
+    assert "10.00 us at the start of the calibration and 16.00 at its end" in text
+
+
+def test_drift_note_only_outside_the_tolerance():
+    from arch_sim.machine_state import drift_note
+
+    assert drift_note(10.0, 12.0) is None and drift_note(10.0, 0.0) is None
+    assert "10.0 us at its start and 16.0 us at its end" in drift_note(10.0, 16.0)
+    assert drift_note(16.0, 10.0) is not None

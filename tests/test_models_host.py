@@ -385,7 +385,8 @@ def _stub_host_measurements(monkeypatch, ring) -> object:
                         lambda **_k: {"median_us": 40.0, "p99_us": 90.0})
     monkeypatch.setattr(calibrate, "futex_wake_us", lambda **_k: {"wake_us": 2.5})
     monkeypatch.setattr(calibrate, "cpu_time_cv", lambda **_k: {"cv": 0.2})
-    monkeypatch.setattr(calibrate, "cold_cache", lambda **_k: {"decay_ms": 4.0})
+    monkeypatch.setattr(calibrate, "cold_cache", lambda **_k: {"decay_ms": 4.0, "warm_us": 10.0})
+    monkeypatch.setattr(calibrate, "reference_us", lambda *_a, **_k: 11.0)
     return Namespace(server_cpus="0", client_cpus="1", no_servers=True, file_set="specweb99",
                      connections=64)
 
@@ -403,6 +404,24 @@ def test_calibrate_goes_on_without_the_process_ring(monkeypatch, capsys):
     assert found["process_switch"] is None
     said = [x for x in capsys.readouterr().out.splitlines() if "not measured (" in x]
     assert len(said) == 1 and "mm_switch_us stays 0" in said[0]
+
+
+def test_calibrate_times_the_reference_work_again_at_its_end(monkeypatch, capsys):
+    """The servers' numbers lie between two times of the reference work; calibrate keeps both
+    and warns when they differ by more than 25% (host measurements stubbed: 10 us at the
+    start)."""
+    from arch_sim import calibrate
+
+    ring = {"extra_us": 1.0, "threads_us": 1.0, "processes_us": 2.0, "members": 64, "rounds": 1}
+    args = _stub_host_measurements(monkeypatch, lambda **_k: ring)
+    found = calibrate.measure(args)
+    assert found["machine_state"] == {"reference_us_start": 10.0, "reference_us_end": 11.0}
+    assert "warning" not in capsys.readouterr().err
+    monkeypatch.setattr(calibrate, "reference_us", lambda *_a, **_k: 16.0)
+    assert calibrate.measure(args)["machine_state"]["reference_us_end"] == 16.0
+    err = capsys.readouterr().err
+    assert "warning: the machine's speed changed during the calibration" in err
+    assert "10.0 us at its start and 16.0 us at its end" in err
 
 
 def test_calibrate_spares_the_ring_when_prefork_is_not_measured(monkeypatch):

@@ -78,11 +78,23 @@ def _head(i: Inputs) -> list[str]:
         f"cpus = {cpus}        # {tag}: the servers were pinned to CPUs {server_cpus}",
         f"hz = {hz}        # CONFIG_HZ of the kernel (250 unless calibrate read another); "
         "no model path here depends on ticks: epoll sleeps have no timeout",
-    ] + ([
-        f"reference_us = {float(i.cold_warm):.2f}  # {tag}: the reference work's warm time on "
-        f"CPU {server_cpus[0]} (machine_state.ReferenceWork, timed by hostbench.cold_cache); "
-        "simulate --like compares a bench run's with it",
-    ] if i.cold_warm else [])
+    ] + _reference_line(i)
+
+
+def _reference_line(i: Inputs) -> list[str]:
+    """``[machine] reference_us``: the reference work's warm time (machine_state.ReferenceWork)
+    as hostbench.cold_cache timed it, averaged with its time at the calibration's end where
+    calibrate timed it again there (older calibrations did not)."""
+    if not i.cold_warm:
+        return []
+    start = float(i.cold_warm)
+    end = (i.m.get("machine_state") or {}).get("reference_us_end")
+    when = "" if not end else (f", {start:.2f} us at the start of the calibration and "
+                               f"{float(end):.2f} at its end: their mean")
+    value = start if not end else (start + float(end)) / 2
+    return [f"reference_us = {value:.2f}  # {i.tag}: the reference work's warm time on CPU "
+            f"{i.server_cpus[0]} (machine_state.ReferenceWork, timed by hostbench.cold_cache"
+            f"{when}); simulate --like compares a bench run's with it"]
 
 
 def _waiter(futex: dict) -> str:
