@@ -18,7 +18,9 @@ misses no run-to-run drift explains).  ``--halves`` judges each run's even-numbe
 against its odd ones (a run against itself: the windows of a point run back to back), and, with
 two or more runs, the same half of each run against the others, so that both comparisons have
 the same number of windows.  The judging is :mod:`arch_sim.repeatability`'s, which
-``arch-sim simulate --like A --like B`` also writes into its ``fidelity.md``.
+``arch-sim simulate --like A --like B`` also writes into its ``fidelity.md``.  Runs that timed
+the machine's reference work (``reference_us``, :mod:`arch_sim.machine_state`) print its range
+first, and a line where two runs' medians differ by more than 25%.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from arch_sim import ALL_ARCHS  # noqa: E402
+from arch_sim.machine_state import SPEED_TOLERANCE  # noqa: E402
 from arch_sim.repeatability import agreement, halves, model_against_runs  # noqa: E402
 
 
@@ -84,8 +87,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def speeds(runs: dict[str, pd.DataFrame]) -> list[str]:
+    """Each run's machine speed where it recorded one (``reference_us``, arch_sim.machine_state),
+    and a line when two runs' medians differ by more than the tolerance: they ran on two
+    machines, so their disagreement is not the measurement's own."""
+    medians, lines = {}, []
+    for name, df in runs.items():
+        if "reference_us" in df.columns and df["reference_us"].notna().any():
+            ref = df["reference_us"].dropna()
+            medians[name] = float(ref.median())
+            lines.append(f"{name}: the reference work took {ref.min():.1f}-{ref.max():.1f} us "
+                         f"(median {medians[name]:.1f})")
+    for (na, a), (nb, b) in itertools.combinations(medians.items(), 2):
+        if not 1 / SPEED_TOLERANCE <= b / a <= SPEED_TOLERANCE:
+            lines.append(f"{nb} and {na} ran the reference work {b / a:.2f} times as long: "
+                         "two machines, not one measured twice")
+    return lines
+
+
 def report(args: argparse.Namespace) -> int:
     runs = {Path(r).name: rows(r) for r in args.runs}
+    for line in speeds(runs):
+        print(line)
     for (na, a), (nb, b) in itertools.combinations(runs.items(), 2):
         table = agreement(a, b)
         if table.empty:

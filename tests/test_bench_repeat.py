@@ -79,3 +79,18 @@ def test_halves_judge_a_run_against_itself_and_runs_half_by_half(tmp_path, capsy
     assert "b against a, odd windows of each: 79 of 80" in "\n".join(out)
     assert benchmark("bench_repeat").main([str(a), "--halves", "--model", str(a)]) == 2
     assert "leave out --model" in capsys.readouterr().err
+
+
+def test_runs_that_timed_the_machine_say_how_fast_it_ran(tmp_path, capsys):
+    """A run with ``reference_us`` prints its range; two runs whose medians differ by over 25%
+    are named as two machines.  A run without the column (older) says nothing."""
+    a, b, c = (_copy(tmp_path, n) for n in ("a", "b", "c"))
+    for folder, ref in ((a, 10.0), (b, 20.0)):
+        df = pd.read_csv(folder / "measurements.csv")
+        df["reference_us"] = ref
+        df.to_csv(folder / "measurements.csv", index=False)
+    assert benchmark("bench_repeat").main([str(a), str(b), str(c)]) == 0
+    out = capsys.readouterr().out
+    assert "a: the reference work took 10.0-10.0 us (median 10.0)" in out
+    assert "b and a ran the reference work 2.00 times as long: two machines" in out
+    assert "c: the reference" not in out
