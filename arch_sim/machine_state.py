@@ -172,3 +172,13 @@ def drift_note(start_us: float, end_us: float) -> str | None:
     return (f"the machine's speed changed during the calibration: the reference work took "
             f"{start_us:.1f} us at its start and {end_us:.1f} us at its end, so its numbers mix "
             "two machines; calibrate again when the machine is quieter")
+
+
+def calibration_reference_us(calibration: Mapping) -> float:
+    """A calibration's reference time (what its preset's ``reference_us`` holds): the mean of
+    the reference work's times at the calibration's start (``hostbench.cold_cache``'s warm
+    side) and end, or the start's alone where it was not timed at the end (older calibrations);
+    0.0 where it was not timed at all."""
+    start = float((calibration.get("cold_cache") or {}).get("warm_us") or 0.0)
+    end = float((calibration.get("machine_state") or {}).get("reference_us_end") or 0.0)
+    return (start + end) / 2 if start and end else start

@@ -11,7 +11,7 @@ import pandas as pd
 
 from . import claims, eras
 from .fidelity import fidelity_markdown, headline, shape_label
-from .machine_state import speed_note
+from .machine_state import calibration_reference_us, speed_note
 from .regimes import REGIMES
 
 
@@ -252,7 +252,7 @@ FIGURES = [
 def _machine_lines(cal: dict, measured: pd.DataFrame) -> list[str]:
     """The machine's speed at calibration and over the bench (arch_sim/machine_state.py), with
     a warning when they differ enough that the model is not expected to agree."""
-    warm = (cal.get("cold_cache") or {}).get("warm_us")
+    warm = calibration_reference_us(cal)
     if not warm or "reference_us" not in measured.columns:
         return []
     times = pd.to_numeric(measured["reference_us"], errors="coerce").dropna()
@@ -262,7 +262,7 @@ def _machine_lines(cal: dict, measured: pd.DataFrame) -> list[str]:
     lines = [f"The machine ran the reference work (`arch_sim/machine_state.py`) in "
              f"{fmt(warm)} us when calibrated and in {fmt(bench)} us over the bench's load "
              f"points ({fmt(times.min())}-{fmt(times.max())}).", ""]
-    note = speed_note(bench, float(warm), "this run")
+    note = speed_note(bench, warm, "this run")
     return lines + ([f"**Warning:** {note}.", ""] if note else [])
 
 

@@ -114,6 +114,10 @@ def test_the_reproduce_report_gives_both_speeds_and_warns_when_they_differ():
     assert same and not any("Warning" in line for line in same)
     assert _machine_lines(cal, pd.DataFrame({"rps": [1.0]})) == []  # an older bench: nothing
     assert _machine_lines({}, pd.DataFrame({"reference_us": [7.4]})) == []
+    # a calibration timed at its end too: the mean of the two, as its preset holds
+    both = {"cold_cache": {"warm_us": 7.0}, "machine_state": {"reference_us_end": 9.0}}
+    lines = _machine_lines(both, pd.DataFrame({"reference_us": [8.0]}))
+    assert "in 8 us when calibrated" in lines[0]
 
 
 def test_the_preset_averages_the_reference_times_at_the_calibrations_start_and_end():

@@ -15,6 +15,7 @@ from typing import Any
 
 from arch_sim import ALL_ARCHS
 from arch_sim.hostbench import cold_curve_text
+from arch_sim.machine_state import calibration_reference_us
 from arch_sim.models.calibration_inputs import (
     FALLBACK_CLIENT_US,
     FALLBACK_COLD_SLOWDOWN,
@@ -82,16 +83,13 @@ def _head(i: Inputs) -> list[str]:
 
 
 def _reference_line(i: Inputs) -> list[str]:
-    """``[machine] reference_us``: the reference work's warm time (machine_state.ReferenceWork)
-    as hostbench.cold_cache timed it, averaged with its time at the calibration's end where
-    calibrate timed it again there (older calibrations did not)."""
-    if not i.cold_warm:
+    """``[machine] reference_us``: :func:`~arch_sim.machine_state.calibration_reference_us`."""
+    value = calibration_reference_us(i.m)
+    if not value:
         return []
-    start = float(i.cold_warm)
     end = (i.m.get("machine_state") or {}).get("reference_us_end")
-    when = "" if not end else (f", {start:.2f} us at the start of the calibration and "
-                               f"{float(end):.2f} at its end: their mean")
-    value = start if not end else (start + float(end)) / 2
+    when = "" if not end else (f", {float(i.cold_warm):.2f} us at the start of the calibration "
+                               f"and {float(end):.2f} at its end: their mean")
     return [f"reference_us = {value:.2f}  # {i.tag}: the reference work's warm time on CPU "
             f"{i.server_cpus[0]} (machine_state.ReferenceWork, timed by hostbench.cold_cache"
             f"{when}); simulate --like compares a bench run's with it"]
