@@ -3,7 +3,9 @@
 For each server (our two architectures, then any peers) it starts the server pinned to the
 server CPUs, primes it, and for each load point runs a warm-up and then ``--reps`` measured wrk
 windows, recording each as one row of the shared schema in ``measurements.csv`` (appended as it
-goes, so a crash keeps what finished) with ``meta.json`` beside it.
+goes, so a crash keeps what finished) with ``meta.json`` beside it.  Before each load point it
+times the machine's reference work on the server's CPU, and each window records its CPUs' steal
+(:mod:`arch_sim.machine_state`): a run says how fast the machine ran, and warns where that moved.
 """
 
 from __future__ import annotations
