@@ -7,9 +7,10 @@ predict unless the machine ran at the same speed.  Two probes say which hour was
 
 * :class:`ReferenceWork` - one short piece of server-like work (a 2 KB send and receive on a
   socket pair and a little Python), timed warm, back to back, on one CPU.  ``arch-sim
-  calibrate`` times it (as the warm side of its cold-cache curve, ``hostbench.cold_cache``) and
-  writes the time into the preset (``[machine] reference_us``); ``arch-sim bench`` times it on
-  the server's CPU before every load point (the ``reference_us`` column).
+  calibrate`` times it at its start (as the warm side of its cold-cache curve,
+  ``hostbench.cold_cache``) and at its end, and writes their mean into the preset (``[machine]
+  reference_us``, :func:`calibration_reference_us`); ``arch-sim bench`` times it on the
+  server's CPU before every load point (the ``reference_us`` column).
 * :func:`cpu_times` - each CPU's ``/proc/stat`` line; :func:`steal_fraction` is the share of
   their time the hypervisor gave to someone else over a window (proc(5): the eighth value,
   ``steal``; docs/SOURCES.md [CS-proc-stat-steal]; the ``steal_frac`` column).
