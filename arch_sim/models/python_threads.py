@@ -161,8 +161,9 @@ class PythonThreads(ThreadPerRequest):
                 self.dispatcher_asleep = True
                 yield sched.block(task)  # nothing ready: epoll_wait sleeps
                 # epoll_wait collects the ready list once the woken task runs - after its
-                # wake-up latency, so what arrived meanwhile comes with it (wrk's burst)
-                yield from sched.run(task, 0.0)
+                # wake-up latency (Scheduler.running), so what arrived meanwhile comes with it
+                # (wrk's burst)
+                yield from sched.running(task)
             yield from gil.take(task)
             events, self.ready = self.ready, deque()
             for req in events:
