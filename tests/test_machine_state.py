@@ -6,17 +6,27 @@ from __future__ import annotations
 
 import json
 import math
+import tomllib
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from arch_sim.machine_state import (
     SPEED_TOLERANCE,
     ReferenceWork,
     cpu_times,
+    drift_note,
     speed_note,
     steal_fraction,
     summarise,
 )
+from arch_sim.models import load_preset
+from arch_sim.models.calibration import host_preset_text
+from arch_sim.models.params import from_dict
+from arch_sim.report import _machine_lines
+
+SHIPPED = Path(__file__).resolve().parent.parent / "arch_sim" / "models" / "presets"
 
 STAT = """cpu  300 0 30 600 4 0 6 60 0 0
 cpu0 100 0 10 300 2 0 3 40 7 0
@@ -82,17 +92,8 @@ def test_summarise_warns_when_the_speed_moved_or_the_host_stole_the_cpus():
 
 
 def test_the_preset_carries_the_calibrations_reference_time():
-    from pathlib import Path
-
-    from arch_sim.models import load_preset
-    from arch_sim.models.calibration import host_preset_text
-    from arch_sim.models.params import from_dict
-
-    shipped = Path(__file__).resolve().parent.parent / "arch_sim/models/presets"
-    m = json.loads((shipped / "host.calibration.json").read_text())
+    m = json.loads((SHIPPED / "host.calibration.json").read_text())
     warm = m["cold_cache"]["warm_us"]
-    import tomllib
-
     text = host_preset_text(m, solve=False)
     assert from_dict(tomllib.loads(text)).reference_us == pytest.approx(warm, abs=0.01)
     assert load_preset("host").reference_us == pytest.approx(warm, abs=0.01)
@@ -102,10 +103,6 @@ def test_the_preset_carries_the_calibrations_reference_time():
 
 
 def test_the_reproduce_report_gives_both_speeds_and_warns_when_they_differ():
-    import pandas as pd
-
-    from arch_sim.report import _machine_lines
-
     cal = {"cold_cache": {"warm_us": 7.3}}
     slow = _machine_lines(cal, pd.DataFrame({"reference_us": [16.3, 16.0, 17.1]}))
     assert "in 7.3 us when calibrated and in 16.3 us" in slow[0] and "16-17.1" in slow[0]
@@ -121,14 +118,7 @@ def test_the_reproduce_report_gives_both_speeds_and_warns_when_they_differ():
 
 
 def test_the_preset_averages_the_reference_times_at_the_calibrations_start_and_end():
-    import tomllib
-    from pathlib import Path
-
-    from arch_sim.models.calibration import host_preset_text
-    from arch_sim.models.params import from_dict
-
-    shipped = Path(__file__).resolve().parent.parent / "arch_sim/models/presets"
-    m = json.loads((shipped / "host.calibration.json").read_text())
+    m = json.loads((SHIPPED / "host.calibration.json").read_text())
     m["cold_cache"]["warm_us"] = 10.0
     m["machine_state"] = {"reference_us_start": 10.0, "reference_us_end": 16.0}
     text = host_preset_text(m, solve=False)
@@ -137,8 +127,6 @@ def test_the_preset_averages_the_reference_times_at_the_calibrations_start_and_e
 
 
 def test_drift_note_only_outside_the_tolerance():
-    from arch_sim.machine_state import drift_note
-
     assert drift_note(10.0, 12.0) is None and drift_note(10.0, 0.0) is None
     assert "10.0 us at its start and 16.0 us at its end" in drift_note(10.0, 16.0)
     assert drift_note(16.0, 10.0) is not None
