@@ -76,13 +76,19 @@ def plan(measured: pd.DataFrame, params: ModelParams, args: argparse.Namespace
     return plan_like(measured, params, reps=args.reps, requests=args.requests, seed=args.seed)
 
 
+def reference_times(measured: pd.DataFrame) -> pd.Series:
+    """The machine's reference times a bench run recorded beside its points (``reference_us``,
+    :mod:`arch_sim.machine_state`); empty for a run that did not (older runs)."""
+    if "reference_us" not in measured.columns:
+        return pd.Series(dtype=float)
+    return pd.to_numeric(measured["reference_us"], errors="coerce").dropna()
+
+
 def machine_note(measured: pd.DataFrame, params: ModelParams) -> str | None:
     """A line when the bench's machine ran the reference work at another speed than the
     preset's calibration (the median over the bench's points), else None - also when either
     did not time it (older runs and presets)."""
-    if "reference_us" not in measured.columns:
-        return None
-    times = pd.to_numeric(measured["reference_us"], errors="coerce").dropna()
+    times = reference_times(measured)
     if times.empty:
         return None
     return speed_note(float(times.median()), params.reference_us, f"preset {params.name!r}")

@@ -21,7 +21,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from arch_sim.machine_state import ReferenceWork
+from arch_sim.machine_state import ReferenceWork, pinned
 
 
 @dataclass
@@ -355,12 +355,8 @@ def cpu_time_cv(samples: int = 1500, gap_s: float = 0.001, cpu: int | None = Non
     "median_us", "samples", "left_out", "gap_s"}``.  Pin with ``cpu`` to measure one CPU.
     """
     import json
-    import os
 
-    old = os.sched_getaffinity(0) if cpu is not None else None
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
-    try:
+    with pinned(cpu):
         def work() -> int:
             d: dict[int, bytes] = {}
             for i in range(300):
@@ -374,9 +370,6 @@ def cpu_time_cv(samples: int = 1500, gap_s: float = 0.001, cpu: int | None = Non
             t0 = time.thread_time_ns()
             work()
             times.append((time.thread_time_ns() - t0) / 1e3)
-    finally:
-        if old is not None:
-            os.sched_setaffinity(0, old)
     cv, mean, left_out = variation(times)
     return {"cv": cv, "mean_us": mean, "median_us": statistics.median(times),
             "samples": samples, "left_out": left_out, "gap_s": gap_s}
@@ -398,11 +391,7 @@ def cold_cache(gaps_ms: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0), rounds:
     touches more code, so the preset solves its refill from the servers themselves.
     Returns ``{"decay_ms", "refill_us", "warm_us", "gaps_ms", "extra_us", "rounds"}``.
     """
-    old = os.sched_getaffinity(0) if cpu is not None else None
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
-    work = ReferenceWork()
-    try:
+    with pinned(cpu), ReferenceWork() as work:
         warm = work.warm_us(rounds * 2)
         samples: list[list[float]] = [[] for _ in gaps_ms]
         n = len(gaps_ms)
@@ -412,10 +401,6 @@ def cold_cache(gaps_ms: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0), rounds:
                 time.sleep(gaps_ms[i] / 1e3)
                 samples[i].append(work.timed_us())
         extra = [max(0.0, statistics.median(s) - warm) for s in samples]
-    finally:
-        work.close()
-        if old is not None:
-            os.sched_setaffinity(0, old)
     decay, refill = fit_cold_decay(gaps_ms, extra)
     return {"decay_ms": decay, "refill_us": refill, "warm_us": warm, "gaps_ms": list(gaps_ms),
             "extra_us": extra, "rounds": rounds}

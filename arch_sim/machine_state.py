@@ -22,13 +22,14 @@ same for the reference times at a calibration's start and end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import socket
 import statistics
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 #: bench and calibration ran the reference work within this factor of each other: same machine
@@ -76,17 +77,24 @@ class ReferenceWork:
         self.close()
 
 
+@contextlib.contextmanager
+def pinned(cpu: int | None) -> Iterator[None]:
+    """This thread on ``cpu`` meanwhile (None: left where it is), its CPUs given back after."""
+    if cpu is None:
+        yield
+        return
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, old)
+
+
 def reference_us(cpu: int | None = None, runs: int = TIMED_RUNS) -> float:
     """The reference work's warm time on ``cpu`` (this thread pinned there meanwhile), us."""
-    old = os.sched_getaffinity(0) if cpu is not None else None
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
-    try:
-        with ReferenceWork() as work:
-            return work.warm_us(runs)
-    finally:
-        if old is not None:
-            os.sched_setaffinity(0, old)
+    with pinned(cpu), ReferenceWork() as work:
+        return work.warm_us(runs)
 
 
 def cpu_times(stat: str | None = None) -> dict[int, tuple[int, int]]:

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from . import claims, eras
+from .compare import reference_times
 from .fidelity import fidelity_markdown, headline, shape_label
 from .machine_state import calibration_reference_us, speed_note
 from .regimes import REGIMES
@@ -253,10 +254,8 @@ def _machine_lines(cal: dict, measured: pd.DataFrame) -> list[str]:
     """The machine's speed at calibration and over the bench (arch_sim/machine_state.py), with
     a warning when they differ enough that the model is not expected to agree."""
     warm = calibration_reference_us(cal)
-    if not warm or "reference_us" not in measured.columns:
-        return []
-    times = pd.to_numeric(measured["reference_us"], errors="coerce").dropna()
-    if times.empty:
+    times = reference_times(measured)
+    if not warm or times.empty:
         return []
     bench = float(times.median())
     lines = [f"The machine ran the reference work (`arch_sim/machine_state.py`) in "

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from arch_sim import ALL_ARCHS  # noqa: E402
+from arch_sim.compare import reference_times  # noqa: E402
 from arch_sim.machine_state import SPEED_TOLERANCE  # noqa: E402
 from arch_sim.repeatability import agreement, halves, model_against_runs  # noqa: E402
 
@@ -93,8 +94,8 @@ def speeds(runs: dict[str, pd.DataFrame]) -> list[str]:
     machines, so their disagreement is not the measurement's own."""
     medians, lines = {}, []
     for name, df in runs.items():
-        if "reference_us" in df.columns and df["reference_us"].notna().any():
-            ref = df["reference_us"].dropna()
+        ref = reference_times(df)
+        if not ref.empty:
             medians[name] = float(ref.median())
             lines.append(f"{name}: the reference work took {ref.min():.1f}-{ref.max():.1f} us "
                          f"(median {medians[name]:.1f})")

@@ -95,7 +95,7 @@ class PythonThreads(ThreadPerRequest):
 
     def task(self, name: str) -> Task:
         task = super().task(name)
-        code = name.partition("/")[0]
+        code = task.code
         if code in self.refill_share:  # (with a dispatcher: its code's share, its own debt)
             task.refill *= self.refill_share[code]
             task.warm = self.code_work[code]
