@@ -55,12 +55,8 @@ def context_switch_us(iterations: int = 20_000, cpu: int = 0, repeats: int = 3) 
     best_rt = best_pipe = float("inf")
     for _ in range(repeats):
         best_rt = min(best_rt, _pingpong_roundtrip_us(iterations, cpu))
-        old = os.sched_getaffinity(0)
-        _pin(cpu)
-        try:
+        with pinned(cpu):
             best_pipe = min(best_pipe, _one_process_pipe_us(iterations))
-        finally:
-            os.sched_setaffinity(0, old)
     switch = max(0.0, (best_rt - 2 * best_pipe) / 2)
     return SwitchCost(switch, best_rt, best_pipe, iterations, cpu)
 
@@ -81,18 +77,16 @@ def _pingpong_roundtrip_us(iterations: int, cpu: int) -> float:
             os._exit(0)
     os.close(a_r)
     os.close(b_w)
-    old = os.sched_getaffinity(0)
-    _pin(cpu)
     try:
-        os.write(a_w, b"x")  # warm-up round
-        os.read(b_r, 1)
-        t0 = time.perf_counter_ns()
-        for _ in range(iterations):
-            os.write(a_w, b"x")
+        with pinned(cpu):
+            os.write(a_w, b"x")  # warm-up round
             os.read(b_r, 1)
-        elapsed = time.perf_counter_ns() - t0
+            t0 = time.perf_counter_ns()
+            for _ in range(iterations):
+                os.write(a_w, b"x")
+                os.read(b_r, 1)
+            elapsed = time.perf_counter_ns() - t0
     finally:
-        os.sched_setaffinity(0, old)
         os.close(a_w)
         os.close(b_r)
         os.waitpid(pid, 0)
@@ -121,21 +115,19 @@ def wakeup_latency_us(samples: int = 2_000, waker_cpu: int = 1, sleeper_cpu: int
             os._exit(0)
     os.close(r)
     os.close(back_w)
-    old = os.sched_getaffinity(0)
-    _pin(waker_cpu)
     lat = []
     try:
-        for _ in range(samples):
-            if gap_us is None:
-                time.sleep(0.0002)  # let the sleeper block again
-            else:  # spin: the waker's own sleep would add its timer slack to the gap
-                until = time.perf_counter_ns() + int(gap_us * 1e3)
-                while time.perf_counter_ns() < until:
-                    pass
-            os.write(w, struct.pack("q", time.perf_counter_ns()))
-            lat.append(struct.unpack("q", os.read(back_r, 8))[0] / 1e3)
+        with pinned(waker_cpu):
+            for _ in range(samples):
+                if gap_us is None:
+                    time.sleep(0.0002)  # let the sleeper block again
+                else:  # spin: the waker's own sleep would add its timer slack to the gap
+                    until = time.perf_counter_ns() + int(gap_us * 1e3)
+                    while time.perf_counter_ns() < until:
+                        pass
+                os.write(w, struct.pack("q", time.perf_counter_ns()))
+                lat.append(struct.unpack("q", os.read(back_r, 8))[0] / 1e3)
     finally:
-        os.sched_setaffinity(0, old)
         os.close(w)
         os.close(back_r)
         os.waitpid(pid, 0)
@@ -173,7 +165,6 @@ def futex_wake_us(samples: int = 2_000, cpu: int = 0) -> dict:
     """
     import threading
 
-    old = os.sched_getaffinity(0)
     lock = threading.Lock()
     lock.acquire()
     asleep = threading.Semaphore(0)
@@ -194,10 +185,9 @@ def futex_wake_us(samples: int = 2_000, cpu: int = 0) -> dict:
                 return
 
     woke, idle = [], []
-    _pin(cpu)
-    t = threading.Thread(target=waiter, daemon=True)
-    t.start()
-    try:
+    with pinned(cpu):
+        t = threading.Thread(target=waiter, daemon=True)
+        t.start()
         spare = threading.Lock()
         before = involuntary_switches()
         for _ in range(samples):
@@ -215,8 +205,6 @@ def futex_wake_us(samples: int = 2_000, cpu: int = 0) -> dict:
         done = True
         lock.release()
         t.join(timeout=1.0)
-    finally:
-        os.sched_setaffinity(0, old)
     woke_us, idle_us = statistics.median(woke), statistics.median(idle)
     return {"wake_us": max(0.0, woke_us - idle_us), "release_woke_us": woke_us,
             "release_idle_us": idle_us, "waker_preempted": preempted,
@@ -317,14 +305,11 @@ def process_switch_us(members: int = RING_MEMBERS, rounds: int = 100, cpu: int =
     other members have pushed out of the TLB and the caches since - what a prefork worker
     woken in turn meets - where a pair of processes (``context_switch_us``) stays warm.
     Returns ``{"extra_us", "threads_us", "processes_us", "members", "rounds"}``."""
-    old = os.sched_getaffinity(0)
-    try:
-        threads, procs = [], []
+    threads, procs = [], []
+    with pinned(cpu):  # the members pin themselves; this thread's CPUs come back after
         for _ in range(repeats):
             threads.append(_ring_us(members, rounds, cpu, processes=False))
             procs.append(_ring_us(members, rounds, cpu, processes=True))
-    finally:
-        os.sched_setaffinity(0, old)
     t, p = statistics.median(threads), statistics.median(procs)
     return {"extra_us": max(0.0, p - t), "threads_us": t, "processes_us": p,
             "members": members, "rounds": rounds}

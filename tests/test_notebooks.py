@@ -3,11 +3,15 @@ CLI uses too, and are committed without outputs; plus the library helpers they s
 (arch_sim.results, arch_sim.explore).
 
 Each notebook is executed with nbclient in a fresh ``python3`` kernel, cwd ``notebooks/``, with
-``QUICK=1`` in the kernel's environment (under 2 minutes each), and any error fails the test.
+``QUICK=1`` in the kernel's environment, and any error fails the test.  QUICK=1 keeps each under
+2 minutes on an idle machine: the test bounds the kernel's CPU time (its process and its
+children), which the rest of the suite, sharing the two CPUs, does not stretch as it stretches
+the wall time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -20,6 +24,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 from helpers import two_at_a_time
 
@@ -35,24 +40,43 @@ NAMES = (
     "03_teach_os_scheduling.ipynb",
     "04_scheduler_timeline.ipynb",
 )
-QUICK_LIMIT_S = 120.0  # the issue: QUICK=1 keeps each notebook under 2 minutes
+QUICK_LIMIT_S = 120.0  # the issue: QUICK=1 keeps each notebook under 2 minutes (CPU seconds)
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 
-def execute(name: str, **env: str) -> tuple[object, float]:
+def kernel_cpu_s(pid: int) -> float:
+    """CPU seconds of the kernel process *pid* so far: its own, its reaped children's and its
+    live children's (a notebook may run simulations in worker processes)."""
+    kernel = psutil.Process(pid)
+    t = kernel.cpu_times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for child in kernel.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            c = child.cpu_times()
+            total += c.user + c.system
+    return total
+
+
+def execute(name: str, **env: str) -> tuple[object, float, float]:
     """Run one notebook in a fresh python3 kernel (QUICK=1 plus *env* in the kernel's
-    environment); (notebook, seconds)."""
+    environment); (notebook, the kernel's CPU seconds, wall seconds)."""
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     client = nbclient.NotebookClient(
         nb, kernel_name="python3", timeout=300, startup_timeout=60,
         resources={"metadata": {"path": str(NOTEBOOKS)}},
     )
+    cpu = [0.0]
+
+    def after_cell(**_: object) -> None:  # the kernel is gone by the end of execute()
+        cpu[0] = kernel_cpu_s(client.km.provisioner.pid)
+
+    client.on_cell_executed = after_cell
     t0 = time.perf_counter()
     # raises CellExecutionError on the first cell that fails
     client.execute(env={**os.environ, "QUICK": "1", **env})
-    return nb, time.perf_counter() - t0
+    return nb, cpu[0], time.perf_counter() - t0
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +110,9 @@ def images(nb) -> int:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_top_to_bottom(name, runs):
-    nb, seconds = runs[name].result()
-    print(f"{name}: {seconds:.1f} s with QUICK=1")
-    assert seconds < QUICK_LIMIT_S, f"{name} took {seconds:.0f} s with QUICK=1"
+    nb, cpu_s, wall_s = runs[name].result()
+    print(f"{name}: {cpu_s:.1f} CPU seconds ({wall_s:.1f} s wall) with QUICK=1")
+    assert cpu_s < QUICK_LIMIT_S, f"{name} took {cpu_s:.0f} CPU seconds with QUICK=1"
     assert images(nb) >= 3, "the notebook drew (almost) no figures"
 
 
@@ -96,9 +120,9 @@ def test_reproduce_notebook_without_a_reference_run(runs):
     """No reference run: notebook 01 says so plainly and still runs, on the models alone."""
     if not results.runs("reproduce-full", needs=results.REPRODUCTION):
         pytest.skip("no reference run committed: the run of 01 above already took this path")
-    nb, seconds = runs["no-reference"].result()
-    print(f"{NAMES[0]} without a reference run: {seconds:.1f} s with QUICK=1")
-    assert seconds < QUICK_LIMIT_S
+    nb, cpu_s, wall_s = runs["no-reference"].result()
+    print(f"{NAMES[0]} without a reference run: {cpu_s:.1f} CPU seconds ({wall_s:.1f} s wall)")
+    assert cpu_s < QUICK_LIMIT_S
     text = text_of(nb)
     assert "NO REFERENCE RUN" in text and "simulated" in text and "points live" in text
 
