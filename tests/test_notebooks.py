@@ -112,6 +112,7 @@ def images(nb) -> int:
 def test_notebook_runs_top_to_bottom(name, runs):
     nb, cpu_s, wall_s = runs[name].result()
     print(f"{name}: {cpu_s:.1f} CPU seconds ({wall_s:.1f} s wall) with QUICK=1")
+    assert 0.5 < cpu_s, "the kernel's CPU time was not read"
     assert cpu_s < QUICK_LIMIT_S, f"{name} took {cpu_s:.0f} CPU seconds with QUICK=1"
     assert images(nb) >= 3, "the notebook drew (almost) no figures"
 

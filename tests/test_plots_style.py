@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from arch_sim import plotstyle, schema
 from arch_sim.cli import main
+from arch_sim.compare import LIKE_CSV
 from arch_sim.plots import (
     DIAGONAL,
     overlay_host,
@@ -333,8 +334,23 @@ def redrawn(tmp_path_factory) -> dict[str, Future]:
         yield futures
 
 
+def test_every_way_of_redrawing_has_a_representative():
+    """Each kind of committed folder ``arch-sim redraw`` tells apart (a reproduction, a peers
+    table, a bench, a simulation, a ``simulate --like`` comparison) is among the folders
+    redrawn below, with each figure name any folder of that kind holds."""
+    def ways(folders) -> set[tuple[str, str]]:
+        found = set()
+        for f in folders:
+            data = [n for n in ("REPORT.md", "peers.csv", LIKE_CSV, "measurements.csv",
+                                "simulated.csv") if (f / n).exists()]
+            found |= {(data[0] if data else "?", Path(fig).stem) for fig in figure_files(f)}
+        return found
+
+    assert ways(redraw_groups()) == ways(committed_folders())
+
+
 @pytest.mark.parametrize("folder", sorted(redraw_groups()), ids=lambda p: p.name)
-def test_redraw_gives_back_every_committed_figure(folder, redrawn):
+def test_redraw_gives_back_each_kind_of_committed_figure(folder, redrawn):
     copy, metas, done = redrawn[folder.name].result()
     assert done.returncode == 0, done.stderr[-3000:]
     assert figure_files(copy) == figure_files(folder)
