@@ -126,6 +126,12 @@ def steal_fraction(before: Mapping[int, tuple[int, int]], after: Mapping[int, tu
     return stolen / total if total > 0 else math.nan
 
 
+def same_speed(a_us: float, b_us: float) -> bool:
+    """Two reference times within :data:`SPEED_TOLERANCE` of each other, either way: one
+    machine's speed (both positive)."""
+    return 1 / SPEED_TOLERANCE <= b_us / a_us <= SPEED_TOLERANCE
+
+
 def speed_note(bench_us: float, preset_us: float, preset: str = "the preset") -> str | None:
     """A line saying that a bench run's machine was not the calibration's, or None.
 
@@ -133,9 +139,9 @@ def speed_note(bench_us: float, preset_us: float, preset: str = "the preset") ->
     the preset's; either missing (0 or nan) says nothing."""
     if not (bench_us > 0 and preset_us > 0) or math.isnan(bench_us) or math.isnan(preset_us):
         return None
-    ratio = bench_us / preset_us
-    if 1 / SPEED_TOLERANCE <= ratio <= SPEED_TOLERANCE:
+    if same_speed(preset_us, bench_us):
         return None
+    ratio = bench_us / preset_us
     how = f"{ratio:.2f}x slower" if ratio > 1 else f"{1 / ratio:.2f}x faster"
     return (f"the bench ran the reference work {how} than the calibration of {preset} "
             f"({bench_us:.1f} against {preset_us:.1f} us): its machine was not the one "
@@ -153,7 +159,7 @@ def summarise(reference: Iterable[float], steal: Iterable[float]) -> dict:
     if ref:
         lo, hi = ref[0], ref[-1]
         out["reference_us"] = {"min": lo, "median": statistics.median(ref), "max": hi}
-        if hi / lo > SPEED_TOLERANCE:
+        if not same_speed(lo, hi):
             out["warnings"].append(
                 f"the machine's speed changed during the run: the reference work took "
                 f"{lo:.1f} to {hi:.1f} us between load points, so points measured apart may "
@@ -175,8 +181,7 @@ def drift_note(start_us: float, end_us: float) -> str | None:
     more than :data:`SPEED_TOLERANCE` (the measurements between them mix two machines)."""
     if not (start_us > 0 and end_us > 0):
         return None
-    ratio = end_us / start_us
-    if 1 / SPEED_TOLERANCE <= ratio <= SPEED_TOLERANCE:
+    if same_speed(start_us, end_us):
         return None
     return (f"the machine's speed changed during the calibration: the reference work took "
             f"{start_us:.1f} us at its start and {end_us:.1f} us at its end, so its numbers mix "

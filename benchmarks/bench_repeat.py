@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from arch_sim import ALL_ARCHS  # noqa: E402
 from arch_sim.compare import reference_times  # noqa: E402
-from arch_sim.machine_state import SPEED_TOLERANCE  # noqa: E402
+from arch_sim.machine_state import same_speed  # noqa: E402
 from arch_sim.repeatability import agreement, halves, model_against_runs  # noqa: E402
 
 
@@ -100,7 +100,7 @@ def speeds(runs: dict[str, pd.DataFrame]) -> list[str]:
             lines.append(f"{name}: the reference work took {ref.min():.1f}-{ref.max():.1f} us "
                          f"(median {medians[name]:.1f})")
     for (na, a), (nb, b) in itertools.combinations(medians.items(), 2):
-        if not 1 / SPEED_TOLERANCE <= b / a <= SPEED_TOLERANCE:
+        if not same_speed(a, b):
             lines.append(f"{nb} and {na} ran the reference work {b / a:.2f} times as long: "
                          "two machines, not one measured twice")
     return lines
