@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from arch_sim.machine_state import cpu_times
+from arch_sim.machine_state import cpu_times, steal_fraction
 
 
 @dataclass
@@ -115,7 +115,9 @@ def snapshot(pids: Iterable[int], status: dict | None) -> Snapshot:
     return Snapshot(status, vol, invol, proc_cpu_seconds(pids), system_ctxt(), cpu_times())
 
 
-def delta(before: Snapshot, after: Snapshot) -> Delta:
+def delta(before: Snapshot, after: Snapshot, cpus: Iterable[int] = ()) -> Delta:
+    """What changed between two snapshots; ``cpus``: the CPUs whose steal the window reports
+    (none: nan)."""
     b, a = before.status, after.status
     have = b is not None and a is not None
 
@@ -134,6 +136,7 @@ def delta(before: Snapshot, after: Snapshot) -> Delta:
         server_requests=diff("requests"),
         sleeps=_sleeps(b, a) if have else None,
         moved=_moved(b, a) if have else None,
+        steal_frac=steal_fraction(before.cpu_times, after.cpu_times, cpus),
     )
 
 

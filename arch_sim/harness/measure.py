@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from arch_sim.machine_state import steal_fraction
 from real_servers.core.lifecycle import NAMES, moved_column
 
 from .counters import Delta, PerfCounter, delta, snapshot
@@ -130,10 +129,7 @@ def measure(target: Target, load: Load, use_perf: bool, server_cpus: Sequence[in
     if cpu.count is not None and seconds and idle_per_s is not None:
         cpu.count = max(0.0, cpu.count - idle_per_s * max(0.0, seconds - result.duration_s))
     target.check_alive()
-    d = delta(before, after)
-    d.steal_frac = steal_fraction(before.cpu_times, after.cpu_times,
-                                  {*server_cpus, *load.client_cpus})
-    return result, d, perf_count, cpu
+    return result, delta(before, after, {*server_cpus, *load.client_cpus}), perf_count, cpu
 
 
 def _reschedules(d: Delta, perf_count: int | None) -> tuple[str, float]:
