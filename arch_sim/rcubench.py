@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from .harness.cpu_trace import LINE, SWITCH
+from .machine_state import pinned
 from .runinfo import host_info, now_iso
 
 GP_THREADS = ("rcu_preempt", "rcu_sched")
@@ -118,37 +119,35 @@ def measure(rates: list[float], seconds: float, cpu: int = 0, other_cpu: int = 1
         raise RcuUnavailable("perf not installed (Debian: apt-get install -y linux-perf)")
     if os.geteuid() != 0:
         raise RcuUnavailable("tracing sched_switch with perf needs root")
-    old = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {other_cpu})  # the client, and perf (its child), off the CPU
-    rng = random.Random(1)
-    acceptor = subprocess.Popen([sys.executable, "-c", ACCEPTOR, str(cpu)],
-                                stdout=subprocess.PIPE, text=True)
-    try:
-        port = int(acceptor.stdout.readline())
-        with tempfile.TemporaryDirectory(prefix="arch-sim-rcu-") as tmp:
-            data = Path(tmp) / "perf.data"
-            rec = subprocess.Popen([perf, "record", "-q", "-k", "CLOCK_MONOTONIC", "-C",
-                                    str(cpu), "-e", "sched:sched_switch", "-o", str(data)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(0.5)
-            spans = []
-            for rate in [0.0, *rates]:
-                if progress is not None:
-                    progress(rate)
-                t0 = time.monotonic()
-                n = closes_at(rate, seconds, port, rng) if rate else time.sleep(seconds) or 0
-                t1 = time.monotonic()
-                spans.append((rate, n, t0, t1))
-                time.sleep(0.3)  # the last grace period ends before the next rate starts
-            rec.send_signal(signal.SIGINT)
-            rec.wait(30)
-            text = subprocess.run([perf, "script", "-i", str(data), "-F",
-                                   "tid,cpu,time,event,trace"], capture_output=True, text=True,
-                                  check=True).stdout
-    finally:
-        acceptor.kill()
-        acceptor.wait()
-        os.sched_setaffinity(0, old)
+    with pinned(other_cpu):  # the client, and perf (its child), off the CPU
+        rng = random.Random(1)
+        acceptor = subprocess.Popen([sys.executable, "-c", ACCEPTOR, str(cpu)],
+                                    stdout=subprocess.PIPE, text=True)
+        try:
+            port = int(acceptor.stdout.readline())
+            with tempfile.TemporaryDirectory(prefix="arch-sim-rcu-") as tmp:
+                data = Path(tmp) / "perf.data"
+                rec = subprocess.Popen([perf, "record", "-q", "-k", "CLOCK_MONOTONIC", "-C",
+                                        str(cpu), "-e", "sched:sched_switch", "-o", str(data)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(0.5)
+                spans = []
+                for rate in [0.0, *rates]:
+                    if progress is not None:
+                        progress(rate)
+                    t0 = time.monotonic()
+                    n = closes_at(rate, seconds, port, rng) if rate else time.sleep(seconds) or 0
+                    t1 = time.monotonic()
+                    spans.append((rate, n, t0, t1))
+                    time.sleep(0.3)  # the last grace period ends before the next rate starts
+                rec.send_signal(signal.SIGINT)
+                rec.wait(30)
+                text = subprocess.run([perf, "script", "-i", str(data), "-F",
+                                       "tid,cpu,time,event,trace"], capture_output=True, text=True,
+                                      check=True).stdout
+        finally:
+            acceptor.kill()
+            acceptor.wait()
     rows = []
     for rate, n, t0, t1 in spans:
         count, run_us = gp_thread_switches(text, t0, t1, cpu)
