@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from arch_sim import ALL_ARCHS  # noqa: E402
 from arch_sim.argtypes import OneLineParser, positive_float  # noqa: E402
-from arch_sim.calibrate import (  # noqa: E402
+from arch_sim.calibrate_servers import (  # noqa: E402
     CALIBRATE_ONLY,
     close_from_rows,
     servers_from_rows,
@@ -60,8 +60,9 @@ class Refused(Exception):
 
 def measurements(run: Path, paced: float, decay_ms: float | None = None) -> dict:
     """calibrate's measurements, with every per-design input taken from ``run``'s rows as
-    calibrate takes them from its own bench runs (:func:`arch_sim.calibrate.servers_from_rows`,
-    :func:`~arch_sim.calibrate.close_from_rows`; a point's windows averaged)."""
+    calibrate takes them from its own bench runs
+    (:func:`arch_sim.calibrate_servers.servers_from_rows`,
+    :func:`~arch_sim.calibrate_servers.close_from_rows`; a point's windows averaged)."""
     path = run / "measurements.csv"
     if not path.is_file():
         raise Refused(f"{path} not found: give the folder of an arch-sim bench run")

@@ -11,7 +11,7 @@ from argparse import Namespace
 import pytest
 from helpers import CALIBRATION
 
-from arch_sim import aftersend, calibrate
+from arch_sim import aftersend, calibrate_servers
 from arch_sim.models.calibration import host_preset_text
 from arch_sim.models.connection_costs import accept_share
 from arch_sim.models.params import from_dict
@@ -79,7 +79,7 @@ def test_without_perf_calibrate_says_so_in_one_line_and_keeps_the_estimate(monke
     monkeypatch.setattr(aftersend, "perf_missing", lambda: "perf not found (install it)")
     args = Namespace(duration=2.0, server_cpus="0", client_cpus="1", file_set="specweb99",
                      connections=64)
-    assert calibrate._prefork_after_send(args) is None
+    assert calibrate_servers.prefork_after_send(args) is None
     out = capsys.readouterr().out.strip().splitlines()
     assert "perf not found" in out[-1] and "estimated logging share" in out[-1]
 

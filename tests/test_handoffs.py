@@ -10,7 +10,7 @@ from argparse import Namespace
 import pytest
 from helpers import CALIBRATION
 
-from arch_sim import calibrate, handoffs
+from arch_sim import calibrate_servers, handoffs
 from arch_sim.models.calibration import host_preset_text
 from arch_sim.models.calibration_more import HANDOFFS
 
@@ -70,7 +70,7 @@ def test_calibrate_goes_on_when_the_hand_offs_cannot_be_timed(monkeypatch, capsy
     monkeypatch.setattr(handoffs, "measure", fail)
     args = Namespace(duration=2.0, server_cpus="0", client_cpus="1", file_set="specweb99",
                      connections=64)
-    assert calibrate._staged_handoffs(args) is None
+    assert calibrate_servers.staged_handoffs(args) is None
     out = capsys.readouterr().out.strip().splitlines()
     assert "answered no request" in out[-1] and "timed once" in out[-1]
 

@@ -16,7 +16,7 @@ from argparse import Namespace
 import pytest
 from helpers import CALIBRATION, status_after_requests
 
-from arch_sim import calibrate, threadcpu
+from arch_sim import calibrate_servers, threadcpu
 from arch_sim.models.calibration import host_preset_text
 from arch_sim.models.connection_costs import accept_share, split
 from arch_sim.models.params import from_dict
@@ -223,7 +223,7 @@ def test_calibrate_says_in_one_line_when_it_cannot_read_the_threads(monkeypatch,
     monkeypatch.setattr(threadcpu, "measure", fail)
     args = Namespace(duration=2.0, server_cpus="0", client_cpus="1", file_set="specweb99",
                      connections=64)
-    assert calibrate._cpu_split(args, "staged") is None
+    assert calibrate_servers.cpu_split(args, "staged") is None
     out = capsys.readouterr().out.strip().splitlines()
     assert "served no request" in out[-1] and "estimated split" in out[-1]
 
