@@ -87,6 +87,14 @@ def test_staged_handoffs_refuses_bad_arguments_in_one_line(argv, says):
     assert says in refused("staged_handoffs.py", *argv)
 
 
+@pytest.mark.parametrize("argv, says", [(["--duration", "40"], "at most 30"),
+                                        (["--duration", "0"], "--duration"),
+                                        (["--rate", "-5"], "--rate"),
+                                        (["--connection", "pipelined"], "--connection")])
+def test_sg_dry_sleeps_refuses_bad_arguments_in_one_line(argv, says):
+    assert says in refused("sg_dry_sleeps.py", *argv)
+
+
 def test_model_threads_cpu_refuses_a_design_without_threads_in_one_line():
     assert "invalid choice: 'state-group'" in refused("model_threads_cpu.py", "state-group")
 
