@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from arch_sim.argtypes import OneLineParser, one_of, positive_float, positive_int  # noqa: E402
 from arch_sim.harness import fileset, wrk  # noqa: E402
+from arch_sim.harness.plan import CONNECTION_MODES  # noqa: E402
 from real_servers.stategroup.config import Config  # noqa: E402
 from real_servers.stategroup.lifecycle import NAMES, WAIT_HEADERS  # noqa: E402
 from real_servers.stategroup.worker import Worker  # noqa: E402
@@ -149,7 +150,7 @@ def run(connection: str, rate: float | None, duration: int, wrk_passes: bool) ->
 
 def main(argv: list[str]) -> int:
     parser = OneLineParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--connection", type=one_of(("close", "keep-alive")), default="close",
+    parser.add_argument("--connection", type=one_of(CONNECTION_MODES), default="close",
                         help="close (a connection per request; default) or keep-alive")
     parser.add_argument("--rate", type=positive_float, default=None,
                         help="offered requests/s (default: unpaced)")
